@@ -1,0 +1,565 @@
+"""`codemt mine`: sources in, a de-duplicated, split method corpus out.
+
+The work is done in two phases so a long run can stop and resume:
+
+1. Stage: every source is resolved into repositories, its files are read, repaired,
+   parsed and turned into method records on all cores; the records of a source, with
+   their de-duplication keys, are written to `DIR/.work/staged/` and the source is marked
+   done. A rerun with the same `--out` skips sources already done.
+2. Finish: the staged records of the sources asked for are de-duplicated globally (across
+   sources and shards), split by repository, and written as Parquet shards with a
+   manifest. This phase is rerun each time; it replaces the previous shards atomically.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from codemt import __version__
+from codemt.corpus import SCHEMA, SPLITS, manifest_path, shard_dir
+from codemt.mine import reading
+from codemt.mine.dedup import DedupSettings, Deduplicator, band_keys, code_tokens, exact_key, local_names
+from codemt.mine.extract import extract_methods
+from codemt.mine.sources import JsonlSource, Repository, SourceFailure, expand_sources, resolve
+
+STAGED_SCHEMA = (
+    SCHEMA.append(pa.field("exact_key", pa.int64())).append(pa.field("band_keys", pa.list_(pa.int64())))
+)
+FILES_PER_TASK = 16
+JSONL_ROWS_PER_TASK = 512
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """CodeSearchNet's filters; they decide the `docstring_task` column, never drop a method."""
+
+    skip_dunder: bool = True
+    skip_test_names: bool = True
+    min_lines: int = 3  # functions of fewer lines (signature + body) are too trivial to describe
+    min_docstring_words: int = 3
+
+    def __post_init__(self) -> None:
+        if self.min_lines < 0 or self.min_docstring_words < 0:
+            raise ValueError("min_lines and min_docstring_words must not be negative")
+
+    def exclusion(self, record: dict) -> str | None:
+        """Why a method is not used for docstring generation, or None if it is."""
+        name = record["name"].rsplit(".", 1)[-1]
+        if not record["docstring"]:
+            return "no_docstring"
+        if self.skip_dunder and name.startswith("__") and name.endswith("__"):
+            return "dunder"
+        if self.skip_test_names and "test" in record["name"].lower():
+            return "test_name"
+        if 1 + record["body"].count("\n") + bool(record["body"]) < self.min_lines:
+            return "too_short"
+        if len(record["docstring"].split()) < self.min_docstring_words:
+            return "short_docstring"
+        return None
+
+
+@dataclass(frozen=True)
+class MineSettings:
+    """Everything that decides what `codemt mine` produces."""
+
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_file_bytes: int = 1_000_000
+    repair: bool = True
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    shard_rows: int = 100_000
+    jsonl: bool = False
+    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "codemt")
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.max_file_bytes < 1:
+            raise ValueError(f"max_file_bytes must be positive, got {self.max_file_bytes}")
+        if len(self.split_ratios) != 3 or any(r < 0 for r in self.split_ratios):
+            raise ValueError(f"split ratios must be three non-negative numbers, got {self.split_ratios}")
+        if abs(sum(self.split_ratios) - 1.0) > 1e-6:
+            raise ValueError(f"split ratios must add up to 1, got {self.split_ratios}")
+        if self.shard_rows < 1:
+            raise ValueError(f"shard_rows must be positive, got {self.shard_rows}")
+
+    def fingerprint(self) -> str:
+        """A digest of the settings that change staged records (workers, output format don't)."""
+        relevant = {
+            "version": __version__,
+            "max_file_bytes": self.max_file_bytes,
+            "repair": self.repair,
+            "filters": asdict(self.filters),
+            "dedup": asdict(self.dedup),
+        }
+        return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def split_of(repo: str, ratios: tuple[float, float, float]) -> str:
+    """The split of a repository: a deterministic hash of its name, so a repo is in one split only."""
+    position = int.from_bytes(hashlib.sha256(repo.encode()).digest()[:8], "big") / 2**64
+    if position < ratios[0]:
+        return "train"
+    if position < ratios[0] + ratios[1]:
+        return "valid"
+    return "test"
+
+
+# ---------------------------------------------------------------- stage 1: extraction
+
+
+@dataclass(frozen=True)
+class _Task:
+    """A chunk of one source's work, sent to a worker."""
+
+    source: int  # index into the run's list of sources
+    tasks_in_source: int
+    repo: str = ""
+    root: str = ""
+    files: tuple[str, ...] = ()
+    jsonl_rows: tuple[str, ...] = ()
+    counts: tuple[tuple[str, int], ...] = ()  # counted during discovery, attached to one task
+    failures: tuple[SourceFailure, ...] = ()
+
+
+def _keyed(node, record: dict, settings: MineSettings, counts: Counter) -> dict:
+    """Add the de-duplication keys and the docstring-task flag to a record."""
+    record["exact_key"] = exact_key(record["signature"], record["body"])
+    tokens = code_tokens(record["signature"], record["body"], local_names(node))
+    record["band_keys"] = band_keys(tokens, settings.dedup) if settings.dedup.near else None
+    reason = settings.filters.exclusion(record)
+    record["docstring_task"] = reason is None
+    if reason and reason != "no_docstring":
+        counts[f"docstring_task_excluded:{reason}"] += 1
+    return record
+
+
+def _mine_file(path: Path, root: Path, repo: str, settings: MineSettings, counts: Counter) -> list[dict]:
+    relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    try:
+        data = path.read_bytes()
+        text = reading.decode_source(data, max_bytes=settings.max_file_bytes)
+        tree, _, repair = reading.parse_with_repairs(text, repair=settings.repair)
+        if repair:
+            counts[f"files:{repair}"] += 1
+        records = [_keyed(node, rec, settings, counts) for node, rec in extract_methods(tree, repo=repo, path=relative)]
+    except reading.SkipFile as skip:
+        counts[f"files_skipped:{skip.reason}"] += 1
+        return []
+    except OSError:
+        counts[f"files_skipped:{reading.UNREADABLE}"] += 1
+        return []
+    except RecursionError:
+        counts[f"files_skipped:{reading.TOO_DEEP}"] += 1
+        return []
+    except MemoryError:
+        counts[f"files_skipped:{reading.OUT_OF_MEMORY}"] += 1
+        return []
+    counts["files_parsed"] += 1
+    counts["methods"] += len(records)
+    return records
+
+
+def _mine_jsonl_row(line: str, settings: MineSettings, counts: Counter) -> list[dict]:
+    """One CodeSearchNet/CodeXGLUE row: its `original_string` (or `code`) is one function."""
+    try:
+        row = json.loads(line)
+        code = row.get("original_string") or row["code"]
+        text = textwrap.dedent(code.replace("\r\n", "\n"))
+        tree, _, repair = reading.parse_with_repairs(text, repair=settings.repair)
+        if repair:
+            counts[f"files:{repair}"] += 1
+        found = next(extract_methods(tree, repo=str(row.get("repo", "")), path=str(row.get("path", ""))), None)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        counts["rows_skipped:bad_row"] += 1
+        return []
+    except reading.SkipFile as skip:
+        counts[f"rows_skipped:{skip.reason}"] += 1
+        return []
+    except (RecursionError, MemoryError):
+        counts[f"rows_skipped:{reading.TOO_DEEP}"] += 1
+        return []
+    if found is None:
+        counts["rows_skipped:no_function"] += 1
+        return []
+    node, record = found
+    func_name = str(row.get("func_name") or record["name"])
+    record["name"] = func_name
+    if "." in func_name and not record["class_name"]:
+        record["class_name"] = func_name.rsplit(".", 1)[0].rsplit(".", 1)[-1]
+    record["lineno"] = int(row.get("lineno") or record["lineno"])
+    counts["rows_parsed"] += 1
+    counts["methods"] += 1
+    return [_keyed(node, record, settings, counts)]
+
+
+def _run_task(task_and_settings: tuple[_Task, MineSettings]) -> tuple[int, list[dict], Counter]:
+    """Worker entry point: mine one chunk of a source."""
+    task, settings = task_and_settings
+    counts: Counter = Counter(dict(task.counts))
+    records: list[dict] = []
+    root = Path(task.root)
+    for name in task.files:
+        records.extend(_mine_file(Path(name), root, task.repo, settings, counts))
+    for line in task.jsonl_rows:
+        if line.strip():
+            records.extend(_mine_jsonl_row(line, settings, counts))
+    return task.source, records, counts
+
+
+def _jsonl_lines(path: Path) -> Iterator[str]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+        yield from handle
+
+
+def _chunks(items: Sequence, size: int) -> list[tuple]:
+    return [tuple(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _tasks_for_source(index: int, spec: str, settings: MineSettings) -> list[_Task]:
+    """Resolve one source (cloning or extracting it if needed) into tasks."""
+    parts: list[dict] = []
+    failures: list[SourceFailure] = []
+    counts: Counter = Counter()
+    for unit in resolve(spec, settings.cache_dir, max_file_bytes=settings.max_file_bytes):
+        if isinstance(unit, SourceFailure):
+            failures.append(unit)
+        elif isinstance(unit, Repository):
+            counts["repos"] += 1
+            counts["files_seen"] += len(unit.files)
+            for reason, number in unit.skipped:
+                counts[f"files_skipped:{reason}"] += number
+            for chunk in _chunks([str(p) for p in unit.files], FILES_PER_TASK):
+                parts.append({"repo": unit.name, "root": str(unit.root), "files": chunk})
+        elif isinstance(unit, JsonlSource):
+            try:
+                lines = list(_jsonl_lines(unit.path))
+            except (OSError, EOFError, UnicodeError) as exc:
+                failures.append(SourceFailure(spec, "unreadable", f"{unit.path}: {exc}"))
+                continue
+            counts["jsonl_rows"] += len(lines)
+            parts.extend({"jsonl_rows": chunk} for chunk in _chunks(lines, JSONL_ROWS_PER_TASK))
+    if not parts:
+        parts.append({})
+    parts[0] = {**parts[0], "counts": tuple(counts.items()), "failures": tuple(failures)}
+    return [_Task(source=index, tasks_in_source=len(parts), **part) for part in parts]
+
+
+class _Stage:
+    """Where staged records and done-markers of one output directory live."""
+
+    def __init__(self, out: Path, settings: MineSettings):
+        self.root = out / ".work"
+        fingerprint = settings.fingerprint()
+        marker = self.root / "fingerprint"
+        if marker.is_file() and marker.read_text().strip() != fingerprint:
+            print(f"{out}: mining settings changed since the last run; re-mining every source", file=sys.stderr)
+            shutil.rmtree(self.root)
+        (self.root / "staged").mkdir(parents=True, exist_ok=True)
+        marker.write_text(fingerprint)
+
+    def key(self, spec: str) -> str:
+        return hashlib.sha1(spec.encode()).hexdigest()[:16]
+
+    def done_path(self, spec: str) -> Path:
+        return self.root / "staged" / f"{self.key(spec)}.json"
+
+    def records_path(self, spec: str) -> Path:
+        return self.root / "staged" / f"{self.key(spec)}.parquet"
+
+    def is_done(self, spec: str) -> bool:
+        return self.done_path(spec).is_file() and self.records_path(spec).is_file()
+
+    def save(self, spec: str, records: list[dict], counts: Counter, failures: list[SourceFailure]) -> None:
+        """Write a source's records, then its done-marker (both atomically, marker last)."""
+        records.sort(key=lambda r: (r["repo"], r["path"], r["lineno"], r["name"]))
+        table = pa.Table.from_pylist(records, schema=STAGED_SCHEMA)
+        tmp = self.records_path(spec).with_suffix(".tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(self.records_path(spec))
+        status = {
+            "source": spec,
+            "counts": dict(counts),
+            "failures": [asdict(f) for f in failures],
+        }
+        tmp = self.done_path(spec).with_suffix(".tmp")
+        tmp.write_text(json.dumps(status, indent=1))
+        tmp.replace(self.done_path(spec))
+
+    def status(self, spec: str) -> dict:
+        return json.loads(self.done_path(spec).read_text())
+
+
+def _progress(settings: MineSettings, **kwargs):
+    from tqdm import tqdm
+
+    return tqdm(disable=not settings.progress, dynamic_ncols=True, **kwargs)
+
+
+def _stage_sources(specs: list[str], stage: _Stage, settings: MineSettings) -> list[str]:
+    """Extract every source not yet done; return the specs skipped as already done."""
+    pending = [(i, s) for i, s in enumerate(specs) if not stage.is_done(s)]
+    already = [s for s in specs if stage.is_done(s)]
+
+    def tasks() -> Iterator[tuple[_Task, MineSettings]]:
+        for index, spec in pending:
+            for task in _tasks_for_source(index, spec, settings):
+                yield task, settings
+
+    records: dict[int, list[dict]] = {}
+    counts: dict[int, Counter] = {}
+    failures: dict[int, list[SourceFailure]] = {}
+    remaining: dict[int, int] = {}
+    bar = _progress(settings, desc="mining", unit="file")
+
+    def collect(task: _Task, result: tuple[int, list[dict], Counter]) -> None:
+        index, found, counted = result
+        remaining.setdefault(index, task.tasks_in_source)
+        records.setdefault(index, []).extend(found)
+        counts.setdefault(index, Counter()).update(counted)
+        failures.setdefault(index, []).extend(task.failures)
+        for failure in task.failures:
+            print(f"warning: {failure.source}: {failure.message}", file=sys.stderr)
+        bar.update(len(task.files) + len(task.jsonl_rows))
+        remaining[index] -= 1
+        if remaining[index] == 0:
+            stage.save(specs[index], records.pop(index), counts.pop(index), failures.pop(index))
+
+    try:
+        if settings.workers == 1:
+            for item in tasks():
+                collect(item[0], _run_task(item))
+        else:
+            with get_context("spawn").Pool(settings.workers) as pool:
+                # imap keeps task order, so each result pairs with the task that produced it;
+                # the pool's feeder thread resolves (clones, extracts) the next sources meanwhile.
+                feed = tasks()
+                sent: list[_Task] = []
+
+                def recorded() -> Iterator[tuple[_Task, MineSettings]]:
+                    for item in feed:
+                        sent.append(item[0])
+                        yield item
+
+                for position, result in enumerate(pool.imap(_run_task, recorded(), chunksize=1)):
+                    collect(sent[position], result)
+                    sent[position] = None  # free the task's file list
+    finally:
+        bar.close()
+    return already
+
+
+# ---------------------------------------------------------------- stage 2: finishing
+
+
+def _deduplicate(paths: list[Path], settings: MineSettings) -> tuple[list[np.ndarray], Counter]:
+    """Decide which staged rows survive global de-duplication; returns a keep-mask per file."""
+    columns = ["repo", "path", "lineno", "docstring", "exact_key", "band_keys"]
+    tables = [pq.read_table(p, columns=columns) for p in paths]
+    order_keys = []
+    for file_index, table in enumerate(tables):
+        has_doc = [bool(d) for d in table.column("docstring").to_pylist()]
+        repos = table.column("repo").to_pylist()
+        files = table.column("path").to_pylist()
+        lines = table.column("lineno").to_pylist()
+        for row in range(table.num_rows):
+            # Documented methods first: of two copies, keep the one that teaches docstrings.
+            order_keys.append((not has_doc[row], repos[row], files[row], lines[row], file_index, row))
+    order_keys.sort()
+    dedup = Deduplicator(settings.dedup)
+    masks = [np.ones(t.num_rows, dtype=bool) for t in tables]
+    exact = [t.column("exact_key").to_numpy() for t in tables]
+    bands = [t.column("band_keys").to_pylist() for t in tables]
+    removed: Counter = Counter()
+    for *_, file_index, row in order_keys:
+        verdict = dedup.offer(int(exact[file_index][row]), bands[file_index][row])
+        if verdict:
+            masks[file_index][row] = False
+            removed[verdict] += 1
+    return masks, removed
+
+
+def _write_shards(paths: list[Path], masks: list[np.ndarray], out: Path, settings: MineSettings) -> Counter:
+    """Write the surviving rows, split by repository, as Parquet shards; swap them in atomically."""
+    tmp_dir = out / ".work" / "shards.tmp"
+    if tmp_dir.exists():
+        shutil.rmtree(tmp_dir)
+    tmp_dir.mkdir(parents=True)
+    writers: dict[str, pq.ParquetWriter] = {}
+    rows_in_shard: Counter = Counter()
+    shard_index: Counter = Counter()
+    stats: Counter = Counter()
+    split_cache: dict[str, str] = {}
+    repos_per_split: dict[str, set[str]] = {s: set() for s in SPLITS}
+
+    def writer_for(split: str) -> pq.ParquetWriter:
+        if split in writers and rows_in_shard[split] >= settings.shard_rows:
+            writers.pop(split).close()
+            shard_index[split] += 1
+            rows_in_shard[split] = 0
+        if split not in writers:
+            name = tmp_dir / f"{split}-{shard_index[split]:05d}.parquet"
+            writers[split] = pq.ParquetWriter(name, SCHEMA, compression="zstd")
+        return writers[split]
+
+    try:
+        for path, mask in zip(paths, masks, strict=True):
+            table = pq.read_table(path).filter(pa.array(mask)).select(SCHEMA.names)
+            repos = table.column("repo").to_pylist()
+            splits = [split_cache.setdefault(r, split_of(r, settings.split_ratios)) for r in repos]
+            table = table.set_column(table.schema.get_field_index("split"), "split", pa.array(splits, pa.string()))
+            for split in SPLITS:
+                part = table.filter(pc.equal(table.column("split"), split))
+                if part.num_rows == 0:
+                    continue
+                repos_per_split[split].update(part.column("repo").to_pylist())
+                offset = 0
+                while offset < part.num_rows:
+                    writer = writer_for(split)  # opens the next shard when this one is full
+                    piece = part.slice(offset, settings.shard_rows - rows_in_shard[split])
+                    writer.write_table(piece)
+                    rows_in_shard[split] += piece.num_rows
+                    offset += piece.num_rows
+                stats[f"{split}:methods"] += part.num_rows
+                stats[f"{split}:with_docstring"] += sum(1 for d in part.column("docstring").to_pylist() if d)
+                stats[f"{split}:docstring_task"] += sum(part.column("docstring_task").to_pylist())
+    finally:
+        for writer in writers.values():
+            writer.close()
+    for split in SPLITS:
+        stats[f"{split}:repos"] = len(repos_per_split[split])
+    final = shard_dir(out)
+    old = out / ".work" / "shards.old"
+    if final.exists():
+        final.replace(old)
+    tmp_dir.replace(final)
+    if old.exists():
+        shutil.rmtree(old)
+    return stats
+
+
+def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None) -> dict:
+    """Mine `sources` into a corpus at `out`; returns the manifest (also written to disk)."""
+    settings = settings or MineSettings()
+    out = Path(out)
+    t0 = time.perf_counter()
+    specs = expand_sources(list(sources))
+    if not specs:
+        raise ValueError("no sources given; pass directories, git URLs, archives, list files or python:stdlib")
+    stage = _Stage(out, settings)
+    already = _stage_sources(specs, stage, settings)
+
+    paths = [stage.records_path(s) for s in specs]
+    statuses = [stage.status(s) for s in specs]
+    counts: Counter = Counter()
+    for status in statuses:
+        counts.update(status["counts"])
+    masks, removed = _deduplicate(paths, settings)
+    split_stats = _write_shards(paths, masks, out, settings)
+    manifest = {
+        "codemt_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sources": [
+            {
+                "source": status["source"],
+                "resumed": status["source"] in already,
+                "repos": status["counts"].get("repos", 0),
+                "methods": status["counts"].get("methods", 0),
+                "failures": status["failures"],
+            }
+            for status in statuses
+        ],
+        "settings": {
+            "max_file_bytes": settings.max_file_bytes,
+            "repair": settings.repair,
+            "filters": asdict(settings.filters),
+            "dedup": asdict(settings.dedup),
+            "split_ratios": list(settings.split_ratios),
+            "shard_rows": settings.shard_rows,
+        },
+        "counts": dict(sorted(counts.items())),
+        "dedup": {
+            "methods_before": int(sum(len(m) for m in masks)),
+            "exact_duplicates": removed["exact_duplicate"],
+            "near_duplicates": removed["near_duplicate"],
+            "methods_after": int(sum(int(m.sum()) for m in masks)),
+        },
+        "splits": {
+            split: {
+                key: split_stats[f"{split}:{key}"]
+                for key in ("repos", "methods", "with_docstring", "docstring_task")
+            }
+            for split in SPLITS
+        },
+        "shards": sorted(p.name for p in shard_dir(out).glob("*.parquet")),
+        "elapsed_seconds": None,
+    }
+    if settings.jsonl:
+        from codemt.mine.csn import write_codesearchnet
+
+        manifest["jsonl"] = write_codesearchnet(out)
+    manifest["elapsed_seconds"] = round(time.perf_counter() - t0, 2)
+    tmp = manifest_path(out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(manifest_path(out))
+    return manifest
+
+
+def format_report(manifest: dict) -> str:
+    """A human-readable summary of a mining run."""
+    counts = manifest["counts"]
+    dedup = manifest["dedup"]
+    lines = [
+        f"sources: {len(manifest['sources'])} "
+        f"({sum(s['resumed'] for s in manifest['sources'])} already done), "
+        f"repositories: {counts.get('repos', 0)}",
+        f"files: {counts.get('files_seen', 0)} seen, {counts.get('files_parsed', 0)} parsed "
+        f"({counts.get('files:' + reading.REPAIRED_WHITESPACE, 0)} after whitespace repair, "
+        f"{counts.get('files:' + reading.REPAIRED_PY2, 0)} after Python 2 conversion)",
+    ]
+    if counts.get("jsonl_rows"):
+        lines.append(f"jsonl rows: {counts['jsonl_rows']}, parsed {counts.get('rows_parsed', 0)}")
+    skipped = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith(("files_skipped:", "rows_skipped:"))}
+    if skipped:
+        lines.append("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
+    failures = [f for s in manifest["sources"] for f in s["failures"]]
+    if failures:
+        lines.append(f"failed sources: {len(failures)}")
+        lines.extend(f"  {f['source']}: {f['message']}" for f in failures[:10])
+    lines.append(
+        f"methods: {dedup['methods_before']} extracted, {dedup['exact_duplicates']} exact and "
+        f"{dedup['near_duplicates']} near duplicates removed, {dedup['methods_after']} kept"
+    )
+    excluded = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("docstring_task_excluded:")}
+    if excluded:
+        lines.append(
+            "not used for docstring generation (before dedup): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(excluded.items()))
+        )
+    lines.append(f"{'split':<6} {'repos':>7} {'methods':>9} {'with doc':>9} {'doc task':>9}")
+    for split, row in manifest["splits"].items():
+        lines.append(
+            f"{split:<6} {row['repos']:>7} {row['methods']:>9} {row['with_docstring']:>9} {row['docstring_task']:>9}"
+        )
+    lines.append(f"elapsed: {manifest['elapsed_seconds']} s")
+    return "\n".join(lines)

@@ -1,0 +1,124 @@
+"""Reading Python files as the paper did: decode by PEP 263, parse, repair what does not parse.
+
+A file that does not parse as Python 3 gets two repairs, in the paper's order: whitespace
+fixes (tabs expanded to 8 columns, as Python 2 read them; stray form feeds and NUL-free
+line endings normalised), then a Python 2 to 3 conversion with `fissix`, the maintained
+fork of lib2to3 (which leaves the standard library in Python 3.13). Whatever still fails
+raises `SkipFile` with a reason key that the mining report counts.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+from functools import lru_cache
+
+# Reasons a file is skipped; the mining report counts each.
+BINARY = "binary"
+TOO_LARGE = "too_large"
+BAD_ENCODING = "bad_encoding"
+SYNTAX_ERROR = "syntax_error"
+TOO_DEEP = "too_deep"
+OUT_OF_MEMORY = "out_of_memory"
+UNREADABLE = "unreadable"
+
+# Repairs that made a file parse; counted too.
+REPAIRED_WHITESPACE = "repaired_whitespace"
+REPAIRED_PY2 = "repaired_py2"
+
+
+class SkipFile(Exception):
+    """A file that cannot be mined; `reason` is the counted key, the message says why."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def decode_source(data: bytes, *, max_bytes: int = 1_000_000) -> str:
+    """Decode the bytes of a Python file, honouring its PEP 263 coding cookie and BOM.
+
+    Line endings are normalised to "\\n", as the Python parser itself does.
+    """
+    if len(data) > max_bytes:
+        raise SkipFile(TOO_LARGE, f"{len(data)} bytes, over the limit of {max_bytes}")
+    if b"\x00" in data[:8192]:
+        raise SkipFile(BINARY, "contains NUL bytes: not a text file")
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding)
+    except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
+        raise SkipFile(BAD_ENCODING, f"cannot decode: {exc}") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\x00" in text:
+        raise SkipFile(BINARY, "contains NUL characters: not a text file")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+_LEADING_WS = re.compile(r"^[ \t\f]+", re.MULTILINE)
+
+
+def fix_whitespace(text: str) -> str:
+    """Expand tabs in indentation to 8 columns and drop form feeds there (Python 2 semantics)."""
+    return _LEADING_WS.sub(lambda m: m.group(0).replace("\f", "").expandtabs(8), text)
+
+
+@lru_cache(maxsize=1)
+def _py2to3_tool():
+    from fissix.refactor import RefactoringTool, get_fixers_from_package
+
+    return RefactoringTool(get_fixers_from_package("fissix.fixes"))
+
+
+def convert_py2(text: str) -> str:
+    """Convert Python 2 source to Python 3 with fissix's standard fixers."""
+    from fissix.pgen2.parse import ParseError
+    from fissix.pgen2.tokenize import TokenError
+
+    try:
+        tree = _py2to3_tool().refactor_string(text if text.endswith("\n") else text + "\n", "<py2>")
+    except (ParseError, TokenError, IndentationError, SyntaxError, ValueError) as exc:
+        raise SyntaxError(f"Python 2 conversion failed: {exc}") from None
+    return str(tree)
+
+
+def _parse(text: str) -> ast.Module:
+    try:
+        return ast.parse(text)
+    except RecursionError:
+        raise SkipFile(TOO_DEEP, "nesting too deep for the parser") from None
+    except MemoryError:
+        raise SkipFile(OUT_OF_MEMORY, "ran out of memory while parsing") from None
+    except ValueError as exc:  # e.g. NUL characters that slipped through
+        raise SkipFile(BINARY, str(exc)) from None
+
+
+def parse_with_repairs(text: str, *, repair: bool = True) -> tuple[ast.Module, str, str | None]:
+    """Parse source text, repairing it if needed.
+
+    Returns `(tree, text_parsed, repair_applied)` where `repair_applied` is None,
+    `REPAIRED_WHITESPACE` or `REPAIRED_PY2`. Raises `SkipFile(SYNTAX_ERROR, ...)` with the
+    first error's line and message when no repair helps.
+    """
+    try:
+        return _parse(text), text, None
+    except SyntaxError as exc:
+        first_error = exc
+    if repair:
+        fixed = fix_whitespace(text)
+        if fixed != text:
+            try:
+                return _parse(fixed), fixed, REPAIRED_WHITESPACE
+            except SyntaxError:
+                pass
+        try:
+            converted = convert_py2(fixed)
+            return _parse(converted), converted, REPAIRED_PY2
+        except RecursionError:
+            raise SkipFile(TOO_DEEP, "nesting too deep for the Python 2 converter") from None
+        except SyntaxError:
+            pass
+    raise SkipFile(SYNTAX_ERROR, f"line {first_error.lineno}: {first_error.msg}")
