@@ -68,11 +68,10 @@ def shard_paths(corpus: Path, split: str | None = None) -> list[Path]:
     """The Parquet shards of a corpus, optionally of one split, in a stable order."""
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if not shard_dir(corpus).is_dir():
+        read_manifest(corpus)  # raises the helpful error when this is no corpus at all
     pattern = f"{split}-*.parquet" if split else "*.parquet"
-    paths = sorted(shard_dir(corpus).glob(pattern))
-    if not paths and not manifest_path(corpus).is_file():
-        read_manifest(corpus)  # raises the helpful error
-    return paths
+    return sorted(shard_dir(corpus).glob(pattern))
 
 
 def iter_batches(

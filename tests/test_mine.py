@@ -1,0 +1,150 @@
+"""End-to-end mining: sources in, a de-duplicated corpus split by repository out."""
+
+import json
+import textwrap
+
+import pytest
+
+from codemt.cli import main
+from codemt.corpus import iter_records, read_manifest
+from codemt.mine.pipeline import MineSettings, mine, split_of
+
+GOOD = '''
+class Stack:
+    """A last-in first-out stack."""
+
+    def push(self, item):
+        """Push an item on top of the stack."""
+        self.items.append(item)
+        self.size += 1
+
+    def pop(self):
+        """Remove and return the item on top of the stack."""
+        self.size -= 1
+        return self.items.pop()
+
+
+def undocumented(a, b):
+    c = a * b
+    return c + {n}
+'''
+
+PY2 = "def legacy(x):\n    print 'value', x\n    return x\n"
+
+
+def make_repos(root, count):
+    """`count` small repositories, each a folder with a distinct file."""
+    for i in range(count):
+        repo = root / f"repo{i:02d}"
+        repo.mkdir(parents=True)
+        (repo / "mod.py").write_text(textwrap.dedent(GOOD.format(n=i)))
+    return sorted(str(p) for p in root.iterdir())
+
+
+def settings(tmp_path, **kwargs):
+    return MineSettings(workers=1, progress=False, cache_dir=tmp_path / "cache", **kwargs)
+
+
+def test_mine_counts_dedups_and_splits_by_repository(tmp_path):
+    sources = make_repos(tmp_path / "src", 20)
+    manifest = mine(sources, tmp_path / "corpus", settings(tmp_path))
+
+    # 20 repos x 3 methods; push/pop are identical everywhere, so only one copy of each stays.
+    assert manifest["dedup"]["methods_before"] == 60
+    assert manifest["dedup"]["exact_duplicates"] == 38
+    assert manifest["dedup"]["methods_after"] == 22
+    records = list(iter_records(tmp_path / "corpus"))
+    assert len(records) == 22
+    repos_by_split = {}
+    for record in records:
+        assert record["split"] == split_of(record["repo"], (0.8, 0.1, 0.1))
+        repos_by_split.setdefault(record["split"], set()).add(record["repo"])
+    splits = list(repos_by_split.values())
+    for i, a in enumerate(splits):
+        for b in splits[i + 1 :]:
+            assert not a & b, "a repository appears in two splits"
+    push = next(r for r in records if r["name"] == "Stack.push")
+    assert push["docstring_task"] and push["class_docstring"] == "A last-in first-out stack."
+    assert not next(r for r in records if r["name"] == "undocumented")["docstring_task"]
+    assert read_manifest(tmp_path / "corpus")["splits"]["train"]["methods"] == manifest["splits"]["train"]["methods"]
+
+
+def test_bad_files_are_counted_and_the_run_goes_on(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "good.py").write_text(textwrap.dedent(GOOD.format(n=1)))
+    (repo / "legacy.py").write_text(PY2)
+    (repo / "broken.py").write_text("def f(:\n")
+    (repo / "binary.py").write_bytes(b"\x00\x01\x02\x03")
+    (repo / "latin.py").write_bytes(b"# -*- coding: latin-1 -*-\ndef caf():\n    return '\xe9'\n")
+    (repo / "odd.py").write_bytes(b"# -*- coding: klingon -*-\nx = 1\n")
+    (repo / "deep.py").write_text("x = " + "[" * 3000 + "]" * 3000 + "\n")
+    manifest = mine([str(repo)], tmp_path / "corpus", settings(tmp_path))
+    counts = manifest["counts"]
+    assert counts["files_seen"] == 7
+    assert counts["files:repaired_py2"] == 1
+    assert counts["files_skipped:syntax_error"] == 1
+    assert counts["files_skipped:binary"] == 1
+    assert counts["files_skipped:bad_encoding"] == 1
+    assert sum(v for k, v in counts.items() if k.startswith("files_skipped:")) == 4
+    names = {r["name"] for r in iter_records(tmp_path / "corpus")}
+    assert {"legacy", "caf", "Stack.push"} <= names
+
+
+def test_rerun_resumes_and_gives_the_same_corpus(tmp_path):
+    sources = make_repos(tmp_path / "src", 4)
+    first = mine(sources[:2], tmp_path / "corpus", settings(tmp_path))
+    assert not any(s["resumed"] for s in first["sources"])
+    second = mine(sources, tmp_path / "corpus", settings(tmp_path))
+    assert [s["resumed"] for s in second["sources"]] == [True, True, False, False]
+    fresh = mine(sources, tmp_path / "fresh", settings(tmp_path))
+    key = lambda r: (r["repo"], r["name"])  # noqa: E731
+    assert sorted(iter_records(tmp_path / "corpus"), key=key) == sorted(iter_records(tmp_path / "fresh"), key=key)
+    assert second["dedup"] == fresh["dedup"]
+
+
+def test_parallel_workers_give_the_same_corpus(tmp_path):
+    sources = make_repos(tmp_path / "src", 6)
+    mine(sources, tmp_path / "one", settings(tmp_path))
+    mine(sources, tmp_path / "two", MineSettings(workers=2, progress=False, cache_dir=tmp_path / "cache"))
+    assert list(iter_records(tmp_path / "one")) == list(iter_records(tmp_path / "two"))
+
+
+def test_codesearchnet_jsonl_round_trip(tmp_path):
+    sources = make_repos(tmp_path / "src", 3)
+    (tmp_path / "src" / "repo00" / "legacy.py").write_text(PY2)
+    manifest = mine(sources, tmp_path / "corpus", settings(tmp_path, jsonl=True, split_ratios=(1.0, 0.0, 0.0)))
+    jsonl = tmp_path / "corpus" / "jsonl" / "train.jsonl"
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(rows) == manifest["jsonl"]["train"] == manifest["dedup"]["methods_after"]
+    push = next(r for r in rows if r["func_name"] == "Stack.push")
+    assert push["docstring_tokens"] == ["Push", "an", "item", "on", "top", "of", "the", "stack", "."]
+    assert "self" in push["code_tokens"] and "Push" not in push["code_tokens"]
+
+    again = mine([str(jsonl)], tmp_path / "again", settings(tmp_path, split_ratios=(1.0, 0.0, 0.0)))
+    assert again["dedup"]["methods_after"] == manifest["dedup"]["methods_after"]
+    fields = ("repo", "path", "name", "signature", "docstring", "body", "class_name", "lineno")
+    project = lambda records: sorted(tuple(r[f] for f in fields) for r in records)  # noqa: E731
+    assert project(iter_records(tmp_path / "again")) == project(iter_records(tmp_path / "corpus"))
+
+
+def test_failed_source_is_reported_and_skipped(tmp_path):
+    sources = make_repos(tmp_path / "src", 1) + [str(tmp_path / "missing")]
+    manifest = mine(sources, tmp_path / "corpus", settings(tmp_path))
+    failures = [f for s in manifest["sources"] for f in s["failures"]]
+    assert [f["reason"] for f in failures] == ["not_found"]
+    assert manifest["dedup"]["methods_after"] == 3
+
+
+def test_cli_mines_and_prints_the_report(tmp_path, capsys):
+    sources = make_repos(tmp_path / "src", 2)
+    code = main(["mine", *sources, "--out", str(tmp_path / "corpus"), "--workers", "1", "--quiet",
+                 "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "methods: 6 extracted" in out and "manifest" in out
+
+
+def test_invalid_settings_are_explained():
+    with pytest.raises(ValueError, match="add up to 1"):
+        MineSettings(split_ratios=(0.5, 0.1, 0.1))

@@ -1,0 +1,73 @@
+"""Reading files: PEP 263 decoding, the paper's repairs, and every bad-input kind counted."""
+
+import pytest
+
+from codemt.mine import reading
+from codemt.mine.reading import SkipFile, decode_source, parse_with_repairs
+
+
+def test_coding_cookie_is_honoured():
+    data = "# -*- coding: latin-1 -*-\ndef f():\n    return 'café'\n".encode("latin-1")
+    assert "café" in decode_source(data)
+
+
+def test_bom_and_crlf_are_normalised():
+    data = "\ufeffdef f():\r\n    return 1\r\n".encode("utf-8")
+    assert decode_source(data) == "def f():\n    return 1\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x00\x01\x02binary", reading.BINARY),
+        (b"# -*- coding: no-such-codec -*-\nx = 1\n", reading.BAD_ENCODING),
+        (b"x = '\xff\xfe'\n", reading.BAD_ENCODING),
+        (b"x = 1\n" * 10, reading.TOO_LARGE),
+    ],
+)
+def test_bad_bytes_are_skipped_with_a_reason(data, reason):
+    with pytest.raises(SkipFile) as caught:
+        decode_source(data, max_bytes=50)
+    assert caught.value.reason == reason
+
+
+def test_python2_file_is_converted():
+    source = (
+        "def greet(name):\n"
+        "    print 'hello', name\n"
+        "    try:\n"
+        "        do()\n"
+        "    except ValueError, e:\n"
+        "        raise KeyError, str(e)\n"
+        "    return 0777\n"
+    )
+    tree, text, repair = parse_with_repairs(source)
+    assert repair == reading.REPAIRED_PY2
+    assert "print('hello', name)" in text and "except ValueError as e:" in text and "0o777" in text
+    assert tree.body[0].name == "greet"
+
+
+def test_mixed_tabs_and_spaces_are_fixed_by_whitespace_repair():
+    source = "def f(x):\n    if x:\n\treturn 1\n    return 2\n"
+    tree, _, repair = parse_with_repairs(source)
+    assert repair == reading.REPAIRED_WHITESPACE
+    assert len(tree.body[0].body) == 2
+
+
+def test_unrepairable_file_reports_line_and_message():
+    with pytest.raises(SkipFile) as caught:
+        parse_with_repairs("def f(:\n    pass\n")
+    assert caught.value.reason == reading.SYNTAX_ERROR
+    assert "line 1" in str(caught.value)
+
+
+def test_repairs_can_be_switched_off():
+    with pytest.raises(SkipFile):
+        parse_with_repairs("print 'hi'\n", repair=False)
+
+
+def test_deep_nesting_is_counted_not_crashing():
+    source = "x = " + "(" * 5000 + "1" + ")" * 5000 + "\n"
+    with pytest.raises(SkipFile) as caught:
+        parse_with_repairs(source)
+    assert caught.value.reason in (reading.TOO_DEEP, reading.SYNTAX_ERROR, reading.OUT_OF_MEMORY)
