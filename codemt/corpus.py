@@ -95,7 +95,11 @@ def iter_records(
 
 def write_table(records: Iterable[dict] | pa.Table, path: Path) -> int:
     """Write records to one Parquet file atomically (temp file, then rename); return the row count."""
-    table = records if isinstance(records, pa.Table) else pa.Table.from_pylist(list(records), schema=SCHEMA)
+    table = (
+        records
+        if isinstance(records, pa.Table)
+        else pa.Table.from_pylist(list(records), schema=SCHEMA)
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp, compression="zstd")

@@ -2,7 +2,14 @@
 
 import ast
 
-from codemt.mine.dedup import DedupSettings, Deduplicator, band_keys, code_tokens, exact_key, local_names
+from codemt.mine.dedup import (
+    Deduplicator,
+    DedupSettings,
+    band_keys,
+    code_tokens,
+    exact_key,
+    local_names,
+)
 from codemt.mine.extract import extract_methods
 
 ORIGINAL = '''
@@ -19,7 +26,7 @@ def moving_average(values, window):
     return result
 '''
 
-RENAMED = '''
+RENAMED = """
 def moving_average(xs, n):
     acc = []
     running = 0.0
@@ -30,24 +37,24 @@ def moving_average(xs, n):
         if i >= n - 1:
             acc.append(running / n)
     return acc
-'''
+"""
 
 EDITED = RENAMED.replace("running = 0.0", "running = 0")  # Jaccard about 0.9 to the original
 
-DIFFERENT = '''
+DIFFERENT = """
 def parse_header(line, sep):
     key, _, value = line.partition(sep)
     key = key.strip().lower()
     if not key:
         raise ValueError("empty header name: " + line)
     return key, value.strip()
-'''
+"""
 
 
-def keys(source, settings=DedupSettings()):
+def keys(source):
     ((node, record),) = extract_methods(ast.parse(source), repo="r", path="p.py")
     tokens = code_tokens(record["signature"], record["body"], local_names(node))
-    return exact_key(record["signature"], record["body"]), band_keys(tokens, settings)
+    return exact_key(record["signature"], record["body"]), band_keys(tokens, DedupSettings())
 
 
 def test_renamed_variable_clone_has_identical_band_keys():

@@ -22,7 +22,10 @@ def test_cleaning_normalises_unicode_and_drops_non_ascii():
 
 
 def test_cleaning_keeps_plain_words_and_hex_words():
-    assert clean_docstring("Return the deadbeef 1234567 value.") == "Return the deadbeef 1234567 value."
+    assert (
+        clean_docstring("Return the deadbeef 1234567 value.")
+        == "Return the deadbeef 1234567 value."
+    )
     assert clean_docstring("   ") == ""
 
 

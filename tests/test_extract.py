@@ -96,9 +96,16 @@ def test_overload_stub_async_nested_class_and_nested_function():
     assert fetch["body"] == "    return await get(urls)"
 
     outer = by_name["outer"]
-    assert outer["body"] == '    def inner(x):\n        """Add b."""\n        return x + b\n    return inner(a)'
+    assert (
+        outer["body"]
+        == '    def inner(x):\n        """Add b."""\n        return x + b\n    return inner(a)'
+    )
     inner = by_name["outer.<locals>.inner"]
-    assert (inner["signature"], inner["docstring"], inner["class_name"]) == ("def inner(x):", "Add b.", "")
+    assert (inner["signature"], inner["docstring"], inner["class_name"]) == (
+        "def inner(x):",
+        "Add b.",
+        "",
+    )
     assert by_name["windows_only"]["lineno"] == 36
 
 
@@ -107,11 +114,13 @@ def test_method_source_round_trips_through_the_parser():
         rebuilt = ast.parse(method_source(record)).body[0]
         assert rebuilt.name == record["name"].rsplit(".", 1)[-1]
     area = method_source(records()[0])
-    assert area == 'def area(self) -> float:\n    """Return the area."""\n    return self.w * self.h\n'
+    assert (
+        area == 'def area(self) -> float:\n    """Return the area."""\n    return self.w * self.h\n'
+    )
 
 
 def test_docstring_with_quotes_and_backslashes_survives_rebuild():
     tree = ast.parse('def f():\n    """Has \\\\ backslash and \\"\\"\\" quotes."""\n    return 1\n')
-    (_, record), = extract_methods(tree, repo="r", path="p")
+    ((_, record),) = extract_methods(tree, repo="r", path="p")
     rebuilt = ast.parse(method_source(record)).body[0]
     assert ast.get_docstring(rebuilt) == record["docstring_raw"]

@@ -2,12 +2,13 @@
 
 import json
 import textwrap
+from collections import Counter
 
 import pytest
 
 from codemt.cli import main
 from codemt.corpus import iter_records, read_manifest
-from codemt.mine.pipeline import MineSettings, mine, split_of
+from codemt.mine.pipeline import MineSettings, assign_splits, mine, split_of
 
 GOOD = '''
 class Stack:
@@ -57,7 +58,6 @@ def test_mine_counts_dedups_and_splits_by_repository(tmp_path):
     assert len(records) == 22
     repos_by_split = {}
     for record in records:
-        assert record["split"] == split_of(record["repo"], (0.8, 0.1, 0.1))
         repos_by_split.setdefault(record["split"], set()).add(record["repo"])
     splits = list(repos_by_split.values())
     for i, a in enumerate(splits):
@@ -66,7 +66,22 @@ def test_mine_counts_dedups_and_splits_by_repository(tmp_path):
     push = next(r for r in records if r["name"] == "Stack.push")
     assert push["docstring_task"] and push["class_docstring"] == "A last-in first-out stack."
     assert not next(r for r in records if r["name"] == "undocumented")["docstring_task"]
-    assert read_manifest(tmp_path / "corpus")["splits"]["train"]["methods"] == manifest["splits"]["train"]["methods"]
+    assert (
+        read_manifest(tmp_path / "corpus")["splits"]["train"]["methods"]
+        == manifest["splits"]["train"]["methods"]
+    )
+
+
+def test_split_by_repository_hash_or_by_method_share():
+    sizes = {f"repo{i}": 1 for i in range(200)} | {"huge": 400}
+    by_repos = assign_splits(sizes, (0.8, 0.1, 0.1), "repos")
+    assert by_repos == {repo: split_of(repo, (0.8, 0.1, 0.1)) for repo in sizes}
+    by_methods = assign_splits(sizes, (0.8, 0.1, 0.1), "methods")
+    share = Counter()
+    for repo, split in by_methods.items():
+        share[split] += sizes[repo]
+    # 600 methods: the huge repository is whole in one split, and the rest fill the ratios.
+    assert share["valid"] == pytest.approx(60, abs=2) and share["test"] == pytest.approx(60, abs=2)
 
 
 def test_bad_files_are_counted_and_the_run_goes_on(tmp_path):
@@ -99,26 +114,44 @@ def test_rerun_resumes_and_gives_the_same_corpus(tmp_path):
     assert [s["resumed"] for s in second["sources"]] == [True, True, False, False]
     fresh = mine(sources, tmp_path / "fresh", settings(tmp_path))
     key = lambda r: (r["repo"], r["name"])  # noqa: E731
-    assert sorted(iter_records(tmp_path / "corpus"), key=key) == sorted(iter_records(tmp_path / "fresh"), key=key)
+    assert sorted(iter_records(tmp_path / "corpus"), key=key) == sorted(
+        iter_records(tmp_path / "fresh"), key=key
+    )
     assert second["dedup"] == fresh["dedup"]
 
 
 def test_parallel_workers_give_the_same_corpus(tmp_path):
     sources = make_repos(tmp_path / "src", 6)
     mine(sources, tmp_path / "one", settings(tmp_path))
-    mine(sources, tmp_path / "two", MineSettings(workers=2, progress=False, cache_dir=tmp_path / "cache"))
+    mine(
+        sources,
+        tmp_path / "two",
+        MineSettings(workers=2, progress=False, cache_dir=tmp_path / "cache"),
+    )
     assert list(iter_records(tmp_path / "one")) == list(iter_records(tmp_path / "two"))
 
 
 def test_codesearchnet_jsonl_round_trip(tmp_path):
     sources = make_repos(tmp_path / "src", 3)
     (tmp_path / "src" / "repo00" / "legacy.py").write_text(PY2)
-    manifest = mine(sources, tmp_path / "corpus", settings(tmp_path, jsonl=True, split_ratios=(1.0, 0.0, 0.0)))
+    manifest = mine(
+        sources, tmp_path / "corpus", settings(tmp_path, jsonl=True, split_ratios=(1.0, 0.0, 0.0))
+    )
     jsonl = tmp_path / "corpus" / "jsonl" / "train.jsonl"
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert len(rows) == manifest["jsonl"]["train"] == manifest["dedup"]["methods_after"]
     push = next(r for r in rows if r["func_name"] == "Stack.push")
-    assert push["docstring_tokens"] == ["Push", "an", "item", "on", "top", "of", "the", "stack", "."]
+    assert push["docstring_tokens"] == [
+        "Push",
+        "an",
+        "item",
+        "on",
+        "top",
+        "of",
+        "the",
+        "stack",
+        ".",
+    ]
     assert "self" in push["code_tokens"] and "Push" not in push["code_tokens"]
 
     again = mine([str(jsonl)], tmp_path / "again", settings(tmp_path, split_ratios=(1.0, 0.0, 0.0)))
@@ -138,8 +171,19 @@ def test_failed_source_is_reported_and_skipped(tmp_path):
 
 def test_cli_mines_and_prints_the_report(tmp_path, capsys):
     sources = make_repos(tmp_path / "src", 2)
-    code = main(["mine", *sources, "--out", str(tmp_path / "corpus"), "--workers", "1", "--quiet",
-                 "--cache-dir", str(tmp_path / "cache")])
+    code = main(
+        [
+            "mine",
+            *sources,
+            "--out",
+            str(tmp_path / "corpus"),
+            "--workers",
+            "1",
+            "--quiet",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "methods: 6 extracted" in out and "manifest" in out

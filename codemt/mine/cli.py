@@ -22,21 +22,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("sources", nargs="+", metavar="SOURCE")
     parser.add_argument("--out", required=True, type=Path, help="output corpus directory")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
-    parser.add_argument("--format", choices=["parquet", "jsonl"], default="parquet",
-                        help="jsonl also writes CodeSearchNet-schema jsonl files beside the shards")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=["parquet", "jsonl"],
+        default="parquet",
+        help="jsonl also writes CodeSearchNet-schema jsonl files beside the shards",
+    )
     parser.add_argument("--max-file-bytes", type=int, default=1_000_000, help="skip larger files")
-    parser.add_argument("--no-repair", action="store_true", help="skip whitespace and Python 2 repairs")
+    parser.add_argument(
+        "--no-repair", action="store_true", help="skip whitespace and Python 2 repairs"
+    )
     parser.add_argument("--no-dedup", action="store_true", help="keep duplicates")
     parser.add_argument("--no-near-dedup", action="store_true", help="exact de-duplication only")
-    parser.add_argument("--near-threshold", type=float, default=0.8, help="MinHash LSH Jaccard threshold")
-    parser.add_argument("--split", default="0.8,0.1,0.1", help="train,valid,test ratios (default 0.8,0.1,0.1)")
-    parser.add_argument("--min-lines", type=int, default=3,
-                        help="docstring task: drop functions of fewer lines (CodeSearchNet: 3)")
-    parser.add_argument("--keep-dunder", action="store_true", help="docstring task: keep __dunder__ methods")
-    parser.add_argument("--keep-tests", action="store_true", help="docstring task: keep names containing 'test'")
-    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "codemt",
-                        help="where git clones and extracted archives are kept")
+    parser.add_argument(
+        "--near-threshold", type=float, default=0.8, help="MinHash LSH Jaccard threshold"
+    )
+    parser.add_argument(
+        "--split", default="0.8,0.1,0.1", help="train,valid,test ratios (default 0.8,0.1,0.1)"
+    )
+    parser.add_argument(
+        "--split-by",
+        choices=["methods", "repos"],
+        default="methods",
+        help="make the ratios hold for method counts (default) or repository counts; "
+        "a repository is always whole in one split",
+    )
+    parser.add_argument(
+        "--min-lines",
+        type=int,
+        default=3,
+        help="docstring task: drop functions of fewer lines (CodeSearchNet: 3)",
+    )
+    parser.add_argument(
+        "--keep-dunder", action="store_true", help="docstring task: keep __dunder__ methods"
+    )
+    parser.add_argument(
+        "--keep-tests", action="store_true", help="docstring task: keep names containing 'test'"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "codemt",
+        help="where git clones and extracted archives are kept",
+    )
     parser.add_argument("--shard-rows", type=int, default=100_000, help="rows per Parquet shard")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -50,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         ratios = tuple(float(x) for x in args.split.split(","))
     except ValueError:
-        raise SystemExit(f"--split: expected three numbers like 0.8,0.1,0.1, got {args.split!r}") from None
+        raise SystemExit(
+            f"--split: expected three numbers like 0.8,0.1,0.1, got {args.split!r}"
+        ) from None
     try:
         settings = MineSettings(
             workers=args.workers,
@@ -67,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 threshold=args.near_threshold,
             ),
             split_ratios=ratios,
+            split_by=args.split_by,
             shard_rows=args.shard_rows,
             jsonl=args.format == "jsonl",
             cache_dir=args.cache_dir,

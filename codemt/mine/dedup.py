@@ -107,7 +107,9 @@ def band_keys(tokens: list[str], settings: DedupSettings) -> list[int] | None:
     bands, rows, permutations = _lsh_plan(settings.threshold, settings.num_perm)
     k = settings.shingle_size
     shingles = {" ".join(tokens[i : i + k]).encode() for i in range(len(tokens) - k + 1)}
-    minhash = MinHash(num_perm=settings.num_perm, seed=1, permutations=permutations, scheme="affine32")
+    minhash = MinHash(
+        num_perm=settings.num_perm, seed=1, permutations=permutations, scheme="affine32"
+    )
     minhash.update_batch(list(shingles))
     values = minhash.hashvalues.astype(np.uint64)
     keys = []

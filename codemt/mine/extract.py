@@ -129,24 +129,27 @@ def extract_methods(
         if cls is not None and id(cls) not in class_docs:
             class_doc = docstring_node(cls)
             class_docs[id(cls)] = clean_docstring(class_doc.value) if class_doc else ""
-        yield node, {
-            "repo": repo,
-            "path": path,
-            "name": scope.prefix + node.name,
-            "lineno": node.lineno,
-            "signature": signature,
-            "docstring": docstring,
-            "docstring_raw": raw,
-            "body": body,
-            "decorators": decorators,
-            "class_name": cls.name if cls is not None else "",
-            "class_bases": _bases(cls) if cls is not None else [],
-            "class_docstring": class_docs[id(cls)] if cls is not None else "",
-            "imports": imports,
-            "docstring_style": detect_style(docstring),
-            "is_async": isinstance(node, ast.AsyncFunctionDef),
-            "split": "",
-        }
+        yield (
+            node,
+            {
+                "repo": repo,
+                "path": path,
+                "name": scope.prefix + node.name,
+                "lineno": node.lineno,
+                "signature": signature,
+                "docstring": docstring,
+                "docstring_raw": raw,
+                "body": body,
+                "decorators": decorators,
+                "class_name": cls.name if cls is not None else "",
+                "class_bases": _bases(cls) if cls is not None else [],
+                "class_docstring": class_docs[id(cls)] if cls is not None else "",
+                "imports": imports,
+                "docstring_style": detect_style(docstring),
+                "is_async": isinstance(node, ast.AsyncFunctionDef),
+                "split": "",
+            },
+        )
 
 
 def docstring_literal(docstring: str, indent: str = "    ") -> str:

@@ -35,12 +35,19 @@ import pyarrow.parquet as pq
 from codemt import __version__
 from codemt.corpus import SCHEMA, SPLITS, manifest_path, shard_dir
 from codemt.mine import reading
-from codemt.mine.dedup import DedupSettings, Deduplicator, band_keys, code_tokens, exact_key, local_names
+from codemt.mine.dedup import (
+    Deduplicator,
+    DedupSettings,
+    band_keys,
+    code_tokens,
+    exact_key,
+    local_names,
+)
 from codemt.mine.extract import extract_methods
 from codemt.mine.sources import JsonlSource, Repository, SourceFailure, expand_sources, resolve
 
-STAGED_SCHEMA = (
-    SCHEMA.append(pa.field("exact_key", pa.int64())).append(pa.field("band_keys", pa.list_(pa.int64())))
+STAGED_SCHEMA = SCHEMA.append(pa.field("exact_key", pa.int64())).append(
+    pa.field("band_keys", pa.list_(pa.int64()))
 )
 FILES_PER_TASK = 16
 JSONL_ROWS_PER_TASK = 512
@@ -85,6 +92,7 @@ class MineSettings:
     filters: FilterSettings = field(default_factory=FilterSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_by: str = "methods"  # or "repos"; see assign_splits
     shard_rows: int = 100_000
     jsonl: bool = False
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "codemt")
@@ -96,9 +104,13 @@ class MineSettings:
         if self.max_file_bytes < 1:
             raise ValueError(f"max_file_bytes must be positive, got {self.max_file_bytes}")
         if len(self.split_ratios) != 3 or any(r < 0 for r in self.split_ratios):
-            raise ValueError(f"split ratios must be three non-negative numbers, got {self.split_ratios}")
+            raise ValueError(
+                f"split ratios must be three non-negative numbers, got {self.split_ratios}"
+            )
         if abs(sum(self.split_ratios) - 1.0) > 1e-6:
             raise ValueError(f"split ratios must add up to 1, got {self.split_ratios}")
+        if self.split_by not in ("methods", "repos"):
+            raise ValueError(f"split_by must be 'methods' or 'repos', got {self.split_by!r}")
         if self.shard_rows < 1:
             raise ValueError(f"shard_rows must be positive, got {self.shard_rows}")
 
@@ -114,14 +126,44 @@ class MineSettings:
         return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def split_of(repo: str, ratios: tuple[float, float, float]) -> str:
-    """The split of a repository: a deterministic hash of its name, so a repo is in one split only."""
-    position = int.from_bytes(hashlib.sha256(repo.encode()).digest()[:8], "big") / 2**64
+def _hash_position(repo: str) -> float:
+    return int.from_bytes(hashlib.sha256(repo.encode()).digest()[:8], "big") / 2**64
+
+
+def _split_at(position: float, ratios: tuple[float, float, float]) -> str:
     if position < ratios[0]:
         return "train"
     if position < ratios[0] + ratios[1]:
         return "valid"
     return "test"
+
+
+def split_of(repo: str, ratios: tuple[float, float, float]) -> str:
+    """The split of a repository by a deterministic hash of its name alone (`split_by="repos"`)."""
+    return _split_at(_hash_position(repo), ratios)
+
+
+def assign_splits(
+    methods_per_repo: dict[str, int], ratios: tuple[float, float, float], by: str
+) -> dict[str, str]:
+    """The split of every repository; a repository is always whole in one split.
+
+    `by="repos"`: each repository by the hash of its name, so ratios hold for repository
+    counts and a repository's split never depends on the others. `by="methods"`: the
+    repositories, in the order of their name hashes, are laid end to end, each as long
+    as its share of methods, and each goes to the split its midpoint falls in, so the
+    ratios hold for method counts even when a few repositories are huge (a local corpus
+    of installed packages is such a case).
+    """
+    if by == "repos":
+        return {repo: split_of(repo, ratios) for repo in methods_per_repo}
+    total = sum(methods_per_repo.values()) or 1
+    splits, start = {}, 0.0
+    for repo in sorted(methods_per_repo, key=lambda r: (_hash_position(r), r)):
+        share = methods_per_repo[repo] / total
+        splits[repo] = _split_at(start + share / 2, ratios)
+        start += share
+    return splits
 
 
 # ---------------------------------------------------------------- stage 1: extraction
@@ -153,7 +195,9 @@ def _keyed(node, record: dict, settings: MineSettings, counts: Counter) -> dict:
     return record
 
 
-def _mine_file(path: Path, root: Path, repo: str, settings: MineSettings, counts: Counter) -> list[dict]:
+def _mine_file(
+    path: Path, root: Path, repo: str, settings: MineSettings, counts: Counter
+) -> list[dict]:
     relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
     try:
         data = path.read_bytes()
@@ -161,7 +205,10 @@ def _mine_file(path: Path, root: Path, repo: str, settings: MineSettings, counts
         tree, _, repair = reading.parse_with_repairs(text, repair=settings.repair)
         if repair:
             counts[f"files:{repair}"] += 1
-        records = [_keyed(node, rec, settings, counts) for node, rec in extract_methods(tree, repo=repo, path=relative)]
+        records = [
+            _keyed(node, rec, settings, counts)
+            for node, rec in extract_methods(tree, repo=repo, path=relative)
+        ]
     except reading.SkipFile as skip:
         counts[f"files_skipped:{skip.reason}"] += 1
         return []
@@ -188,7 +235,10 @@ def _mine_jsonl_row(line: str, settings: MineSettings, counts: Counter) -> list[
         tree, _, repair = reading.parse_with_repairs(text, repair=settings.repair)
         if repair:
             counts[f"files:{repair}"] += 1
-        found = next(extract_methods(tree, repo=str(row.get("repo", "")), path=str(row.get("path", ""))), None)
+        found = next(
+            extract_methods(tree, repo=str(row.get("repo", "")), path=str(row.get("path", ""))),
+            None,
+        )
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
         counts["rows_skipped:bad_row"] += 1
         return []
@@ -273,7 +323,10 @@ class _Stage:
         fingerprint = settings.fingerprint()
         marker = self.root / "fingerprint"
         if marker.is_file() and marker.read_text().strip() != fingerprint:
-            print(f"{out}: mining settings changed since the last run; re-mining every source", file=sys.stderr)
+            print(
+                f"{out}: mining settings changed since the last run; re-mining every source",
+                file=sys.stderr,
+            )
             shutil.rmtree(self.root)
         (self.root / "staged").mkdir(parents=True, exist_ok=True)
         marker.write_text(fingerprint)
@@ -290,7 +343,9 @@ class _Stage:
     def is_done(self, spec: str) -> bool:
         return self.done_path(spec).is_file() and self.records_path(spec).is_file()
 
-    def save(self, spec: str, records: list[dict], counts: Counter, failures: list[SourceFailure]) -> None:
+    def save(
+        self, spec: str, records: list[dict], counts: Counter, failures: list[SourceFailure]
+    ) -> None:
         """Write a source's records, then its done-marker (both atomically, marker last)."""
         records.sort(key=lambda r: (r["repo"], r["path"], r["lineno"], r["name"]))
         table = pa.Table.from_pylist(records, schema=STAGED_SCHEMA)
@@ -372,8 +427,14 @@ def _stage_sources(specs: list[str], stage: _Stage, settings: MineSettings) -> l
 # ---------------------------------------------------------------- stage 2: finishing
 
 
-def _deduplicate(paths: list[Path], settings: MineSettings) -> tuple[list[np.ndarray], Counter]:
-    """Decide which staged rows survive global de-duplication; returns a keep-mask per file."""
+def _deduplicate(
+    paths: list[Path], settings: MineSettings
+) -> tuple[list[np.ndarray], Counter, Counter]:
+    """Decide which staged rows survive global de-duplication.
+
+    Returns a keep-mask per file, the count of removed rows per kind, and the count of
+    kept methods per repository.
+    """
     columns = ["repo", "path", "lineno", "docstring", "exact_key", "band_keys"]
     tables = [pq.read_table(p, columns=columns) for p in paths]
     order_keys = []
@@ -384,22 +445,33 @@ def _deduplicate(paths: list[Path], settings: MineSettings) -> tuple[list[np.nda
         lines = table.column("lineno").to_pylist()
         for row in range(table.num_rows):
             # Documented methods first: of two copies, keep the one that teaches docstrings.
-            order_keys.append((not has_doc[row], repos[row], files[row], lines[row], file_index, row))
+            order_keys.append(
+                (not has_doc[row], repos[row], files[row], lines[row], file_index, row)
+            )
     order_keys.sort()
     dedup = Deduplicator(settings.dedup)
     masks = [np.ones(t.num_rows, dtype=bool) for t in tables]
     exact = [t.column("exact_key").to_numpy() for t in tables]
     bands = [t.column("band_keys").to_pylist() for t in tables]
     removed: Counter = Counter()
-    for *_, file_index, row in order_keys:
+    kept: Counter = Counter()
+    for _, repo, *_, file_index, row in order_keys:
         verdict = dedup.offer(int(exact[file_index][row]), bands[file_index][row])
         if verdict:
             masks[file_index][row] = False
             removed[verdict] += 1
-    return masks, removed
+        else:
+            kept[repo] += 1
+    return masks, removed, kept
 
 
-def _write_shards(paths: list[Path], masks: list[np.ndarray], out: Path, settings: MineSettings) -> Counter:
+def _write_shards(
+    paths: list[Path],
+    masks: list[np.ndarray],
+    splits: dict[str, str],
+    out: Path,
+    settings: MineSettings,
+) -> Counter:
     """Write the surviving rows, split by repository, as Parquet shards; swap them in atomically."""
     tmp_dir = out / ".work" / "shards.tmp"
     if tmp_dir.exists():
@@ -409,7 +481,6 @@ def _write_shards(paths: list[Path], masks: list[np.ndarray], out: Path, setting
     rows_in_shard: Counter = Counter()
     shard_index: Counter = Counter()
     stats: Counter = Counter()
-    split_cache: dict[str, str] = {}
     repos_per_split: dict[str, set[str]] = {s: set() for s in SPLITS}
 
     def writer_for(split: str) -> pq.ParquetWriter:
@@ -426,8 +497,8 @@ def _write_shards(paths: list[Path], masks: list[np.ndarray], out: Path, setting
         for path, mask in zip(paths, masks, strict=True):
             table = pq.read_table(path).filter(pa.array(mask)).select(SCHEMA.names)
             repos = table.column("repo").to_pylist()
-            splits = [split_cache.setdefault(r, split_of(r, settings.split_ratios)) for r in repos]
-            table = table.set_column(table.schema.get_field_index("split"), "split", pa.array(splits, pa.string()))
+            column = pa.array([splits[r] for r in repos], pa.string())
+            table = table.set_column(table.schema.get_field_index("split"), "split", column)
             for split in SPLITS:
                 part = table.filter(pc.equal(table.column("split"), split))
                 if part.num_rows == 0:
@@ -441,7 +512,9 @@ def _write_shards(paths: list[Path], masks: list[np.ndarray], out: Path, setting
                     rows_in_shard[split] += piece.num_rows
                     offset += piece.num_rows
                 stats[f"{split}:methods"] += part.num_rows
-                stats[f"{split}:with_docstring"] += sum(1 for d in part.column("docstring").to_pylist() if d)
+                stats[f"{split}:with_docstring"] += sum(
+                    1 for d in part.column("docstring").to_pylist() if d
+                )
                 stats[f"{split}:docstring_task"] += sum(part.column("docstring_task").to_pylist())
     finally:
         for writer in writers.values():
@@ -465,7 +538,9 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
     t0 = time.perf_counter()
     specs = expand_sources(list(sources))
     if not specs:
-        raise ValueError("no sources given; pass directories, git URLs, archives, list files or python:stdlib")
+        raise ValueError(
+            "no sources given; pass directories, git URLs, archives, list files or python:stdlib"
+        )
     stage = _Stage(out, settings)
     already = _stage_sources(specs, stage, settings)
 
@@ -474,8 +549,9 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
     counts: Counter = Counter()
     for status in statuses:
         counts.update(status["counts"])
-    masks, removed = _deduplicate(paths, settings)
-    split_stats = _write_shards(paths, masks, out, settings)
+    masks, removed, kept = _deduplicate(paths, settings)
+    splits = assign_splits(kept, settings.split_ratios, settings.split_by)
+    split_stats = _write_shards(paths, masks, splits, out, settings)
     manifest = {
         "codemt_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -495,6 +571,7 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
             "filters": asdict(settings.filters),
             "dedup": asdict(settings.dedup),
             "split_ratios": list(settings.split_ratios),
+            "split_by": settings.split_by,
             "shard_rows": settings.shard_rows,
         },
         "counts": dict(sorted(counts.items())),
@@ -539,7 +616,11 @@ def format_report(manifest: dict) -> str:
     ]
     if counts.get("jsonl_rows"):
         lines.append(f"jsonl rows: {counts['jsonl_rows']}, parsed {counts.get('rows_parsed', 0)}")
-    skipped = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith(("files_skipped:", "rows_skipped:"))}
+    skipped = {
+        k.split(":", 1)[1]: v
+        for k, v in counts.items()
+        if k.startswith(("files_skipped:", "rows_skipped:"))
+    }
     if skipped:
         lines.append("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
     failures = [f for s in manifest["sources"] for f in s["failures"]]
@@ -550,7 +631,9 @@ def format_report(manifest: dict) -> str:
         f"methods: {dedup['methods_before']} extracted, {dedup['exact_duplicates']} exact and "
         f"{dedup['near_duplicates']} near duplicates removed, {dedup['methods_after']} kept"
     )
-    excluded = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("docstring_task_excluded:")}
+    excluded = {
+        k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("docstring_task_excluded:")
+    }
     if excluded:
         lines.append(
             "not used for docstring generation (before dedup): "
