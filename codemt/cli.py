@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from codemt import __version__, tokenizer
+from codemt import __version__, examples, tokenizer
 from codemt.mine import cli as mine_cli
 
 REGISTRARS = [
     mine_cli.register,
     tokenizer.register,
+    examples.register,
 ]
 
 

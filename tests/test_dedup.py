@@ -53,7 +53,7 @@ def parse_header(line, sep):
 
 def keys(source):
     ((node, record),) = extract_methods(ast.parse(source), repo="r", path="p.py")
-    tokens = code_tokens(record["signature"], record["body"], local_names(node))
+    tokens = code_tokens(record["signature"], record["body"], local_names(node, record["body"]))
     return exact_key(record["signature"], record["body"]), band_keys(tokens, DedupSettings())
 
 
@@ -69,6 +69,18 @@ def test_deduplicator_keeps_first_and_names_the_kind():
     assert dedup.offer(*keys(RENAMED)) == "near_duplicate"
     assert dedup.offer(*keys(EDITED)) == "near_duplicate"
     assert dedup.offer(*keys(DIFFERENT)) is None
+
+
+def test_local_names_are_parameters_and_assigned_names():
+    ((node, record),) = extract_methods(ast.parse(ORIGINAL), repo="r", path="p.py")
+    assert local_names(node, record["body"]) == {
+        "values",
+        "window",
+        "result",
+        "total",
+        "index",
+        "value",
+    }
 
 
 def test_short_methods_get_exact_dedup_only():

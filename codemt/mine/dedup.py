@@ -29,6 +29,7 @@ import ast
 import hashlib
 import keyword
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -65,14 +66,28 @@ def exact_key(signature: str, body: str) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-def local_names(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
-    """Parameters and locally assigned names of a method (the names a clone may rename)."""
-    names: set[str] = set()
-    for node in ast.walk(function):
-        if isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
+_ASSIGNED = re.compile(
+    r"^\s*([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*(?::[^=\n]*)?(?:[-+*/%&|^@]|//|\*\*|>>|<<)?=(?!=)"
+    r"|\bfor\s+([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s+in\b"
+    r"|\bas\s+([A-Za-z_]\w*)",
+    re.MULTILINE,
+)
+
+
+def local_names(function: ast.FunctionDef | ast.AsyncFunctionDef, body: str) -> set[str]:
+    """Parameters and locally assigned names of a method (the names a clone may rename).
+
+    Parameters come from the AST; assigned names from the normalised body text (plain and
+    augmented assignments, `for` targets, `as` names), which is much cheaper than walking
+    the tree of every method and exact enough for alpha-renaming.
+    """
+    args = function.args
+    params = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+    names = {a.arg for a in params if a is not None}
+    for match in _ASSIGNED.finditer(body):
+        for group in match.groups():
+            if group:
+                names.update(part.strip() for part in group.split(","))
     names.discard("self")
     names.discard("cls")
     return names
@@ -105,12 +120,25 @@ def band_keys(tokens: list[str], settings: DedupSettings) -> list[int] | None:
     from datasketch import MinHash
 
     bands, rows, permutations = _lsh_plan(settings.threshold, settings.num_perm)
-    k = settings.shingle_size
-    shingles = {" ".join(tokens[i : i + k]).encode() for i in range(len(tokens) - k + 1)}
-    minhash = MinHash(
-        num_perm=settings.num_perm, seed=1, permutations=permutations, scheme="affine32"
+    # Stable 32-bit token hashes (crc32, the same in every worker process), combined
+    # polynomially over each window of `shingle_size` tokens into one hash per shingle.
+    token_hashes = np.fromiter(
+        (zlib.crc32(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens)
     )
-    minhash.update_batch(list(shingles))
+    k = settings.shingle_size
+    shingles = np.zeros(len(tokens) - k + 1, dtype=np.uint64)
+    for offset in range(k):
+        shingles = (
+            shingles * np.uint64(1_000_003) + token_hashes[offset : offset + len(shingles)]
+        ) & np.uint64(0xFFFFFFFF)
+    minhash = MinHash(
+        num_perm=settings.num_perm,
+        seed=1,
+        permutations=permutations,
+        scheme="affine32",
+        hashfunc=int,
+    )
+    minhash.update_batch(np.unique(shingles).tolist())
     values = minhash.hashvalues.astype(np.uint64)
     keys = []
     for band in range(bands):

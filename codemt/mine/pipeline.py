@@ -186,7 +186,7 @@ class _Task:
 def _keyed(node, record: dict, settings: MineSettings, counts: Counter) -> dict:
     """Add the de-duplication keys and the docstring-task flag to a record."""
     record["exact_key"] = exact_key(record["signature"], record["body"])
-    tokens = code_tokens(record["signature"], record["body"], local_names(node))
+    tokens = code_tokens(record["signature"], record["body"], local_names(node, record["body"]))
     record["band_keys"] = band_keys(tokens, settings.dedup) if settings.dedup.near else None
     reason = settings.filters.exclusion(record)
     record["docstring_task"] = reason is None

@@ -1,0 +1,395 @@
+"""Feeding the model: token ids cached once, examples planned per epoch, batches by token budget.
+
+- `TokenCache` tokenises every method's features once, streaming from the Parquet shards,
+  and keeps the ids in one flat memory-mapped int32 array (with offsets per method and
+  field). Its folder is named by a fingerprint of the tokenizer, the corpus manifest, the
+  split and the cache format, so any change builds a new cache instead of reusing a stale one.
+- `ExampleData` draws, each epoch, one example per method (a multi-mode translation or a
+  span-masking example), computes every example's length without building it, sorts
+  examples by length inside large shuffled pools and cuts batches by a token budget, so
+  little of a batch is padding. The plan depends only on the seed and the epoch; data-
+  parallel ranks take every `world_size`-th batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codemt import corpus
+from codemt.examples import (
+    TOKEN_FIELDS,
+    ExampleSettings,
+    Mode,
+    Vocabulary,
+    available_modes,
+    build_span_masking,
+    build_translation,
+    control_ids,
+    feature_texts,
+    pretraining_ids,
+    source_budgets,
+    span_counts,
+    target_style,
+)
+
+CACHE_FORMAT = 2
+TOKENS_FILE = "tokens.int32"  # every id of every field, back to back, raw little-endian int32
+STAGES = ("pretrain", "multimode")
+_STYLE_CODES = ("", "summary", "google", "numpy", "rest", "other")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+class TokenCache:
+    """Token ids of every method's features in one corpus split, memory-mapped from disk.
+
+    `lengths[i, f]` is the number of tokens of field `TOKEN_FIELDS[f]` of method `i`;
+    `ids(i, name)` returns them.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        tokens_path = self.folder / TOKENS_FILE
+        # (total_tokens,) int32; np.memmap cannot map an empty file
+        self.tokens = (
+            np.memmap(tokens_path, dtype=np.int32, mode="r")
+            if tokens_path.stat().st_size
+            else np.zeros(0, np.int32)
+        )
+        self.offsets = np.load(self.folder / "offsets.npy")  # (methods, fields + 1)
+        self.lengths = np.diff(self.offsets, axis=1)  # (methods, fields)
+        self.style = np.load(self.folder / "style.npy")  # index into _STYLE_CODES
+        self.docstring_task = np.load(self.folder / "docstring_task.npy")
+        self.meta = json.loads((self.folder / "meta.json").read_text())
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def ids(self, method: int, name: str) -> np.ndarray:
+        """The token ids of one field of one method."""
+        f = TOKEN_FIELDS.index(name)
+        return self.tokens[self.offsets[method, f] : self.offsets[method, f + 1]]
+
+    def fields(self, method: int) -> dict[str, np.ndarray]:
+        """All token fields of one method."""
+        return {name: self.ids(method, name) for name in TOKEN_FIELDS}
+
+    @staticmethod
+    def fingerprint(corpus_dir: Path, split: str, tokenizer_json: str) -> str:
+        """What the cache depends on: corpus (its manifest), split, tokenizer and format."""
+        manifest = corpus.manifest_path(corpus_dir).read_bytes()
+        return _digest(
+            b"\0".join(
+                [manifest, split.encode(), tokenizer_json.encode(), str(CACHE_FORMAT).encode()]
+            )
+        )
+
+    @classmethod
+    def build(
+        cls,
+        corpus_dir: Path,
+        split: str,
+        tokenizer,
+        cache_root: Path,
+        *,
+        limit: int | None = None,
+        batch_size: int = 2048,
+    ) -> TokenCache:
+        """Open the cache for (corpus, split, tokenizer), tokenising the split first if needed.
+
+        The cache is written to a temporary folder and renamed into place, so a killed run
+        never leaves a half-written cache behind.
+        """
+        corpus.read_manifest(corpus_dir)  # a clear error if this is no corpus
+        key = cls.fingerprint(corpus_dir, split, tokenizer.to_str()) + (
+            f"-limit{limit}" if limit else ""
+        )
+        folder = Path(cache_root) / f"{split}-{key}"
+        if (folder / "meta.json").is_file():
+            return cls(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        # Feature text is data: a docstring that mentions "<to_body>" must not become the
+        # control code, so special tokens are encoded literally here and inserted by id later.
+        literal = tokenizer.encode_special_tokens
+        tokenizer.encode_special_tokens = True
+        try:
+            offsets, styles, eligible, position = cls._tokenize(
+                corpus_dir, split, tokenizer, tmp / TOKENS_FILE, limit, batch_size
+            )
+        finally:
+            tokenizer.encode_special_tokens = literal
+        np.save(
+            tmp / "offsets.npy",
+            np.asarray(offsets, dtype=np.int64).reshape(-1, len(TOKEN_FIELDS) + 1),
+        )
+        np.save(tmp / "style.npy", np.asarray(styles, dtype=np.int8))
+        np.save(tmp / "docstring_task.npy", np.asarray(eligible, dtype=bool))
+        meta = {
+            "corpus": str(corpus_dir),
+            "split": split,
+            "methods": len(offsets),
+            "tokens": int(position),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.replace(folder)
+        return cls(folder)
+
+    @staticmethod
+    def _tokenize(corpus_dir, split, tokenizer, path, limit, batch_size):
+        """Stream the split's records, append every field's ids to `path`; return the index arrays."""
+        offsets, styles, eligible = [], [], []
+        position = 0
+        columns = [
+            "signature", "docstring", "body", "class_name", "class_bases", "class_docstring",
+            "decorators", "imports", "docstring_style", "docstring_task",
+        ]  # fmt: skip
+        with open(path, "wb") as out:
+            for batch in corpus.iter_batches(corpus_dir, split, columns, batch_size=batch_size):
+                records = batch.to_pylist()
+                if limit is not None:
+                    records = records[: max(limit - len(offsets), 0)]
+                if not records:
+                    break
+                texts = [feature_texts(r) for r in records]
+                encoded = {
+                    name: tokenizer.encode_batch([t[name] for t in texts], add_special_tokens=False)
+                    for name in TOKEN_FIELDS
+                }
+                for i, record in enumerate(records):
+                    row = [position]
+                    for name in TOKEN_FIELDS:
+                        ids = np.asarray(encoded[name][i].ids, dtype=np.int32)
+                        out.write(ids.tobytes())
+                        position += len(ids)
+                        row.append(position)
+                    offsets.append(row)
+                    styles.append(_STYLE_CODES.index(record["docstring_style"] or ""))
+                    eligible.append(bool(record["docstring_task"]))
+        return offsets, styles, eligible, position
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How examples are grouped into batches."""
+
+    max_tokens: int = 8192  # budget per batch: examples x (longest source + longest target)
+    pool_batches: int = 1024  # examples are length-sorted inside pools of about this many batches
+    max_padding: float = 0.1  # a batch closes early rather than be more padding than this
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 32:
+            raise ValueError(f"max_tokens per batch must be at least 32, got {self.max_tokens}")
+        if not 0.0 < self.max_padding <= 1.0:
+            raise ValueError(f"max_padding must be in (0, 1], got {self.max_padding}")
+        if self.pool_batches < 1:
+            raise ValueError(f"pool_batches must be at least 1, got {self.pool_batches}")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One example of an epoch, planned but not built: which method, how, and how long."""
+
+    method: int
+    mode: Mode | None  # None: span masking
+    style: str | None
+    source_len: int
+    target_len: int
+
+
+class ExampleData:
+    """Deterministic, token-budget batches of one stage's examples over a token cache.
+
+    Implements the training loop's `TrainData` protocol.
+    """
+
+    def __init__(
+        self,
+        cache: TokenCache,
+        vocab: Vocabulary,
+        stage: str,
+        examples: ExampleSettings,
+        batching: BatchSettings,
+    ):
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+        self.cache, self.vocab, self.stage = cache, vocab, stage
+        self.examples, self.batching = examples, batching
+        self._plans: dict[int, tuple[list[Planned], list[list[int]]]] = {}
+
+    # -- planning
+
+    def _plan_translation(self, method: int, rng: np.random.Generator) -> Planned | None:
+        lengths = dict(zip(TOKEN_FIELDS, self.cache.lengths[method].tolist(), strict=True))
+        has = {f: lengths[f] > 0 for f in ("signature", "docstring", "body")}
+        modes = available_modes(has, bool(self.cache.docstring_task[method]))
+        if not modes:
+            return None
+        weights = np.asarray([self.examples.weight(m) for m in modes])
+        if weights.sum() <= 0:
+            return None
+        mode = modes[rng.choice(len(modes), p=weights / weights.sum())]
+        style = None
+        if mode.target == "docstring":
+            ask_summary = rng.random() < self.examples.summary_fraction
+            style = target_style(_STYLE_CODES[self.cache.style[method]], ask_summary)
+        sources = list(mode.sources)
+        if self.examples.context:
+            sources += [f for f in ("imports", "class", "decorators") if lengths[f]]
+        fixed = len(control_ids(mode, style, self.vocab)) + len(sources) + 1
+        budgets = source_budgets(
+            {f: lengths[f] for f in sources}, self.examples.max_source_tokens - fixed
+        )
+        target_field = "summary" if style == "summary" else mode.target
+        # Whole-line cutting can only shorten, so these are upper bounds; close enough to sort by.
+        source_len = fixed + sum(budgets.values())
+        target_len = min(lengths[target_field], self.examples.max_target_tokens - 1) + 1
+        return Planned(method, mode, style, source_len, target_len)
+
+    def _plan_span(self, method: int) -> Planned:
+        lengths = dict(zip(TOKEN_FIELDS, self.cache.lengths[method].tolist(), strict=True))
+        names = [f for f in ("signature", "docstring", "body") if lengths[f]]
+        if self.examples.context:
+            names += [f for f in ("imports", "class", "decorators") if lengths[f]]
+        target_share = self.examples.noise_density * (1 + 1 / self.examples.mean_noise_span)
+        room = min(
+            self.examples.max_source_tokens - 1,
+            int((self.examples.max_target_tokens - 2) / target_share),
+        )
+        length = len(names) + sum(
+            source_budgets({f: lengths[f] for f in names}, room - len(names)).values()
+        )
+        source_len, target_len = span_counts(length, self.examples)
+        return Planned(method, None, None, source_len, target_len)
+
+    def plan(self, epoch: int) -> tuple[list[Planned], list[list[int]]]:
+        """The epoch's examples and its batches (lists of example indices), cached per epoch."""
+        if epoch in self._plans:
+            return self._plans[epoch]
+        rng = np.random.default_rng(
+            [self.batching.seed, self.examples.seed, epoch, STAGES.index(self.stage)]
+        )
+        planned: list[Planned] = []
+        for method in range(len(self.cache)):
+            item = (
+                self._plan_translation(method, rng)
+                if self.stage == "multimode"
+                else self._plan_span(method)
+            )
+            if item is not None:
+                planned.append(item)
+        batches = self._batch(planned, rng)
+        self._plans = {epoch: (planned, batches)}  # keep only the current epoch
+        return planned, batches
+
+    def _batch(self, planned: list[Planned], rng: np.random.Generator) -> list[list[int]]:
+        order = rng.permutation(len(planned))
+        source = np.asarray([p.source_len for p in planned])
+        target = np.asarray([p.target_len for p in planned])
+        mean_cost = float((source + target).mean()) if len(planned) else 1.0
+        pool = max(int(self.batching.pool_batches * self.batching.max_tokens / mean_cost), 1)
+        batches: list[list[int]] = []
+        for start in range(0, len(order), pool):
+            chunk = order[start : start + pool]
+            # Padding is paid on both sides: group sources of about the same length (bins 10%
+            # apart), then sort by target length inside each group, up and down in turn, so a
+            # batch that straddles two groups joins examples of similar targets.
+            source_bin = np.floor(np.log(source[chunk]) / np.log(1.1)).astype(np.int64)
+            snake = np.where(source_bin % 2 == 0, target[chunk], -target[chunk])
+            chunk = chunk[np.lexsort((source[chunk], snake, source_bin))]
+            current: list[int] = []
+            longest_source = longest_target = real = 0
+            for index in chunk.tolist():
+                s = max(longest_source, source[index])
+                t = max(longest_target, target[index])
+                padded = (len(current) + 1) * (s + t)
+                new_real = real + source[index] + target[index]
+                # Close the batch when the next example would burst the token budget, or
+                # would make the batch more than `max_padding` padding (sparse length ranges).
+                if current and (
+                    padded > self.batching.max_tokens
+                    or new_real < (1 - self.batching.max_padding) * padded
+                ):
+                    batches.append(current)
+                    current, s, t, new_real = (
+                        [],
+                        source[index],
+                        target[index],
+                        source[index] + target[index],
+                    )
+                current.append(index)
+                longest_source, longest_target, real = s, t, new_real
+            if current:
+                batches.append(current)
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    # -- the TrainData protocol
+
+    def num_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1) -> int:
+        """Batches this rank sees in `epoch` (every rank sees the same number)."""
+        return len(self.plan(epoch)[1]) // world_size
+
+    def batches(
+        self, epoch: int, *, rank: int = 0, world_size: int = 1, start: int = 0
+    ) -> Iterator[dict]:
+        """The epoch's batches for one rank, from batch `start` on (skipping costs nothing)."""
+        import torch
+
+        planned, batches = self.plan(epoch)
+        usable = len(batches) // world_size * world_size
+        for position in range(rank + start * world_size, usable, world_size):
+            pairs = [self.build(planned[i], epoch) for i in batches[position]]
+            yield collate(pairs, self.vocab.pad, torch)
+
+    def build(self, item: Planned, epoch: int) -> tuple[list[int], list[int]]:
+        """Build one planned example's (source ids, target ids)."""
+        tokens = self.cache.fields(item.method)
+        if item.mode is not None:
+            return build_translation(tokens, item.mode, item.style, self.vocab, self.examples)
+        rng = np.random.default_rng([self.examples.seed, epoch, item.method])
+        return build_span_masking(
+            pretraining_ids(tokens, self.vocab, self.examples), self.vocab, self.examples, rng
+        )
+
+    def padding_waste(self, epoch: int = 0) -> float:
+        """Share of padding among the tokens of the epoch's batches (as planned)."""
+        planned, batches = self.plan(epoch)
+        real = padded = 0
+        for batch in batches:
+            s = max(planned[i].source_len for i in batch)
+            t = max(planned[i].target_len for i in batch)
+            padded += len(batch) * (s + t)
+            real += sum(planned[i].source_len + planned[i].target_len for i in batch)
+        return 1 - real / padded if padded else 0.0
+
+
+def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int, torch) -> dict:
+    """Pad a list of (source, target) id lists into model inputs.
+
+    input_ids, attention_mask: (batch, source_len); labels: (batch, target_len), -100 on padding.
+    """
+    source_len = max(len(s) for s, _ in pairs)
+    target_len = max(len(t) for _, t in pairs)
+    input_ids = torch.full((len(pairs), source_len), pad_id, dtype=torch.long)
+    labels = torch.full((len(pairs), target_len), -100, dtype=torch.long)
+    for row, (source, target) in enumerate(pairs):
+        input_ids[row, : len(source)] = torch.tensor(source, dtype=torch.long)
+        labels[row, : len(target)] = torch.tensor(target, dtype=torch.long)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": (input_ids != pad_id).long(),
+        "labels": labels,
+    }

@@ -1,0 +1,452 @@
+"""Training examples: PyMT5's two objectives, built from a method's features.
+
+Multi-mode translation: a method is split into features {signature, docstring, body}
+(and, optionally, context features {class, decorators, imports} usable as extra
+sources). An example translates a non-overlapping set of source features into one
+target feature; a control code says which feature to produce and, for docstrings, in
+which style. The source is readable text, each feature after its marker token, in a
+fixed order; `codemt examples` prints it.
+
+Span masking (T5): random spans of a method's tokens are replaced by numbered sentinels;
+the target lists each sentinel followed by the tokens it replaced.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from codemt.mine.docstrings import summary_of
+from codemt.tokenizer import FEATURE_TOKENS, NUM_SENTINELS, STYLE_TOKENS, TARGET_TOKENS
+
+FEATURES = ("signature", "docstring", "body")
+CONTEXT_FEATURES = ("imports", "class", "decorators")
+# The order features appear in a source, as they appear in a file.
+SOURCE_ORDER = ("imports", "class", "decorators", "signature", "docstring", "body")
+# Which features keep their tokens first when a source is too long.
+SOURCE_PRIORITY = ("signature", "docstring", "body", "decorators", "class", "imports")
+# Cached token streams per method: the features, plus the docstring's first paragraph,
+# which is the target of the summary style.
+TOKEN_FIELDS = ("signature", "docstring", "body", "summary", "class", "decorators", "imports")
+DOCSTRING_STYLES = ("summary", "google", "numpy", "rest", "author")
+
+
+@dataclass(frozen=True, order=True)
+class Mode:
+    """One translation direction: source features -> target feature."""
+
+    sources: tuple[str, ...]
+    target: str
+
+    @property
+    def name(self) -> str:
+        """`signature+body->docstring`: how modes are named in settings and reports."""
+        return f"{'+'.join(self.sources)}->{self.target}"
+
+    @classmethod
+    def parse(cls, name: str) -> Mode:
+        """Read a mode name such as `signature+body->docstring`."""
+        try:
+            sources, target = name.split("->")
+        except ValueError:
+            raise ValueError(
+                f"mode {name!r}: expected SOURCES->TARGET, e.g. signature+body->docstring"
+            ) from None
+        parts = tuple(s.strip() for s in sources.split("+") if s.strip())
+        unknown = [p for p in (*parts, target) if p not in FEATURES]
+        if unknown or not parts or target in parts:
+            raise ValueError(
+                f"mode {name!r}: sources and target must be distinct features among {', '.join(FEATURES)}"
+            )
+        return cls(tuple(f for f in FEATURES if f in parts), target.strip())
+
+
+def all_modes(features: Sequence[str] = FEATURES) -> list[Mode]:
+    """Every (non-empty set of other features) -> (one feature) pair, as the paper trains."""
+    modes = []
+    for target in features:
+        others = [f for f in features if f != target]
+        for size in range(1, len(others) + 1):
+            modes.extend(Mode(combo, target) for combo in itertools.combinations(others, size))
+    return sorted(modes)
+
+
+DEFAULT_MODE_WEIGHTS = {
+    # The two headline tasks of the paper and of CodeXGLUE get more of the budget.
+    "signature+body->docstring": 3.0,
+    "signature+docstring->body": 3.0,
+}
+
+
+@dataclass(frozen=True)
+class ExampleSettings:
+    """How methods become examples; part of the token cache's and the checkpoint's identity."""
+
+    max_source_tokens: int = 512
+    max_target_tokens: int = 256
+    context: bool = False  # add class, decorators and imports as extra sources
+    mode_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MODE_WEIGHTS))
+    summary_fraction: float = 0.5  # of docstring targets, the share asked for as a summary
+    noise_density: float = 0.15
+    mean_noise_span: float = 3.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_source_tokens < 16 or self.max_target_tokens < 8:
+            raise ValueError("max_source_tokens must be >= 16 and max_target_tokens >= 8")
+        for name, weight in self.mode_weights.items():
+            Mode.parse(name)
+            if weight < 0:
+                raise ValueError(f"mode weight of {name!r} must not be negative, got {weight}")
+        if not 0.0 <= self.summary_fraction <= 1.0:
+            raise ValueError(f"summary_fraction must be in [0, 1], got {self.summary_fraction}")
+        if not 0.0 < self.noise_density < 1.0:
+            raise ValueError(f"noise_density must be in (0, 1), got {self.noise_density}")
+        if self.mean_noise_span < 1.0:
+            raise ValueError(f"mean_noise_span must be at least 1, got {self.mean_noise_span}")
+
+    def weight(self, mode: Mode) -> float:
+        """The sampling weight of a mode (1 unless set)."""
+        return float(self.mode_weights.get(mode.name, 1.0))
+
+
+# ------------------------------------------------------------------ feature texts
+
+
+def feature_texts(record: dict) -> dict[str, str]:
+    """The text of each token field of a method record ("" where it has none)."""
+    class_text = ""
+    if record.get("class_name"):
+        bases = record.get("class_bases") or []
+        class_text = (
+            f"class {record['class_name']}" + (f"({', '.join(bases)})" if bases else "") + ":"
+        )
+        if record.get("class_docstring"):
+            class_text += f'\n    """{summary_of(record["class_docstring"])}"""'
+    docstring = record.get("docstring") or ""
+    return {
+        "signature": record["signature"],
+        "docstring": docstring,
+        "body": record.get("body") or "",
+        "summary": summary_of(docstring) if docstring else "",
+        "class": class_text,
+        "decorators": "\n".join(f"@{d}" for d in record.get("decorators") or []),
+        "imports": "\n".join(record.get("imports") or []),
+    }
+
+
+def target_style(docstring_style: str, ask_summary: bool) -> str:
+    """The style code for a docstring target, and so which text is the target.
+
+    `summary` targets the first paragraph; google/numpy/rest the whole docstring in that
+    style; `author` the whole docstring of any other shape, as its author wrote it.
+    """
+    if ask_summary or docstring_style in ("summary", ""):
+        return "summary"
+    return docstring_style if docstring_style in ("google", "numpy", "rest") else "author"
+
+
+def available_modes(has: dict[str, bool], docstring_task: bool) -> list[Mode]:
+    """The modes a method supports: its non-empty features, docstring targets only if eligible."""
+    present = [f for f in FEATURES if has[f]]
+    return [m for m in all_modes(present) if m.target != "docstring" or docstring_task]
+
+
+# ------------------------------------------------------------------ truncation
+
+
+def cut_at_line(ids: Sequence[int], budget: int, newline_ids: frozenset[int]) -> list[int]:
+    """The longest prefix of `ids` within `budget` that ends before a line break.
+
+    Falls back to a hard cut when the first line alone is over budget.
+    """
+    if len(ids) <= budget:
+        return list(ids)
+    for end in range(budget, 0, -1):
+        if ids[end] in newline_ids:
+            return list(ids[:end])
+    return list(ids[:budget])
+
+
+def source_budgets(lengths: dict[str, int], budget: int) -> dict[str, int]:
+    """Tokens each source feature keeps when the source is over `budget`, by priority."""
+    kept = {}
+    for name in SOURCE_PRIORITY:
+        if name in lengths:
+            kept[name] = min(lengths[name], max(budget, 0))
+            budget -= kept[name]
+    return kept
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The ids of the special tokens and line breaks that example building needs."""
+
+    eos: int
+    pad: int
+    features: dict[str, int]
+    targets: dict[str, int]
+    styles: dict[str, int]
+    sentinels: tuple[int, ...]
+    newline_ids: frozenset[int]
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> Vocabulary:
+        """Look the ids up in a `tokenizers.Tokenizer` built by `codemt.tokenizer`."""
+        from codemt.tokenizer import EOS_TOKEN, PAD_TOKEN, SENTINEL_TOKENS, special_token_id
+
+        def ids(mapping: dict[str, str]) -> dict[str, int]:
+            return {name: special_token_id(tokenizer, token) for name, token in mapping.items()}
+
+        newline_ids = frozenset(
+            i
+            for i in range(tokenizer.get_vocab_size())
+            if "\n" in tokenizer.decode([i], skip_special_tokens=False)
+        )
+        return cls(
+            eos=special_token_id(tokenizer, EOS_TOKEN),
+            pad=special_token_id(tokenizer, PAD_TOKEN),
+            features=ids(FEATURE_TOKENS),
+            targets=ids(TARGET_TOKENS),
+            styles=ids(STYLE_TOKENS),
+            sentinels=tuple(special_token_id(tokenizer, t) for t in SENTINEL_TOKENS),
+            newline_ids=newline_ids,
+        )
+
+
+def control_ids(mode: Mode, style: str | None, vocab: Vocabulary) -> list[int]:
+    """The control code that starts a source: the target, and for docstrings the style."""
+    ids = [vocab.targets[mode.target]]
+    if mode.target == "docstring":
+        ids.append(vocab.styles[style or "summary"])
+    return ids
+
+
+def build_translation(
+    tokens: dict[str, Sequence[int]],
+    mode: Mode,
+    style: str | None,
+    vocab: Vocabulary,
+    settings: ExampleSettings,
+) -> tuple[list[int], list[int]]:
+    """Source and target ids of one multi-mode example.
+
+    `tokens` maps token fields to ids. The control code is never cut; source features
+    are cut by priority (signature first kept, context last), each keeping whole lines;
+    the target keeps whole lines too and ends with </s>.
+    """
+    sources = list(mode.sources)
+    if settings.context:
+        sources += [f for f in CONTEXT_FEATURES if len(tokens.get(f, ()))]
+    control = control_ids(mode, style, vocab)
+    fixed = len(control) + len(sources) + 1  # control code, one marker per feature, </s>
+    budgets = source_budgets(
+        {f: len(tokens[f]) for f in sources}, settings.max_source_tokens - fixed
+    )
+    source = list(control)
+    for name in SOURCE_ORDER:
+        if name in budgets:
+            source.append(vocab.features[name])
+            source.extend(cut_at_line(tokens[name], budgets[name], vocab.newline_ids))
+    source.append(vocab.eos)
+    target_field = "summary" if mode.target == "docstring" and style == "summary" else mode.target
+    target = cut_at_line(tokens[target_field], settings.max_target_tokens - 1, vocab.newline_ids)
+    return source, target + [vocab.eos]
+
+
+# ------------------------------------------------------------------ span masking
+
+
+def _random_segmentation(total: int, segments: int, rng: np.random.Generator) -> np.ndarray:
+    """Split `total` items into `segments` non-empty runs of random lengths."""
+    cuts = np.zeros(total - 1, dtype=bool)
+    cuts[: segments - 1] = True
+    rng.shuffle(cuts)
+    starts = np.concatenate([[True], cuts])
+    return np.bincount(np.cumsum(starts) - 1, minlength=segments)
+
+
+def noise_mask(
+    length: int, density: float, mean_span: float, rng: np.random.Generator
+) -> np.ndarray:
+    """T5's random span noise: a boolean mask over `length` tokens, spans of mean `mean_span`.
+
+    About `density` of the tokens are noise, in alternating runs of kept and noise tokens
+    that start with a kept run; at most `NUM_SENTINELS` noise spans.
+    """
+    if length < 2:
+        return np.zeros(length, dtype=bool)
+    noise = min(max(int(round(length * density)), 1), length - 1)
+    spans = min(max(int(round(noise / mean_span)), 1), noise, length - noise, NUM_SENTINELS)
+    noise_lengths = _random_segmentation(noise, spans, rng)
+    kept_lengths = _random_segmentation(length - noise, spans, rng)
+    mask = np.zeros(length, dtype=bool)
+    position = 0
+    for kept, noisy in zip(kept_lengths, noise_lengths, strict=True):
+        position += kept
+        mask[position : position + noisy] = True
+        position += noisy
+    return mask
+
+
+def span_counts(length: int, settings: ExampleSettings) -> tuple[int, int]:
+    """(source length, target length) of a span-masking example, without building it."""
+    if length < 2:
+        return length + 1, 1
+    noise = min(max(int(round(length * settings.noise_density)), 1), length - 1)
+    spans = min(
+        max(int(round(noise / settings.mean_noise_span)), 1), noise, length - noise, NUM_SENTINELS
+    )
+    return length - noise + spans + 1, noise + spans + 1
+
+
+def build_span_masking(
+    ids: Sequence[int], vocab: Vocabulary, settings: ExampleSettings, rng: np.random.Generator
+) -> tuple[list[int], list[int]]:
+    """Source and target ids of one span-masking example (both end with </s>)."""
+    mask = noise_mask(len(ids), settings.noise_density, settings.mean_noise_span, rng)
+    return apply_span_mask(ids, mask, vocab)
+
+
+def apply_span_mask(
+    ids: Sequence[int], mask: np.ndarray, vocab: Vocabulary
+) -> tuple[list[int], list[int]]:
+    """Replace each run of masked tokens by the next sentinel; the target lists what each hid."""
+    source: list[int] = []
+    target: list[int] = []
+    span = -1
+    for position, token in enumerate(ids):
+        if mask[position]:
+            if position == 0 or not mask[position - 1]:
+                span += 1
+                source.append(vocab.sentinels[span])
+                target.append(vocab.sentinels[span])
+            target.append(token)
+        else:
+            source.append(token)
+    return source + [vocab.eos], target + [vocab.eos]
+
+
+def pretraining_ids(
+    tokens: dict[str, Sequence[int]], vocab: Vocabulary, settings: ExampleSettings
+) -> list[int]:
+    """The sequence span masking is applied to: a method's features after their markers.
+
+    Cut so that the masked source (never longer than the sequence, plus </s>) and the
+    target (the noise plus one sentinel a span, about a fifth of the sequence) both fit.
+    """
+    names = [
+        f for f in SOURCE_ORDER if len(tokens.get(f, ())) and (settings.context or f in FEATURES)
+    ]
+    target_share = settings.noise_density * (1 + 1 / settings.mean_noise_span)
+    room = min(settings.max_source_tokens - 1, int((settings.max_target_tokens - 2) / target_share))
+    budgets = source_budgets({f: len(tokens[f]) for f in names}, room - len(names))
+    ids: list[int] = []
+    for name in SOURCE_ORDER:
+        if budgets.get(name):
+            ids.append(vocab.features[name])
+            ids.extend(cut_at_line(tokens[name], budgets[name], vocab.newline_ids))
+    return ids
+
+
+# ------------------------------------------------------------------ from a record, and the CLI
+
+
+def encode_fields(records: list[dict], tokenizer) -> list[dict[str, list[int]]]:
+    """Token ids of every field of each record, with special-token text kept literal.
+
+    The same encoding as the token cache's, for methods that do not come from a corpus
+    (a user's function at translation time, `codemt examples`).
+    """
+    texts = [feature_texts(r) for r in records]
+    literal = tokenizer.encode_special_tokens
+    tokenizer.encode_special_tokens = True
+    try:
+        encoded = {
+            name: tokenizer.encode_batch([t[name] for t in texts], add_special_tokens=False)
+            for name in TOKEN_FIELDS
+        }
+    finally:
+        tokenizer.encode_special_tokens = literal
+    return [{name: encoded[name][i].ids for name in TOKEN_FIELDS} for i in range(len(records))]
+
+
+def register(subparsers) -> None:
+    """Add the `examples` sub-command."""
+    import argparse
+    from pathlib import Path
+
+    parser = subparsers.add_parser(
+        "examples",
+        help="print training examples as the model sees them",
+        description="Print a few training examples of a corpus, as text and as tokens.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "data", type=Path, metavar="DATA", help="corpus folder (from `codemt mine`)"
+    )
+    parser.add_argument(
+        "--tokenizer", type=Path, required=True, help="tokenizer.json or its folder"
+    )
+    parser.add_argument("--n", type=int, default=5, help="how many examples")
+    parser.add_argument("--stage", choices=["multimode", "pretrain"], default="multimode")
+    parser.add_argument("--mode", help="force one mode, e.g. signature+body->docstring")
+    parser.add_argument("--split", default="train", choices=["train", "valid", "test"])
+    parser.add_argument("--context", action="store_true", help="add class, decorators and imports")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=_examples_command)
+
+
+def _examples_command(args) -> int:
+    from codemt.corpus import iter_records
+    from codemt.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(args.tokenizer)
+    vocab = Vocabulary.from_tokenizer(tokenizer)
+    settings = ExampleSettings(context=args.context, seed=args.seed)
+    forced = Mode.parse(args.mode) if args.mode else None
+    rng = np.random.default_rng(args.seed)
+    shown = 0
+    for record in iter_records(args.data, args.split):
+        if shown >= args.n:
+            break
+        tokens = encode_fields([record], tokenizer)[0]
+        if args.stage == "pretrain":
+            mode, style = None, None
+            source, target = build_span_masking(
+                pretraining_ids(tokens, vocab, settings), vocab, settings, rng
+            )
+        else:
+            has = {f: bool(tokens[f]) for f in FEATURES}
+            modes = [
+                m
+                for m in available_modes(has, bool(record["docstring_task"]))
+                if forced in (None, m)
+            ]
+            if not modes:
+                continue
+            mode = modes[rng.integers(len(modes))]
+            style = target_style(
+                record["docstring_style"], rng.random() < settings.summary_fraction
+            )
+            style = style if mode.target == "docstring" else None
+            source, target = build_translation(tokens, mode, style, vocab, settings)
+        shown += 1
+        title = f"{record['repo']}:{record['path']}:{record['lineno']} {record['name']}"
+        what = (
+            "span masking" if mode is None else mode.name + (f" (style {style})" if style else "")
+        )
+        print(f"=== example {shown}: {title}  [{what}]")
+        for label, ids in (("source", source), ("target", target)):
+            print(f"--- {label} text ({len(ids)} tokens)")
+            print(tokenizer.decode(ids, skip_special_tokens=False))
+            print(f"--- {label} tokens")
+            print(" ".join(repr(tokenizer.decode([i], skip_special_tokens=False)) for i in ids))
+        print()
+    if not shown:
+        print(f"no example could be built from the {args.split} split of {args.data}")
+        return 1
+    return 0

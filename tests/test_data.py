@@ -1,0 +1,153 @@
+"""Token cache and token-budget batches: cached once, invalidated on change, deterministic, tight."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from codemt.data import BatchSettings, ExampleData, Planned, TokenCache
+from codemt.examples import ExampleSettings, Mode, Vocabulary
+
+
+@pytest.fixture(scope="module")
+def cache(small_corpus, small_tokenizer, tmp_path_factory):
+    return TokenCache.build(
+        small_corpus, "train", small_tokenizer, tmp_path_factory.mktemp("cache")
+    )
+
+
+def test_cache_holds_every_method_and_decodes_back(cache, small_tokenizer, small_corpus):
+    from codemt.corpus import iter_records
+
+    records = list(iter_records(small_corpus, "train"))
+    assert len(cache) == len(records) > 50
+    for index in (0, len(records) // 2, len(records) - 1):
+        assert small_tokenizer.decode(cache.ids(index, "body").tolist()) == records[index]["body"]
+        assert (
+            small_tokenizer.decode(cache.ids(index, "signature").tolist())
+            == records[index]["signature"]
+        )
+
+
+def test_cache_is_reused_and_invalidated(small_corpus, small_tokenizer, tmp_path):
+    from codemt.tokenizer import TokenizerSettings, corpus_texts, train_tokenizer
+
+    first = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path)
+    stamp = (first.folder / "tokens.int32").stat().st_mtime_ns
+    again = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path)
+    assert (
+        again.folder == first.folder and (again.folder / "tokens.int32").stat().st_mtime_ns == stamp
+    )
+
+    other = train_tokenizer(corpus_texts(small_corpus), TokenizerSettings(vocab_size=900))
+    assert TokenCache.build(small_corpus, "train", other, tmp_path).folder != first.folder
+
+    manifest = json.loads((small_corpus / "manifest.json").read_text())
+    try:
+        (small_corpus / "manifest.json").write_text(json.dumps({**manifest, "created": "later"}))
+        assert (
+            TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path).folder
+            != first.folder
+        )
+    finally:
+        (small_corpus / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_special_tokens_in_feature_text_stay_literal(small_tokenizer, tmp_path):
+    from codemt.corpus import SCHEMA, write_table
+    from codemt.tokenizer import TARGET_TOKENS, special_token_id
+
+    record = {name: None for name in SCHEMA.names} | {
+        "repo": "r", "path": "p.py", "name": "f", "lineno": 1, "signature": "def f():",
+        "docstring": "Explain the <to_body> code.", "body": "    return '<signature>'",
+        "docstring_style": "summary", "docstring_task": True, "split": "train",
+    }  # fmt: skip
+    write_table([record], tmp_path / "corpus" / "shards" / "train-00000.parquet")
+    (tmp_path / "corpus" / "manifest.json").write_text("{}")
+    cache = TokenCache.build(tmp_path / "corpus", "train", small_tokenizer, tmp_path / "cache")
+    specials = {
+        special_token_id(small_tokenizer, t) for t in (TARGET_TOKENS["body"], "<signature>")
+    }
+    assert not specials & set(cache.tokens.tolist())
+    assert (
+        small_tokenizer.decode(cache.ids(0, "docstring").tolist()) == "Explain the <to_body> code."
+    )
+    assert not small_tokenizer.encode_special_tokens  # the tokenizer is left as it was
+
+
+def data(cache, tokenizer, stage, **batching):
+    return ExampleData(
+        cache,
+        Vocabulary.from_tokenizer(tokenizer),
+        stage,
+        ExampleSettings(),
+        BatchSettings(**batching),
+    )
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "multimode"])
+def test_batches_are_deterministic_within_budget_and_shard_across_ranks(
+    cache, small_tokenizer, stage
+):
+    one = data(cache, small_tokenizer, stage, max_tokens=2048, seed=3)
+    two = data(cache, small_tokenizer, stage, max_tokens=2048, seed=3)
+    first = list(one.batches(0))
+    assert all(
+        torch.equal(a["input_ids"], b["input_ids"])
+        for a, b in zip(first, two.batches(0), strict=True)
+    )
+    assert not all(
+        a["input_ids"].shape == b["input_ids"].shape
+        for a, b in zip(first, one.batches(1), strict=False)
+    ), "a new epoch draws new examples and batches"
+    for batch in first:
+        rows, source_len = batch["input_ids"].shape
+        assert rows == 1 or rows * (source_len + batch["labels"].shape[1]) <= 2048
+        assert (batch["attention_mask"].sum(1) > 0).all()
+        assert ((batch["labels"] == -100) | (batch["labels"] >= 0)).all()
+
+    planned, batches = one.plan(0)
+    rank0 = [set(b) for b in batches[0::2]][: one.num_batches(0, rank=0, world_size=2)]
+    rank1 = [set(b) for b in batches[1::2]][: one.num_batches(0, rank=1, world_size=2)]
+    assert len(rank0) == len(rank1) == len(batches) // 2
+    shapes0 = [b["input_ids"].shape[0] for b in one.batches(0, rank=0, world_size=2)]
+    assert shapes0 == [len(b) for b in rank0]
+    assert not set().union(*rank0) & set().union(*rank1)
+
+
+def test_resuming_mid_epoch_skips_to_the_same_batch(cache, small_tokenizer):
+    examples = data(cache, small_tokenizer, "multimode", max_tokens=2048)
+    whole = list(examples.batches(0))
+    resumed = list(examples.batches(0, start=3))
+    assert len(resumed) == len(whole) - 3
+    assert all(
+        torch.equal(a["labels"], b["labels"]) for a, b in zip(whole[3:], resumed, strict=True)
+    )
+
+
+def test_multimode_examples_start_with_their_control_code(cache, small_tokenizer):
+    examples = data(cache, small_tokenizer, "multimode", max_tokens=4096)
+    vocab = examples.vocab
+    planned, _ = examples.plan(0)
+    for item in planned[:200]:
+        source, target = examples.build(item, 0)
+        assert source[0] == vocab.targets[item.mode.target]
+        assert len(source) <= item.source_len and len(target) <= item.target_len
+        assert target[-1] == vocab.eos and source[-1] == vocab.eos
+
+
+def test_length_bucketing_keeps_padding_under_ten_percent():
+    """Planned lengths shaped like real methods (many short, a long tail), one epoch's worth."""
+    rng = np.random.default_rng(0)
+    source = np.clip(rng.lognormal(3.5, 1.0, 20000).astype(int) + 4, 4, 512)
+    target = np.clip(rng.lognormal(2.8, 1.1, 20000).astype(int) + 2, 2, 256)
+    planned = [
+        Planned(i, Mode(("body",), "docstring"), None, int(s), int(t))
+        for i, (s, t) in enumerate(zip(source, target, strict=True))
+    ]
+    examples = ExampleData.__new__(ExampleData)
+    examples.batching = BatchSettings(max_tokens=8192)
+    examples._plans = {0: (planned, examples._batch(planned, np.random.default_rng(1)))}
+    assert sorted(i for b in examples._plans[0][1] for i in b) == list(range(20000))
+    assert examples.padding_waste(0) < 0.10

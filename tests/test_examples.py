@@ -1,0 +1,205 @@
+"""Multi-mode examples and T5 span masking on hand-worked cases."""
+
+import numpy as np
+import pytest
+
+from codemt.examples import (
+    ExampleSettings,
+    Mode,
+    Vocabulary,
+    all_modes,
+    apply_span_mask,
+    available_modes,
+    build_span_masking,
+    build_translation,
+    cut_at_line,
+    feature_texts,
+    noise_mask,
+    target_style,
+)
+
+NEWLINE = 7
+VOCAB = Vocabulary(
+    eos=1,
+    pad=0,
+    features={"signature": 3, "docstring": 4, "body": 5, "class": 6, "decorators": 8, "imports": 9},
+    targets={"signature": 10, "docstring": 11, "body": 12},
+    styles={"summary": 13, "google": 14, "numpy": 15, "rest": 16, "author": 17},
+    sentinels=tuple(range(100, 200)),
+    newline_ids=frozenset({NEWLINE}),
+)
+
+
+def test_every_mode_of_a_three_feature_method():
+    assert [m.name for m in all_modes()] == [
+        "body->docstring",
+        "body->signature",
+        "docstring->body",
+        "docstring->signature",
+        "docstring+body->signature",
+        "signature->body",
+        "signature->docstring",
+        "signature+body->docstring",
+        "signature+docstring->body",
+    ]
+
+
+def test_modes_follow_the_features_a_method_has():
+    no_doc = available_modes(
+        {"signature": True, "docstring": False, "body": True}, docstring_task=False
+    )
+    assert [m.name for m in no_doc] == ["body->signature", "signature->body"]
+    not_eligible = available_modes(
+        {"signature": True, "docstring": True, "body": True}, docstring_task=False
+    )
+    assert all(m.target != "docstring" for m in not_eligible) and len(not_eligible) == 6
+
+
+def test_mode_names_parse_and_bad_ones_are_explained():
+    assert Mode.parse("body+signature->docstring") == Mode(("signature", "body"), "docstring")
+    with pytest.raises(ValueError, match="distinct features"):
+        Mode.parse("body->body")
+    with pytest.raises(ValueError, match="SOURCES->TARGET"):
+        Mode.parse("docstring")
+    with pytest.raises(ValueError):
+        ExampleSettings(mode_weights={"code->docstring": 1.0})
+
+
+def test_docstring_target_styles():
+    assert target_style("google", ask_summary=False) == "google"
+    assert target_style("google", ask_summary=True) == "summary"
+    assert target_style("other", ask_summary=False) == "author"
+    assert target_style("summary", ask_summary=False) == "summary"
+
+
+def test_translation_example_layout():
+    tokens = {
+        "signature": [20, 21],
+        "docstring": [30, 31, NEWLINE, 32],
+        "summary": [30, 31],
+        "body": [40, 41, NEWLINE, 42],
+        "class": [],
+        "decorators": [],
+        "imports": [],
+    }
+    mode = Mode(("signature", "body"), "docstring")
+    source, target = build_translation(tokens, mode, "summary", VOCAB, ExampleSettings())
+    assert source == [11, 13, 3, 20, 21, 5, 40, 41, NEWLINE, 42, 1]
+    assert target == [30, 31, 1]
+    source, target = build_translation(
+        tokens, Mode(("docstring",), "body"), None, VOCAB, ExampleSettings()
+    )
+    assert source == [12, 4, 30, 31, NEWLINE, 32, 1]
+    assert target == [40, 41, NEWLINE, 42, 1]
+
+
+def test_long_sources_are_cut_by_priority_never_the_control_code():
+    tokens = {
+        "signature": list(range(20, 28)),
+        "docstring": [],
+        "summary": [],
+        "body": [50, 51, NEWLINE, 52, 53, NEWLINE, 54, 55, NEWLINE] * 10,
+        "class": [60, 61],
+        "decorators": [],
+        "imports": [],
+    }
+    settings = ExampleSettings(max_source_tokens=16, max_target_tokens=8, context=True)
+    source, target = build_translation(
+        tokens, Mode(("signature", "body"), "docstring"), "summary", VOCAB, settings
+    )
+    # 16 = control (2) + 3 markers + </s> + 10 feature tokens: the signature's 8 first, then
+    # 2 of the body (whole lines), none of the class, whose marker stays.
+    assert source == [11, 13, 6, 3, *range(20, 28), 5, 50, 51, 1]
+    source, target = build_translation(tokens, Mode(("signature",), "body"), None, VOCAB, settings)
+    assert target == [50, 51, NEWLINE, 52, 53, 1]
+
+
+def test_cut_at_line_keeps_whole_lines():
+    ids = [1, 2, NEWLINE, 3, 4, NEWLINE, 5]
+    assert cut_at_line(ids, 10, frozenset({NEWLINE})) == ids
+    assert cut_at_line(ids, 6, frozenset({NEWLINE})) == [1, 2, NEWLINE, 3, 4]
+    assert cut_at_line(ids, 4, frozenset({NEWLINE})) == [1, 2]
+    assert cut_at_line([1, 2, 3, 4], 2, frozenset({NEWLINE})) == [1, 2]
+
+
+def test_span_masking_hand_worked():
+    ids = [20, 21, 22, 23, 24, 25, 26, 27, 28, 29]
+    mask = np.array([0, 0, 1, 1, 0, 0, 0, 1, 0, 0], dtype=bool)
+    source, target = apply_span_mask(ids, mask, VOCAB)
+    assert source == [20, 21, 100, 24, 25, 26, 101, 28, 29, 1]
+    assert target == [100, 22, 23, 101, 27, 1]
+
+
+def test_noise_mask_matches_density_and_span_count():
+    mask = noise_mask(100, 0.15, 3.0, np.random.default_rng(0))
+    assert mask.sum() == 15
+    starts = np.flatnonzero(mask & ~np.concatenate([[False], mask[:-1]]))
+    assert len(starts) == 5 and not mask[0]
+    assert (noise_mask(100, 0.15, 3.0, np.random.default_rng(0)) == mask).all()
+
+
+def test_span_masking_with_fixed_seed():
+    ids = list(range(20, 40))
+    source, target = build_span_masking(ids, VOCAB, ExampleSettings(), np.random.default_rng(0))
+    # 20 tokens: 3 noise tokens in one span
+    assert source[-1] == 1 and target[-1] == 1
+    assert sum(t >= 100 for t in source) == 1 and len(target) == 3 + 1 + 1
+    # the spans put back where their sentinels stand give the input again
+    restored, spans = [], {}
+    current = None
+    for token in target[:-1]:
+        if token >= 100:
+            current = token
+            spans[current] = []
+        else:
+            spans[current].append(token)
+    for token in source[:-1]:
+        restored.extend(spans[token] if token >= 100 else [token])
+    assert restored == ids
+
+
+def test_feature_texts_of_a_method_in_a_class():
+    texts = feature_texts(
+        {
+            "signature": "def push(self, item):",
+            "docstring": "Push an item.\n\nMore words.",
+            "body": "    self.items.append(item)",
+            "class_name": "Stack",
+            "class_bases": ["Base"],
+            "class_docstring": "A stack.\n\nDetails.",
+            "decorators": ["cached"],
+            "imports": ["import os"],
+        }
+    )
+    assert texts["summary"] == "Push an item."
+    assert texts["class"] == 'class Stack(Base):\n    """A stack."""'
+    assert texts["decorators"] == "@cached" and texts["imports"] == "import os"
+
+
+@pytest.mark.parametrize("stage", ["multimode", "pretrain"])
+def test_examples_command_prints_text_and_tokens(
+    small_corpus, small_tokenizer, tmp_path, capsys, stage
+):
+    from codemt.cli import main
+    from codemt.tokenizer import save_tokenizer
+
+    save_tokenizer(small_tokenizer, tmp_path / "tok")
+    code = main(
+        [
+            "examples",
+            str(small_corpus),
+            "--tokenizer",
+            str(tmp_path / "tok"),
+            "--n",
+            "3",
+            "--stage",
+            stage,
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and out.count("=== example") == 3
+    assert out.count("--- source tokens") == 3 and "</s>" in out
+    if stage == "multimode":
+        assert "<to_" in out
+    else:
+        assert "<extra_id_0>" in out
