@@ -283,13 +283,12 @@ def noise_mask(
     spans = min(max(int(round(noise / mean_span)), 1), noise, length - noise, NUM_SENTINELS)
     noise_lengths = _random_segmentation(noise, spans, rng)
     kept_lengths = _random_segmentation(length - noise, spans, rng)
-    mask = np.zeros(length, dtype=bool)
-    position = 0
-    for kept, noisy in zip(kept_lengths, noise_lengths, strict=True):
-        position += kept
-        mask[position : position + noisy] = True
-        position += noisy
-    return mask
+    # Runs alternate kept, noise, kept, noise...: count run boundaries up to each position;
+    # odd counts are noise.
+    boundaries = np.cumsum(np.stack([kept_lengths, noise_lengths], axis=1).reshape(-1))[:-1]
+    run = np.zeros(length, dtype=np.int64)
+    run[boundaries] = 1
+    return np.cumsum(run) % 2 == 1
 
 
 def span_counts(length: int, settings: ExampleSettings) -> tuple[int, int]:
@@ -315,19 +314,16 @@ def apply_span_mask(
     ids: Sequence[int], mask: np.ndarray, vocab: Vocabulary
 ) -> tuple[list[int], list[int]]:
     """Replace each run of masked tokens by the next sentinel; the target lists what each hid."""
-    source: list[int] = []
-    target: list[int] = []
-    span = -1
-    for position, token in enumerate(ids):
-        if mask[position]:
-            if position == 0 or not mask[position - 1]:
-                span += 1
-                source.append(vocab.sentinels[span])
-                target.append(vocab.sentinels[span])
-            target.append(token)
-        else:
-            source.append(token)
-    return source + [vocab.eos], target + [vocab.eos]
+    ids = np.asarray(ids, dtype=np.int64)
+    starts = mask & ~np.concatenate([[False], mask[:-1]])  # first token of each noise span
+    sentinels = np.asarray(vocab.sentinels[: int(starts.sum())], dtype=np.int64)
+    # source: kept tokens, and each span's sentinel where the span began
+    source = np.where(starts, 0, ids)
+    source[starts] = sentinels
+    source = source[~mask | starts]
+    # target: the noise tokens, each span preceded by its sentinel
+    target = np.insert(ids[mask], np.flatnonzero(starts[mask]), sentinels)
+    return source.tolist() + [vocab.eos], target.tolist() + [vocab.eos]
 
 
 def pretraining_ids(

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import textwrap
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from codemt import corpus
+from codemt.mine.extract import method_source
 
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = "</s>"
@@ -182,15 +182,6 @@ def train_tokenizer(texts: Iterable[str], settings: TokenizerSettings) -> Tokeni
     return tok
 
 
-def method_source(record: dict) -> str:
-    """A method's source as training text: signature, newline, indented body."""
-    body = record["body"]
-    # Indent a dedented body, so that training sees indentation as it is in files.
-    if body and not body[0].isspace():
-        body = textwrap.indent(body, "    ")
-    return f"{record['signature']}\n{body}"
-
-
 def corpus_texts(corpus_dir: Path, limit: int | None = None) -> Iterator[str]:
     """Stream training texts from the train split of a corpus: each method's source, then
     its docstring when it has one; at most `limit` methods."""
@@ -201,7 +192,7 @@ def corpus_texts(corpus_dir: Path, limit: int | None = None) -> Iterator[str]:
             if limit is not None and count >= limit:
                 return
             count += 1
-            yield method_source(record)
+            yield method_source(record, with_docstring=False)
             if record["docstring"]:
                 yield record["docstring"]
 

@@ -66,7 +66,7 @@ def write_tiny_corpus(corpus_dir: Path) -> list[dict]:
             "split": "train",
             "signature": f"def f{i}(x, y):",
             "docstring": f"Add {i} to x.\n\nArgs:\n    x: a number." if i % 2 else "",
-            "body": f"total = x + {i}\nif total > y:\n    return y\nreturn total",
+            "body": f"    total = x + {i}\n    if total > y:\n        return y\n    return total",
         }
         for i in range(30)
     ]
@@ -192,10 +192,8 @@ def test_corpus_texts(tmp_path):
     records = write_tiny_corpus(tmp_path)
     texts = list(tokenizer.corpus_texts(tmp_path, limit=2))
     assert texts == [
-        "def f0(x, y):\n    total = x + 0\n    if total > y:\n        return y\n    return total",
-        records[1]["signature"]
-        + "\n"
-        + "    total = x + 1\n    if total > y:\n        return y\n    return total",
+        "def f0(x, y):\n    total = x + 0\n    if total > y:\n        return y\n    return total\n",
+        records[1]["signature"] + "\n" + records[1]["body"] + "\n",
         records[1]["docstring"],
     ]
 

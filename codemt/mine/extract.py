@@ -170,8 +170,8 @@ def method_source(record: dict, *, with_docstring: bool = True, raw: bool = True
     used, else the cleaned docstring.
     """
     parts = [record["signature"]]
-    docstring = record["docstring_raw"] if raw else record["docstring"]
-    if with_docstring and docstring.strip():
+    docstring = (record["docstring_raw"] if raw else record["docstring"]) if with_docstring else ""
+    if docstring.strip():
         import inspect
 
         parts.append(docstring_literal(inspect.cleandoc(docstring)))
