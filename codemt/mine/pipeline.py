@@ -49,6 +49,8 @@ from codemt.mine.sources import JsonlSource, Repository, SourceFailure, expand_s
 STAGED_SCHEMA = SCHEMA.append(pa.field("exact_key", pa.int64())).append(
     pa.field("band_keys", pa.list_(pa.int64()))
 )
+# Bump when staged records or their dedup keys change meaning, so stale stages are redone.
+STAGE_FORMAT = 2
 FILES_PER_TASK = 16
 JSONL_ROWS_PER_TASK = 512
 
@@ -118,6 +120,7 @@ class MineSettings:
         """A digest of the settings that change staged records (workers, output format don't)."""
         relevant = {
             "version": __version__,
+            "stage_format": STAGE_FORMAT,
             "max_file_bytes": self.max_file_bytes,
             "repair": self.repair,
             "filters": asdict(self.filters),
