@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from codemt import __version__, examples, tokenizer
+from codemt import __version__, examples, model, tokenizer
 from codemt.mine import cli as mine_cli
 
 REGISTRARS = [
     mine_cli.register,
     tokenizer.register,
     examples.register,
+    model.register,
 ]
 
 

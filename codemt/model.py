@@ -1,0 +1,292 @@
+"""The model: a T5 v1.1-style encoder-decoder in named sizes, and its checkpoint folder.
+
+PyMT5 is an encoder-decoder transformer; we use Hugging Face's `T5ForConditionalGeneration`
+in its v1.1 form: gated-GELU feed-forward layers, relative position bias (no learned
+absolute positions, which suits the 2,200-token context) and an output projection that is
+not tied to the input embedding (encoder and decoder still share that input embedding).
+
+A checkpoint is one folder that needs nothing else to load::
+
+    model.safetensors, config.json    the weights and T5 config (AutoModelForSeq2SeqLM opens them)
+    generation_config.json            written by transformers
+    tokenizer.json, ...               every file of the tokenizer folder trained with
+    codemt.json                       our config: preset, stage, modes, settings, progress
+    train_log.csv, state/             written by `codemt.train` (training log, resume state)
+
+Heavy imports (torch, transformers) stay inside functions so that `codemt --help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from codemt import __version__
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+CODEMT_FILE = "codemt.json"
+# A run folder holds step-NNNNNN checkpoints and this file naming the newest one.
+LATEST_FILE = "latest"
+
+
+class Preset(NamedTuple):
+    """The shape of a model size, its nominal parameter count and training defaults.
+
+    `vocab` is the vocabulary the nominal size is counted with; a real model takes its
+    vocabulary size from its tokenizer, so its exact count moves by 2 * d_model per token
+    of difference (input embedding + untied output projection). `context` is the longest
+    source or target, in tokens, that the data layer should build for this size.
+    """
+
+    d_model: int
+    d_ff: int
+    encoder_layers: int
+    decoder_layers: int
+    heads: int
+    d_kv: int
+    vocab: int
+    context: int
+    nominal_params: float
+    lr: float
+    warmup_steps: int
+
+
+# One line of numbers per size. Vocabularies: 32k, the tokenizer's default, except 16k for
+# `small`, whose 32k-vocabulary embeddings alone would be 17M parameters (26M in all); a
+# 16k tokenizer also suits the small corpora a CPU model is trained on. The paper's exact
+# shape is not in our sources; `pymt5` matches its size and context. Learning rates: the
+# paper's 9.1875e-5 at 374M parameters with 5,000 warm-up steps; smaller models tolerate
+# (and, to learn within CPU budgets, need) larger rates, roughly inversely to width.
+PRESETS: dict[str, Preset] = {
+    # d_model d_ff enc dec heads d_kv vocab context nominal lr warmup
+    "tiny": Preset(64, 128, 2, 2, 4, 16, 1024, 256, 0.33e6, 1e-3, 100),  # unit tests
+    "small": Preset(256, 1024, 4, 4, 4, 64, 16384, 512, 18e6, 5e-4, 1000),  # CPU default
+    "base": Preset(384, 1536, 6, 6, 6, 64, 32768, 1024, 57e6, 3e-4, 2000),  # CodeT5-small class
+    "large": Preset(
+        768, 1536, 12, 12, 12, 64, 32768, 2048, 220e6, 1.5e-4, 4000
+    ),  # CodeT5-base class
+    "pymt5": Preset(1024, 2048, 12, 12, 16, 64, 32768, 2200, 374e6, 9.1875e-5, 5000),  # the paper's
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`, or a ValueError listing the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def t5_config(
+    preset: str,
+    vocab_size: int,
+    pad_id: int,
+    eos_id: int,
+    decoder_start_id: int,
+    dropout: float = 0.0,
+) -> T5Config:
+    """The transformers config of `preset` with the tokenizer's vocabulary and special ids."""
+    from transformers import T5Config
+
+    p = get_preset(preset)
+    return T5Config(
+        vocab_size=vocab_size,
+        d_model=p.d_model,
+        d_ff=p.d_ff,
+        num_layers=p.encoder_layers,
+        num_decoder_layers=p.decoder_layers,
+        num_heads=p.heads,
+        d_kv=p.d_kv,
+        feed_forward_proj="gated-gelu",
+        # transformers 4 reads this literally; transformers 5 takes it to mean "do not
+        # rescale decoder outputs" (v1.1 behaviour) and ties everything, see below.
+        tie_word_embeddings=False,
+        dropout_rate=dropout,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        decoder_start_token_id=decoder_start_id,
+    )
+
+
+def build_model(
+    preset: str,
+    vocab_size: int,
+    pad_id: int,
+    eos_id: int,
+    decoder_start_id: int,
+    *,
+    dropout: float = 0.0,
+    device: str | torch.device | None = None,
+) -> T5ForConditionalGeneration:
+    """A freshly initialised model of `preset` (pass device="meta" to count without allocating).
+
+    Dropout is 0 by default, as for pre-training on plenty of data; raise it to fine-tune
+    on little. Initialisation uses the global torch RNG: seed it first for reproducibility.
+    """
+    import torch
+    from transformers import T5ForConditionalGeneration
+
+    config = t5_config(preset, vocab_size, pad_id, eos_id, decoder_start_id, dropout)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        model = T5ForConditionalGeneration(config)
+        _untie_output_projection(model)
+    return model
+
+
+def _untie_output_projection(model: T5ForConditionalGeneration) -> None:
+    """Give the model an output projection of its own (T5 v1.1), whatever the transformers version.
+
+    transformers 5 always ties `lm_head` to the input embedding at construction; a checkpoint
+    whose `lm_head` differs from it is loaded untied. The projection is initialised with
+    std d_model**-0.5 (fan-in scaling): the decoder's output is RMS-normalised, so the first
+    logits have unit scale and the first loss is about ln(vocab); transformers 4's std of
+    1.0 starts with logits of std sqrt(d_model) and a loss far above that.
+    """
+    import torch
+
+    weight = model.shared.weight
+    lm_head = torch.empty_like(weight)
+    if lm_head.device.type != "meta":
+        torch.nn.init.normal_(lm_head, std=model.config.d_model**-0.5)
+    model.lm_head.weight = torch.nn.Parameter(lm_head)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of distinct parameters (tied tensors counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def preset_parameters(preset: str, vocab_size: int | None = None) -> int:
+    """Exact parameter count of `preset` at `vocab_size` (default: the preset's), built on the
+    meta device so that no memory is allocated."""
+    vocab = vocab_size or get_preset(preset).vocab
+    return count_parameters(build_model(preset, vocab, 0, 1, 0, device="meta"))
+
+
+def write_model(
+    model: T5ForConditionalGeneration, folder: Path, tokenizer_dir: Path, meta: dict[str, Any]
+) -> None:
+    """Write weights, config, tokenizer and `codemt.json` into `folder` (created if needed).
+
+    `meta` is our own config (preset, stage, modes, settings, progress); the codemt version
+    is added. Not atomic by itself: `codemt.train` writes into a temporary folder and renames.
+    """
+    folder = Path(folder)
+    tokenizer_dir = Path(tokenizer_dir)
+    if not tokenizer_dir.is_dir():
+        raise FileNotFoundError(f"{tokenizer_dir}: no tokenizer folder here")
+    folder.mkdir(parents=True, exist_ok=True)
+    with _quiet_transformers():
+        model.save_pretrained(folder, safe_serialization=True)
+    for file in tokenizer_dir.iterdir():
+        if file.is_file():
+            shutil.copy2(file, folder / file.name)
+    meta = {"codemt_version": __version__, **meta}
+    (folder / CODEMT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def resolve_checkpoint(path: Path | str) -> Path:
+    """The checkpoint folder `path` names: itself, or the newest checkpoint of a run folder."""
+    path = Path(path)
+    if (path / LATEST_FILE).is_file():
+        path = path / (path / LATEST_FILE).read_text(encoding="utf-8").strip()
+    if not (path / "config.json").is_file() or not (path / CODEMT_FILE).is_file():
+        raise FileNotFoundError(
+            f"{path}: not a codemt checkpoint (config.json and {CODEMT_FILE} expected); "
+            f"give a checkpoint folder or a training run folder written by `codemt train`"
+        )
+    return path
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (in eval mode) and our config from `codemt.json`."""
+
+    path: Path
+    model: T5ForConditionalGeneration
+    meta: dict[str, Any]
+
+    @property
+    def tokenizer_path(self) -> Path:
+        """The checkpoint's `tokenizer.json`."""
+        return self.path / "tokenizer.json"
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars (they would cut through the training bar) and its
+    warning, on every load under transformers 5, that lm_head is "not tied although the
+    config says so": that is exactly the T5 v1.1 layout we want."""
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    bars = logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def load_checkpoint(path: Path | str, *, dropout: float | None = None) -> Checkpoint:
+    """Load a checkpoint folder (or the newest checkpoint of a run folder) on the CPU.
+
+    `dropout`, when given, replaces the dropout rate the checkpoint was trained with.
+    """
+    from transformers import T5ForConditionalGeneration
+
+    path = resolve_checkpoint(path)
+    overrides = {} if dropout is None else {"dropout_rate": dropout}
+    with _quiet_transformers():
+        model = T5ForConditionalGeneration.from_pretrained(path, **overrides)
+    assert model.lm_head.weight is not model.shared.weight, f"{path}: lm_head loaded tied"
+    meta = json.loads((path / CODEMT_FILE).read_text(encoding="utf-8"))
+    return Checkpoint(path=path, model=model.eval(), meta=meta)
+
+
+def format_presets(vocab_size: int | None = None) -> str:
+    """A table of every preset with its shape and exact parameter count."""
+    header = f"{'preset':<7} {'params':>12} {'nominal':>8} {'d_model':>7} {'d_ff':>5} {'layers':>6} {'heads':>5} {'d_kv':>4} {'vocab':>6} {'context':>7} {'lr':>10} {'warmup':>6}"
+    lines = [header]
+    for name, p in PRESETS.items():
+        vocab = vocab_size or p.vocab
+        n = preset_parameters(name, vocab)
+        lines.append(
+            f"{name:<7} {n:>12,} {f'{p.nominal_params / 1e6:.3g}M':>8} {p.d_model:>7} {p.d_ff:>5} "
+            f"{f'{p.encoder_layers}+{p.decoder_layers}':>6} {p.heads:>5} {p.d_kv:>4} {vocab:>6} "
+            f"{p.context:>7} {p.lr:>10.5g} {p.warmup_steps:>6}"
+        )
+    return "\n".join(lines)
+
+
+def _presets_command(args: argparse.Namespace) -> int:
+    print(format_presets(args.vocab_size))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `codemt presets` to the command line."""
+    parser = subparsers.add_parser(
+        "presets",
+        help="list the model sizes with their exact parameter counts",
+        description="List every model preset: shape, exact parameter count, context, default lr.",
+    )
+    parser.add_argument(
+        "--vocab-size",
+        type=int,
+        default=None,
+        help="count with this vocabulary size (default: each preset's own)",
+    )
+    parser.set_defaults(func=_presets_command)

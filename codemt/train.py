@@ -1,0 +1,750 @@
+"""Training: an explicit loop on Hugging Face Accelerate, with exact resume.
+
+The same code runs on a laptop CPU, one GPU, and many GPUs, data-parallel (`accelerate
+launch --multi_gpu` or `torchrun --nproc_per_node N`; several CPU processes with torchrun).
+The caller supplies batches through `TrainData` (the data layer
+builds them from the corpus by token budget); `train` owns everything else: the model, the
+optimiser and its schedule, evaluation, logging and checkpoints.
+
+A run folder looks like::
+
+    OUT/step-000100/      a checkpoint (see `codemt.model`), with train_log.csv and state/
+    OUT/step-000200/      ... the last `keep_last` are kept
+    OUT/latest            the name of the newest checkpoint
+    OUT/train_log.csv     one row per logged step (copied into each checkpoint)
+    OUT/tensorboard/      when `tensorboard` is installed
+
+Every checkpoint can resume training exactly: `state/` holds the optimiser and schedule
+states, the RNG states of every process and the data position (epoch, batch), so a run
+stopped and resumed gives the same losses as one that never stopped. A checkpoint is written
+into a temporary folder and renamed, so a crash never leaves half of one; SIGTERM and SIGINT
+finish the current optimiser step, save and return. The resume state is that of data
+parallelism (DDP); sharded optimisers (FSDP, DeepSpeed) would need accelerate's `save_state`.
+
+Conventions: a *step* is one optimiser update (`grad_accum` micro-batches on each of the
+data-parallel processes); *tokens* are real source and target tokens (padding excluded),
+summed over processes. Each micro-batch's loss is its mean over target tokens, and a step
+averages micro-batches and processes alike; since batches are built by token budget, they
+carry similar numbers of tokens, and this keeps one process with `grad_accum` k exactly
+equivalent to k processes with the same global batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from codemt import tokenizer as tokenization
+from codemt.model import (
+    CODEMT_FILE,
+    LATEST_FILE,
+    PRESETS,
+    build_model,
+    count_parameters,
+    get_preset,
+    load_checkpoint,
+    resolve_checkpoint,
+    write_model,
+)
+
+if TYPE_CHECKING:
+    from transformers import T5ForConditionalGeneration
+
+LOG_FILE = "train_log.csv"
+STATE_DIR = "state"
+LOG_FIELDS = (
+    "step",
+    "epoch",
+    "tokens",
+    "loss",
+    "lr",
+    "grad_norm",
+    "valid_loss",
+    "tokens_per_s",
+    "elapsed_s",
+)
+MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+IGNORE_INDEX = -100
+
+
+class TrainData(Protocol):
+    """Deterministic batches of token ids for one training stage."""
+
+    def batches(
+        self, epoch: int, *, rank: int = 0, world_size: int = 1, start: int = 0
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """The batches of one epoch for one data-parallel rank, in a fixed order given the seed,
+        from the rank's batch number `start` on (resuming skips batches this way, so skipping
+        must cost next to nothing); each dict has input_ids (batch, src_len), attention_mask
+        (batch, src_len), labels (batch, tgt_len) with -100 on padding, as CPU tensors.
+        Batches are built by token budget, so their shapes vary."""
+        ...
+
+    def num_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1) -> int:
+        """How many batches `batches` yields; equal on every rank."""
+        ...
+
+
+# Schedules map (step, warmup, total) to a factor of the peak learning rate; `step` counts
+# optimiser updates from 1, so the first update already has a non-zero rate.
+def _inverse_sqrt(step: int, warmup: int, total: int | None) -> float:
+    return step / warmup if step < warmup else math.sqrt(warmup / step)
+
+
+def _linear(step: int, warmup: int, total: int | None) -> float:
+    assert total is not None
+    if step < warmup:
+        return step / warmup
+    return max(0.0, (total + 1 - step) / (total + 1 - warmup))
+
+
+def _cosine(step: int, warmup: int, total: int | None) -> float:
+    assert total is not None
+    if step < warmup:
+        return step / warmup
+    progress = min(1.0, (step - warmup) / (total + 1 - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+SCHEDULES = {"inverse_sqrt": _inverse_sqrt, "linear": _linear, "cosine": _cosine}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train.
+
+    Attributes:
+        preset: model size (see `codemt presets`); sets the defaults of `lr` and `warmup_steps`.
+        lr: peak learning rate (default: the preset's, e.g. 9.1875e-5 for pymt5 as in the
+            paper, 5e-4 for small).
+        warmup_steps: linear warm-up length (default: the preset's, 5,000 for pymt5).
+        schedule: "inverse_sqrt" (the paper's: lr * sqrt(warmup / step) after warm-up),
+            "linear" or "cosine" (both decay to 0 at `max_steps`, which they need).
+        betas, eps, weight_decay: AdamW's; weight decay skips layer-norm scales.
+        grad_clip: clip the global gradient norm to this (0: no clipping).
+        grad_accum: micro-batches per optimiser step on each process.
+        mixed_precision: "no", "bf16" or "fp16" (the paper's; T5 is prone to overflow in it).
+        dropout: dropout rate (0 for pre-training; a checkpoint used as `init` takes this too).
+        max_steps, max_tokens: stop after this many steps or tokens, counted over the whole
+            run, resumes included. max_time: stop after this many seconds of this call (to
+            fit a job's time limit). At least one of the three must be set.
+        eval_every, save_every, log_every: in steps (0: only at the end of training).
+        keep_last: how many checkpoints to keep.
+        seed: seeds initialisation, dropout and anything else random in the loop.
+    """
+
+    preset: str = "small"
+    lr: float | None = None
+    warmup_steps: int | None = None
+    schedule: str = "inverse_sqrt"
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    dropout: float = 0.0
+    max_steps: int | None = None
+    max_tokens: int | None = None
+    max_time: float | None = None
+    eval_every: int = 1000
+    save_every: int = 1000
+    log_every: int = 50
+    keep_last: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        preset = get_preset(self.preset)
+        # Frozen: defaults that depend on the preset are resolved once, here.
+        if self.lr is None:
+            object.__setattr__(self, "lr", preset.lr)
+        if self.warmup_steps is None:
+            object.__setattr__(self, "warmup_steps", preset.warmup_steps)
+        object.__setattr__(self, "betas", tuple(self.betas))
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
+            )
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be 0 or more, got {self.warmup_steps}")
+        if self.schedule == "inverse_sqrt" and self.warmup_steps < 1:
+            raise ValueError("the inverse_sqrt schedule needs warmup_steps of at least 1")
+        if self.schedule != "inverse_sqrt" and self.max_steps is None:
+            raise ValueError(
+                f"the {self.schedule} schedule decays to 0 at max_steps: set max_steps"
+            )
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        for name in ("eps", "weight_decay", "grad_clip", "dropout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.dropout >= 1:
+            raise ValueError(f"dropout must be below 1, got {self.dropout}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(
+                f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}"
+            )
+        for name in ("grad_accum", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("eval_every", "save_every", "log_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"{name} must be 0 (only at the end) or more, got {getattr(self, name)}"
+                )
+        limits = (self.max_steps, self.max_tokens, self.max_time)
+        if all(limit is None for limit in limits):
+            raise ValueError("set at least one of max_steps, max_tokens and max_time")
+        if any(limit is not None and limit <= 0 for limit in limits):
+            raise ValueError("max_steps, max_tokens and max_time must be positive when set")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def learning_rate(step: int, settings: TrainSettings) -> float:
+    """The learning rate of optimiser update number `step` (counted from 1)."""
+    assert settings.lr is not None and settings.warmup_steps is not None
+    factor = SCHEDULES[settings.schedule](step, settings.warmup_steps, settings.max_steps)
+    return settings.lr * factor
+
+
+@dataclass
+class TrainState:
+    """Where a run stands; saved in every checkpoint to resume from."""
+
+    step: int = 0  # optimiser updates done
+    epoch: int = 0  # the epoch being read
+    batch: int = 0  # batches of `epoch` this process has consumed
+    tokens: int = 0  # real source + target tokens trained on, all processes
+    train_seconds: float = 0.0  # time spent in the loop, all calls
+
+
+def train(
+    train_data: TrainData,
+    settings: TrainSettings,
+    out_dir: Path | str,
+    tokenizer_dir: Path | str,
+    *,
+    valid_data: TrainData | None = None,
+    init: Path | str | None = None,
+    resume: bool = False,
+    stage: str = "pretrain",
+    modes: dict[str, Any] | None = None,
+    corpus_digest: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train a model of `settings.preset` on `train_data`; return the final checkpoint folder.
+
+    Args:
+        train_data: the training batches, read epoch after epoch until a limit is reached.
+        settings: what to train and how.
+        out_dir: the run folder (checkpoints, `latest`, logs).
+        tokenizer_dir: the tokenizer folder; its ids must match the batches. It is copied
+            into every checkpoint, and fixes the vocabulary size and special ids.
+        valid_data: batches to report the validation loss on (epoch 0 is used).
+        init: a checkpoint (or run folder) to start from instead of random weights, e.g. a
+            pre-trained model for multi-mode training; its preset must be `settings.preset`.
+        resume: continue the run in `out_dir` from its newest checkpoint (starting afresh if
+            it has none). Without it, an `out_dir` that holds checkpoints is an error.
+        stage, modes, corpus_digest: recorded in `codemt.json` (the training stage, the
+            modes/control codes the data layer uses, the corpus manifest's digest).
+        progress: show a progress bar.
+    """
+    out_dir = Path(out_dir)
+    tokenizer_dir = Path(tokenizer_dir)
+    start = _resume_point(out_dir, resume)
+    accelerator = Accelerator(
+        mixed_precision=settings.mixed_precision,
+        gradient_accumulation_steps=settings.grad_accum,
+        # Accelerate sets up data parallelism on CPUs only when told the run is on CPUs
+        # (`accelerate launch --cpu` tells it); under plain torchrun, tell it here.
+        cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
+    )
+    set_seed(settings.seed)
+    model = _initial_model(settings, tokenizer_dir, start or init)
+    optimizer = _optimizer(model, settings, fused=accelerator.device.type == "cuda")
+    # Not prepared by accelerate: its scheduler wrapper steps once per process per update,
+    # and our schedule counts updates, whatever the number of processes.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda done: learning_rate(done + 1, settings) / settings.lr
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if start is not None:
+        state = _restore(start, out_dir, optimizer, scheduler, accelerator)
+    else:
+        state = TrainState()
+        # Each process its own dropout masks; initialisation above was the same everywhere.
+        set_seed(settings.seed, device_specific=True)
+    if start is not None:  # the run's starting point, whether or not this call repeats it
+        init = json.loads((start / CODEMT_FILE).read_text(encoding="utf-8"))["init"]
+    meta = {
+        "preset": settings.preset,
+        "stage": stage,
+        "modes": modes or {},
+        "corpus_digest": corpus_digest,
+        "init": str(init) if init is not None else None,
+        "context": PRESETS[settings.preset].context,
+        "parameters": count_parameters(model),
+        "settings": settings.to_dict(),
+    }
+    loop = _Loop(
+        accelerator, model, optimizer, scheduler, settings, state, out_dir, tokenizer_dir, meta
+    )
+    return loop.run(train_data, valid_data, progress)
+
+
+def _resume_point(out_dir: Path, resume: bool) -> Path | None:
+    if not (out_dir / LATEST_FILE).is_file():
+        return None
+    if not resume:
+        raise ValueError(
+            f"{out_dir} already holds checkpoints; resume the run (resume=True, --resume) "
+            f"or choose another output folder"
+        )
+    return resolve_checkpoint(out_dir)
+
+
+def _initial_model(
+    settings: TrainSettings, tokenizer_dir: Path, source: Path | str | None
+) -> T5ForConditionalGeneration:
+    tok = tokenization.load_tokenizer(tokenizer_dir)
+    vocab_size = tok.get_vocab_size()
+    if source is None:
+        pad_id = tokenization.special_token_id(tok, tokenization.PAD_TOKEN)
+        eos_id = tokenization.special_token_id(tok, tokenization.EOS_TOKEN)
+        # T5 starts decoding from the padding id.
+        model = build_model(
+            settings.preset, vocab_size, pad_id, eos_id, pad_id, dropout=settings.dropout
+        )
+    else:
+        checkpoint = load_checkpoint(source, dropout=settings.dropout)
+        if checkpoint.meta.get("preset") != settings.preset:
+            raise ValueError(
+                f"{checkpoint.path} is a {checkpoint.meta.get('preset')!r} model but the "
+                f"settings ask for preset {settings.preset!r}; use the same preset"
+            )
+        model = checkpoint.model
+        if model.config.vocab_size != vocab_size:
+            raise ValueError(
+                f"{checkpoint.path} has a vocabulary of {model.config.vocab_size} but the "
+                f"tokenizer in {tokenizer_dir} has {vocab_size}; use the checkpoint's tokenizer"
+            )
+    return model.train()
+
+
+def _optimizer(model: torch.nn.Module, settings: TrainSettings, fused: bool) -> torch.optim.AdamW:
+    # Layer-norm scales (the only 1-d parameters of T5) are not decayed, as is usual.
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": settings.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups, lr=settings.lr, betas=settings.betas, eps=settings.eps, fused=fused
+    )
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def _set_rng_state(rng: dict[str, Any]) -> None:
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None:
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _restore(
+    checkpoint: Path,
+    out_dir: Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    accelerator: Accelerator,
+) -> TrainState:
+    """Load the optimiser, schedule, RNG and data position of `checkpoint` (weights are
+    already loaded) and roll the run's log back to it."""
+    state_dir = checkpoint / STATE_DIR
+    progress = json.loads((state_dir / "progress.json").read_text(encoding="utf-8"))
+    if progress["world_size"] != accelerator.num_processes:
+        raise ValueError(
+            f"{checkpoint} was written by {progress['world_size']} processes, and each one's "
+            f"data position depends on that: resume with {progress['world_size']} processes "
+            f"(now {accelerator.num_processes})"
+        )
+    optimizer.load_state_dict(
+        torch.load(state_dir / "optimizer.pt", map_location="cpu", weights_only=True)
+    )
+    schedule = torch.load(state_dir / "scheduler.pt", weights_only=True)
+    scheduler.load_state_dict(schedule["scheduler"])
+    if accelerator.scaler is not None and schedule["scaler"] is not None:
+        accelerator.scaler.load_state_dict(schedule["scaler"])
+    # Our own file, holding numpy's RNG state, which weights_only loading refuses.
+    rng = torch.load(state_dir / f"rng-{accelerator.process_index}.pt", weights_only=False)
+    _set_rng_state(rng)
+    if accelerator.is_main_process:
+        # Rows logged after the checkpoint (before a crash) would be logged again.
+        shutil.copy2(checkpoint / LOG_FILE, out_dir / LOG_FILE)
+    accelerator.wait_for_everyone()
+    return TrainState(**progress["state"])
+
+
+class _Control:
+    """Agrees among processes, at every step, on its token count and whether to stop.
+
+    Over a CPU (gloo) group, so that no GPU synchronisation is needed: every process
+    stops at the same step, whichever of them received the signal or ran out of time.
+    """
+
+    def __init__(self, accelerator: Accelerator) -> None:
+        self.world_size = accelerator.num_processes
+        self.group = None
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            is_gloo = dist.get_backend() == "gloo"
+            self.group = dist.group.WORLD if is_gloo else dist.new_group(backend="gloo")
+
+    def _all_reduce(self, values: list[int], op: str) -> list[int]:
+        if self.world_size == 1:
+            return values
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.int64)
+        dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op), group=self.group)
+        return tensor.tolist()
+
+    def exchange(self, tokens: int, stop: bool) -> tuple[int, bool]:
+        """The step's tokens summed over processes, and whether any process wants to stop."""
+        total, stops = self._all_reduce([tokens, int(stop)], "SUM")
+        return total, stops > 0
+
+    def check_equal(self, value: int, what: str) -> None:
+        """Raise if processes disagree on `value` (they would deadlock)."""
+        high, neg_low = self._all_reduce([value, -value], "MAX")
+        if high != -neg_low:
+            raise ValueError(
+                f"{what} differs between processes ({-neg_low} to {high}); it must be equal"
+            )
+
+
+@contextmanager
+def _stop_requests() -> Iterator[dict[str, str]]:
+    """Catch SIGTERM and SIGINT while training; the yielded dict gets a "signal" key when
+    one arrives. A second SIGINT interrupts at once."""
+    requests: dict[str, str] = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield requests  # handlers can only be installed from the main thread
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and "signal" in requests:
+            raise KeyboardInterrupt
+        requests["signal"] = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield requests
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+class _Loop:
+    """The training loop and what it writes: logs, evaluations and checkpoints."""
+
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        settings: TrainSettings,
+        state: TrainState,
+        out_dir: Path,
+        tokenizer_dir: Path,
+        meta: dict[str, Any],
+    ) -> None:
+        self.accelerator = accelerator
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.settings = settings
+        self.state = state
+        self.out_dir = out_dir
+        self.tokenizer_dir = tokenizer_dir
+        self.meta = meta
+        self.rank = accelerator.process_index
+        self.world_size = accelerator.num_processes
+        self.is_main = accelerator.is_main_process
+        self.control = _Control(accelerator)
+        self.tensorboard: Any = None
+
+    def run(self, train_data: TrainData, valid_data: TrainData | None, progress: bool) -> Path:
+        """Train until a limit is reached or a stop is requested; return the last checkpoint."""
+        settings, state, accelerator = self.settings, self.state, self.accelerator
+        device = accelerator.device
+        if self._limit_reached(0.0):
+            return resolve_checkpoint(self.out_dir)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.tensorboard = _tensorboard_writer(self.out_dir / "tensorboard")
+        bar = self._progress_bar(progress)
+        t_start = t_log = time.perf_counter()
+        seconds_before = state.train_seconds
+        tokens_at_log = state.tokens
+        paused = 0.0  # seconds spent evaluating and saving since the last log
+        loss_sum = torch.zeros((), device=device)  # summed on device: no sync until logged
+        micro_batches = step_tokens = 0
+        grad_norm = lr = None
+        with _stop_requests() as requests, bar:
+            stop = False
+            while not stop:
+                n = train_data.num_batches(state.epoch, rank=self.rank, world_size=self.world_size)
+                self.control.check_equal(n, f"the number of batches of epoch {state.epoch}")
+                if n == 0:
+                    raise ValueError(f"the training data has no batches for epoch {state.epoch}")
+                # Resuming starts after the batches already trained on.
+                batches = train_data.batches(
+                    state.epoch, rank=self.rank, world_size=self.world_size, start=state.batch
+                )
+                for batch in batches:
+                    state.batch += 1
+                    step_tokens += _real_tokens(batch)
+                    with accelerator.accumulate(self.model):
+                        inputs = {k: batch[k].to(device, non_blocking=True) for k in MODEL_INPUTS}
+                        loss = self.model(**inputs, use_cache=False).loss
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients:
+                            clip = settings.grad_clip or math.inf
+                            grad_norm = accelerator.clip_grad_norm_(self.model.parameters(), clip)
+                            lr = self.optimizer.param_groups[0]["lr"]
+                        self.optimizer.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+                    loss_sum += loss.detach()
+                    micro_batches += 1
+                    if not accelerator.sync_gradients:
+                        continue  # mid-accumulation: a step is never cut short
+
+                    if not accelerator.optimizer_step_was_skipped:  # fp16 overflow
+                        self.scheduler.step()
+                    state.step += 1
+                    elapsed = time.perf_counter() - t_start
+                    out_of_time = settings.max_time is not None and elapsed >= settings.max_time
+                    tokens, stop = self.control.exchange(
+                        step_tokens, "signal" in requests or out_of_time
+                    )
+                    state.tokens += tokens
+                    state.train_seconds = seconds_before + elapsed
+                    step_tokens = 0
+                    stop = stop or self._limit_reached(elapsed)
+                    self._advance(bar, tokens, elapsed)
+
+                    row: dict[str, Any] = {}
+                    if _due(state.step, settings.log_every, stop):
+                        now = time.perf_counter()
+                        loss_value = accelerator.reduce(loss_sum, "mean").item() / micro_batches
+                        row |= {
+                            "loss": loss_value,
+                            "lr": lr,
+                            "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                            "tokens_per_s": (state.tokens - tokens_at_log) / (now - t_log - paused),
+                        }
+                        loss_sum.zero_()
+                        micro_batches = 0
+                        t_log, tokens_at_log, paused = now, state.tokens, 0.0
+                        bar.set_postfix(
+                            loss=f"{loss_value:.4f}",
+                            lr=f"{lr:.2e}",
+                            tok_s=f"{row['tokens_per_s']:,.0f}",
+                        )
+                    t_pause = time.perf_counter()
+                    if valid_data is not None and _due(state.step, settings.eval_every, stop):
+                        row["valid_loss"] = self.evaluate(valid_data)
+                    if row:
+                        self._log(row)
+                    if _due(state.step, settings.save_every, stop):
+                        self.save()
+                    paused += time.perf_counter() - t_pause
+                    if stop:
+                        break
+                else:
+                    state.epoch += 1
+                    state.batch = 0
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if "signal" in requests and self.is_main:
+            print(
+                f"stopped by {requests['signal']} at step {state.step}; saved, resume to continue"
+            )
+        return self.out_dir / _checkpoint_name(state.step)
+
+    def _limit_reached(self, elapsed: float) -> bool:
+        s, state = self.settings, self.state
+        return (
+            (s.max_steps is not None and state.step >= s.max_steps)
+            or (s.max_tokens is not None and state.tokens >= s.max_tokens)
+            or (s.max_time is not None and elapsed >= s.max_time)
+        )
+
+    def _progress_bar(self, enabled: bool) -> tqdm:
+        # Counts whichever limit is set, so that tqdm can show an ETA.
+        s, state = self.settings, self.state
+        if s.max_steps is not None:
+            total, unit, initial = s.max_steps, "step", state.step
+        elif s.max_tokens is not None:
+            total, unit, initial = s.max_tokens, "tok", state.tokens
+        else:
+            total, unit, initial = s.max_time, "s", 0
+        return tqdm(
+            total=total,
+            initial=initial,
+            unit=unit,
+            unit_scale=unit == "tok",
+            disable=not (enabled and self.accelerator.is_local_main_process),
+            dynamic_ncols=True,
+        )
+
+    def _advance(self, bar: tqdm, tokens: int, elapsed: float) -> None:
+        if self.settings.max_steps is not None:
+            bar.update(1)
+        elif self.settings.max_tokens is not None:
+            bar.update(tokens)
+        else:
+            bar.update(elapsed - bar.n)
+
+    @torch.no_grad()
+    def evaluate(self, data: TrainData) -> float:
+        """Mean loss per target token over epoch 0 of `data`, all processes together."""
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        device = self.accelerator.device
+        totals = torch.zeros(2, device=device, dtype=torch.float64)  # (loss sum, tokens)
+        with self.accelerator.autocast():
+            for batch in data.batches(0, rank=self.rank, world_size=self.world_size):
+                inputs = {k: batch[k].to(device, non_blocking=True) for k in MODEL_INPUTS}
+                n = (inputs["labels"] != IGNORE_INDEX).sum()
+                loss = model(**inputs, use_cache=False).loss
+                totals += torch.stack([loss.double() * n, n.double()])
+        model.train()
+        loss_sum, tokens = self.accelerator.reduce(totals, "sum").tolist()
+        return loss_sum / tokens if tokens else math.nan
+
+    def _log(self, values: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        state = self.state
+        row = {"step": state.step, "epoch": state.epoch, "tokens": state.tokens}
+        row |= {**values, "elapsed_s": round(state.train_seconds, 3)}
+        path = self.out_dir / LOG_FILE
+        new = not path.exists()
+        with path.open("a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.tensorboard is not None:
+            for key in ("loss", "lr", "grad_norm", "valid_loss", "tokens_per_s"):
+                if row.get(key) is not None:
+                    self.tensorboard.add_scalar(key, row[key], state.step)
+
+    def save(self) -> Path:
+        """Write a checkpoint of the current step atomically; keep the last `keep_last`."""
+        accelerator, state = self.accelerator, self.state
+        name = _checkpoint_name(state.step)
+        tmp = self.out_dir / f".tmp-{name}"
+        if self.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)  # left by a crash
+            (tmp / STATE_DIR).mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        torch.save(_rng_state(), tmp / STATE_DIR / f"rng-{self.rank}.pt")
+        if self.is_main:
+            progress = {"state": asdict(state), "world_size": self.world_size}
+            meta = {**self.meta, "progress": asdict(state)}
+            write_model(accelerator.unwrap_model(self.model), tmp, self.tokenizer_dir, meta)
+            torch.save(self.optimizer.state_dict(), tmp / STATE_DIR / "optimizer.pt")
+            scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
+            torch.save(
+                {"scheduler": self.scheduler.state_dict(), "scaler": scaler},
+                tmp / STATE_DIR / "scheduler.pt",
+            )
+            (tmp / STATE_DIR / "progress.json").write_text(
+                json.dumps(progress, indent=2), encoding="utf-8"
+            )
+            shutil.copy2(self.out_dir / LOG_FILE, tmp / LOG_FILE)
+        accelerator.wait_for_everyone()
+        if self.is_main:
+            _publish(tmp, self.out_dir, name, self.settings.keep_last)
+        accelerator.wait_for_everyone()
+        return self.out_dir / name
+
+
+def _due(step: int, every: int, last: bool) -> bool:
+    return last or (every > 0 and step % every == 0)
+
+
+def _real_tokens(batch: dict[str, torch.Tensor]) -> int:
+    # CPU tensors: counting them costs no device synchronisation.
+    return int(batch["attention_mask"].sum()) + int((batch["labels"] != IGNORE_INDEX).sum())
+
+
+def _checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name.removeprefix("step-"))
+
+
+def _publish(tmp: Path, out_dir: Path, name: str, keep_last: int) -> None:
+    """Rename the finished `tmp` into place, point `latest` at it, drop old checkpoints."""
+    final = out_dir / name
+    old = out_dir / f".old-{name}"
+    if final.exists():  # the same step saved again after a resume
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    latest_tmp = out_dir / f".{LATEST_FILE}.tmp"
+    latest_tmp.write_text(name + "\n", encoding="utf-8")
+    os.replace(latest_tmp, out_dir / LATEST_FILE)
+    checkpoints = sorted((p for p in out_dir.glob("step-*") if p.is_dir()), key=_checkpoint_step)
+    for path in checkpoints[:-keep_last]:
+        shutil.rmtree(path)
+
+
+def _tensorboard_writer(log_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(log_dir=str(log_dir))

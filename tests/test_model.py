@@ -1,0 +1,111 @@
+"""Tests of the model presets and the checkpoint folder: sizes, the T5 v1.1 layout, and a
+round trip through our loader and transformers' AutoModelForSeq2SeqLM."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSeq2SeqLM
+
+from codemt import cli
+from codemt.model import (
+    CODEMT_FILE,
+    LATEST_FILE,
+    PRESETS,
+    build_model,
+    load_checkpoint,
+    preset_parameters,
+    write_model,
+)
+
+VOCAB = 300
+
+
+@pytest.fixture
+def batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "input_ids": torch.randint(3, VOCAB, (2, 9), generator=g),  # (batch, src_len)
+        "attention_mask": torch.ones(2, 9, dtype=torch.long),
+        "labels": torch.randint(3, VOCAB, (2, 5), generator=g),  # (batch, tgt_len)
+    }
+
+
+@pytest.fixture
+def tokenizer_dir(tmp_path) -> Path:
+    """Stands in for a tokenizer folder: the checkpoint copies every file of it."""
+    folder = tmp_path / "tokenizer"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text("{}", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text("{}", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_have_their_nominal_size(name):
+    preset = PRESETS[name]
+    count = preset_parameters(name)  # built on the meta device: nothing is allocated
+    assert abs(count - preset.nominal_params) <= 0.05 * preset.nominal_params, count
+    if name == "tiny":
+        assert count < 1_000_000
+
+
+def test_vocabulary_size_moves_the_count_by_two_embeddings():
+    d_model = PRESETS["small"].d_model
+    assert (
+        preset_parameters("small", 20_000) - preset_parameters("small", 10_000)
+        == 2 * 10_000 * d_model
+    )
+
+
+def test_model_is_t5_v1_1(batch):
+    torch.manual_seed(0)
+    model = build_model("tiny", VOCAB, pad_id=0, eos_id=1, decoder_start_id=0)
+    config = model.config
+    assert config.feed_forward_proj == "gated-gelu" and config.dropout_rate == 0.0
+    assert model.lm_head.weight is not model.shared.weight  # untied output projection
+    assert model.encoder.embed_tokens.weight is model.shared.weight
+    assert model.decoder.embed_tokens.weight is model.shared.weight
+    assert model.encoder.block[0].layer[0].SelfAttention.has_relative_attention_bias
+    # Unit-scale initial logits: the first loss is about that of a uniform guess.
+    loss = model(**batch).loss.item()
+    assert abs(loss - math.log(VOCAB)) < 1.0, loss
+
+
+def test_checkpoint_round_trip(tmp_path, tokenizer_dir, batch):
+    torch.manual_seed(0)
+    model = build_model("tiny", VOCAB, pad_id=0, eos_id=1, decoder_start_id=0).eval()
+    folder = tmp_path / "checkpoint"
+    write_model(model, folder, tokenizer_dir, {"preset": "tiny", "stage": "pretrain"})
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"):
+        assert (folder / name).is_file(), name
+    meta = json.loads((folder / CODEMT_FILE).read_text())
+    assert meta["preset"] == "tiny" and "codemt_version" in meta
+
+    expected = model(**batch).logits
+    ours = load_checkpoint(folder)
+    assert ours.meta["stage"] == "pretrain" and ours.tokenizer_path.is_file()
+    torch.testing.assert_close(ours.model(**batch).logits, expected, rtol=0, atol=0)
+    theirs = AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
+    assert theirs.lm_head.weight is not theirs.shared.weight
+    torch.testing.assert_close(theirs(**batch).logits, expected, rtol=0, atol=0)
+
+    # A run folder opens through its `latest` pointer.
+    (tmp_path / LATEST_FILE).write_text("checkpoint\n")
+    assert load_checkpoint(tmp_path).path == folder
+
+
+def test_load_checkpoint_explains_a_wrong_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a codemt checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_presets_command(capsys):
+    assert cli.main(["presets", "--vocab-size", "1024"]) == 0
+    out = capsys.readouterr().out
+    for name in PRESETS:
+        assert f"{preset_parameters(name, 1024):,}" in out

@@ -1,0 +1,303 @@
+"""Tests of the training loop: settings, the learning-rate schedule, a tiny model that
+overfits one batch, checkpoints, exact resume after SIGTERM, and data parallelism.
+
+Batches are synthetic random token ids. Run as a script (under torchrun) this file trains
+the data-parallel half of `test_two_processes_match_one`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from codemt.model import LATEST_FILE, load_checkpoint
+from codemt.tokenizer import TokenizerSettings, save_tokenizer, train_tokenizer
+from codemt.train import LOG_FILE, TrainSettings, learning_rate, train
+
+ID_LIMIT = 500  # the batches' ids are below this; the tokenizer must have as many
+TEXTS = [
+    "def add(a, b):\n    '''Return the sum of a and b.'''\n    return a + b\n",
+    "class Stack:\n    def push(self, item):\n        self.items.append(item)\n",
+    "for i in range(10):\n\tif i % 2 == 0:\n\t\tprint(i)\n",
+] * 20
+
+
+class SyntheticData:
+    """Random token ids in batches of varying shapes, the same for a given seed and epoch.
+
+    Rank r of W gets batches r, r + W, r + 2W, ... of the single-process order, so W
+    processes see together what one process sees in W consecutive batches.
+    """
+
+    def __init__(
+        self, n_batches: int, seed: int = 0, batch_size: int = 4, src: int = 12, tgt: int = 8
+    ):
+        self.n_batches, self.seed = n_batches, seed
+        self.batch_size, self.src, self.tgt = batch_size, src, tgt
+
+    def _epoch(self, epoch: int) -> list[dict[str, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        out = []
+        for _ in range(self.n_batches):
+            src_len = torch.randint(2, self.src + 1, (self.batch_size,), generator=g)
+            tgt_len = torch.randint(2, self.tgt + 1, (self.batch_size,), generator=g)
+            s, t = int(src_len.max()), int(tgt_len.max())
+            attention_mask = (torch.arange(s) < src_len[:, None]).long()  # (batch, src_len)
+            input_ids = (
+                torch.randint(3, ID_LIMIT, (self.batch_size, s), generator=g) * attention_mask
+            )
+            labels = torch.randint(
+                3, ID_LIMIT, (self.batch_size, t), generator=g
+            )  # (batch, tgt_len)
+            labels[torch.arange(t) >= tgt_len[:, None]] = -100
+            out.append({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels})
+        return out
+
+    def batches(
+        self, epoch: int, *, rank: int = 0, world_size: int = 1, start: int = 0
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        yield from self._epoch(epoch)[rank::world_size][start:]
+
+    def num_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1) -> int:
+        return len(range(rank, self.n_batches, world_size))
+
+
+class OneBatch:
+    """The same single batch in every epoch."""
+
+    def __init__(self, data: SyntheticData):
+        self.batch = next(data.batches(0))
+
+    def batches(self, epoch: int, **kwargs) -> Iterator[dict[str, torch.Tensor]]:
+        yield from [self.batch][kwargs.get("start", 0) :]
+
+    def num_batches(self, epoch: int, **kwargs) -> int:
+        return 1
+
+
+class SignalAfter:
+    """Wraps data and sends this process SIGTERM when it hands out its `n`-th batch."""
+
+    def __init__(self, data: SyntheticData, n: int):
+        self.data, self.n, self.given = data, n, 0
+
+    def batches(self, epoch: int, **kwargs) -> Iterator[dict[str, torch.Tensor]]:
+        for batch in self.data.batches(epoch, **kwargs):
+            self.given += 1
+            if self.given == self.n:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield batch
+
+    def num_batches(self, epoch: int, **kwargs) -> int:
+        return self.data.num_batches(epoch, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine threads that wait on
+    each other make every step many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """A tokenizer with at least ID_LIMIT ids (BPE stops short of 640 on so little text)."""
+    out = tmp_path_factory.mktemp("tokenizer")
+    tok = train_tokenizer(TEXTS, TokenizerSettings(vocab_size=640))
+    assert tok.get_vocab_size() >= ID_LIMIT
+    save_tokenizer(tok, out)
+    return out
+
+
+def tiny(**overrides) -> TrainSettings:
+    base = {"preset": "tiny", "warmup_steps": 5, "log_every": 1, "eval_every": 0, "save_every": 0}
+    return TrainSettings(**(base | overrides))
+
+
+def read_log(run: Path) -> list[dict[str, str]]:
+    with (run / LOG_FILE).open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def column(rows: list[dict[str, str]], name: str) -> list[float]:
+    return [float(r[name]) for r in rows]
+
+
+def test_settings_resolve_preset_defaults_and_reject_bad_values():
+    assert TrainSettings(preset="pymt5", max_steps=1).lr == 9.1875e-5
+    assert TrainSettings(preset="pymt5", max_steps=1).warmup_steps == 5000
+    assert TrainSettings(preset="tiny", lr=0.01, max_steps=1).lr == 0.01
+    bad = [
+        {"preset": "huge", "max_steps": 1},
+        {"max_steps": None},  # no limit at all
+        {"max_steps": 0},
+        {"schedule": "cosine", "max_steps": None, "max_time": 60},
+        {"schedule": "step", "max_steps": 1},
+        {"mixed_precision": "fp8", "max_steps": 1},
+        {"grad_accum": 0, "max_steps": 1},
+        {"warmup_steps": 0, "max_steps": 1},
+        {"betas": (0.9, 1.5), "max_steps": 1},
+        {"lr": -1.0, "max_steps": 1},
+        {"dropout": 1.0, "max_steps": 1},
+    ]
+    for kwargs in bad:
+        with pytest.raises(ValueError):
+            TrainSettings(**kwargs)
+
+
+def test_inverse_sqrt_schedule_matches_its_formula():
+    s = TrainSettings(preset="tiny", lr=2e-3, warmup_steps=100, max_steps=1)
+    for step in (1, 2, 50, 99):
+        assert learning_rate(step, s) == pytest.approx(2e-3 * step / 100)
+    for step in (100, 101, 400, 10_000, 397_000):
+        assert learning_rate(step, s) == pytest.approx(2e-3 * math.sqrt(100 / step))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_decaying_schedules_peak_after_warmup_and_reach_zero_after_max_steps(schedule):
+    s = TrainSettings(preset="tiny", lr=1.0, warmup_steps=10, max_steps=100, schedule=schedule)
+    rates = [learning_rate(step, s) for step in range(1, 102)]
+    assert rates[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:], strict=False))
+    assert rates[99] > 0 and rates[100] == pytest.approx(0.0)
+
+
+def test_tiny_model_overfits_one_batch(tmp_path, tokenizer_dir):
+    data = OneBatch(SyntheticData(n_batches=1, batch_size=4, src=8, tgt=6))
+    settings = tiny(lr=3e-3, warmup_steps=10, max_steps=100, weight_decay=0.0)
+    train(data, settings, tmp_path / "run", tokenizer_dir, progress=False)
+    losses = column(read_log(tmp_path / "run"), "loss")
+    assert losses[0] > 5.0  # about ln(vocabulary size) = 6.4 at the start
+    assert losses[-1] < 0.05, losses
+
+
+def test_exact_resume_after_sigterm(tmp_path, tokenizer_dir):
+    # Dropout on, so that resuming must restore the RNG too; grad_accum 2 and a signal on an
+    # odd batch, so that the stop waits for the end of an accumulation.
+    data = SyntheticData(n_batches=5)
+    settings = tiny(max_steps=8, grad_accum=2, dropout=0.1)
+    straight = train(data, settings, tmp_path / "straight", tokenizer_dir, progress=False)
+
+    stopped = train(
+        SignalAfter(data, 7), settings, tmp_path / "resumed", tokenizer_dir, progress=False
+    )
+    assert stopped.name == "step-000004"  # batch 7 is half of step 4, which is finished
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    resumed = train(
+        data, settings, tmp_path / "resumed", tokenizer_dir, resume=True, progress=False
+    )
+
+    a, b = read_log(tmp_path / "straight"), read_log(tmp_path / "resumed")
+    assert [r["step"] for r in b] == [str(i) for i in range(1, 9)]
+    assert [r["tokens"] for r in a] == [r["tokens"] for r in b]
+    assert column(a, "loss") == pytest.approx(column(b, "loss"), rel=1e-6, abs=0)
+    assert column(b, "lr") == pytest.approx([learning_rate(i, settings) for i in range(1, 9)])
+    weights_a = load_file(straight / "model.safetensors")
+    weights_b = load_file(resumed / "model.safetensors")
+    for name, tensor in weights_a.items():
+        torch.testing.assert_close(weights_b[name], tensor, rtol=1e-6, atol=1e-7)
+
+
+def test_checkpoints_rotate_and_round_trip(tmp_path, tokenizer_dir):
+    run = tmp_path / "run"
+    settings = tiny(max_steps=6, save_every=2, keep_last=2, eval_every=3)
+    final = train(
+        SyntheticData(n_batches=3),
+        settings,
+        run,
+        tokenizer_dir,
+        valid_data=SyntheticData(n_batches=2, seed=7),
+        stage="multimode",
+        modes={"<to_docstring>": ["signature", "body"]},
+        corpus_digest="sha256:abc",
+        progress=False,
+    )
+    assert final == run / "step-000006"
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("step-")) == [
+        "step-000004",
+        "step-000006",
+    ]
+    assert not list(run.glob(".tmp-*"))
+    assert (run / LATEST_FILE).read_text().strip() == "step-000006"
+    for name in ("model.safetensors", "config.json", "codemt.json", "tokenizer.json", LOG_FILE):
+        assert (final / name).is_file(), name
+    for name in ("optimizer.pt", "scheduler.pt", "rng-0.pt", "progress.json"):
+        assert (final / "state" / name).is_file(), name
+
+    checkpoint = load_checkpoint(run)  # a run folder opens its newest checkpoint
+    assert checkpoint.path == final
+    meta = checkpoint.meta
+    assert meta["stage"] == "multimode" and meta["corpus_digest"] == "sha256:abc"
+    assert meta["modes"] == {"<to_docstring>": ["signature", "body"]}
+    assert meta["progress"]["step"] == 6 and meta["progress"]["tokens"] > 0
+    assert meta["settings"]["max_steps"] == 6
+    rows = read_log(run)
+    assert [r["valid_loss"] != "" for r in rows] == [False, False, True, False, False, True]
+
+    # Starting a new run from it (multi-mode training from a pre-trained model).
+    data = SyntheticData(n_batches=3)
+    again = train(
+        data, tiny(max_steps=1), tmp_path / "next", tokenizer_dir, init=run, progress=False
+    )
+    assert load_checkpoint(again).meta["init"] == str(run)
+
+
+def test_refuses_to_overwrite_a_run(tmp_path, tokenizer_dir):
+    data = SyntheticData(n_batches=2)
+    train(data, tiny(max_steps=1), tmp_path / "run", tokenizer_dir, progress=False)
+    with pytest.raises(ValueError, match="resume"):
+        train(data, tiny(max_steps=2), tmp_path / "run", tokenizer_dir, progress=False)
+    # Resuming a finished run trains no further.
+    final = train(
+        data, tiny(max_steps=1), tmp_path / "run", tokenizer_dir, resume=True, progress=False
+    )
+    assert final.name == "step-000001"
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path, tokenizer_dir):
+    """Two data-parallel processes with grad_accum 1 train exactly as one with grad_accum 2."""
+    one = train(
+        SyntheticData(n_batches=6), tiny(max_steps=6, grad_accum=2), tmp_path / "one", tokenizer_dir
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+    ]
+    command += [__file__, str(tmp_path / "two"), str(tokenizer_dir)]
+    subprocess.run(command, check=True, env=env, timeout=300)
+    a, b = read_log(tmp_path / "one"), read_log(tmp_path / "two")
+    assert [r["tokens"] for r in a] == [r["tokens"] for r in b]
+    assert column(a, "loss") == pytest.approx(column(b, "loss"), rel=1e-5)
+    weights_a = load_file(one / "model.safetensors")
+    weights_b = load_file(tmp_path / "two" / "step-000006" / "model.safetensors")
+    for name, tensor in weights_a.items():
+        torch.testing.assert_close(weights_b[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+if __name__ == "__main__":  # one process of the data-parallel run above
+    train(
+        SyntheticData(n_batches=6),
+        tiny(max_steps=6),
+        Path(sys.argv[1]),
+        Path(sys.argv[2]),
+        progress=False,
+    )
