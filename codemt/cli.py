@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from codemt import __version__, examples, model, tokenizer
+from codemt import __version__, examples, model, tokenizer, train_cli
 from codemt.mine import cli as mine_cli
 
 REGISTRARS = [
@@ -18,6 +18,7 @@ REGISTRARS = [
     tokenizer.register,
     examples.register,
     model.register,
+    train_cli.register,
 ]
 
 

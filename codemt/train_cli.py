@@ -1,0 +1,238 @@
+"""`codemt train`: a corpus in, a trained checkpoint out.
+
+Wires the stages together: the tokenizer (given, or trained on the corpus first), the
+token caches of the train and valid splits, the examples of each stage (span masking,
+then multi-mode translation), and the training loop. With `--stage both`, the
+multi-mode stage starts from the pre-trained weights. Every setting can come from a YAML
+file (`--config`), with sections `train`, `examples`, `batching` and per-stage
+overrides `pretrain` / `multimode` (of `train` settings); flags given on the command
+line win over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+STAGE_CHOICES = ("pretrain", "multimode", "both")
+
+
+def _settings_from(cls, values: dict, where: str):
+    """Build a settings dataclass, naming the unknown keys of a config section."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    if "betas" in values:
+        values = {**values, "betas": tuple(values["betas"])}
+    return cls(**values)
+
+
+def load_config(path: Path | None) -> dict:
+    """Read a YAML training config; a missing or malformed file is a clear error."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a mapping with sections train, examples, batching")
+    allowed = {"train", "examples", "batching", "pretrain", "multimode"}
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown section(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
+        )
+    return config
+
+
+def prepare_tokenizer(data: Path, out: Path, tokenizer: Path | None, vocab_size: int) -> Path:
+    """The tokenizer folder to train with: the one given, or one trained on `data` into `out/tokenizer`."""
+    from codemt import tokenizer as tokenization
+
+    if tokenizer is not None:
+        tokenization.load_tokenizer(tokenizer)  # fails early, naming the path
+        return tokenizer.parent if tokenizer.is_file() else tokenizer
+    folder = out / "tokenizer"
+    if (folder / tokenization.TOKENIZER_FILE).is_file():
+        return folder
+    print(f"training a tokenizer of {vocab_size} tokens on {data} ...", file=sys.stderr)
+    settings = tokenization.TokenizerSettings(vocab_size=vocab_size)
+    tok = tokenization.train_tokenizer(tokenization.corpus_texts(data), settings)
+    tokenization.save_tokenizer(tok, folder)
+    return folder
+
+
+def corpus_digest(data: Path) -> str:
+    """A digest of the corpus manifest, recorded in checkpoints."""
+    from codemt.corpus import manifest_path
+
+    return hashlib.sha256(manifest_path(data).read_bytes()).hexdigest()[:16]
+
+
+def run_training(
+    data: Path,
+    out: Path,
+    *,
+    preset: str,
+    stage: str,
+    tokenizer: Path | None = None,
+    config: dict | None = None,
+    overrides: dict | None = None,
+    init: Path | None = None,
+    resume: bool = False,
+    cache_dir: Path | None = None,
+    valid_limit: int = 2000,
+    progress: bool = True,
+) -> Path:
+    """Train `preset` on the corpus `data` in the run folder `out`; return the final checkpoint.
+
+    `overrides` are train settings from the command line; they win over `config`.
+    """
+    from codemt.corpus import read_manifest
+    from codemt.data import BatchSettings, ExampleData, TokenCache
+    from codemt.examples import ExampleSettings, Vocabulary
+    from codemt.model import get_preset
+    from codemt.tokenizer import load_tokenizer
+    from codemt.train import TrainSettings, train
+
+    if stage not in STAGE_CHOICES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGE_CHOICES)}")
+    read_manifest(data)
+    config = config or {}
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    shape = get_preset(preset)
+    examples_config = {
+        "max_source_tokens": shape.context,
+        "max_target_tokens": max(shape.context // 2, 8),
+        **config.get("examples", {}),
+    }
+    examples = _settings_from(ExampleSettings, examples_config, "examples")
+    batching = _settings_from(BatchSettings, config.get("batching", {}), "batching")
+    tokenizer_dir = prepare_tokenizer(data, out, tokenizer, shape.vocab)
+    tok = load_tokenizer(tokenizer_dir)
+    vocab = Vocabulary.from_tokenizer(tok)
+    cache_root = cache_dir or out / "cache"
+    train_cache = TokenCache.build(data, "train", tok, cache_root)
+    valid_cache = TokenCache.build(data, "valid", tok, cache_root, limit=valid_limit)
+    digest = corpus_digest(data)
+
+    stages = ["pretrain", "multimode"] if stage == "both" else [stage]
+    checkpoint = init
+    for name in stages:
+        values = {**config.get("train", {}), **config.get(name, {}), **overrides, "preset": preset}
+        settings = _settings_from(TrainSettings, values, f"train settings of stage {name}")
+        train_data = ExampleData(train_cache, vocab, name, examples, batching)
+        valid_data = (
+            ExampleData(valid_cache, vocab, name, examples, batching) if len(valid_cache) else None
+        )
+        run_dir = out / name if len(stages) > 1 else out
+        print(
+            f"stage {name}: {len(train_cache)} methods, {train_data.num_batches(0)} batches an epoch, "
+            f"run folder {run_dir}",
+            file=sys.stderr,
+        )
+        checkpoint = train(
+            train_data,
+            settings,
+            run_dir,
+            tokenizer_dir,
+            valid_data=valid_data,
+            init=checkpoint,
+            resume=resume,
+            stage=name,
+            modes={"examples": asdict(examples), "batching": asdict(batching)},
+            corpus_digest=digest,
+            progress=progress,
+        )
+    return checkpoint
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `train` sub-command."""
+    parser = subparsers.add_parser(
+        "train",
+        help="pre-train and multi-mode train a model on a corpus",
+        description=(
+            "Train an encoder-decoder model on a corpus from `codemt mine`: span-masking "
+            "pre-training, multi-mode translation, or both in sequence. Runs on CPU, one GPU, "
+            "or many with `accelerate launch` / `torchrun`."
+        ),
+    )
+    parser.add_argument("--preset", default="small", help="model size (see `codemt presets`)")
+    parser.add_argument("--data", type=Path, required=True, help="corpus folder from `codemt mine`")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs)")
+    parser.add_argument(
+        "--tokenizer", type=Path, help="tokenizer.json or its folder (default: train one)"
+    )
+    parser.add_argument(
+        "--config", type=Path, help="YAML file of settings (train, examples, batching)"
+    )
+    parser.add_argument("--stage", choices=STAGE_CHOICES, default="both")
+    parser.add_argument("--init", type=Path, help="start from this checkpoint (fine-tuning)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--max-steps", type=int, help="stop after this many optimiser steps (per stage)"
+    )
+    parser.add_argument("--max-tokens", type=int, help="stop after this many tokens (per stage)")
+    parser.add_argument("--max-time", type=float, help="stop after this many seconds (per stage)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
+    parser.add_argument("--warmup-steps", type=int, help="warm-up steps (default: the preset's)")
+    parser.add_argument("--schedule", choices=["inverse_sqrt", "cosine", "linear"])
+    parser.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step")
+    parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
+    parser.add_argument("--eval-every", type=int, help="steps between validation losses")
+    parser.add_argument("--save-every", type=int, help="steps between checkpoints")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--cache-dir", type=Path, help="token caches (default: OUT/cache)")
+    parser.add_argument(
+        "--valid-limit", type=int, default=2000, help="methods of the valid split to evaluate on"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_train_command)
+
+
+def _train_command(args: argparse.Namespace) -> int:
+    overrides = {
+        "max_steps": args.max_steps,
+        "max_tokens": args.max_tokens,
+        "max_time": args.max_time,
+        "lr": args.lr,
+        "warmup_steps": args.warmup_steps,
+        "schedule": args.schedule,
+        "grad_accum": args.grad_accum,
+        "mixed_precision": args.mixed_precision,
+        "eval_every": args.eval_every,
+        "save_every": args.save_every,
+        "seed": args.seed,
+    }
+    try:
+        checkpoint = run_training(
+            args.data,
+            args.out,
+            preset=args.preset,
+            stage=args.stage,
+            tokenizer=args.tokenizer,
+            config=load_config(args.config),
+            overrides=overrides,
+            init=args.init,
+            resume=args.resume,
+            cache_dir=args.cache_dir,
+            valid_limit=args.valid_limit,
+            progress=not args.quiet,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"codemt train: {exc}", file=sys.stderr)
+        return 2
+    print(f"checkpoint: {checkpoint}")
+    return 0

@@ -1,0 +1,75 @@
+"""`codemt train` end to end on a small corpus: both stages, resume, config files."""
+
+import json
+
+import pytest
+import torch
+
+from codemt.cli import main
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train_args(corpus, out, *extra):
+    return [
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        str(corpus),
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_both_stages_then_resume(small_corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(small_corpus, out, "--max-steps", "3", "--save-every", "3")) == 0
+    assert "multimode/step-000003" in capsys.readouterr().out
+    assert (out / "tokenizer" / "tokenizer.json").is_file(), (
+        "a tokenizer is trained when none is given"
+    )
+    meta = json.loads((out / "multimode" / "step-000003" / "codemt.json").read_text())
+    assert meta["stage"] == "multimode" and meta["init"].endswith("pretrain/step-000003")
+    assert meta["modes"]["examples"]["max_source_tokens"] == 256
+
+    assert main(train_args(small_corpus, out, "--max-steps", "5", "--resume")) == 0
+    assert (out / "multimode" / "step-000005").is_dir() and (
+        out / "pretrain" / "step-000005"
+    ).is_dir()
+
+
+def test_config_file_sets_and_checks_settings(small_corpus, small_tokenizer, tmp_path, capsys):
+    from codemt.tokenizer import save_tokenizer
+
+    save_tokenizer(small_tokenizer, tmp_path / "tok")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "train:\n  max_steps: 2\nexamples:\n  max_source_tokens: 64\nbatching:\n  max_tokens: 1024\n"
+    )
+    args = train_args(
+        small_corpus, tmp_path / "run", "--stage", "pretrain", "--config", str(config)
+    )
+    assert main([*args, "--tokenizer", str(tmp_path / "tok")]) == 0
+    meta = json.loads((tmp_path / "run" / "step-000002" / "codemt.json").read_text())
+    assert (
+        meta["modes"]["examples"]["max_source_tokens"] == 64
+        and meta["modes"]["batching"]["max_tokens"] == 1024
+    )
+
+    config.write_text("train:\n  max_stepz: 2\n")
+    assert main(train_args(small_corpus, tmp_path / "other", "--config", str(config))) == 2
+    assert "unknown setting(s) max_stepz" in capsys.readouterr().err
+
+
+def test_missing_corpus_is_explained(tmp_path, capsys):
+    assert main(train_args(tmp_path / "nothing", tmp_path / "run", "--max-steps", "1")) == 2
+    assert "codemt mine" in capsys.readouterr().err
