@@ -28,3 +28,42 @@ def small_tokenizer(small_corpus):
     from codemt.tokenizer import TokenizerSettings, corpus_texts, train_tokenizer
 
     return train_tokenizer(corpus_texts(small_corpus), TokenizerSettings(vocab_size=1000))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(small_corpus, small_tokenizer, tmp_path_factory) -> Path:
+    """The run folder of a tiny multi-mode model trained for 40 steps on the small corpus."""
+    from dataclasses import asdict
+
+    import torch
+
+    from codemt.data import BatchSettings, ExampleData, TokenCache
+    from codemt.examples import ExampleSettings, Vocabulary
+    from codemt.model import PRESETS
+    from codemt.tokenizer import save_tokenizer
+    from codemt.train import TrainSettings, train
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    save_tokenizer(small_tokenizer, root / "tokenizer")
+    cache = TokenCache.build(small_corpus, "train", small_tokenizer, root / "cache")
+    examples = ExampleSettings(max_source_tokens=PRESETS["tiny"].context, max_target_tokens=64)
+    vocab = Vocabulary.from_tokenizer(small_tokenizer)
+    data = ExampleData(cache, vocab, "multimode", examples, BatchSettings(max_tokens=4096))
+    settings = TrainSettings(
+        preset="tiny", lr=3e-3, warmup_steps=5, max_steps=40, eval_every=0, save_every=0
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # threads only slow a tiny model down on a busy machine
+    try:
+        train(
+            data,
+            settings,
+            root / "run",
+            root / "tokenizer",
+            stage="multimode",
+            modes={"examples": asdict(examples)},  # where `codemt train` records them
+            progress=False,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return root / "run"

@@ -3,8 +3,8 @@
 Exact duplicates share the same normalised code: signature and body after unparsing, so
 copies that differ only in formatting, comments or docstring are one method.
 
-Near duplicates are found with MinHash LSH (`datasketch` for the MinHash signatures and
-the choice of bands). The choices and why:
+Near duplicates are found with MinHash LSH (`datasketch` chooses the bands; the MinHash
+signatures of a file's methods are computed together, vectorised). The choices and why:
 
 - Shingles are 5-grams of code tokens, after alpha-renaming the method's parameters and
   local variables to `v0, v1, ...` in order of first appearance. A clone whose variables
@@ -105,47 +105,83 @@ def code_tokens(signature: str, body: str, renamable: set[str]) -> list[str]:
 
 
 @lru_cache(maxsize=4)
-def _lsh_plan(threshold: float, num_perm: int) -> tuple[int, int, tuple]:
-    from datasketch import MinHash, MinHashLSH
+def _lsh_plan(threshold: float, num_perm: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Bands and rows (datasketch's optimum for the threshold) and the permutations."""
+    from datasketch import MinHashLSH
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    permutations = MinHash(num_perm=num_perm, seed=1, scheme="affine32").permutations
-    return lsh.b, lsh.r, permutations
+    rng = np.random.RandomState(1)
+    # Affine permutations a*h + b mod 2^32 with odd a are bijections of 32-bit hashes;
+    # uint32 arithmetic wraps around, which is the mod 2^32.
+    a = rng.randint(1, 2**32, size=num_perm, dtype=np.uint64).astype(np.uint32) | np.uint32(1)
+    b = rng.randint(0, 2**32, size=num_perm, dtype=np.uint64).astype(np.uint32)
+    return lsh.b, lsh.r, a, b
+
+
+def _mix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finaliser (uint32 in, uint32 out): nearby inputs, unrelated hashes."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def band_keys_batch(
+    token_lists: list[list[str]], settings: DedupSettings
+) -> list[list[int] | None]:
+    """The LSH band keys of many methods at once (None for those too short for near-dedup).
+
+    All methods of a file are hashed in one vectorised pass, several times faster than one
+    `datasketch.MinHash` a method: stable 32-bit token hashes (crc32, the same in every
+    worker process) are combined over each window of `shingle_size` tokens, permuted by
+    every permutation into a (shingles, permutations) matrix, and reduced to each
+    method's minimum per permutation. Repeated shingles do not change a minimum, so no
+    de-duplication of shingles is needed.
+    """
+    bands, rows, a, b = _lsh_plan(settings.threshold, settings.num_perm)
+    k = settings.shingle_size
+    keys: list[list[int] | None] = [None] * len(token_lists)
+    eligible = [i for i, tokens in enumerate(token_lists) if len(tokens) >= settings.min_tokens]
+    if not eligible:
+        return keys
+    lengths = np.asarray([len(token_lists[i]) for i in eligible])
+    vocabulary: dict[str, int] = {}
+    hashes = np.fromiter(
+        (
+            vocabulary.get(t) or vocabulary.setdefault(t, zlib.crc32(t.encode()))
+            for i in eligible
+            for t in token_lists[i]
+        ),
+        dtype=np.uint32,
+        count=int(lengths.sum()),
+    )
+    # Windows over the concatenation; keep those that lie inside one method.
+    windows = np.zeros(len(hashes) - k + 1, dtype=np.uint32)
+    for offset in range(k):
+        windows = windows * np.uint32(1_000_003) + hashes[offset : offset + len(windows)]
+    method_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    per_method = lengths - k + 1
+    inside = np.concatenate(
+        [np.arange(s, s + n) for s, n in zip(method_starts, per_method, strict=True)]
+    )
+    shingles = _mix32(windows[inside])
+    permuted = shingles[:, None] * a[None, :] + b[None, :]  # (shingles, perms), mod 2^32
+    starts = np.concatenate([[0], np.cumsum(per_method)[:-1]])
+    signatures = np.minimum.reduceat(permuted, starts, axis=0).astype(np.uint64)  # (methods, perms)
+    # One 63-bit key per band: the band's rows folded together polynomially (mod 2^64).
+    folded = np.zeros((len(eligible), bands), dtype=np.uint64)
+    for row in range(rows):
+        folded = folded * np.uint64(0x100000001B3) + signatures[:, row : bands * rows : rows]
+    folded = (folded + np.arange(bands, dtype=np.uint64)) >> np.uint64(1)
+    for index, band_row in zip(eligible, folded.tolist(), strict=True):
+        keys[index] = band_row
+    return keys
 
 
 def band_keys(tokens: list[str], settings: DedupSettings) -> list[int] | None:
-    """The LSH band hashes of a method's shingles, or None if it is too short for near-dedup."""
-    if len(tokens) < settings.min_tokens:
-        return None
-    from datasketch import MinHash
-
-    bands, rows, permutations = _lsh_plan(settings.threshold, settings.num_perm)
-    # Stable 32-bit token hashes (crc32, the same in every worker process), combined
-    # polynomially over each window of `shingle_size` tokens into one hash per shingle.
-    token_hashes = np.fromiter(
-        (zlib.crc32(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens)
-    )
-    k = settings.shingle_size
-    shingles = np.zeros(len(tokens) - k + 1, dtype=np.uint64)
-    for offset in range(k):
-        shingles = (
-            shingles * np.uint64(1_000_003) + token_hashes[offset : offset + len(shingles)]
-        ) & np.uint64(0xFFFFFFFF)
-    minhash = MinHash(
-        num_perm=settings.num_perm,
-        seed=1,
-        permutations=permutations,
-        scheme="affine32",
-        hashfunc=int,
-    )
-    minhash.update_batch(np.unique(shingles).tolist())
-    values = minhash.hashvalues.astype(np.uint64)
-    keys = []
-    for band in range(bands):
-        chunk = values[band * rows : (band + 1) * rows].tobytes()
-        digest = hashlib.blake2b(chunk, digest_size=8, person=band.to_bytes(2, "little")).digest()
-        keys.append(int.from_bytes(digest, "little") >> 1)
-    return keys
+    """The LSH band keys of one method's shingles, or None if it is too short for near-dedup."""
+    return band_keys_batch([tokens], settings)[0]
 
 
 class Deduplicator:
@@ -157,7 +193,7 @@ class Deduplicator:
 
     def __init__(self, settings: DedupSettings):
         self.settings = settings
-        bands, _, _ = _lsh_plan(settings.threshold, settings.num_perm)
+        bands, *_ = _lsh_plan(settings.threshold, settings.num_perm)
         self._exact: set[int] = set()
         self._bands: list[set[int]] = [set() for _ in range(bands)]
 

@@ -13,6 +13,7 @@ The work is done in two phases so a long run can stop and resume:
 
 from __future__ import annotations
 
+import ast
 import gzip
 import hashlib
 import json
@@ -38,7 +39,7 @@ from codemt.mine import reading
 from codemt.mine.dedup import (
     Deduplicator,
     DedupSettings,
-    band_keys,
+    band_keys_batch,
     code_tokens,
     exact_key,
     local_names,
@@ -50,7 +51,7 @@ STAGED_SCHEMA = SCHEMA.append(pa.field("exact_key", pa.int64())).append(
     pa.field("band_keys", pa.list_(pa.int64()))
 )
 # Bump when staged records or their dedup keys change meaning, so stale stages are redone.
-STAGE_FORMAT = 2
+STAGE_FORMAT = 3
 FILES_PER_TASK = 16
 JSONL_ROWS_PER_TASK = 512
 
@@ -186,16 +187,25 @@ class _Task:
     failures: tuple[SourceFailure, ...] = ()
 
 
-def _keyed(node, record: dict, settings: MineSettings, counts: Counter) -> dict:
-    """Add the de-duplication keys and the docstring-task flag to a record."""
-    record["exact_key"] = exact_key(record["signature"], record["body"])
-    tokens = code_tokens(record["signature"], record["body"], local_names(node, record["body"]))
-    record["band_keys"] = band_keys(tokens, settings.dedup) if settings.dedup.near else None
-    reason = settings.filters.exclusion(record)
-    record["docstring_task"] = reason is None
-    if reason and reason != "no_docstring":
-        counts[f"docstring_task_excluded:{reason}"] += 1
-    return record
+def _keyed(
+    pairs: list[tuple[ast.AST, dict]], settings: MineSettings, counts: Counter
+) -> list[dict]:
+    """Add the de-duplication keys and the docstring-task flag to the records of one file."""
+    records = [record for _, record in pairs]
+    tokens = [
+        code_tokens(r["signature"], r["body"], local_names(node, r["body"])) for node, r in pairs
+    ]
+    bands = (
+        band_keys_batch(tokens, settings.dedup) if settings.dedup.near else [None] * len(records)
+    )
+    for record, keys in zip(records, bands, strict=True):
+        record["exact_key"] = exact_key(record["signature"], record["body"])
+        record["band_keys"] = keys
+        reason = settings.filters.exclusion(record)
+        record["docstring_task"] = reason is None
+        if reason and reason != "no_docstring":
+            counts[f"docstring_task_excluded:{reason}"] += 1
+    return records
 
 
 def _mine_file(
@@ -208,10 +218,7 @@ def _mine_file(
         tree, _, repair = reading.parse_with_repairs(text, repair=settings.repair)
         if repair:
             counts[f"files:{repair}"] += 1
-        records = [
-            _keyed(node, rec, settings, counts)
-            for node, rec in extract_methods(tree, repo=repo, path=relative)
-        ]
+        records = _keyed(list(extract_methods(tree, repo=repo, path=relative)), settings, counts)
     except reading.SkipFile as skip:
         counts[f"files_skipped:{skip.reason}"] += 1
         return []
@@ -262,7 +269,7 @@ def _mine_jsonl_row(line: str, settings: MineSettings, counts: Counter) -> list[
     record["lineno"] = int(row.get("lineno") or record["lineno"])
     counts["rows_parsed"] += 1
     counts["methods"] += 1
-    return [_keyed(node, record, settings, counts)]
+    return _keyed([(node, record)], settings, counts)
 
 
 def _run_task(task_and_settings: tuple[_Task, MineSettings]) -> tuple[int, list[dict], Counter]:

@@ -1,0 +1,521 @@
+"""Evaluation: the paper's metrics on our corpus's test split or on CodeSearchNet jsonl.
+
+Metrics, in percent (0-100):
+
+- `smoothed_bleu4`: CodeXGLUE code-to-text's smoothed sentence BLEU-4, averaged over
+  sentences, as its `bleu.py` defines it (Lin & Och 2004 smoothing): text lower-cased,
+  words and punctuation split apart, then NIST-normalised; add-one smoothing of the
+  n-gram precisions for n > 1; brevity penalty min(0, 1 - (r + 1) / (c + 1)) in log space.
+  Written from the definition; tests pin hand-worked values.
+- `bleu`: corpus BLEU (sacrebleu, its default 13a tokenisation).
+- `rouge{1,2,L}_{p,r,f}`: ROUGE precision, recall and F (rouge-score with its defaults:
+  lower-cased words, no stemming), averaged over sentences.
+- `exact_match`: prediction and reference equal up to whitespace.
+- `parse_rate` (code targets): generated code that parses with the rest of its method, after
+  syntax-aware selection; `top_beam_parse_rate`: the same for the best-scored beam alone.
+
+Beside every docstring evaluation stand two trivial baselines: the function name split into
+words (`save act`), and a sentence made of them (`Returns the save act.`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+import xml.sax.saxutils
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from codemt.examples import FEATURES, Mode
+from codemt.mine.docstrings import summary_of
+
+if TYPE_CHECKING:
+    from codemt.translate import Translator
+
+MAX_ORDER = 4
+# The metrics of one set of predictions, in the order tables show them.
+TEXT_METRICS = (
+    "smoothed_bleu4",
+    "bleu",
+    *(f"rouge{k}_{m}" for k in ("1", "2", "L") for m in ("p", "r", "f")),
+    "exact_match",
+)
+
+# ------------------------------------------------------------------ smoothed BLEU-4
+
+# CodeXGLUE splits words from punctuation first ...
+_WORDS_AND_PUNCTUATION = re.compile(r"\w+|[^\s\w]")
+# ... then normalises as NIST's mteval-v11a.pl does (their `normalize`).
+_NIST_JOIN = [(re.compile("<skipped>"), ""), (re.compile(r"-\n"), ""), (re.compile(r"\n"), " ")]
+_NIST_SPLIT = [
+    (re.compile(r"([\{-\~\[-\` -\&\(-\+\:-\@\/])"), r" \1 "),  # punctuation but apostrophes
+    (re.compile(r"([^0-9])([\.,])"), r"\1 \2 "),  # period and comma unless after a digit
+    (re.compile(r"([\.,])([^0-9])"), r" \1 \2"),  # period and comma unless before a digit
+    (re.compile(r"([0-9])(-)"), r"\1 \2 "),  # dash after a digit
+]
+
+
+def bleu_tokens(text: str) -> list[str]:
+    """The tokens CodeXGLUE's BLEU counts n-grams over."""
+    text = " ".join(_WORDS_AND_PUNCTUATION.findall(text.strip().lower()))
+    for pattern, replacement in _NIST_JOIN:
+        text = pattern.sub(replacement, text)
+    text = xml.sax.saxutils.unescape(text, {"&quot;": '"'})
+    text = f" {text} ".lower()
+    for pattern, replacement in _NIST_SPLIT:
+        text = pattern.sub(replacement, text)
+    return text.split()
+
+
+def _ngrams(tokens: list[str], n: int) -> Counter[tuple[str, ...]]:
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+
+def sentence_smoothed_bleu(prediction: str, reference: str) -> float:
+    """CodeXGLUE's smoothed BLEU-4 of one sentence against one reference, in [0, 1].
+
+    As in the definition, `sys.float_info.min` keeps log(0) finite (a sentence without any
+    matching word scores about 1e-77, not 0), and an empty prediction scores exp(-r).
+    """
+    hypothesis, ref = bleu_tokens(prediction), bleu_tokens(reference)
+    tiny = sys.float_info.min
+    log_precision = 0.0
+    for n in range(1, MAX_ORDER + 1):
+        ref_counts = _ngrams(ref, n)
+        correct = sum(min(c, ref_counts[g]) for g, c in _ngrams(hypothesis, n).items())
+        guess = max(len(hypothesis) - n + 1, 0)
+        smooth = 1 if n > 1 else 0
+        log_precision += math.log(correct + smooth + tiny) - math.log(guess + smooth + tiny)
+    brevity = min(0.0, 1 - (len(ref) + 1) / (len(hypothesis) + 1))
+    return math.exp(log_precision / MAX_ORDER + brevity)
+
+
+def smoothed_bleu4(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """CodeXGLUE's smoothed BLEU-4: the sentence scores' mean, in percent."""
+    scores = [sentence_smoothed_bleu(p, r) for p, r in zip(predictions, references, strict=True)]
+    return 100 * sum(scores) / len(scores) if scores else 0.0
+
+
+# ------------------------------------------------------------------ all text metrics
+
+
+def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """ROUGE-1/2/L precision, recall and F (rouge-score, no stemming), sentence means in percent."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
+    totals: Counter[str] = Counter()
+    for prediction, reference in zip(predictions, references, strict=True):
+        for kind, score in scorer.score(reference, prediction).items():
+            name = kind.removeprefix("rouge")
+            totals[f"rouge{name}_p"] += score.precision
+            totals[f"rouge{name}_r"] += score.recall
+            totals[f"rouge{name}_f"] += score.fmeasure
+    n = max(len(predictions), 1)
+    return {key: 100 * value / n for key, value in totals.items()}
+
+
+def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Percentage of predictions equal to their reference up to whitespace."""
+    same = [p.split() == r.split() for p, r in zip(predictions, references, strict=True)]
+    return 100 * sum(same) / len(same) if same else 0.0
+
+
+def score_texts(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Every text metric of predictions against references (one reference each)."""
+    import sacrebleu
+
+    if len(predictions) != len(references):
+        raise ValueError(
+            f"{len(predictions)} predictions but {len(references)} references; "
+            f"give one reference per prediction"
+        )
+    if not predictions:
+        raise ValueError("nothing to score: no predictions")
+    metrics: dict[str, float] = {"n": len(predictions)}
+    metrics["smoothed_bleu4"] = smoothed_bleu4(predictions, references)
+    metrics["bleu"] = sacrebleu.corpus_bleu(list(predictions), [list(references)]).score
+    metrics |= rouge(predictions, references)
+    metrics["exact_match"] = exact_match(predictions, references)
+    return metrics
+
+
+# ------------------------------------------------------------------ baselines
+
+
+def name_words(name: str) -> str:
+    """A function's name as lower-case words: `Cls.getHTTPResponse_code` -> `get http response code`."""
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name.rsplit(".", 1)[-1])
+    return " ".join(words).lower()
+
+
+BASELINES: dict[str, Callable[[str], str]] = {
+    "name_words": name_words,
+    # A sentence, as summaries are written: the period matters to BLEU (references end in one).
+    "returns_name_words": lambda name: f"Returns the {name_words(name)}.",
+}
+
+
+# ------------------------------------------------------------------ evaluation data
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """Methods to evaluate on, with each method's reference per target ("": none).
+
+    Docstring references are what the model is asked for in the summary style: the
+    docstring's first paragraph (CodeSearchNet jsonl: its `docstring_tokens` joined).
+    """
+
+    name: str
+    records: list[dict[str, Any]]
+    references: list[dict[str, str]]
+    skipped: int = 0
+    default_targets: tuple[str, ...] = FEATURES
+
+    def examples(self, mode: Mode, limit: int | None = None) -> list[int]:
+        """Indices of the methods that have the mode's sources and a reference for its target."""
+        chosen = [
+            i
+            for i, (record, refs) in enumerate(zip(self.records, self.references, strict=True))
+            if refs[mode.target] and all(record.get(f) for f in mode.sources)
+        ]
+        return chosen[:limit]
+
+
+def load_corpus(corpus: Path, split: str = "test") -> EvalData:
+    """A split of our corpus; docstring references only for docstring-task methods."""
+    from codemt.corpus import iter_records
+
+    records, references = [], []
+    for record in iter_records(corpus, split):
+        records.append(record)
+        docstring = summary_of(record["docstring"]) if record["docstring_task"] else ""
+        references.append(
+            {"docstring": docstring, "body": record["body"], "signature": record["signature"]}
+        )
+    return EvalData(f"{corpus}:{split}", records, references)
+
+
+def load_codesearchnet(path: Path) -> EvalData:
+    """A CodeSearchNet/CodeXGLUE jsonl file, each row's `code` read by our extractor.
+
+    The extractor separates the docstring, so docstring generation sees the code without
+    it, as CodeXGLUE's does; the reference is `' '.join(docstring_tokens)`, as CodeXGLUE
+    builds it. Method generation's reference is the extracted body. Rows whose code does not
+    parse are skipped and counted.
+    """
+    from codemt.translate import parse_method
+
+    records, references = [], []
+    skipped = 0
+    with Path(path).open(encoding="utf-8") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            try:
+                record = parse_method(row.get("code") or row["original_string"])
+            except ValueError:
+                skipped += 1
+                continue
+            # As the miner reads such rows: the qualified name, and the class it implies.
+            name = str(row.get("func_name") or record["name"])
+            record["name"] = name
+            if "." in name and not record["class_name"]:
+                record["class_name"] = name.rsplit(".", 1)[0].rsplit(".", 1)[-1]
+            records.append(record)
+            references.append(
+                {
+                    "docstring": " ".join(row.get("docstring_tokens") or []),
+                    "body": record["body"],
+                    "signature": record["signature"],
+                }
+            )
+    return EvalData(str(path), records, references, skipped, ("docstring", "body"))
+
+
+def load_data(path: Path, split: str = "test") -> EvalData:
+    """A corpus folder (its `split`) or a CodeSearchNet jsonl file."""
+    from codemt.corpus import manifest_path
+
+    path = Path(path)
+    if path.is_dir() and manifest_path(path).is_file():
+        return load_corpus(path, split)
+    if path.is_file():
+        return load_codesearchnet(path)
+    raise FileNotFoundError(
+        f"{path}: neither a corpus folder (from `codemt mine`) nor a CodeSearchNet jsonl file"
+    )
+
+
+def parse_mode(name: str) -> Mode:
+    """A mode by its full name (`signature+body->docstring`) or its target alone."""
+    if name in FEATURES:
+        return Mode(tuple(f for f in FEATURES if f != name), name)
+    return Mode.parse(name)
+
+
+def mode_key(mode: Mode) -> str:
+    """How results name a mode: its target when the sources are all other features."""
+    return mode.target if parse_mode(mode.target) == mode else mode.name
+
+
+# ------------------------------------------------------------------ evaluating a model
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    """A model's predictions for one mode, the references and the metrics."""
+
+    key: str
+    predictions: list[str]
+    references: list[str]
+    metrics: dict[str, float]
+
+
+def evaluate_mode(
+    translator: Translator,
+    data: EvalData,
+    mode: Mode,
+    *,
+    limit: int | None = None,
+    progress: bool = False,
+) -> ModeResult:
+    """Generate for every example of `mode` and score against the references."""
+    chosen = data.examples(mode, limit)
+    if not chosen:
+        raise ValueError(f"{data.name}: no method has the features of mode {mode.name}")
+    records = [data.records[i] for i in chosen]
+    references = [data.references[i][mode.target] for i in chosen]
+    t0 = time.perf_counter()
+    translations = translator.translate_batch(
+        records, mode.target, sources=mode.sources, progress=progress
+    )
+    elapsed = time.perf_counter() - t0
+    predictions = [t.text for t in translations]
+    metrics = score_texts(predictions, references)
+    if mode.target != "docstring":
+        top = [max(t.candidates, key=lambda c: c.score).parsed for t in translations]
+        metrics["parse_rate"] = 100 * sum(bool(t.parsed) for t in translations) / len(chosen)
+        metrics["top_beam_parse_rate"] = 100 * sum(bool(p) for p in top) / len(chosen)
+    metrics["seconds"] = elapsed
+    return ModeResult(mode_key(mode), predictions, references, metrics)
+
+
+def evaluate_baselines(data: EvalData, limit: int | None = None) -> dict[str, dict[str, float]]:
+    """The trivial docstring baselines on the docstring examples (empty if there are none)."""
+    chosen = data.examples(parse_mode("docstring"), limit)
+    if not chosen:
+        return {}
+    references = [data.references[i]["docstring"] for i in chosen]
+    return {
+        name: score_texts([baseline(data.records[i]["name"]) for i in chosen], references)
+        for name, baseline in BASELINES.items()
+    }
+
+
+def evaluate(
+    translator: Translator,
+    data: EvalData,
+    modes: Sequence[Mode],
+    *,
+    limit: int | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, Any], dict[str, ModeResult]]:
+    """Evaluate a model on every mode: the report (`metrics.json`'s shape) and the results."""
+    results = {}
+    for mode in modes:
+        result = evaluate_mode(translator, data, mode, limit=limit, progress=progress)
+        results[result.key] = result
+    report = {
+        "model": str(translator.path),
+        "data": data.name,
+        "skipped_rows": data.skipped,
+        "modes": {key: result.metrics for key, result in results.items()},
+        "baselines": {"docstring": evaluate_baselines(data, limit)},
+    }
+    return report, results
+
+
+# ------------------------------------------------------------------ files and tables
+
+
+def escape_line(text: str) -> str:
+    """One text as one line: backslashes and line breaks escaped."""
+    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+
+
+def unescape_line(line: str) -> str:
+    """The text `escape_line` wrote."""
+    return re.sub(r"\\([\\nr])", lambda m: {"\\": "\\", "n": "\n", "r": "\r"}[m[1]], line)
+
+
+def write_lines(path: Path, texts: Sequence[str]) -> None:
+    """Write texts one per line, escaped."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(escape_line(t) + "\n" for t in texts), encoding="utf-8")
+
+
+def read_lines(path: Path) -> list[str]:
+    """Read texts written one per line (escaped, as `write_lines` writes them)."""
+    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    if lines[-1] == "":  # the last line's break
+        lines.pop()
+    return [unescape_line(line) for line in lines]
+
+
+def write_results(out_dir: Path, results: dict[str, ModeResult]) -> None:
+    """`{mode}.predictions.txt` and `{mode}.references.txt` for every mode."""
+    for key, result in results.items():
+        write_lines(out_dir / f"{key}.predictions.txt", result.predictions)
+        write_lines(out_dir / f"{key}.references.txt", result.references)
+
+
+_COLUMNS = (
+    ("n", "n", "{:>5.0f}"),
+    ("smoothed_bleu4", "sBLEU4", "{:>6.2f}"),
+    ("bleu", "BLEU", "{:>6.2f}"),
+    ("rouge1_f", "R1-F", "{:>6.2f}"),
+    ("rouge2_f", "R2-F", "{:>6.2f}"),
+    ("rougeL_f", "RL-F", "{:>6.2f}"),
+    ("exact_match", "EM", "{:>6.2f}"),
+    ("parse_rate", "parse", "{:>6.1f}"),
+    ("top_beam_parse_rate", "top1-parse", "{:>10.1f}"),
+    ("seconds", "sec", "{:>7.1f}"),
+)
+
+
+def format_table(rows: Sequence[tuple[str, str, dict[str, float]]]) -> str:
+    """A table of (mode, system, metrics) rows; absent metrics are left blank."""
+    mode_width = max([4, *(len(r[0]) for r in rows)])
+    system_width = max([6, *(len(r[1]) for r in rows)])
+    widths = [len(fmt.format(0)) for _, _, fmt in _COLUMNS]
+    header = f"{'mode':<{mode_width}}  {'system':<{system_width}}"
+    header += "".join(f" {title:>{w}}" for (_, title, _), w in zip(_COLUMNS, widths, strict=True))
+    lines = [header]
+    for mode, system, metrics in rows:
+        line = f"{mode:<{mode_width}}  {system:<{system_width}}"
+        for (key, _, fmt), width in zip(_COLUMNS, widths, strict=True):
+            line += " " + (fmt.format(metrics[key]) if key in metrics else " " * width)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def report_rows(reports: Sequence[dict[str, Any]]) -> list[tuple[str, str, dict[str, float]]]:
+    """Table rows of one or more models' reports, grouped by mode, docstring baselines last."""
+    names = [Path(r["model"]).name or r["model"] for r in reports]
+    if len(set(names)) < len(names):
+        names = [r["model"] for r in reports]
+    rows = []
+    for key in dict.fromkeys(k for r in reports for k in r["modes"]):
+        rows += [(key, n, r["modes"][key]) for n, r in zip(names, reports, strict=True)]
+        if parse_mode(key).target == "docstring":
+            for baseline, metrics in reports[0]["baselines"]["docstring"].items():
+                rows.append((key, f"baseline:{baseline}", metrics))
+    return rows
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def _evaluate_command(args: argparse.Namespace) -> int:
+    from codemt.translate import GenerationSettings, Translator
+
+    try:
+        data = load_data(args.data, args.split)
+        modes = [parse_mode(m) for m in args.modes or data.default_targets]
+        settings = GenerationSettings(
+            num_beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+        )
+        models = [args.model] + ([args.compare] if args.compare else [])
+        translators = [Translator.load(m, settings=settings) for m in models]
+        evaluations = [
+            evaluate(t, data, modes, limit=args.limit, progress=args.progress) for t in translators
+        ]
+    except (ValueError, FileNotFoundError) as error:
+        print(f"codemt evaluate: error: {error}", file=sys.stderr)
+        return 2
+    reports = [report for report, _ in evaluations]
+    if data.skipped:
+        print(f"{data.name}: skipped {data.skipped} rows whose code does not parse")
+    print(format_table(report_rows(reports)))
+    if args.out:
+        out = Path(args.out)
+        write_results(out, evaluations[0][1])
+        report = dict(reports[0])
+        if args.compare:
+            write_results(out / "compare", evaluations[1][1])
+            report["compare"] = {"model": reports[1]["model"], "modes": reports[1]["modes"]}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote predictions, references and metrics.json to {out}")
+    return 0
+
+
+def _score_command(args: argparse.Namespace) -> int:
+    try:
+        predictions, references = read_lines(args.predictions), read_lines(args.references)
+        metrics = score_texts(predictions, references)
+    except (ValueError, OSError) as error:
+        print(f"codemt score: error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(format_table([("-", Path(args.predictions).name, metrics)]))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `codemt evaluate` and `codemt score` to the command line."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a model on a corpus's test split or CodeSearchNet jsonl",
+        description="Generate for every example of each mode and report smoothed BLEU-4 "
+        "(CodeXGLUE), corpus BLEU, ROUGE, exact match and, for code, the parse rate, with "
+        "trivial docstring baselines beside them.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="checkpoint or run folder, or 'default'")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="a corpus folder (its --split is used) or a CodeSearchNet/CodeXGLUE jsonl file",
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        metavar="MODE",
+        help="targets (docstring, body, signature) or full modes such as body->docstring "
+        "(default: docstring, body, signature; jsonl: docstring, body)",
+    )
+    parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="N examples per mode")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="write files here")
+    parser.add_argument("--compare", metavar="MODEL2", help="a second model to show beside")
+    parser.add_argument("--beams", type=int, default=4, metavar="N", help="beam width")
+    parser.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="N")
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="hide the progress bar"
+    )
+    parser.set_defaults(func=_evaluate_command)
+
+    score = subparsers.add_parser(
+        "score",
+        help="score a file of predictions against references",
+        description="Score predictions (one per line, newlines escaped as `codemt evaluate` "
+        "writes them) against references with the metrics of `codemt evaluate`.",
+    )
+    score.add_argument("--predictions", type=Path, required=True, metavar="FILE")
+    score.add_argument("--references", type=Path, required=True, metavar="FILE")
+    score.add_argument("--json", action="store_true", help="print one JSON object")
+    score.set_defaults(func=_score_command)

@@ -1,0 +1,646 @@
+"""Translation: one API object that turns a method's features into another feature.
+
+`Translator` serves everything that generates text (the `codemt translate` command, the
+evaluator, the docstring writer, the server)::
+
+    translator = Translator.load("runs/multimode")        # a checkpoint or run folder
+    translator.translate("def add(a, b):\\n    return a + b", "docstring")
+    translator.translate_batch(methods, "body")            # -> list[Translation]
+
+A method is given as source text (parsed with the miner's extractor, so its features are
+exactly those the model was trained on) or as a corpus record. The model's input is built
+by `codemt.examples.build_translation` with the checkpoint's example settings, so it is the
+input of training to the token. Code targets are chosen syntax-aware: among the beams, the
+best-scored one that parses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import re
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from codemt.examples import (
+    DOCSTRING_STYLES,
+    FEATURES,
+    ExampleSettings,
+    Mode,
+    Vocabulary,
+    build_translation,
+    encode_fields,
+)
+from codemt.mine.extract import extract_methods
+from codemt.mine.reading import SkipFile, parse_with_repairs
+from codemt.model import PRESETS
+
+if TYPE_CHECKING:
+    import torch
+
+    from codemt.model import Checkpoint
+
+TARGETS = FEATURES
+DEFAULT_MODEL = "default"
+# Where the shipped default model lives: in the installed package, or in a source checkout.
+DEFAULT_MODEL_DIRS = (
+    Path(__file__).resolve().parent / "models" / DEFAULT_MODEL,
+    Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL,
+)
+# A record needs these keys for `feature_texts`; a user's dict may leave any of them out.
+_EMPTY_RECORD: dict[str, Any] = {
+    "name": "",
+    "signature": "",
+    "docstring": "",
+    "body": "",
+    "decorators": [],
+    "class_name": "",
+    "class_bases": [],
+    "class_docstring": "",
+    "imports": [],
+}
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How to generate.
+
+    Attributes:
+        num_beams: beam width; 1 is greedy decoding. Code targets choose among the beams.
+        sample: draw sequences at random (temperature, top-p) instead of searching.
+        num_samples: sequences drawn per method when sampling (code targets choose among them).
+        temperature, top_p: the sampling distribution.
+        max_new_tokens: the longest output, in tokens.
+        no_repeat_ngram_size: forbid repeating any n-gram of this size (0: allow).
+        length_penalty: beam search divides log-probabilities by length ** length_penalty.
+        batch_size: methods generated together.
+        seed: seeds torch's global RNG before each batch when sampling (None: leave it).
+    """
+
+    num_beams: int = 4
+    sample: bool = False
+    num_samples: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    no_repeat_ngram_size: int = 0
+    length_penalty: float = 1.0
+    batch_size: int = 16
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("num_beams", "num_samples", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.sample and self.num_beams != 1:
+            raise ValueError(
+                "sampling draws independent sequences: set num_beams=1 (and num_samples "
+                "for several candidates)"
+            )
+        if not self.sample and self.num_samples != 1:
+            raise ValueError("num_samples applies to sampling only: set sample=True")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.no_repeat_ngram_size < 0:
+            raise ValueError(
+                f"no_repeat_ngram_size must be 0 (off) or more, got {self.no_repeat_ngram_size}"
+            )
+
+    @property
+    def candidates(self) -> int:
+        """How many sequences one method's generation yields."""
+        return self.num_samples if self.sample else self.num_beams
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One generated sequence, post-processed: its text, score and whether it parses."""
+
+    text: str
+    score: float  # the model's log-probability per token (beam search: its beam score)
+    parsed: bool | None  # None for docstrings
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The result for one method.
+
+    `parsed` (code targets) says whether `text` parses after the signature, that is whether
+    any candidate did; `candidates` (code targets) holds every candidate, best-scored first.
+    """
+
+    text: str
+    score: float
+    parsed: bool | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ methods and features
+
+
+def parse_method(source: str) -> dict[str, Any]:
+    """The record of the first function in `source`, as the miner extracts it.
+
+    The source may be a whole function or only its signature (with or without a docstring);
+    it may be indented, as a method copied out of a class. Raises ValueError naming the line
+    when the text does not parse or holds no function.
+    """
+    text = textwrap.dedent(source.replace("\r\n", "\n"))
+    placeholder_line = None
+    try:
+        tree = parse_with_repairs(text)[0]
+    except SkipFile as error:
+        # A signature alone does not parse; complete it with a body to be dropped again.
+        lines = text.rstrip().split("\n")
+        indent = re.match(r"[ \t]*", lines[-1]).group(0)
+        try:
+            tree = parse_with_repairs("\n".join([*lines, indent + "    pass"]))[0]
+        except SkipFile:
+            raise ValueError(f"not a Python function: {error}") from None
+        placeholder_line = len(lines) + 1
+    functions = [s for s in tree.body if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if not functions:
+        where = f"line {tree.body[0].lineno}: " if tree.body else ""
+        raise ValueError(f"{where}not a function definition (expected `def name(...):`)")
+    found = [(n, r) for n, r in extract_methods(tree, repo="", path="") if n is functions[0]]
+    if not found:  # the extractor skips what unparses too deeply
+        raise ValueError(f"line {functions[0].lineno}: the function is nested too deeply to read")
+    node, record = found[0]
+    if placeholder_line is not None and node.body[-1].lineno == placeholder_line:
+        record["body"] = ""
+    return record
+
+
+def method_record(method: str | dict[str, Any]) -> dict[str, Any]:
+    """A method given as source text or as a (possibly partial) corpus record, as a record."""
+    if isinstance(method, str):
+        return parse_method(method)
+    return {**_EMPTY_RECORD, **method}
+
+
+def source_features(record: dict[str, Any], target: str) -> tuple[str, ...]:
+    """What the model translates from: every other feature the method has."""
+    check_target(target)
+    sources = tuple(f for f in FEATURES if f != target and record.get(f))
+    if not sources:
+        others = " or ".join(f for f in FEATURES if f != target)
+        raise ValueError(f"nothing to translate from: the method has no {others}")
+    return sources
+
+
+def check_target(target: str) -> None:
+    """Raise a ValueError unless `target` is a feature the model can produce."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+
+
+def resolve_style(target: str, style: str | None) -> str | None:
+    """The style code to ask for: `summary` unless told, for docstrings only."""
+    if target != "docstring":
+        if style is not None:
+            raise ValueError(f"a style applies to docstrings only, not to {target}")
+        return None
+    style = style or "summary"
+    if style not in DOCSTRING_STYLES:
+        raise ValueError(f"unknown style {style!r}; choose one of {', '.join(DOCSTRING_STYLES)}")
+    return style
+
+
+# ------------------------------------------------------------------ post-processing
+
+
+def finish_docstring(text: str) -> str:
+    """A generated docstring without quotes, dedented as `inspect.cleandoc` does."""
+    text = text.strip()
+    for quote in ('"""', "'''"):
+        if text.startswith(quote):
+            text = text[3:]
+            text = text[:-3] if text.endswith(quote) else text
+            break
+    return inspect.cleandoc(text)
+
+
+def finish_body(text: str) -> str:
+    """A generated body indented by four spaces, without blank lines around it.
+
+    The model's targets are indented already; only text that is not (a first line without
+    four spaces of indentation) is dedented and re-indented.
+    """
+    lines = [line.rstrip() for line in text.split("\n")]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    body = "\n".join(lines).rstrip()
+    if re.match(r" {4}\S", body):
+        return body
+    return textwrap.indent(textwrap.dedent(body), "    ")
+
+
+def finish_signature(text: str) -> str:
+    """A generated signature as one stripped line."""
+    return " ".join(line.strip() for line in text.strip().split("\n"))
+
+
+FINISHERS: dict[str, Callable[[str], str]] = {
+    "docstring": finish_docstring,
+    "body": finish_body,
+    "signature": finish_signature,
+}
+
+
+def parses(signature: str, body: str) -> bool:
+    """Whether a signature and a body make a function that `ast.parse` accepts."""
+    try:
+        ast.parse(f"{signature}\n{body or '    pass'}\n")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def code_parses(record: dict[str, Any], target: str, text: str) -> bool | None:
+    """Whether generated code parses with the rest of its method (None for docstrings)."""
+    if target == "body":
+        # An empty body is no body; a method translated from its docstring alone has no
+        # signature to try the body with, so a stand-in is used.
+        return bool(text.strip()) and parses(record["signature"] or "def _():", text)
+    if target == "signature":
+        return parses(text, record["body"])
+    return None
+
+
+def choose_candidate(candidates: Sequence[Candidate]) -> Candidate:
+    """The best-scored candidate that parses, else the best-scored one."""
+    return max(candidates, key=lambda c: (c.parsed is True, c.score))
+
+
+# ------------------------------------------------------------------ the translator
+
+
+def default_model_path() -> Path:
+    """The folder of the shipped default model, or a FileNotFoundError saying it is missing."""
+    for folder in DEFAULT_MODEL_DIRS:
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(
+        f"the default model is not shipped yet (looked in {DEFAULT_MODEL_DIRS[0]} and "
+        f"{DEFAULT_MODEL_DIRS[1]}); pass a checkpoint path, e.g. a run folder written by "
+        f"`codemt train`"
+    )
+
+
+def example_settings(meta: dict[str, Any]) -> ExampleSettings:
+    """The example settings a checkpoint was trained with, from its `codemt.json`.
+
+    They are read from the key "examples", or from "modes" -> "examples", where
+    `codemt train` records them through `train(modes=...)`. Checkpoints that record none
+    were trained with the defaults and a source as long as the preset's context.
+    """
+    recorded = meta.get("examples") or (meta.get("modes") or {}).get("examples")
+    if recorded:
+        return ExampleSettings(**recorded)
+    context = meta.get("context") or PRESETS[meta.get("preset", "small")].context
+    return ExampleSettings(max_source_tokens=context)
+
+
+class Translator:
+    """A loaded model that translates methods between features.
+
+    Attributes:
+        path: the checkpoint folder.
+        settings: the default generation settings (each call may pass its own).
+        examples: the example settings inputs are built with.
+        device: where the model runs.
+    """
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        settings: GenerationSettings | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        import torch
+
+        from codemt.tokenizer import load_tokenizer
+
+        self.path = checkpoint.path
+        self.meta = checkpoint.meta
+        self.settings = settings or GenerationSettings()
+        self.examples = example_settings(checkpoint.meta)
+        self.tokenizer = load_tokenizer(checkpoint.tokenizer_path)
+        self.vocab = Vocabulary.from_tokenizer(self.tokenizer)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.model = checkpoint.model.to(self.device).eval()
+
+    @classmethod
+    def load(
+        cls,
+        path_or_name: str | Path,
+        *,
+        settings: GenerationSettings | None = None,
+        device: str | torch.device | None = None,
+    ) -> Translator:
+        """Load a checkpoint folder, a run folder (its newest checkpoint) or `default`.
+
+        The model runs on the GPU when there is one, unless `device` says otherwise.
+        """
+        from codemt.model import load_checkpoint
+
+        path = default_model_path() if str(path_or_name) == DEFAULT_MODEL else path_or_name
+        return cls(load_checkpoint(path), settings=settings, device=device)
+
+    def translate(
+        self,
+        method: str | dict[str, Any],
+        target: str,
+        style: str | None = None,
+        *,
+        settings: GenerationSettings | None = None,
+    ) -> str:
+        """Translate one method (source text or record) into `target`; return the text.
+
+        A docstring comes without quotes, dedented; a body indented by four spaces; a
+        signature as one line. `style` (docstrings only): summary (default), google,
+        numpy, rest or author.
+        """
+        return self.translate_batch([method], target, style, settings=settings)[0].text
+
+    def encode(
+        self,
+        methods: Sequence[str | dict[str, Any]],
+        target: str,
+        style: str | None = None,
+        *,
+        sources: Sequence[str] | None = None,
+    ) -> list[list[int]]:
+        """The model inputs of methods, exactly as training builds them (ending with </s>).
+
+        `sources` fixes the source features (every method must have them); by default
+        each method's other non-empty features are used.
+        """
+        style = resolve_style(target, style)
+        records = [method_record(m) for m in methods]
+        modes = []
+        for record in records:
+            if sources is None:
+                features = source_features(record, target)
+            else:
+                features = Mode.parse(f"{'+'.join(sources)}->{target}").sources
+                missing = [f for f in features if not record.get(f)]
+                if missing:
+                    raise ValueError(
+                        f"{record.get('name') or 'the method'} has no {', '.join(missing)}"
+                    )
+            modes.append(Mode(features, target))
+        tokens = encode_fields(records, self.tokenizer)
+        return [
+            build_translation(t, mode, style, self.vocab, self.examples)[0]
+            for t, mode in zip(tokens, modes, strict=True)
+        ]
+
+    def translate_batch(
+        self,
+        methods: Sequence[str | dict[str, Any]],
+        target: str,
+        style: str | None = None,
+        *,
+        sources: Sequence[str] | None = None,
+        settings: GenerationSettings | None = None,
+        progress: bool = False,
+    ) -> list[Translation]:
+        """Translate many methods into `target`, in batches of similar length.
+
+        Results come in the order of `methods`. `sources` fixes the source features, as
+        in `encode`. A method that cannot be read raises ValueError naming it.
+        """
+        from tqdm.auto import tqdm
+
+        check_target(target)
+        settings = settings or self.settings
+        records = []
+        for i, method in enumerate(methods):
+            try:
+                records.append(method_record(method))
+            except ValueError as error:
+                raise ValueError(
+                    f"method {i}: {error}" if len(methods) > 1 else str(error)
+                ) from None
+        inputs = self.encode(records, target, style, sources=sources)
+        # Code targets keep every candidate to choose a parsing one; docstrings need one.
+        n_return = settings.candidates if target != "docstring" else 1
+        # Longest first: similar lengths share a batch, and memory runs out early if at all.
+        order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
+        results: dict[int, Translation] = {}
+        with tqdm(total=len(inputs), unit="method", disable=not progress) as bar:
+            for start in range(0, len(order), settings.batch_size):
+                batch = order[start : start + settings.batch_size]
+                generated = self._generate([inputs[i] for i in batch], n_return, settings)
+                for i, sequences in zip(batch, generated, strict=True):
+                    results[i] = self._finish(records[i], target, sequences)
+                bar.update(len(batch))
+        return [results[i] for i in range(len(inputs))]
+
+    def _finish(
+        self, record: dict[str, Any], target: str, sequences: list[tuple[str, float]]
+    ) -> Translation:
+        candidates = [
+            Candidate(text, score, code_parses(record, target, text))
+            for text, score in ((FINISHERS[target](t), s) for t, s in sequences)
+        ]
+        candidates.sort(key=lambda c: -c.score)
+        best = choose_candidate(candidates)
+        if target == "docstring":
+            return Translation(best.text, best.score)
+        return Translation(best.text, best.score, best.parsed, candidates)
+
+    def _generate(
+        self, sources: list[list[int]], n_return: int, settings: GenerationSettings
+    ) -> list[list[tuple[str, float]]]:
+        """Generate `n_return` sequences per source: (decoded text, score) pairs."""
+        import torch
+
+        from codemt.data import collate
+
+        # Padded as in training (the labels that collate also builds are not needed).
+        batch = collate([(s, [self.vocab.eos]) for s in sources], self.vocab.pad, torch)
+        options: dict[str, Any] = {
+            "max_new_tokens": settings.max_new_tokens,
+            "num_return_sequences": n_return,
+            "no_repeat_ngram_size": settings.no_repeat_ngram_size,
+        }
+        if settings.sample:
+            options |= {"do_sample": True, "temperature": settings.temperature}
+            options |= {"top_p": settings.top_p, "num_beams": 1}
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+        else:
+            options |= {"do_sample": False, "num_beams": settings.num_beams}
+            if settings.num_beams > 1:
+                options |= {"length_penalty": settings.length_penalty, "early_stopping": True}
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=batch["input_ids"].to(self.device),
+                attention_mask=batch["attention_mask"].to(self.device),
+                return_dict_in_generate=True,
+                output_scores=True,
+                **options,
+            )
+            sequences = out.sequences  # (batch * n_return, 1 + generated)
+            if settings.num_beams > 1:
+                scores = out.sequences_scores
+            else:
+                # Mean log-probability of the generated tokens, </s> included, padding not.
+                steps = self.model.compute_transition_scores(
+                    sequences, out.scores, normalize_logits=True
+                )  # (batch * n_return, generated)
+                real = sequences[:, 1:] != self.vocab.pad
+                # Steps after </s> may score -inf; where() keeps them out of the sum.
+                steps = torch.where(real, steps, torch.zeros_like(steps))
+                scores = steps.sum(1) / real.sum(1).clamp(min=1)
+        texts = self.tokenizer.decode_batch(sequences.tolist(), skip_special_tokens=True)
+        pairs = list(zip(texts, scores.float().tolist(), strict=True))
+        return [pairs[i : i + n_return] for i in range(0, len(pairs), n_return)]
+
+
+# ------------------------------------------------------------------ the command line
+
+
+class CommandError(Exception):
+    """A user error the command reports in one line, with exit code 2."""
+
+
+def _read_source(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    file = Path(path)
+    if not file.is_file():
+        raise CommandError(f"{path}: no such file")
+    from codemt.mine.reading import decode_source
+
+    try:
+        return decode_source(file.read_bytes(), max_bytes=10_000_000)
+    except SkipFile as error:
+        raise CommandError(f"{path}: {error}") from None
+
+
+def split_location(location: str) -> tuple[str, str | None]:
+    """`FILE[:FUNCTION]` as (file, function or None); a colon in an existing path is kept."""
+    path, sep, function = location.rpartition(":")
+    if not sep or Path(location).exists() or not re.fullmatch(r"[\w.<>]+", function):
+        return location, None
+    return path, function
+
+
+def file_methods(path: str, source: str) -> list[dict[str, Any]]:
+    """Every function and method in a file's source, as records named by qualified name."""
+    try:
+        tree = parse_with_repairs(source)[0]
+    except SkipFile as error:
+        message = str(error)  # "line N: message" for syntax errors
+        if message.startswith("line "):
+            line, _, message = message[5:].partition(": ")
+            raise CommandError(f"{path}:{line}: {message}") from None
+        raise CommandError(f"{path}: {message}") from None
+    return [record for _, record in extract_methods(tree, repo="", path=path)]
+
+
+def _settings_from_args(args: argparse.Namespace) -> GenerationSettings:
+    if args.sample:
+        return GenerationSettings(
+            num_beams=1,
+            sample=True,
+            num_samples=args.beams or 1,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+        )
+    beams = 1 if args.greedy else (args.beams or GenerationSettings.num_beams)
+    return GenerationSettings(num_beams=beams, max_new_tokens=args.max_new_tokens)
+
+
+def _translate_command(args: argparse.Namespace) -> int:
+    try:
+        path, function = split_location(args.location)
+        records = file_methods(path, _read_source(path))
+        if function is not None:
+            chosen = [r for r in records if r["name"] == function]
+            if not chosen:
+                names = ", ".join(r["name"] for r in records) or "none"
+                raise CommandError(
+                    f"{path}: no function {function!r}; the functions in it are: {names}"
+                )
+            records = chosen
+        if not records:
+            raise CommandError(f"{path}: no function in this file")
+        translator = Translator.load(args.model, settings=_settings_from_args(args))
+        results = translator.translate_batch(
+            records, args.target, args.style, progress=len(records) > 32
+        )
+    except (CommandError, ValueError, FileNotFoundError) as error:
+        print(f"codemt translate: error: {error}", file=sys.stderr)
+        return 2
+    for record, result in zip(records, results, strict=True):
+        if function is None:
+            print(f"# {record['name']}")
+        print(result.text)
+        if function is None:
+            print()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `codemt translate` to the command line."""
+    parser = subparsers.add_parser(
+        "translate",
+        help="write a function's docstring, body or signature with a model",
+        description="Translate a function of a file into its docstring, body or signature "
+        "and print the result. Without FUNCTION, every function of the file is translated.",
+    )
+    parser.add_argument(
+        "location",
+        metavar="FILE[:FUNCTION]",
+        help="a Python file ('-' for stdin), optionally with a function's qualified name "
+        "(e.g. Class.method)",
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="checkpoint or run folder, or 'default' for the shipped model (default)",
+    )
+    parser.add_argument("--target", required=True, choices=TARGETS, help="what to write")
+    parser.add_argument(
+        "--style",
+        choices=[s for s in DOCSTRING_STYLES if s != "author"],
+        default=None,
+        help="docstring style (default: summary)",
+    )
+    parser.add_argument(
+        "--beams",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"beam width (default {GenerationSettings.num_beams}); with --sample, samples drawn",
+    )
+    decoding = parser.add_mutually_exclusive_group()
+    decoding.add_argument("--greedy", action="store_true", help="greedy decoding")
+    decoding.add_argument("--sample", action="store_true", help="sample instead of beam search")
+    parser.add_argument("--temperature", type=float, default=1.0, metavar="T")
+    parser.add_argument("--top-p", type=float, default=1.0, metavar="P")
+    parser.add_argument("--seed", type=int, default=None, help="seed for --sample")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=GenerationSettings.max_new_tokens,
+        metavar="N",
+        help="longest output in tokens (default: %(default)s)",
+    )
+    parser.set_defaults(func=_translate_command)

@@ -1,0 +1,310 @@
+"""The Translator API and `codemt translate`: parsing, features, post-processing, selection."""
+
+import ast
+import io
+import json
+import shutil
+
+import pytest
+import torch
+
+from codemt.cli import main
+from codemt.corpus import iter_records
+from codemt.data import TokenCache
+from codemt.examples import Mode
+from codemt.translate import (
+    Candidate,
+    GenerationSettings,
+    Translator,
+    choose_candidate,
+    example_settings,
+    finish_body,
+    finish_docstring,
+    finish_signature,
+    parse_method,
+    source_features,
+    split_location,
+)
+
+ADD = '''def add(a: int, b: int = 1) -> int:
+    """Add two numbers.
+
+    Returns their sum.
+    """
+    total = a + b  # comments vanish, as in training
+    return total
+'''
+
+MODULE = '''import os
+
+
+def top(x):
+    return os.path.join(x, "a")
+
+
+class Box:
+    """A box."""
+
+    def size(self):
+        """How big it is."""
+        return 3
+
+    async def fetch(self, url):
+        return url
+'''
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """A tiny model gains nothing from threads on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def translator(tiny_model) -> Translator:
+    return Translator.load(tiny_model, settings=GenerationSettings(max_new_tokens=12))
+
+
+# ------------------------------------------------------------------ settings
+
+
+def test_generation_settings_reject_bad_values():
+    assert GenerationSettings().candidates == 4
+    assert GenerationSettings(num_beams=1, sample=True, num_samples=3).candidates == 3
+    bad = [
+        {"num_beams": 0},
+        {"max_new_tokens": 0},
+        {"batch_size": 0},
+        {"sample": True},  # num_beams stays 4
+        {"num_samples": 2},  # without sampling
+        {"num_beams": 1, "sample": True, "temperature": 0.0},
+        {"num_beams": 1, "sample": True, "top_p": 0.0},
+        {"num_beams": 1, "sample": True, "top_p": 1.5},
+        {"no_repeat_ngram_size": -1},
+    ]
+    for kwargs in bad:
+        with pytest.raises(ValueError):
+            GenerationSettings(**kwargs)
+
+
+def test_example_settings_come_from_the_checkpoint_meta():
+    recorded = {"max_source_tokens": 100, "max_target_tokens": 20}
+    assert example_settings({"examples": recorded}).max_source_tokens == 100
+    assert example_settings({"modes": {"examples": recorded}}).max_target_tokens == 20
+    # Not recorded: the defaults, with the preset's context as the source length.
+    assert example_settings({"preset": "tiny", "context": 256}).max_source_tokens == 256
+    assert example_settings({"preset": "small"}).max_source_tokens == 512
+
+
+# ------------------------------------------------------------------ reading methods
+
+
+def test_parse_method_gives_the_features_of_training():
+    record = parse_method(ADD)
+    assert record["signature"] == "def add(a: int, b: int=1) -> int:"
+    assert record["docstring"] == "Add two numbers.\n\nReturns their sum."
+    assert record["body"] == "    total = a + b\n    return total"
+    assert record["docstring_style"] == "other"
+
+
+def test_parse_method_takes_partial_and_indented_methods():
+    only_signature = parse_method("def add(a, b):")
+    assert only_signature["signature"] == "def add(a, b):" and only_signature["body"] == ""
+    multi_line = parse_method("def add(\n    a,\n    b,\n):\n")
+    assert multi_line["signature"] == "def add(a, b):" and multi_line["body"] == ""
+    with_docstring = parse_method('def add(a, b):\n    """Sum."""')
+    assert with_docstring["docstring"] == "Sum." and with_docstring["body"] == ""
+    # As copied out of a class, and as CodeSearchNet stores methods (body indented more).
+    assert parse_method("    def size(self):\n        return 3\n")["body"] == "    return 3"
+    assert parse_method("def f(self):\n        return 3")["body"] == "    return 3"
+    body_only = parse_method("def f(x):\n    pass")
+    assert body_only["body"] == "    pass"  # a real `pass` is kept
+
+
+def test_parse_method_names_the_line_of_bad_input():
+    with pytest.raises(ValueError, match="line 2"):
+        parse_method("def f(x):\n    return )\n")
+    with pytest.raises(ValueError, match="line 1: not a function"):
+        parse_method("x = 1\n")
+    with pytest.raises(ValueError, match="not a function"):
+        parse_method("class A:\n    def f(self):\n        pass\n")
+
+
+def test_sources_are_every_other_feature_the_method_has():
+    record = parse_method(ADD)
+    assert source_features(record, "docstring") == ("signature", "body")
+    assert source_features(record, "body") == ("signature", "docstring")
+    assert source_features(record, "signature") == ("docstring", "body")
+    bare = parse_method("def f(x):")
+    assert source_features(bare, "docstring") == ("signature",)
+    with pytest.raises(ValueError, match="nothing to translate from"):
+        source_features({"signature": "def f():", "docstring": "", "body": ""}, "signature")
+    with pytest.raises(ValueError, match="unknown target"):
+        source_features(record, "class")
+
+
+# ------------------------------------------------------------------ post-processing
+
+
+def test_finish_docstring_strips_quotes_and_dedents():
+    assert finish_docstring('"""Add two numbers."""') == "Add two numbers."
+    assert finish_docstring("'''Add.\n\n    Args:\n        a: one.\n    '''") == (
+        "Add.\n\nArgs:\n    a: one."
+    )
+    assert finish_docstring("  Add two numbers.\n  ") == "Add two numbers."
+
+
+def test_finish_body_indents_by_four_spaces():
+    assert finish_body("    return x\n") == "    return x"
+    assert finish_body("\nif x:\n    return 1\nreturn 2") == (
+        "    if x:\n        return 1\n    return 2"
+    )
+    assert finish_body("  return x") == "    return x"  # two spaces: re-indented
+    body = finish_body("for i in x:\n    yield i")
+    assert ast.parse(f"def f(x):\n{body}")
+
+
+def test_finish_signature_is_one_line():
+    assert finish_signature(" def f(a,\n  b):\n") == "def f(a, b):"
+
+
+def test_syntax_aware_choice_prefers_a_parsing_candidate():
+    broken = Candidate("    return (", -0.1, False)
+    fine = Candidate("    return 1", -0.9, True)
+    finer = Candidate("    return 2", -0.5, True)
+    assert choose_candidate([broken, fine]) is fine
+    assert choose_candidate([broken, fine, finer]) is finer
+    # None parses: the best-scored one.
+    worse = Candidate("    return )", -0.7, False)
+    assert choose_candidate([worse, broken]) is broken
+    # Docstrings do not parse at all: the best-scored one.
+    a, b = Candidate("Add.", -0.2, None), Candidate("Sum.", -0.3, None)
+    assert choose_candidate([b, a]) is a
+
+
+# ------------------------------------------------------------------ the model
+
+
+def test_inputs_match_the_training_examples(translator, small_corpus, small_tokenizer, tmp_path):
+    """The translator builds exactly the ids the token cache and `build_translation` train on."""
+    from codemt.examples import Vocabulary, build_translation
+
+    cache = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path, limit=20)
+    records = list(iter_records(small_corpus, "train"))[:20]
+    vocab = Vocabulary.from_tokenizer(small_tokenizer)
+    for target in ("docstring", "body", "signature"):
+        chosen = [i for i, r in enumerate(records) if r["docstring"] and r["body"]]
+        ours = translator.encode([records[i] for i in chosen], target)
+        mode = Mode(tuple(f for f in ("signature", "docstring", "body") if f != target), target)
+        style = "summary" if target == "docstring" else None
+        trained = [
+            build_translation(cache.fields(i), mode, style, vocab, translator.examples)[0]
+            for i in chosen
+        ]
+        assert ours == trained
+    # The style is the second token of a docstring source.
+    google = translator.encode([records[chosen[0]]], "docstring", "google")[0]
+    assert google[1] == vocab.styles["google"]
+
+
+def test_translate_gives_usable_text_for_every_target(translator):
+    docstring = translator.translate(ADD, "docstring")
+    assert isinstance(docstring, str) and not docstring.startswith('"""')
+    assert translator.translate(ADD, "docstring", "numpy") is not None
+    body = translator.translate_batch(["def add(a, b):"], "body")[0]
+    assert all(line.startswith("    ") for line in body.text.split("\n") if line.strip())
+    assert len(body.candidates) == 4
+    assert [c.score for c in body.candidates] == sorted(
+        (c.score for c in body.candidates), reverse=True
+    )
+    assert body.parsed == any(c.parsed for c in body.candidates)
+    signature = translator.translate_batch([ADD], "signature")[0]
+    assert "\n" not in signature.text and signature.parsed is not None
+    with pytest.raises(ValueError, match="style"):
+        translator.translate(ADD, "body", "google")
+
+
+def test_batches_keep_the_order_of_the_methods(translator):
+    methods = [ADD, "def f(x):\n    return [i for i in range(x) if i % 2]\n", "def g(): pass"]
+    greedy = GenerationSettings(num_beams=1, max_new_tokens=8, batch_size=2)
+    together = translator.translate_batch(methods, "docstring", settings=greedy)
+    alone = [translator.translate_batch([m], "docstring", settings=greedy)[0] for m in methods]
+    assert [t.text for t in together] == [t.text for t in alone]
+    assert [t.parsed for t in together] == [None] * 3
+    with pytest.raises(ValueError, match="method 1: line 1"):
+        translator.translate_batch([ADD, "x = 1"], "docstring")
+
+
+def test_sampling_is_reproducible_with_a_seed(translator):
+    sample = GenerationSettings(num_beams=1, sample=True, num_samples=3, seed=3, top_p=0.9)
+    first = translator.translate_batch([ADD], "body", settings=sample)[0]
+    second = translator.translate_batch([ADD], "body", settings=sample)[0]
+    assert len(first.candidates) == 3
+    assert first == second
+
+
+def test_the_default_model_is_not_shipped_yet():
+    with pytest.raises(FileNotFoundError, match="not shipped yet.*checkpoint path"):
+        Translator.load("default")
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_split_location():
+    assert split_location("a.py:Box.size") == ("a.py", "Box.size")
+    assert split_location("a.py") == ("a.py", None)
+    assert split_location("-:top") == ("-", "top")
+    assert split_location(r"C:\code\a.py") == (r"C:\code\a.py", None)
+
+
+def test_translate_command(tmp_path, tiny_model, capsys, monkeypatch):
+    path = tmp_path / "module.py"
+    path.write_text(MODULE, encoding="utf-8")
+    model = ["--model", str(tiny_model), "--max-new-tokens", "8"]
+
+    assert main(["translate", f"{path}:Box.size", "--target", "docstring", *model]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() and "#" not in out
+
+    assert main(["translate", str(path), "--target", "body", "--greedy", *model]) == 0
+    out = capsys.readouterr().out
+    for name in ("top", "Box.size", "Box.fetch"):
+        assert f"# {name}\n" in out
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("def f(x):\n    return x\n"))
+    command = ["translate", "-", "--target", "signature", "--sample", "--seed", "1"]
+    assert main([*command, *model]) == 0
+    assert capsys.readouterr().out.startswith("# f\n")
+
+
+def test_translate_command_errors(tmp_path, tiny_model, capsys):
+    path = tmp_path / "module.py"
+    path.write_text(MODULE, encoding="utf-8")
+    model = ["--target", "docstring", "--model", str(tiny_model)]
+
+    assert main(["translate", str(tmp_path / "missing.py"), *model]) == 2
+    assert "missing.py: no such file" in capsys.readouterr().err
+
+    assert main(["translate", f"{path}:nope", *model]) == 2
+    err = capsys.readouterr().err
+    assert "no function 'nope'" in err and "top, Box.size, Box.fetch" in err
+
+    broken = tmp_path / "broken.py"
+    broken.write_text("x = 1\ndef f(:\n", encoding="utf-8")
+    assert main(["translate", str(broken), *model]) == 2
+    err = capsys.readouterr().err
+    assert f"{broken}:2: " in err and "Traceback" not in err
+
+    assert main(["translate", str(path), "--target", "body", "--model", "default"]) == 2
+    assert "not shipped yet" in capsys.readouterr().err
+
+    # A run folder's checkpoint copied elsewhere loads as a checkpoint folder.
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(tiny_model / (tiny_model / "latest").read_text().strip(), checkpoint)
+    meta = json.loads((checkpoint / "codemt.json").read_text())
+    assert meta["modes"]["examples"]["max_target_tokens"] == 64
+    assert main(["translate", f"{path}:top", "--model", str(checkpoint), "--target", "body"]) == 0
