@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from codemt import __version__, evaluate, examples, model, tokenizer, train_cli, translate
+from codemt import __version__, evaluate, examples, model, recipe, tokenizer, train_cli, translate
 from codemt.mine import cli as mine_cli
 
 REGISTRARS = [
@@ -19,6 +19,7 @@ REGISTRARS = [
     examples.register,
     model.register,
     train_cli.register,
+    recipe.register,
     translate.register,
     evaluate.register,
 ]

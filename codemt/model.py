@@ -252,6 +252,8 @@ def load_checkpoint(path: Path | str, *, dropout: float | None = None) -> Checkp
     with _quiet_transformers():
         model = T5ForConditionalGeneration.from_pretrained(path, **overrides)
     assert model.lm_head.weight is not model.shared.weight, f"{path}: lm_head loaded tied"
+    # Shipped models may be stored in float16 to halve their size; compute in float32.
+    model = model.float()
     meta = json.loads((path / CODEMT_FILE).read_text(encoding="utf-8"))
     return Checkpoint(path=path, model=model.eval(), meta=meta)
 

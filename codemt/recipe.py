@@ -1,0 +1,314 @@
+"""`codemt recipe default`: the shipped default model, from nothing, in one command.
+
+The whole pipeline, each step resumable: mine the corpus every machine has (the standard
+library and the installed packages), train the tokenizer, span-masking pre-training,
+multi-mode training, evaluation, export. The model size and the training lengths come
+from the hardware (`RECIPES`); `--budget` bounds one run's time, after which it
+checkpoints and stops, and the same command resumes where it stopped, also after a kill.
+Training lengths are counted in tokens, so a run finishes the same recipe whatever the
+number of sittings.
+
+Evaluation data is never trained on: when a CodeSearchNet/CodeXGLUE file is given for
+evaluation, the recipe refuses to go on if one of its repositories is among the mined
+projects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SOURCES = ("python:stdlib", "python:site-packages")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the default model is for one kind of hardware."""
+
+    preset: str
+    vocab_size: int
+    pretrain_tokens: int
+    multimode_tokens: int
+    examples: dict = field(default_factory=dict)
+    batching: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+
+    def config(self) -> dict:
+        """The `codemt train` config of this recipe."""
+        return {"examples": self.examples, "batching": self.batching, "train": self.train}
+
+
+# Quality per CPU-hour: short, information-dense sources (signature first, then as much of
+# the body as fits), short targets, the CodeXGLUE task (signature+body -> docstring summary)
+# weighted up, a short warm-up and a higher learning rate than the paper's large model.
+RECIPES = {
+    "cpu": Recipe(
+        preset="small",
+        vocab_size=16384,
+        pretrain_tokens=5_000_000,
+        multimode_tokens=40_000_000,
+        examples={
+            "max_source_tokens": 192,
+            "max_target_tokens": 96,
+            "summary_fraction": 0.8,
+            "mode_weights": {"signature+body->docstring": 6.0, "signature+docstring->body": 2.0},
+        },
+        batching={"max_tokens": 4096},
+        train={
+            "lr": 1e-3,
+            "warmup_steps": 300,
+            "eval_every": 500,
+            "save_every": 200,
+            "log_every": 25,
+        },
+    ),
+    "gpu": Recipe(
+        preset="small",
+        vocab_size=16384,
+        pretrain_tokens=200_000_000,
+        multimode_tokens=800_000_000,
+        examples={
+            "max_source_tokens": 512,
+            "max_target_tokens": 256,
+            "summary_fraction": 0.7,
+            "mode_weights": {"signature+body->docstring": 4.0, "signature+docstring->body": 2.0},
+        },
+        batching={"max_tokens": 65536},
+        train={
+            "lr": 1e-3,
+            "warmup_steps": 1000,
+            "eval_every": 1000,
+            "save_every": 1000,
+            "log_every": 50,
+            "mixed_precision": "bf16",
+        },
+    ),
+}
+
+
+def pick_hardware(choice: str) -> str:
+    """`cpu` or `gpu`: the one asked for, or what this machine has."""
+    if choice != "auto":
+        return choice
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def _project(name: str) -> str:
+    """A repository's project name: `pypi/Foo_Bar` and `owner/foo-bar` both give `foo-bar`."""
+    return re.sub(r"[-_.]+", "-", name.rsplit("/", 1)[-1]).lower()
+
+
+def check_no_leak(corpus: Path, benchmark: Path) -> None:
+    """Refuse a corpus that holds a project of the evaluation file."""
+    from codemt.corpus import iter_batches
+
+    evaluated = set()
+    with open(benchmark, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                evaluated.add(_project(json.loads(line).get("repo", "")))
+    mined = set()
+    for batch in iter_batches(corpus, columns=["repo"]):
+        mined.update(batch.column("repo").unique().to_pylist())
+    leaked = sorted(r for r in mined if _project(r) in evaluated)
+    if leaked:
+        raise ValueError(
+            f"{benchmark} evaluates on projects that are in the training corpus ({', '.join(leaked)}); "
+            f"uninstall them from this environment and rerun, or evaluate on other data"
+        )
+
+
+def _trained_tokens(run_dir: Path) -> int:
+    """Tokens a stage's run has trained on so far (0 before its first checkpoint)."""
+    from codemt.model import resolve_checkpoint
+
+    try:
+        checkpoint = resolve_checkpoint(run_dir)
+    except FileNotFoundError:
+        return 0
+    progress = json.loads((checkpoint / "state" / "progress.json").read_text(encoding="utf-8"))
+    return int(progress["state"]["tokens"])
+
+
+def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: Path) -> Path:
+    """Write the shippable model: float16 weights, config, tokenizer, codemt.json, the corpus
+    manifest, the training log and the evaluation; atomically (temp folder, then rename)."""
+    import torch
+
+    from codemt.model import load_checkpoint, write_model
+
+    loaded = load_checkpoint(checkpoint)
+    checkpoint = loaded.path  # a run folder resolves to its newest checkpoint
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer_dir = tmp / "_tokenizer"
+    tokenizer_dir.mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (checkpoint / name).is_file():
+            shutil.copy2(checkpoint / name, tokenizer_dir / name)
+    write_model(loaded.model.to(torch.float16), tmp, tokenizer_dir, loaded.meta)
+    shutil.rmtree(tokenizer_dir)
+    shutil.copy2(corpus / "manifest.json", tmp / "corpus_manifest.json")
+    if (checkpoint / "train_log.csv").is_file():
+        shutil.copy2(checkpoint / "train_log.csv", tmp / "train_log.csv")
+    if evaluation is not None and evaluation.is_file():
+        shutil.copy2(evaluation, tmp / "evaluation.json")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+    return out
+
+
+def run_recipe(
+    out: Path,
+    *,
+    hardware: str = "auto",
+    budget: float | None = None,
+    benchmark: Path | None = None,
+    recipe: Recipe | None = None,
+    sources: tuple[str, ...] = SOURCES,
+    eval_limit: int = 500,
+    progress: bool = True,
+) -> dict:
+    """Run (or resume) the default-model recipe in `out`; returns its status.
+
+    Status `"done"` means the model is exported to `out/model`; `"stopped"` means the
+    budget ran out and the same call will continue. `recipe` and `sources` replace the
+    hardware's recipe and the mined sources (tests run the pipeline small this way).
+    """
+    from codemt.mine.pipeline import MineSettings, mine
+    from codemt.train_cli import prepare_tokenizer, run_training
+
+    t0 = time.monotonic()
+    out = Path(out)
+    kind = pick_hardware(hardware)
+    recipe = recipe or RECIPES[kind]
+    corpus = out / "corpus"
+
+    def left() -> float | None:
+        return None if budget is None else budget - (time.monotonic() - t0)
+
+    if not (corpus / "manifest.json").is_file():
+        mine(list(sources), corpus, MineSettings(progress=progress, cache_dir=out / "cache"))
+    if benchmark is not None:
+        check_no_leak(corpus, benchmark)
+    tokenizer = prepare_tokenizer(corpus, out, None, recipe.vocab_size) / "tokenizer.json"
+
+    checkpoint = None
+    for stage, target in (
+        ("pretrain", recipe.pretrain_tokens),
+        ("multimode", recipe.multimode_tokens),
+    ):
+        run_dir = out / stage
+        if _trained_tokens(run_dir) < target:
+            remaining = left()
+            if remaining is not None and remaining <= 60:
+                return {"status": "stopped", "stage": stage, "hardware": kind}
+            run_training(
+                corpus,
+                run_dir,
+                preset=recipe.preset,
+                stage=stage,
+                tokenizer=tokenizer,
+                config=recipe.config(),
+                overrides={"max_tokens": target, "max_time": remaining},
+                init=checkpoint,
+                resume=True,
+                cache_dir=out / "tokens",
+                progress=progress,
+            )
+            if _trained_tokens(run_dir) < target:
+                return {"status": "stopped", "stage": stage, "hardware": kind}
+        checkpoint = run_dir
+
+    evaluation = out / "eval" / "metrics.json"
+    if not evaluation.is_file():
+        _evaluate(checkpoint, corpus, benchmark, out / "eval", eval_limit)
+    export_model(Path(checkpoint), corpus, evaluation, out / "model")
+    return {"status": "done", "hardware": kind, "model": str(out / "model")}
+
+
+def _evaluate(
+    checkpoint: Path, corpus: Path, benchmark: Path | None, out: Path, limit: int
+) -> None:
+    """Evaluate every mode on the corpus's test split, and docstrings on `benchmark`."""
+    from codemt.evaluate import evaluate, load_data, parse_mode, write_results
+    from codemt.translate import Translator
+
+    translator = Translator.load(checkpoint)
+    data = load_data(corpus, "test")
+    report, results = evaluate(
+        translator, data, [parse_mode(m) for m in data.default_targets], limit=limit
+    )
+    if benchmark is not None:
+        bench = load_data(benchmark)
+        report["benchmark"], bench_results = evaluate(translator, bench, [parse_mode("docstring")])
+        write_results(out / "benchmark", bench_results)
+    write_results(out, results)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out / "metrics.json")
+
+
+def parse_budget(text: str) -> float:
+    """Seconds from `90s`, `150m`, `2h` or a plain number of seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"budget {text!r}: expected e.g. 150m, 2h or 900s")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `recipe` sub-command."""
+    parser = subparsers.add_parser(
+        "recipe",
+        help="build the default model from scratch: mine, tokenize, train, evaluate, export",
+        description=(
+            "Run the default model's recipe: mine python:stdlib and python:site-packages, train "
+            "the tokenizer, pre-train, multi-mode train, evaluate and export to OUT/model. "
+            "Resumable: rerun the same command to continue."
+        ),
+    )
+    parser.add_argument("name", choices=["default"], help="which recipe")
+    parser.add_argument(
+        "--out", type=Path, default=Path.home() / ".cache" / "codemt" / "runs" / "default"
+    )
+    parser.add_argument(
+        "--budget", type=parse_budget, help="stop (resumably) after this long, e.g. 150m"
+    )
+    parser.add_argument("--hardware", choices=["auto", "cpu", "gpu"], default="auto")
+    parser.add_argument(
+        "--benchmark", type=Path, help="CodeSearchNet/CodeXGLUE jsonl to evaluate docstrings on"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=_recipe_command)
+
+
+def _recipe_command(args: argparse.Namespace) -> int:
+    try:
+        status = run_recipe(
+            args.out,
+            hardware=args.hardware,
+            budget=args.budget,
+            benchmark=args.benchmark,
+            progress=not args.quiet,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"codemt recipe: {exc}", file=sys.stderr)
+        return 2
+    if status["status"] == "done":
+        print(f"default model exported to {status['model']}")
+    else:
+        print(
+            f"budget spent during the {status['stage']} stage; rerun the same command to continue"
+        )
+    return 0

@@ -1,0 +1,80 @@
+"""The default-model recipe end to end at a tiny scale: mine, tokenize, train, evaluate, export."""
+
+import json
+
+import pytest
+import torch
+
+from codemt.recipe import Recipe, check_no_leak, parse_budget, run_recipe
+from tests.conftest import MODULES, STDLIB
+
+TINY = Recipe(
+    preset="tiny",
+    vocab_size=1000,
+    pretrain_tokens=3000,
+    multimode_tokens=3000,
+    examples={"max_source_tokens": 64, "max_target_tokens": 32},
+    batching={"max_tokens": 1024},
+    train={"warmup_steps": 2, "save_every": 2, "eval_every": 0, "log_every": 1},
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_recipe_runs_whole_then_resumes_to_the_same_model(tmp_path):
+    sources = tuple(str(STDLIB / m) for m in MODULES)
+    stopped = run_recipe(
+        tmp_path / "run", recipe=TINY, sources=sources, budget=30, eval_limit=8, progress=False
+    )
+    # 30 s of budget leaves less than a minute for training: it stops, resumably.
+    assert stopped["status"] == "stopped" and stopped["stage"] == "pretrain"
+    assert (tmp_path / "run" / "corpus" / "manifest.json").is_file()
+
+    done = run_recipe(tmp_path / "run", recipe=TINY, sources=sources, eval_limit=8, progress=False)
+    model = tmp_path / "run" / "model"
+    assert done["status"] == "done" and done["model"] == str(model)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "codemt.json", "corpus_manifest.json",
+                 "train_log.csv", "evaluation.json"):  # fmt: skip
+        assert (model / name).is_file(), name
+    evaluation = json.loads((model / "evaluation.json").read_text())
+    assert (
+        "docstring" in evaluation["modes"] and "name_words" in evaluation["baselines"]["docstring"]
+    )
+
+    from codemt.translate import Translator
+
+    translator = Translator.load(model)
+    assert next(translator.model.parameters()).dtype == torch.float32  # stored in float16
+    assert isinstance(translator.translate("def add(a, b):\n    return a + b\n", "docstring"), str)
+
+    again = run_recipe(tmp_path / "run", recipe=TINY, sources=sources, eval_limit=8, progress=False)
+    assert again["status"] == "done"
+
+
+def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path):
+    benchmark = tmp_path / "bench.jsonl"
+    benchmark.write_text(
+        json.dumps({"repo": "someone/json"}) + "\n" + json.dumps({"repo": "x/other"}) + "\n"
+    )
+    from codemt.corpus import iter_batches
+
+    repos = {
+        r
+        for b in iter_batches(small_corpus, columns=["repo"])
+        for r in b.column("repo").to_pylist()
+    }
+    assert "json" in {r.rsplit("/", 1)[-1] for r in repos}
+    with pytest.raises(ValueError, match="json"):
+        check_no_leak(small_corpus, benchmark)
+    benchmark.write_text(json.dumps({"repo": "openai/baselines"}) + "\n")
+    check_no_leak(small_corpus, benchmark)
+
+
+def test_budget_parsing():
+    assert parse_budget("150m") == 9000 and parse_budget("2h") == 7200 and parse_budget("90") == 90
