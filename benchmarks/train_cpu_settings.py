@@ -53,7 +53,10 @@ def worker(config: dict, steps: int, warmup: int) -> dict:
     n = 4000
     source = np.exp(rng.normal(np.log(60), 0.9, n)).clip(8, 192).astype(int)
     target = np.exp(rng.normal(np.log(18), 0.9, n)).clip(3, 96).astype(int)
-    planned = [Planned(i, None, None, int(s), int(t)) for i, (s, t) in enumerate(zip(source, target, strict=True))]
+    planned = [
+        Planned(i, None, None, int(s), int(t))
+        for i, (s, t) in enumerate(zip(source, target, strict=True))
+    ]
     data = ExampleData.__new__(ExampleData)
     data.batching = BatchSettings(max_tokens=config["budget"])
     batches = data._batch(planned, np.random.default_rng(1))
@@ -97,10 +100,14 @@ def main() -> None:
             results[index].append(json.loads(out.stdout.strip().splitlines()[-1])["tokens_per_s"])
             print(f"round {round_ + 1}: {config} {results[index][-1]:.0f} tokens/s", flush=True)
     base = statistics.median(results[0])
-    print(f"{'threads':>7} {'budget':>7} {'compile':>8} {'tokens/s (median)':>18} {'vs 1 thread':>12}")
+    print(
+        f"{'threads':>7} {'budget':>7} {'compile':>8} {'tokens/s (median)':>18} {'vs 1 thread':>12}"
+    )
     for index, config in enumerate(configs):
         rate = statistics.median(results[index])
-        print(f"{config['threads']:>7} {config['budget']:>7} {str(config['compile']):>8} {rate:>18.0f} {rate / base:>11.2f}x")
+        print(
+            f"{config['threads']:>7} {config['budget']:>7} {str(config['compile']):>8} {rate:>18.0f} {rate / base:>11.2f}x"
+        )
 
 
 if __name__ == "__main__":

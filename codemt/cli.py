@@ -10,7 +10,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from codemt import __version__, evaluate, examples, model, recipe, tokenizer, train_cli, translate
+from codemt import (
+    __version__,
+    complete,
+    docstring,
+    evaluate,
+    examples,
+    export,
+    lsp,
+    model,
+    recipe,
+    serve,
+    tokenizer,
+    train_cli,
+    translate,
+)
 from codemt.mine import cli as mine_cli
 
 REGISTRARS = [
@@ -22,6 +36,11 @@ REGISTRARS = [
     recipe.register,
     translate.register,
     evaluate.register,
+    export.register,
+    docstring.register,
+    complete.register,
+    serve.register,
+    lsp.register,
 ]
 
 

@@ -436,7 +436,7 @@ def _evaluate_command(args: argparse.Namespace) -> int:
             num_beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
         )
         models = [args.model] + ([args.compare] if args.compare else [])
-        translators = [Translator.load(m, settings=settings) for m in models]
+        translators = [Translator.load(m, settings=settings, backend=args.backend) for m in models]
         evaluations = [
             evaluate(t, data, modes, limit=args.limit, progress=args.progress) for t in translators
         ]
@@ -476,6 +476,8 @@ def _score_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `codemt evaluate` and `codemt score` to the command line."""
+    from codemt.translate import add_backend_argument
+
     parser = subparsers.add_parser(
         "evaluate",
         help="score a model on a corpus's test split or CodeSearchNet jsonl",
@@ -507,6 +509,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="hide the progress bar"
     )
+    add_backend_argument(parser)
     parser.set_defaults(func=_evaluate_command)
 
     score = subparsers.add_parser(

@@ -7,6 +7,10 @@ evaluator, the docstring writer, the server)::
     translator.translate("def add(a, b):\\n    return a + b", "docstring")
     translator.translate_batch(methods, "body")            # -> list[Translation]
 
+The model runs on PyTorch, or on a CTranslate2 export made by `codemt export` (several times
+faster on CPU); `Translator.load(path, backend="auto")` picks the export when there is one
+and ctranslate2 is installed (`codemt.backends`).
+
 A method is given as source text (parsed with the miner's extractor, so its features are
 exactly those the model was trained on) or as a corpus record. The model's input is built
 by `codemt.examples.build_translation` with the checkpoint's example settings, so it is the
@@ -42,8 +46,9 @@ from codemt.model import PRESETS
 
 if TYPE_CHECKING:
     import torch
+    from tokenizers import Tokenizer
 
-    from codemt.model import Checkpoint
+    from codemt.backends import Backend
 
 TARGETS = FEATURES
 DEFAULT_MODEL = "default"
@@ -312,33 +317,30 @@ class Translator:
     """A loaded model that translates methods between features.
 
     Attributes:
-        path: the checkpoint folder.
+        path: the folder the model was loaded from (a checkpoint or a CTranslate2 export).
+        meta: its `codemt.json`.
         settings: the default generation settings (each call may pass its own).
         examples: the example settings inputs are built with.
-        device: where the model runs.
+        backend: what generates: `torch` or `ctranslate2` (see `codemt.backends`).
     """
 
     def __init__(
         self,
-        checkpoint: Checkpoint,
+        backend: Backend,
+        path: Path,
+        meta: dict[str, Any],
+        tokenizer: Tokenizer,
+        vocab: Vocabulary,
         *,
         settings: GenerationSettings | None = None,
-        device: str | torch.device | None = None,
     ) -> None:
-        import torch
-
-        from codemt.tokenizer import load_tokenizer
-
-        self.path = checkpoint.path
-        self.meta = checkpoint.meta
+        self.backend = backend
+        self.path = path
+        self.meta = meta
         self.settings = settings or GenerationSettings()
-        self.examples = example_settings(checkpoint.meta)
-        self.tokenizer = load_tokenizer(checkpoint.tokenizer_path)
-        self.vocab = Vocabulary.from_tokenizer(self.tokenizer)
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.model = checkpoint.model.to(self.device).eval()
+        self.examples = example_settings(meta)
+        self.tokenizer = tokenizer
+        self.vocab = vocab
 
     @classmethod
     def load(
@@ -347,15 +349,43 @@ class Translator:
         *,
         settings: GenerationSettings | None = None,
         device: str | torch.device | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
     ) -> Translator:
-        """Load a checkpoint folder, a run folder (its newest checkpoint) or `default`.
+        """Load a checkpoint folder, a run folder (its newest checkpoint), an export or `default`.
 
-        The model runs on the GPU when there is one, unless `device` says otherwise.
+        `backend`: "torch", "ctranslate2" (a `codemt export` of the model: the folder itself
+        or its checkpoint's `ctranslate2/` subfolder) or "auto", ctranslate2 when it is
+        installed and the model has an export, else torch. The model runs on the GPU when
+        there is one, unless `device` says otherwise. `threads`: CPU threads (torch: its
+        process-wide setting; ctranslate2: this model's). Raises FileNotFoundError when the
+        path holds no model, `codemt.backends.BackendUnavailable` (a ValueError) when the
+        backend asked for is not installed or the model has no form it loads.
         """
-        from codemt.model import load_checkpoint
+        from codemt.backends import BACKENDS, read_meta, select_backend
+        from codemt.tokenizer import load_tokenizer
 
         path = default_model_path() if str(path_or_name) == DEFAULT_MODEL else path_or_name
-        return cls(load_checkpoint(path), settings=settings, device=device)
+        name, folder = select_backend(path, backend)
+        tokenizer = load_tokenizer(folder)
+        vocab = Vocabulary.from_tokenizer(tokenizer)
+        opened = BACKENDS[name].open(folder, tokenizer, vocab, device=device, threads=threads)
+        return cls(opened, folder, read_meta(folder), tokenizer, vocab, settings=settings)
+
+    @property
+    def model(self) -> Any:
+        """The backend's model: a `T5ForConditionalGeneration` or a `ctranslate2.Translator`."""
+        return self.backend.model
+
+    @property
+    def device(self) -> Any:
+        """Where the model runs (torch: a `torch.device`; ctranslate2: "cpu" or "cuda")."""
+        return self.backend.device
+
+    @property
+    def parameters(self) -> int:
+        """Number of model parameters, whichever the backend."""
+        return self.backend.parameters
 
     def translate(
         self,
@@ -465,48 +495,10 @@ class Translator:
         self, sources: list[list[int]], n_return: int, settings: GenerationSettings
     ) -> list[list[tuple[str, float]]]:
         """Generate `n_return` sequences per source: (decoded text, score) pairs."""
-        import torch
-
-        from codemt.data import collate
-
-        # Padded as in training (the labels that collate also builds are not needed).
-        batch = collate([(s, [self.vocab.eos]) for s in sources], self.vocab.pad, torch)
-        options: dict[str, Any] = {
-            "max_new_tokens": settings.max_new_tokens,
-            "num_return_sequences": n_return,
-            "no_repeat_ngram_size": settings.no_repeat_ngram_size,
-        }
-        if settings.sample:
-            options |= {"do_sample": True, "temperature": settings.temperature}
-            options |= {"top_p": settings.top_p, "num_beams": 1}
-            if settings.seed is not None:
-                torch.manual_seed(settings.seed)
-        else:
-            options |= {"do_sample": False, "num_beams": settings.num_beams}
-            if settings.num_beams > 1:
-                options |= {"length_penalty": settings.length_penalty, "early_stopping": True}
-        with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=batch["input_ids"].to(self.device),
-                attention_mask=batch["attention_mask"].to(self.device),
-                return_dict_in_generate=True,
-                output_scores=True,
-                **options,
-            )
-            sequences = out.sequences  # (batch * n_return, 1 + generated)
-            if settings.num_beams > 1:
-                scores = out.sequences_scores
-            else:
-                # Mean log-probability of the generated tokens, </s> included, padding not.
-                steps = self.model.compute_transition_scores(
-                    sequences, out.scores, normalize_logits=True
-                )  # (batch * n_return, generated)
-                real = sequences[:, 1:] != self.vocab.pad
-                # Steps after </s> may score -inf; where() keeps them out of the sum.
-                steps = torch.where(real, steps, torch.zeros_like(steps))
-                scores = steps.sum(1) / real.sum(1).clamp(min=1)
-        texts = self.tokenizer.decode_batch(sequences.tolist(), skip_special_tokens=True)
-        pairs = list(zip(texts, scores.float().tolist(), strict=True))
+        generated = self.backend.generate(sources, n_return, settings)
+        flat = [h for hypotheses in generated for h in hypotheses]
+        texts = self.tokenizer.decode_batch([h.ids for h in flat], skip_special_tokens=True)
+        pairs = [(text, h.score) for text, h in zip(texts, flat, strict=True)]
         return [pairs[i : i + n_return] for i in range(0, len(pairs), n_return)]
 
 
@@ -581,7 +573,9 @@ def _translate_command(args: argparse.Namespace) -> int:
             records = chosen
         if not records:
             raise CommandError(f"{path}: no function in this file")
-        translator = Translator.load(args.model, settings=_settings_from_args(args))
+        translator = Translator.load(
+            args.model, settings=_settings_from_args(args), backend=args.backend
+        )
         results = translator.translate_batch(
             records, args.target, args.style, progress=len(records) > 32
         )
@@ -595,6 +589,23 @@ def _translate_command(args: argparse.Namespace) -> int:
         if function is None:
             print()
     return 0
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """Add `--backend auto|torch|ctranslate2` to a command that loads a `Translator`.
+
+    Pass `args.backend` on as `Translator.load(..., backend=args.backend)`.
+    """
+    from codemt.backends import BACKEND_CHOICES
+
+    parser.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help="what runs the model: torch, or ctranslate2 for a model exported with "
+        "`codemt export` (faster on CPU); auto (default) takes ctranslate2 when it is "
+        "installed and the model has an export",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -643,4 +654,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="longest output in tokens (default: %(default)s)",
     )
+    add_backend_argument(parser)
     parser.set_defaults(func=_translate_command)

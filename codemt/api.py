@@ -1,0 +1,167 @@
+"""The bodies of the HTTP API's requests and responses, from which its OpenAPI schema is made.
+
+They live apart from `codemt.serve` so that the command line (`codemt --help`) does not
+import pydantic, which only the `serve` extra installs. Limits that the server's settings
+can change (source size, new tokens) are checked by the server; fixed ones are declared
+here, so that the schema shows them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from codemt.translate import GenerationSettings
+
+# Beam widths and samples beyond this cost much and gain nothing on a shared server.
+MAX_CANDIDATES = 8
+
+Target = Literal["docstring", "body", "signature"]
+Style = Literal["summary", "google", "numpy", "rest"]
+
+
+class Generation(BaseModel):
+    """How to generate (see `codemt.translate.GenerationSettings`); unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_beams: int = Field(
+        GenerationSettings.num_beams, ge=1, le=MAX_CANDIDATES, description="1: greedy"
+    )
+    sample: bool = Field(False, description="sample instead of searching (needs num_beams=1)")
+    num_samples: int = Field(1, ge=1, le=MAX_CANDIDATES, description="sequences drawn")
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(
+        GenerationSettings.max_new_tokens,
+        ge=1,
+        description="longest output in tokens; the server refuses more than its limit "
+        "(GET /health shows it)",
+    )
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    length_penalty: float = 1.0
+    seed: int | None = Field(None, description="seeds sampling; batchmates share the seed")
+
+
+class TranslateRequest(Generation):
+    """A function's source and the feature to write for it."""
+
+    source: str = Field(
+        description="a function (a signature alone is enough for a docstring or body); it "
+        "is parsed, never run"
+    )
+    target: Target
+    style: Style | None = Field(None, description="docstrings only; default summary")
+
+
+class DocstringRequest(Generation):
+    """A file and which of its functions should get a docstring (by line, name or both)."""
+
+    text: str = Field(description="the whole file; it is parsed, never run")
+    line: int | None = Field(None, ge=1, description="1-based; any line of the function")
+    function: str | None = Field(None, description="qualified name, e.g. Class.method")
+    style: Style | None = Field(None, description="default summary")
+
+
+class Timing(BaseModel):
+    """Where a request's time went, in milliseconds."""
+
+    queued_ms: float = Field(description="waiting for a batch to start")
+    generate_ms: float = Field(description="the batch's generation")
+    total_ms: float = Field(description="the whole request, parsing included")
+    batch_size: int = Field(description="requests generated together with this one")
+
+
+class Candidate(BaseModel):
+    """One generated sequence (code targets keep all of them)."""
+
+    text: str
+    score: float | None = Field(description="log-probability per token (None if not finite)")
+    parsed: bool | None
+
+
+class TranslateResponse(BaseModel):
+    """The generated feature."""
+
+    text: str = Field(
+        description="docstring without quotes, body indented by four spaces, signature on one line"
+    )
+    target: Target
+    style: Style | None
+    score: float | None
+    parsed: bool | None = Field(description="code targets: whether the result parses")
+    candidates: list[Candidate]
+    timing: Timing
+
+
+class Position(BaseModel):
+    """A place in a file as the Language Server Protocol counts: 0-based, UTF-16 units."""
+
+    line: int
+    character: int
+
+
+class Range(BaseModel):
+    """From `start` to `end` (exclusive)."""
+
+    start: Position
+    end: Position
+
+
+class TextEdit(BaseModel):
+    """Replace `range` by `new_text` (an LSP TextEdit, with snake-case keys)."""
+
+    range: Range
+    new_text: str
+
+
+class DocstringResponse(BaseModel):
+    """The file with the docstring written, and the edit that writes it."""
+
+    function: str = Field(description="qualified name of the function")
+    line: int = Field(description="1-based line of its `def`")
+    docstring: str
+    text: str = Field(description="the edited file")
+    edit: TextEdit
+    timing: Timing
+
+
+class ModelInfo(BaseModel):
+    """Which model serves."""
+
+    path: str
+    preset: str | None
+    parameters: int
+    stage: str | None
+    backend: str = Field(description="what runs the model: torch or ctranslate2")
+    device: str
+    targets: list[str]
+    styles: list[str]
+    modes: list[str] = Field(description="source features -> target the model can translate")
+    codemt_version: str | None
+
+
+class Limits(BaseModel):
+    """What the server refuses."""
+
+    max_source_bytes: int
+    max_file_bytes: int
+    max_new_tokens: int
+    max_candidates: int
+    max_queue: int
+    timeout_s: float
+
+
+class Health(BaseModel):
+    """The server is up; how busy it is."""
+
+    status: Literal["ok"]
+    queued: int = Field(description="requests waiting for a batch")
+    limits: Limits
+
+
+class Error(BaseModel):
+    """A refused request and why."""
+
+    detail: str

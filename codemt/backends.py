@@ -1,0 +1,373 @@
+"""Generation backends: the PyTorch model and its CTranslate2 export behind one interface.
+
+`Translator` builds model inputs and post-processes outputs; a backend only turns batches of
+input ids into generated ids with scores::
+
+    backend.generate(sources, n_return, settings)  # -> list[list[Hypothesis]], one list per source
+
+Two backends exist, named in `BACKENDS`:
+
+- `torch`: the checkpoint's `T5ForConditionalGeneration` and transformers' `generate`.
+- `ctranslate2`: a CTranslate2 export of the checkpoint (`codemt export`), several times
+  faster on CPU, without torch in the process, and quantized to int8 a quarter of the
+  weights' size (`benchmarks/ctranslate2_speed.py`). Its scores are on the same
+  scale as torch's (beam search: the beam score; greedy and sampling: the mean token
+  log-probability, </s> included), so syntax-aware selection treats both alike.
+
+`select_backend(path, "auto")` picks ctranslate2 when it is installed and the model has an
+export (the folder itself, or a `ctranslate2/` subfolder of the checkpoint), else torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from codemt.model import CODEMT_FILE, resolve_checkpoint
+
+if TYPE_CHECKING:
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import T5ForConditionalGeneration
+
+    from codemt.examples import Vocabulary
+    from codemt.translate import GenerationSettings
+
+# The subfolder of a checkpoint that `auto` looks in for an export.
+CTRANSLATE2_SUBFOLDER = "ctranslate2"
+CTRANSLATE2_FORMAT = "ctranslate2"
+INSTALL_HINT = "pip install 'codemt[fast]'"
+
+
+class BackendUnavailable(ValueError):
+    """The backend asked for cannot run this model: not installed, or the model lacks its form.
+
+    A ValueError, so that commands which report bad input in one line report this too.
+    """
+
+
+class Hypothesis(NamedTuple):
+    """One generated sequence: its token ids (no decoder start token, no </s>) and score."""
+
+    ids: list[int]
+    score: float
+
+
+class Backend(Protocol):
+    """What `Translator` needs from a backend.
+
+    Each backend class also has `installed()`, `find(path)` (the folder it loads for a
+    model path, or None) and `open(folder, tokenizer, vocab, device=, threads=)`.
+    """
+
+    name: str
+    device: Any  # torch.device for torch, "cpu" or "cuda[:N]" for ctranslate2
+    model: Any  # the library's model object
+
+    @property
+    def parameters(self) -> int:
+        """Number of model parameters."""
+        ...
+
+    def generate(
+        self, sources: list[list[int]], n_return: int, settings: GenerationSettings
+    ) -> list[list[Hypothesis]]:
+        """`n_return` hypotheses per source, best-scored first."""
+        ...
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """A model folder's `codemt.json`."""
+    return json.loads((Path(folder) / CODEMT_FILE).read_text(encoding="utf-8"))
+
+
+def is_ctranslate2_export(folder: Path) -> bool:
+    """Whether `folder` holds a CTranslate2 export written by `codemt export`."""
+    meta_file = Path(folder) / CODEMT_FILE
+    if not (Path(folder) / "model.bin").is_file() or not meta_file.is_file():
+        return False
+    return read_meta(folder).get("export", {}).get("format") == CTRANSLATE2_FORMAT
+
+
+def _cut_at_eos(ids: list[int], eos: int) -> list[int]:
+    return ids[: ids.index(eos)] if eos in ids else ids
+
+
+# ------------------------------------------------------------------ torch
+
+
+class TorchBackend:
+    """The checkpoint's PyTorch model, generating with transformers."""
+
+    name = "torch"
+
+    def __init__(
+        self, model: T5ForConditionalGeneration, vocab: Vocabulary, device: torch.device
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.vocab = vocab
+        self.device = device
+
+    @staticmethod
+    def installed() -> bool:
+        """Whether torch and transformers can be imported."""
+        return all(importlib.util.find_spec(m) for m in ("torch", "transformers"))
+
+    @staticmethod
+    def find(path: Path) -> Path | None:
+        """The checkpoint `path` names (a run folder: its newest), or None for an export."""
+        if is_ctranslate2_export(path):
+            return None
+        return resolve_checkpoint(path)
+
+    @classmethod
+    def open(
+        cls,
+        folder: Path,
+        tokenizer: Tokenizer,
+        vocab: Vocabulary,
+        *,
+        device: str | torch.device | None = None,
+        threads: int | None = None,
+    ) -> TorchBackend:
+        """Load the checkpoint in `folder`, on the GPU when there is one unless told.
+
+        `threads` sets torch's thread count, which is process-wide.
+        """
+        import torch
+
+        from codemt.model import load_checkpoint
+
+        if threads:
+            torch.set_num_threads(threads)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return cls(load_checkpoint(folder).model, vocab, torch.device(device))
+
+    @property
+    def parameters(self) -> int:
+        """Number of model parameters."""
+        from codemt.model import count_parameters
+
+        return count_parameters(self.model)
+
+    def generate(
+        self, sources: list[list[int]], n_return: int, settings: GenerationSettings
+    ) -> list[list[Hypothesis]]:
+        """`n_return` hypotheses per source with transformers' `generate`."""
+        import torch
+
+        from codemt.data import collate
+
+        # Padded as in training (the labels that collate also builds are not needed).
+        batch = collate([(s, [self.vocab.eos]) for s in sources], self.vocab.pad, torch)
+        options: dict[str, Any] = {
+            "max_new_tokens": settings.max_new_tokens,
+            "num_return_sequences": n_return,
+            "no_repeat_ngram_size": settings.no_repeat_ngram_size,
+        }
+        if settings.sample:
+            options |= {"do_sample": True, "temperature": settings.temperature}
+            options |= {"top_p": settings.top_p, "num_beams": 1}
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+        else:
+            options |= {"do_sample": False, "num_beams": settings.num_beams}
+            if settings.num_beams > 1:
+                options |= {"length_penalty": settings.length_penalty, "early_stopping": True}
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=batch["input_ids"].to(self.device),
+                attention_mask=batch["attention_mask"].to(self.device),
+                return_dict_in_generate=True,
+                output_scores=True,
+                **options,
+            )
+            sequences = out.sequences  # (batch * n_return, 1 + generated)
+            if settings.num_beams > 1:
+                scores = out.sequences_scores
+            else:
+                # Mean log-probability of the generated tokens, </s> included, padding not.
+                steps = self.model.compute_transition_scores(
+                    sequences, out.scores, normalize_logits=True
+                )  # (batch * n_return, generated)
+                real = sequences[:, 1:] != self.vocab.pad
+                # Steps after </s> may score -inf; where() keeps them out of the sum.
+                steps = torch.where(real, steps, torch.zeros_like(steps))
+                scores = steps.sum(1) / real.sum(1).clamp(min=1)
+        # Without the decoder start token; padding only ever follows </s>.
+        ids = [_cut_at_eos(row[1:], self.vocab.eos) for row in sequences.tolist()]
+        hypotheses = [Hypothesis(i, s) for i, s in zip(ids, scores.float().tolist(), strict=True)]
+        return [hypotheses[i : i + n_return] for i in range(0, len(hypotheses), n_return)]
+
+
+# ------------------------------------------------------------------ ctranslate2
+
+
+class CTranslate2Backend:
+    """A CTranslate2 export of the checkpoint (float32, int8 or int8_float32 weights)."""
+
+    name = "ctranslate2"
+
+    def __init__(
+        self, folder: Path, tokens: list[str], device: str, options: dict[str, Any]
+    ) -> None:
+        import ctranslate2
+
+        self.folder = folder
+        self.device = device
+        self.options = options  # ctranslate2.Translator's, to open the model again
+        self.model = ctranslate2.Translator(str(folder), **options)
+        # CTranslate2 speaks token strings; the export's vocabulary is the tokenizer's.
+        self.tokens = tokens
+        self.token_ids = {token: i for i, token in enumerate(tokens)}
+
+    @staticmethod
+    def installed() -> bool:
+        """Whether the ctranslate2 package can be imported."""
+        return importlib.util.find_spec("ctranslate2") is not None
+
+    @staticmethod
+    def find(path: Path) -> Path | None:
+        """The export `path` names: itself, or the `ctranslate2/` subfolder of its checkpoint."""
+        if is_ctranslate2_export(path):
+            return Path(path)
+        export = resolve_checkpoint(path) / CTRANSLATE2_SUBFOLDER
+        return export if is_ctranslate2_export(export) else None
+
+    @classmethod
+    def open(
+        cls,
+        folder: Path,
+        tokenizer: Tokenizer,
+        vocab: Vocabulary,
+        *,
+        device: str | torch.device | None = None,
+        threads: int | None = None,
+    ) -> CTranslate2Backend:
+        """Open the export in `folder` with the compute type it was quantized to.
+
+        On the GPU when CTranslate2 sees one, unless `device` says otherwise; `threads` is
+        CTranslate2's `intra_threads` (None: its default).
+        """
+        import ctranslate2
+
+        if device is None:
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        kind, _, index = str(device).partition(":")
+        options = {
+            "device": kind,
+            "device_index": int(index or 0),
+            "compute_type": "default",  # the type the weights were saved in
+            "intra_threads": threads or 0,
+        }
+        tokens = [tokenizer.id_to_token(i) for i in range(tokenizer.get_vocab_size())]
+        return cls(Path(folder), tokens, str(device), options)
+
+    @property
+    def parameters(self) -> int:
+        """Number of model parameters, as the export recorded them."""
+        return int(read_meta(self.folder)["export"]["parameters"])
+
+    def generate(
+        self, sources: list[list[int]], n_return: int, settings: GenerationSettings
+    ) -> list[list[Hypothesis]]:
+        """`n_return` hypotheses per source with CTranslate2's `translate_batch`."""
+        import ctranslate2
+
+        options: dict[str, Any] = {
+            "num_hypotheses": n_return,
+            "max_decoding_length": settings.max_new_tokens,
+            "min_decoding_length": 0,  # as transformers: </s> may come first
+            "max_input_length": 0,  # inputs are built to the model's length already
+            "no_repeat_ngram_size": settings.no_repeat_ngram_size,
+            "return_scores": True,
+        }
+        model = self.model
+        if settings.sample:
+            # sampling_topk=0: the whole vocabulary, as transformers samples (top-p aside).
+            options |= {"beam_size": 1, "sampling_topk": 0, "sampling_topp": settings.top_p}
+            options |= {"sampling_temperature": settings.temperature, "length_penalty": 1.0}
+            if settings.seed is not None:
+                # CTranslate2 seeds a worker thread's generator once, when the thread first
+                # samples (its issue #1757): only a model opened after the seed is set
+                # draws the seeded stream, so a seeded batch gets a model of its own.
+                ctranslate2.set_random_seed(settings.seed)
+                model = ctranslate2.Translator(str(self.folder), **self.options)
+        elif settings.num_beams > 1:
+            options |= {"beam_size": settings.num_beams, "length_penalty": settings.length_penalty}
+        else:
+            # A length penalty of 1 makes the greedy score the mean token log-probability.
+            options |= {"beam_size": 1, "length_penalty": 1.0}
+        results = model.translate_batch(
+            [[self.tokens[i] for i in source] for source in sources], **options
+        )
+        return [
+            [
+                Hypothesis([self.token_ids[t] for t in tokens], score)
+                for tokens, score in zip(result.hypotheses, result.scores, strict=True)
+            ]
+            for result in results
+        ]
+
+
+# ------------------------------------------------------------------ choosing one
+
+BACKENDS: dict[str, type[TorchBackend] | type[CTranslate2Backend]] = {
+    "torch": TorchBackend,
+    "ctranslate2": CTranslate2Backend,
+}
+# What `auto` tries, in order: the first installed backend that finds its form of the model.
+AUTO_ORDER = ("ctranslate2", "torch")
+BACKEND_CHOICES = ("auto", *BACKENDS)
+
+
+def select_backend(path: Path | str, name: str = "auto") -> tuple[str, Path]:
+    """The backend to load the model at `path` with, and the folder it loads.
+
+    Raises BackendUnavailable when the backend named is not installed or the model has
+    no form it loads, FileNotFoundError when `path` is no model at all.
+    """
+    path = Path(path)
+    if name not in BACKEND_CHOICES:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_CHOICES)}")
+    for candidate in AUTO_ORDER if name == "auto" else (name,):
+        backend = BACKENDS[candidate]
+        if not backend.installed():
+            if name == "auto":
+                continue
+            raise BackendUnavailable(_missing_library(candidate))
+        folder = backend.find(path)
+        if folder is not None:
+            return candidate, folder
+        if name != "auto":
+            raise BackendUnavailable(_missing_form(candidate, path))
+    # auto found nothing: an export that ctranslate2 is not installed to run, or no torch.
+    if is_ctranslate2_export(path):
+        raise BackendUnavailable(f"{path}: a CTranslate2 export; {_missing_library('ctranslate2')}")
+    raise BackendUnavailable(_missing_library("torch"))
+
+
+def _missing_library(name: str) -> str:
+    hints = {
+        "ctranslate2": f"the ctranslate2 backend needs the ctranslate2 package: {INSTALL_HINT}",
+        "torch": "the torch backend needs torch and transformers: pip install 'codemt[train]'",
+    }
+    return hints[name]
+
+
+def _missing_form(name: str, path: Path) -> str:
+    if name == "torch":
+        source = read_meta(path).get("export", {}).get("source", "the checkpoint")
+        return (
+            f"{path}: a CTranslate2 export holds no PyTorch weights; use the ctranslate2 "
+            f"backend, or load the checkpoint it was exported from ({source})"
+        )
+    checkpoint = resolve_checkpoint(path)
+    export = checkpoint / CTRANSLATE2_SUBFOLDER
+    return (
+        f"{path}: no CTranslate2 export here or in {export}; make one with "
+        f"`codemt export {path} --format ctranslate2 --out {export}`"
+    )

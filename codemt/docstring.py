@@ -1,0 +1,548 @@
+"""`codemt docstring`: write the missing docstrings of a project into its files.
+
+    codemt docstring src/                     # a diff of what would be written
+    codemt docstring src/ --write             # written in place, safely
+    codemt docstring src/ --check             # CI: exit 1 if a function has no docstring
+
+The pipeline: find the Python files under the paths (skipping what .gitignore ignores,
+virtual environments, build and hidden folders), find their functions without a
+docstring, generate every docstring in one batch over all files, build each in the
+chosen style (`codemt.templates`), insert them with libcst and verify and write each file
+(`codemt.apply`). A file that cannot be read or edited is reported and left untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import pathspec
+
+from codemt.apply import (
+    Change,
+    Function,
+    Paragraph,
+    Source,
+    SourceError,
+    docstring_edit,
+    edit_functions,
+    encode,
+    parse_cst,
+    read_source,
+    show_or_write,
+    verify_edit,
+)
+from codemt.mine.docstrings import SUMMARY, detect_style, summary_of
+from codemt.templates import (
+    STRUCTURED,
+    STYLES,
+    build_docstring,
+    facts_of,
+    parse_descriptions,
+)
+from codemt.translate import DEFAULT_MODEL, GenerationSettings, Translation, Translator
+
+AUTO = "auto"
+MODES = ("diff", "check", "write")
+DEFAULT_LINE_LENGTH = 88
+# Folders never searched for source files unless named on the command line.
+SKIPPED_FOLDERS = frozenset(
+    {
+        "__pycache__",
+        "build",
+        "dist",
+        "node_modules",
+        "site-packages",
+        "__pypackages__",
+        "venv",
+        "env",
+    }
+)
+# A project uses a structured style if at least this share of its docstrings do (its short
+# docstrings are summaries whatever its convention, so a majority vote would miss it).
+STRUCTURED_SHARE = 0.1
+
+
+class Generator(Protocol):
+    """What the docstring writer needs from a model: `Translator.translate_batch`."""
+
+    def translate_batch(
+        self,
+        methods: Sequence[dict[str, Any]],
+        target: str,
+        style: str | None = None,
+        **options: Any,
+    ) -> list[Translation]: ...
+
+
+@dataclass(frozen=True)
+class DocstringSettings:
+    """What `codemt docstring` documents, and how.
+
+    Attributes:
+        style: summary, google, numpy, rest, or auto (the style the files use most).
+        line_length: docstrings are wrapped to this many columns.
+        include, exclude: gitignore-style globs, matched against paths relative to the
+            folder given; `include` applies to files found in folders only.
+        min_lines: functions shorter than this (from `def` to the end) are skipped.
+        public_only: skip private functions (`_name`, or nested in a function).
+        overwrite: replace existing docstrings too.
+        describe: in structured styles, also ask the model to describe parameters,
+            return values and exceptions (a second generation pass).
+    """
+
+    style: str = SUMMARY
+    line_length: int = DEFAULT_LINE_LENGTH
+    include: tuple[str, ...] = ("*.py",)
+    exclude: tuple[str, ...] = ()
+    min_lines: int = 0
+    public_only: bool = False
+    overwrite: bool = False
+    describe: bool = True
+
+    def __post_init__(self) -> None:
+        if self.style not in (*STYLES, AUTO):
+            raise ValueError(
+                f"unknown style {self.style!r}; choose one of {', '.join(STYLES)}, auto"
+            )
+        if self.line_length < 20:
+            raise ValueError(f"line_length must be at least 20, got {self.line_length}")
+        if self.min_lines < 0:
+            raise ValueError(f"min_lines must be 0 or more, got {self.min_lines}")
+
+
+@dataclass
+class Report:
+    """What a run did: counts for the summary line, and the files it could not handle."""
+
+    files: int = 0
+    documented: int = 0
+    already: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    errors: list[SourceError] = field(default_factory=list)
+    missing: list[tuple[str, Function]] = field(default_factory=list)  # for --check
+    style: str = SUMMARY  # the style written (auto resolved)
+    t0: float = field(default_factory=time.perf_counter)
+
+    def summary(self, mode: str) -> str:
+        """One line: files, functions documented, skipped and why, errors, time."""
+        verb = {"write": "documented", "diff": "to document", "check": "without a docstring"}
+        count = len(self.missing) if mode == "check" else self.documented
+        parts = [f"{self.files} files", f"{count} functions {verb[mode]}"]
+        if mode != "check":
+            parts[-1] += f" ({self.style} style)"
+        if self.already:
+            parts.append(f"{self.already} already documented")
+        parts += [f"{n} skipped: {why}" for why, n in sorted(self.skipped.items())]
+        if self.errors:
+            parts.append(f"{len(self.errors)} files not handled")
+        return ", ".join(parts) + f"; {time.perf_counter() - self.t0:.1f} s"
+
+
+# ------------------------------------------------------------------ finding files
+
+
+def _is_skipped_folder(folder: Path) -> bool:
+    """Hidden folders, virtual environments and build output are not the user's source."""
+    name = folder.name
+    return (
+        name.startswith(".")
+        or name in SKIPPED_FOLDERS
+        or name.endswith(".egg-info")
+        or (folder / "pyvenv.cfg").exists()
+        or (folder / "conda-meta").is_dir()
+    )
+
+
+def _git_ignored(root: Path, files: list[Path]) -> set[Path] | None:
+    """The files git ignores, or None when `root` is not in a git work tree (or git fails)."""
+    try:
+        inside = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"],
+            capture_output=True,
+            text=True,
+        )
+        if inside.returncode != 0 or inside.stdout.strip() != "true":
+            return None
+        answer = subprocess.run(
+            ["git", "-C", str(root), "check-ignore", "--stdin", "-z"],
+            input=b"\0".join(str(f.relative_to(root)).encode() for f in files),
+            capture_output=True,
+        )
+    except OSError:  # no git installed
+        return None
+    if answer.returncode not in (0, 1):  # 1: nothing ignored; more: git could not tell
+        return None
+    return {root / name for name in answer.stdout.decode().split("\0") if name}
+
+
+class _GitignoreFiles:
+    """The .gitignore files met while walking a folder tree, matched as git does (pathspec).
+
+    They prune ignored folders during the walk; for files, git has the last word where
+    there is a work tree (it also knows .git/info/exclude and the global excludes file).
+    """
+
+    def __init__(self) -> None:
+        self.specs: list[tuple[Path, pathspec.GitIgnoreSpec]] = []
+
+    def add(self, folder: Path) -> None:
+        """Read the folder's .gitignore, if it has one."""
+        ignore = folder / ".gitignore"
+        if ignore.is_file():
+            lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+            self.specs.append((folder, pathspec.GitIgnoreSpec.from_lines(lines)))
+
+    def ignores(self, path: Path, *, folder: bool) -> bool:
+        """Whether a .gitignore read so far ignores the path (a folder if `folder`)."""
+        for base, spec in self.specs:
+            if base in path.parents:
+                relative = path.relative_to(base).as_posix() + ("/" if folder else "")
+                if spec.match_file(relative):
+                    return True
+        return False
+
+
+def _walk(root: Path, settings: DocstringSettings) -> list[Path]:
+    """The Python files under a folder that are the user's source."""
+    include = pathspec.GitIgnoreSpec.from_lines(settings.include)
+    exclude = pathspec.GitIgnoreSpec.from_lines(settings.exclude)
+    gitignore = _GitignoreFiles()
+    found = []
+    for folder, subfolders, names in os.walk(root):
+        here = Path(folder)
+        gitignore.add(here)
+        subfolders[:] = sorted(
+            s
+            for s in subfolders
+            if not _is_skipped_folder(here / s)
+            and not exclude.match_file((here / s).relative_to(root).as_posix() + "/")
+            and not gitignore.ignores(here / s, folder=True)
+        )
+        for name in sorted(names):
+            relative = (here / name).relative_to(root).as_posix()
+            if include.match_file(relative) and not exclude.match_file(relative):
+                found.append(here / name)
+    ignored = _git_ignored(root, found)
+    if ignored is None:
+        return [f for f in found if not gitignore.ignores(f, folder=False)]
+    return [f for f in found if f not in ignored]
+
+
+def find_files(paths: Iterable[str | Path], settings: DocstringSettings) -> list[Path]:
+    """The Python files to document under files and folders, each once, in a stable order.
+
+    Folders are searched recursively; files named directly are always taken (pre-commit
+    names them), unless an `exclude` glob matches them. Raises FileNotFoundError for a
+    path that does not exist.
+    """
+    exclude = pathspec.GitIgnoreSpec.from_lines(settings.exclude)
+    files: dict[Path, Path] = {}
+    for given in map(Path, paths):
+        if given.is_dir():
+            for file in _walk(given, settings):
+                files.setdefault(file.resolve(), file)
+        elif given.is_file():
+            if not exclude.match_file(given.as_posix()):
+                files.setdefault(given.resolve(), given)
+        else:
+            raise FileNotFoundError(f"{given}: no such file or folder")
+    return list(files.values())
+
+
+# ------------------------------------------------------------------ choosing functions
+
+
+def project_style(sources: Iterable[Source]) -> str:
+    """The docstring style a project uses: its most used structured style, else summary.
+
+    A structured style (google, numpy, rest) wins when at least STRUCTURED_SHARE of the
+    functions' docstrings use one; otherwise the project writes summaries.
+    """
+    styles = Counter(
+        detect_style(f.docstring) for source in sources for f in source.functions if f.docstring
+    )
+    structured = Counter({s: styles[s] for s in STRUCTURED if styles[s]})
+    total = sum(styles.values())
+    if structured and structured.total() >= STRUCTURED_SHARE * total:
+        return structured.most_common(1)[0][0]
+    return SUMMARY
+
+
+def skip_reason(function: Function, settings: DocstringSettings) -> str | None:
+    """Why a function without a docstring is not documented, or None when it is."""
+    if settings.public_only and not function.public:
+        return "private"
+    if function.lines < settings.min_lines:
+        return f"under {settings.min_lines} lines"
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A function to document, in the file it belongs to."""
+
+    source: Source
+    function: Function
+
+
+def select(sources: Iterable[Source], settings: DocstringSettings, report: Report) -> list[Target]:
+    """The functions to document, counting the others in the report."""
+    targets = []
+    for source in sources:
+        for function in source.functions:
+            if function.docstring and not settings.overwrite:
+                report.already += 1
+                continue
+            reason = skip_reason(function, settings)
+            if reason:
+                report.skipped[reason] += 1
+            else:
+                targets.append(Target(source, function))
+    return targets
+
+
+# ------------------------------------------------------------------ writing docstrings
+
+
+def generate(
+    targets: Sequence[Target], style: str, generator: Generator, settings: DocstringSettings
+) -> list[list[Paragraph] | None]:
+    """Every target's docstring, in `style`; None where the model wrote no summary.
+
+    One `translate_batch` call writes all summaries (batched across files); in a
+    structured style another writes the styled docstrings that descriptions are read from,
+    for the functions that have sections.
+    """
+    records = [t.function.record for t in targets]
+    summaries = generator.translate_batch(records, "docstring", SUMMARY, progress=True)
+    facts = [facts_of(t.function.node, is_method=t.function.is_method) for t in targets]
+    styled: dict[int, str] = {}
+    if style in STRUCTURED and settings.describe:
+        sectioned = [i for i, f in enumerate(facts) if not f.empty]
+        results = generator.translate_batch(
+            [records[i] for i in sectioned], "docstring", style, progress=True
+        )
+        styled = {i: r.text for i, r in zip(sectioned, results, strict=True)}
+    docstrings: list[list[Paragraph] | None] = []
+    for i, result in enumerate(summaries):
+        summary = summary_of(result.text)
+        if not summary:
+            docstrings.append(None)
+            continue
+        found = parse_descriptions(styled[i], style) if i in styled else None
+        docstrings.append(build_docstring(summary, facts[i], style, found))
+    return docstrings
+
+
+def apply_docstrings(
+    source: Source, docstrings: dict[int, list[Paragraph]], settings: DocstringSettings
+) -> Change:
+    """A file with these docstrings (by `Function.index`) inserted, verified; or a SourceError."""
+    module = parse_cst(source)
+    edits = {
+        line: docstring_edit(
+            paragraphs, line_length=settings.line_length, newline=module.default_newline
+        )
+        for line, paragraphs in docstrings.items()
+    }
+    edited = edit_functions(module, edits)
+    new_data = encode(source.path, edited)
+    verify_edit(source, new_data, docstrings, "docstring")
+    return Change(source, new_data, edited.encoding)
+
+
+def document(
+    paths: Sequence[str | Path],
+    settings: DocstringSettings,
+    mode: str,
+    load_generator: Callable[[], Generator],
+) -> Report:
+    """Run `codemt docstring` over paths: check, show a diff, or write (`mode`).
+
+    `load_generator()` returns the model (anything with `translate_batch`); it is called
+    only when there is something to document, and never in check mode.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    report = Report()
+    sources = []
+    for path in find_files(paths, settings):
+        report.files += 1
+        try:
+            sources.append(read_source(path))
+        except SourceError as error:
+            report.errors.append(error)
+    if mode == "check":  # a check reports missing docstrings, whatever --overwrite says
+        settings = replace(settings, overwrite=False)
+    targets = select(sources, settings, report)
+    style = project_style(sources) if settings.style == AUTO else settings.style
+    report.style = style
+    if mode == "check":
+        report.missing = [(t.source.path.as_posix(), t.function) for t in targets]
+        return report
+    if not targets:
+        return report
+
+    docstrings = generate(targets, style, load_generator(), settings)
+    by_file: dict[Path, dict[int, list[Paragraph]]] = {}
+    for target, docstring in zip(targets, docstrings, strict=True):
+        if docstring is None:
+            report.skipped["the model wrote no summary"] += 1
+            continue
+        by_file.setdefault(target.source.path, {})[target.function.index] = docstring
+    # Every file is edited and verified before any is written.
+    changes = []
+    for source in sources:
+        if source.path not in by_file:
+            continue
+        try:
+            changes.append(apply_docstrings(source, by_file[source.path], settings))
+        except SourceError as error:
+            report.errors.append(error)
+    failed = show_or_write(changes, mode)
+    unwritten = {error.path for error in failed}
+    report.documented = sum(
+        len(by_file[c.source.path]) for c in changes if str(c.source.path) not in unwritten
+    )
+    report.errors += failed
+    return report
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, batch_size: bool = True) -> None:
+    """The options that load and run the model, shared by `docstring` and `complete`."""
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="checkpoint or run folder, or 'default' for the shipped model (default)",
+    )
+    parser.add_argument(
+        "--beams",
+        type=int,
+        default=GenerationSettings.num_beams,
+        metavar="N",
+        help="beam width (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=GenerationSettings.max_new_tokens,
+        metavar="N",
+        help="longest generated text in tokens (default: %(default)s)",
+    )
+    if not batch_size:
+        return
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=GenerationSettings.batch_size,
+        metavar="N",
+        help="functions generated together (default: %(default)s)",
+    )
+
+
+def _docstring_command(args: argparse.Namespace) -> int:
+    mode = "check" if args.check else "write" if args.write else "diff"
+    try:
+        settings = DocstringSettings(
+            style=args.style,
+            line_length=args.line_length,
+            include=tuple(args.include or DocstringSettings.include),
+            exclude=tuple(args.exclude),
+            min_lines=args.min_lines,
+            public_only=args.public_only,
+            overwrite=args.overwrite,
+            describe=not args.no_descriptions,
+        )
+        generation = GenerationSettings(
+            num_beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+        )
+        report = document(
+            args.paths, settings, mode, lambda: Translator.load(args.model, settings=generation)
+        )
+    except (ValueError, FileNotFoundError) as error:
+        print(f"codemt docstring: error: {error}", file=sys.stderr)
+        return 2
+    for path, function in report.missing:
+        print(f"{path}:{function.line}: {function.name} has no docstring")
+    for error in report.errors:
+        print(f"{error}", file=sys.stderr)
+    print(report.summary(mode), file=sys.stderr)
+    return 1 if report.errors or report.missing else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `codemt docstring` to the command line."""
+    parser = subparsers.add_parser(
+        "docstring",
+        help="write the missing docstrings of functions into their files",
+        description="Find every function and method without a docstring under the paths, "
+        "write one with the model and show the change as a diff (default), write it in "
+        "place (--write), or only list the functions (--check, for CI: exit 1 if any).",
+        epilog="Exit status: 0; 1 when a file could not be read, edited or written (it is "
+        "left as it was) or, with --check, when a function has no docstring; 2 for bad "
+        "arguments or a model that cannot be loaded.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="Python files or folders")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--diff", action="store_true", help="print a unified diff (default)")
+    mode.add_argument("--write", action="store_true", help="write the files in place")
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="list functions without a docstring and exit 1 if any (no model is loaded)",
+    )
+    parser.add_argument(
+        "--style",
+        choices=[*STYLES, AUTO],
+        default=SUMMARY,
+        help="docstring style; auto follows the style the files use most (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-descriptions",
+        action="store_true",
+        help="in google/numpy/rest, leave section descriptions as placeholders (one model "
+        "pass instead of two)",
+    )
+    parser.add_argument(
+        "--line-length",
+        type=int,
+        default=DEFAULT_LINE_LENGTH,
+        metavar="N",
+        help="wrap docstrings to N columns (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="only files in folders matching this gitignore-style glob (default: *.py); repeatable",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip matching paths; repeatable",
+    )
+    parser.add_argument(
+        "--min-lines",
+        type=int,
+        default=0,
+        metavar="N",
+        help="skip functions shorter than N lines",
+    )
+    parser.add_argument("--public-only", action="store_true", help="skip private functions")
+    parser.add_argument("--overwrite", action="store_true", help="redo existing docstrings too")
+    add_model_options(parser)
+    parser.set_defaults(func=_docstring_command)

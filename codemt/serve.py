@@ -1,0 +1,603 @@
+"""The HTTP server: `codemt serve`, its JSON API, the web playground and a dynamic batcher.
+
+    codemt serve [--model PATH|default] [--host 127.0.0.1] [--port 8000]
+
+Endpoints (the OpenAPI schema is at /openapi.json, browsable at /docs):
+
+    POST /v1/translate   a function's source -> its docstring, body or signature
+    POST /v1/docstring   a file and a line or function name -> the edited file and the edit
+    GET  /v1/model       which model serves: path, preset, parameters, stage, modes
+    GET  /health         up, how busy, and the limits
+    GET  /               the playground: a page to try the model in a browser
+
+Requests that arrive together are generated together: the `Batcher` waits a few
+milliseconds for companions, groups requests that ask for the same target, style and
+settings, and runs each group as one `Translator.translate_batch` call in a worker thread
+(so the event loop keeps accepting requests while the model runs). Under load a batch
+costs little more than one request, so throughput grows with the number of clients.
+
+The server only parses submitted code, it never runs it. It binds to the loopback
+interface unless told otherwise, and it bounds what one request may ask for (source size,
+new tokens, beams) and how many may wait (a full queue answers 503, a request that waits
+too long 504, and its work is dropped if it has not started).
+
+This module imports FastAPI and pydantic only when an app is made, so the command line
+stays fast and works without the `serve` extra. That is also why it does not use
+`from __future__ import annotations`: FastAPI reads the endpoints' annotations at runtime,
+and they name the request models imported inside `create_app`.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import math
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Protocol, get_args
+
+from codemt import __version__
+from codemt.examples import all_modes
+from codemt.mine.extract import docstring_node
+from codemt.translate import (
+    DEFAULT_MODEL,
+    TARGETS,
+    GenerationSettings,
+    Translation,
+    Translator,
+    add_backend_argument,
+    parse_method,
+    resolve_style,
+    source_features,
+)
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+class TranslateBatch(Protocol):
+    """What the batcher runs: `Translator.translate_batch`, or a stand-in in tests."""
+
+    def __call__(
+        self,
+        methods: Sequence[dict[str, Any]],
+        target: str,
+        style: str | None,
+        *,
+        settings: GenerationSettings,
+    ) -> list[Translation]: ...
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the server batches and what it refuses.
+
+    Attributes:
+        max_batch: most requests generated together (1 turns batching off).
+        batch_wait_ms: how long the first request of a batch waits for companions.
+        max_queue: most requests waiting for a batch; more are refused with 503.
+        timeout_s: a request not answered by then gets 504 (and is dropped if not started).
+        max_source_bytes: largest function source of /v1/translate (UTF-8 bytes).
+        max_file_bytes: largest file of /v1/docstring (UTF-8 bytes).
+        max_new_tokens: most new tokens a request may ask for.
+    """
+
+    max_batch: int = 16
+    batch_wait_ms: float = 10.0
+    max_queue: int = 64
+    timeout_s: float = 60.0
+    max_source_bytes: int = 64 * 1024
+    max_file_bytes: int = 1024 * 1024
+    max_new_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "max_queue", "max_source_bytes", "max_file_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.batch_wait_ms < 0:
+            raise ValueError(f"batch_wait_ms must be 0 or more, got {self.batch_wait_ms}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body: a file JSON-escaped at worst (six bytes a character), and some."""
+        return 6 * max(self.max_file_bytes, self.max_source_bytes) + 64 * 1024
+
+
+# ------------------------------------------------------------------ the batcher
+
+
+class Overloaded(Exception):
+    """The queue is full: the client should retry later."""
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """What requests must share to be generated together."""
+
+    target: str
+    style: str | None
+    settings: GenerationSettings
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """A request's translation and how it was made (durations in seconds)."""
+
+    translation: Translation
+    queued: float
+    generate: float
+    batch_size: int
+
+
+@dataclass
+class _Job:
+    record: dict[str, Any]
+    future: asyncio.Future
+    submitted: float = field(default_factory=time.monotonic)  # a timestamp
+
+
+class Batcher:
+    """Groups concurrent translation requests into batched `translate_batch` calls.
+
+    `translate` queues a request and waits for its result; `run` (one task for the app's
+    lifetime) takes the group whose first request is oldest once it is full or has waited
+    `wait_s`, and runs it in a worker thread. One batch runs at a time: the model uses every
+    core already, and requests that arrive meanwhile form the next batch, so the busier the
+    server, the larger its batches. A request cancelled before its batch starts (timed out)
+    is dropped; one whose batch fails alone gets the error, its batchmates are retried one by one.
+    """
+
+    def __init__(
+        self,
+        translate_batch: TranslateBatch,
+        *,
+        max_batch: int = 16,
+        wait_s: float = 0.01,
+        max_queue: int = 64,
+    ) -> None:
+        self._translate_batch = translate_batch
+        self.max_batch = max_batch
+        self.wait_s = wait_s
+        self.max_queue = max_queue
+        self._groups: dict[BatchKey, list[_Job]] = {}
+        self._arrived = asyncio.Event()
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for their batch to start."""
+        return sum(not job.future.done() for jobs in self._groups.values() for job in jobs)
+
+    async def translate(self, record: dict[str, Any], key: BatchKey) -> BatchResult:
+        """Queue one method and wait for its translation; Overloaded if the queue is full."""
+        if self.queued >= self.max_queue:
+            raise Overloaded(f"the server is busy ({self.queued} requests queued); retry later")
+        job = _Job(record, asyncio.get_running_loop().create_future())
+        self._groups.setdefault(key, []).append(job)
+        self._arrived.set()
+        return await job.future
+
+    async def run(self) -> None:
+        """Run batches for ever (until cancelled)."""
+        while True:
+            key, jobs = await self._next_batch()
+            await self._run_batch(key, jobs)
+
+    async def _next_batch(self) -> tuple[BatchKey, list[_Job]]:
+        while True:
+            wait = None
+            for key in list(self._groups):  # drop requests that gave up
+                live = [job for job in self._groups[key] if not job.future.done()]
+                if live:
+                    self._groups[key] = live
+                else:
+                    del self._groups[key]
+            if self._groups:
+                key = min(self._groups, key=lambda k: self._groups[k][0].submitted)
+                jobs = self._groups[key]
+                wait = jobs[0].submitted + self.wait_s - time.monotonic()
+                if len(jobs) >= self.max_batch or wait <= 0:
+                    batch, rest = jobs[: self.max_batch], jobs[self.max_batch :]
+                    if rest:
+                        self._groups[key] = rest
+                    else:
+                        del self._groups[key]
+                    return key, batch
+            self._arrived.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), wait)
+
+    async def _run_batch(self, key: BatchKey, jobs: list[_Job]) -> None:
+        t0 = time.monotonic()
+        try:
+            translations = await asyncio.to_thread(
+                self._translate_batch,
+                [job.record for job in jobs],
+                key.target,
+                key.style,
+                settings=key.settings,
+            )
+        except Exception as error:
+            if len(jobs) > 1:  # find the request that failed; the others still get answers
+                for job in jobs:
+                    await self._run_batch(key, [job])
+            elif not jobs[0].future.done():
+                jobs[0].future.set_exception(error)
+            return
+        elapsed = time.monotonic() - t0
+        for job, translation in zip(jobs, translations, strict=True):
+            if not job.future.done():
+                job.future.set_result(
+                    BatchResult(translation, t0 - job.submitted, elapsed, len(jobs))
+                )
+
+
+# ------------------------------------------------------------------ the app
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinities: a score that is not finite is reported as null."""
+    return value if math.isfinite(value) else None
+
+
+def _model_info(translator: Translator) -> dict[str, Any]:
+    from codemt import api
+
+    meta = translator.meta
+    return {
+        "path": str(translator.path),
+        "preset": meta.get("preset"),
+        "parameters": translator.parameters,
+        "stage": meta.get("stage"),
+        "backend": translator.backend.name,
+        "device": str(translator.device),
+        "targets": list(TARGETS),
+        "styles": list(get_args(api.Style)),
+        "modes": [mode.name for mode in all_modes()],
+        "codemt_version": meta.get("codemt_version"),
+    }
+
+
+def playground_html() -> str:
+    """The playground page, shipped in the package as `codemt/static/playground.html`."""
+    return resources.files("codemt").joinpath("static/playground.html").read_text("utf-8")
+
+
+class _BodyLimit:
+    """ASGI middleware refusing bodies above a size before anything reads them.
+
+    Requests that send a body must declare its length: a chunked body of unknown size
+    would have to be read to be measured, which is what this guards against.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        from starlette.responses import JSONResponse
+
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            if length is None or not length.isdigit():
+                response = JSONResponse({"detail": "send a Content-Length header"}, 411)
+                return await response(scope, receive, send)
+            if int(length) > self.max_bytes:
+                detail = f"the request body is over this server's limit of {self.max_bytes} bytes"
+                return await JSONResponse({"detail": detail}, 413)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def create_app(translator: Translator, settings: ServeSettings | None = None) -> "FastAPI":
+    """The FastAPI app serving `translator` (see the module's docstring for the endpoints)."""
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import HTMLResponse
+
+    from codemt import api, edits
+
+    settings = settings or ServeSettings()
+    batcher = Batcher(
+        translator.translate_batch,
+        max_batch=settings.max_batch,
+        wait_s=settings.batch_wait_ms / 1000,
+        max_queue=settings.max_queue,
+    )
+    model_info = _model_info(translator)
+    page = playground_html()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = asyncio.create_task(batcher.run())
+        yield
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+    app = FastAPI(
+        title="codemt",
+        version=__version__,
+        description="Translate between Python code and natural language (an open PyMT5).",
+        lifespan=lifespan,
+    )
+    app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": api.Error, "description": why}
+        for code, why in {
+            400: "invalid input: not Python, no such function, settings that do not fit",
+            409: "the function already has a docstring",
+            411: "no Content-Length",
+            413: "the source, file or body is too large",
+            503: "the queue is full: retry later",
+            504: "the request timed out and was cancelled",
+        }.items()
+    }
+
+    def generation(body: api.Generation) -> GenerationSettings:
+        if body.max_new_tokens > settings.max_new_tokens:
+            raise HTTPException(
+                400,
+                f"max_new_tokens {body.max_new_tokens} is above this server's limit of "
+                f"{settings.max_new_tokens}",
+            )
+        options = body.model_dump(include=set(api.Generation.model_fields))
+        try:
+            # batch_size is the server's; equal settings let requests share a batch.
+            return GenerationSettings(**options, batch_size=settings.max_batch)
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
+
+    def check_size(text: str, limit: int, what: str) -> None:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as error:  # JSON can carry lone surrogates; text cannot
+            raise HTTPException(400, f"the {what} is not valid Unicode: {error.reason}") from None
+        if size > limit:
+            raise HTTPException(413, f"the {what} is {size} bytes, over the limit of {limit}")
+
+    async def generate(record: dict[str, Any], key: BatchKey) -> BatchResult:
+        try:
+            source_features(record, key.target)
+            return await asyncio.wait_for(batcher.translate(record, key), settings.timeout_s)
+        except Overloaded as error:
+            raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from None
+        except asyncio.TimeoutError:
+            raise HTTPException(
+                504, f"no result within {settings.timeout_s:g} s; the request was cancelled"
+            ) from None
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
+
+    def timing(result: BatchResult, t0: float) -> api.Timing:
+        return api.Timing(
+            queued_ms=1000 * result.queued,
+            generate_ms=1000 * result.generate,
+            total_ms=1000 * (time.monotonic() - t0),
+            batch_size=result.batch_size,
+        )
+
+    @app.post("/v1/translate", response_model=api.TranslateResponse, responses=errors)
+    async def translate(body: api.TranslateRequest) -> api.TranslateResponse:
+        """Write a function's docstring, body or signature."""
+        t0 = time.monotonic()
+        check_size(body.source, settings.max_source_bytes, "source")
+        options = generation(body)
+        try:
+            style = resolve_style(body.target, body.style)
+            # Parsing a large source takes a while: off the event loop.
+            record = await asyncio.to_thread(parse_method, body.source)
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
+        result = await generate(record, BatchKey(body.target, style, options))
+        best = result.translation
+        return api.TranslateResponse(
+            text=best.text,
+            target=body.target,
+            style=style,
+            score=_finite(best.score),
+            parsed=best.parsed,
+            candidates=[
+                api.Candidate(text=c.text, score=_finite(c.score), parsed=c.parsed)
+                for c in best.candidates
+            ],
+            timing=timing(result, t0),
+        )
+
+    @app.post("/v1/docstring", response_model=api.DocstringResponse, responses=errors)
+    async def docstring(body: api.DocstringRequest) -> api.DocstringResponse:
+        """Write the docstring of one function of a file; return the edited file and the edit."""
+        t0 = time.monotonic()
+        check_size(body.text, settings.max_file_bytes, "file")
+        if body.line is None and body.function is None:
+            raise HTTPException(400, "say which function: give its line, its name or both")
+        options = generation(body)
+        try:
+            functions = await asyncio.to_thread(edits.file_functions, body.text)
+            node, record = edits.find_function(functions, line=body.line, name=body.function)
+        except (ValueError, LookupError) as error:
+            raise HTTPException(400, str(error)) from None
+        if docstring_node(node) is not None:
+            raise HTTPException(
+                409, f"{record['name']} (line {node.lineno}) already has a docstring"
+            )
+        style = resolve_style("docstring", body.style)
+        result = await generate(record, BatchKey("docstring", style, options))
+        edit = edits.docstring_edit(body.text, node, result.translation.text)
+        start, end = edits.lsp_range(body.text, edit.start, edit.end)
+        return api.DocstringResponse(
+            function=record["name"],
+            line=node.lineno,
+            docstring=result.translation.text,
+            text=edit.apply(body.text),
+            edit=api.TextEdit(
+                range=api.Range(
+                    start=api.Position(line=start[0], character=start[1]),
+                    end=api.Position(line=end[0], character=end[1]),
+                ),
+                new_text=edit.new_text,
+            ),
+            timing=timing(result, t0),
+        )
+
+    @app.get("/v1/model", response_model=api.ModelInfo)
+    async def model() -> api.ModelInfo:
+        """Which model serves."""
+        return api.ModelInfo(**model_info)
+
+    @app.get("/health", response_model=api.Health)
+    async def health() -> api.Health:
+        """The server is up: how busy it is, and its limits."""
+        limits = api.Limits(
+            max_source_bytes=settings.max_source_bytes,
+            max_file_bytes=settings.max_file_bytes,
+            max_new_tokens=settings.max_new_tokens,
+            max_candidates=api.MAX_CANDIDATES,
+            max_queue=settings.max_queue,
+            timeout_s=settings.timeout_s,
+        )
+        return api.Health(status="ok", queued=batcher.queued, limits=limits)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def playground() -> str:
+        return page
+
+    return app
+
+
+@contextlib.contextmanager
+def running_server(app: "FastAPI", host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve `app` with uvicorn in a background thread; yield its base URL (port 0: any free one).
+
+    For tests and for embedding the server in a program that does other things.
+    """
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the server did not start on {host}:{port}")
+        time.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        print(
+            "codemt serve: error: the server needs the serve extra: pip install 'codemt[serve]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings = ServeSettings(
+            max_batch=args.max_batch,
+            batch_wait_ms=args.batch_wait_ms,
+            max_queue=args.max_queue,
+            timeout_s=args.timeout,
+            max_new_tokens=args.max_new_tokens,
+        )
+        translator = Translator.load(args.model, backend=args.backend, threads=args.threads)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"codemt serve: error: {error}", file=sys.stderr)
+        return 2
+    if not _is_loopback(args.host):
+        print(
+            f"codemt serve: warning: listening on {args.host}, not loopback; the server has no "
+            f"authentication, so anyone who can reach this address can use it",
+            file=sys.stderr,
+        )
+    print(f"codemt serve: {translator.path} on http://{args.host}:{args.port}/", file=sys.stderr)
+    uvicorn.run(create_app(translator, settings), host=args.host, port=args.port)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `codemt serve` to the command line."""
+    defaults = ServeSettings()
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a model over HTTP: JSON API and a web playground",
+        description="Serve a model over HTTP: POST /v1/translate, POST /v1/docstring, "
+        "GET /v1/model, GET /health, and a playground page at /. Needs the serve extra "
+        "(pip install 'codemt[serve]').",
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="checkpoint or run folder, or 'default' for the shipped model (default)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=defaults.max_batch,
+        metavar="N",
+        help="most requests generated together; 1 turns batching off (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=defaults.batch_wait_ms,
+        metavar="MS",
+        help="how long a request waits for companions (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=defaults.max_queue,
+        metavar="N",
+        help="most requests waiting; more get 503 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.timeout_s,
+        metavar="S",
+        help="seconds before a request gets 504 and is cancelled (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=defaults.max_new_tokens,
+        metavar="N",
+        help="most new tokens a request may ask for (default: %(default)s)",
+    )
+    add_backend_argument(parser)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads of the model (default: the backend's)",
+    )
+    parser.set_defaults(func=_serve_command)

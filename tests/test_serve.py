@@ -1,0 +1,319 @@
+"""`codemt serve`: the dynamic batcher, the JSON API against its own OpenAPI schema, limits."""
+
+import ast
+import asyncio
+import threading
+import time
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed")
+jsonschema = pytest.importorskip("jsonschema")
+httpx = pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from codemt.serve import (  # noqa: E402
+    Batcher,
+    BatchKey,
+    Overloaded,
+    ServeSettings,
+    create_app,
+    running_server,
+)
+from codemt.translate import GenerationSettings, Translation, Translator  # noqa: E402
+
+FAST = {"num_beams": 1, "max_new_tokens": 12}
+ADD = "def add(a, b):\n    total = a + b\n    return total\n"
+FILE = '''import math
+
+
+class Circle:
+    """A circle."""
+
+    def __init__(self, radius):
+        self.radius = radius
+
+    def diameter(self):
+        """Twice the radius."""
+        return 2 * self.radius
+
+    def area(self):  # comment stays
+        return math.pi * self.radius ** 2
+'''
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """A tiny model gains nothing from threads on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def translator(tiny_model):
+    return Translator.load(tiny_model, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def client(translator):
+    with TestClient(create_app(translator)) as client:
+        yield client
+
+
+def checked(client, method: str, path: str, status: int, **kwargs) -> dict:
+    """Send a request; check its status and that its body matches the app's OpenAPI schema."""
+    response = client.request(method, path, **kwargs)
+    assert response.status_code == status, response.text
+    schema = client.app.openapi()
+    declared = schema["paths"][path][method.lower()]["responses"][str(status)]
+    body_schema = declared["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator({**body_schema, "components": schema["components"]}).validate(
+        body := response.json()
+    )
+    return body
+
+
+# ------------------------------------------------------------------ the batcher
+
+
+class FakeModel:
+    """Records each batch it gets; translates a record into its name after `delay` seconds."""
+
+    def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
+        self.delay = delay
+        self.fail_on = fail_on
+        self.batches: list[list[str]] = []
+
+    def translate_batch(self, methods, target, style, *, settings):
+        names = [m["name"] for m in methods]
+        self.batches.append(names)
+        time.sleep(self.delay)
+        if self.fail_on in names:
+            raise ValueError(f"cannot read {self.fail_on}")
+        return [Translation(f"{target}:{name}", 0.0) for name in names]
+
+
+KEY = BatchKey("docstring", "summary", GenerationSettings())
+
+
+async def _run(batcher: Batcher, requests) -> list:
+    worker = asyncio.create_task(batcher.run())
+    try:
+        return await asyncio.gather(*requests, return_exceptions=True)
+    finally:
+        worker.cancel()
+
+
+def test_concurrent_requests_share_a_batch_per_key():
+    model = FakeModel()
+    batcher = Batcher(model.translate_batch, max_batch=16, wait_s=0.05)
+    other = BatchKey("body", None, GenerationSettings())
+    requests = [batcher.translate({"name": f"f{i}"}, KEY) for i in range(6)]
+    requests += [batcher.translate({"name": "g"}, other)]
+    results = asyncio.run(_run(batcher, requests))
+    assert [r.translation.text for r in results] == [f"docstring:f{i}" for i in range(6)] + [
+        "body:g"
+    ]
+    assert sorted(model.batches) == sorted([[f"f{i}" for i in range(6)], ["g"]])
+    assert [r.batch_size for r in results] == [6] * 6 + [1]
+
+
+def test_max_batch_one_runs_requests_alone():
+    model = FakeModel()
+    batcher = Batcher(model.translate_batch, max_batch=1, wait_s=0.05)
+    asyncio.run(_run(batcher, [batcher.translate({"name": f"f{i}"}, KEY) for i in range(4)]))
+    assert model.batches == [["f0"], ["f1"], ["f2"], ["f3"]]
+
+
+def test_a_request_that_times_out_before_its_batch_is_dropped():
+    model = FakeModel(delay=0.3)
+    batcher = Batcher(model.translate_batch, max_batch=1, wait_s=0)
+
+    async def scenario():
+        worker = asyncio.create_task(batcher.run())
+        first = asyncio.create_task(batcher.translate({"name": "slow"}, KEY))
+        await asyncio.sleep(0.05)  # "slow" is running
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(batcher.translate({"name": "late"}, KEY), 0.05)
+        await first
+        await asyncio.sleep(0.05)
+        worker.cancel()
+
+    asyncio.run(scenario())
+    assert model.batches == [["slow"]]
+
+
+def test_a_full_queue_refuses_requests():
+    batcher = Batcher(FakeModel().translate_batch, max_queue=2)
+
+    async def scenario():
+        # No worker runs, so the first two wait for ever.
+        waiting = [asyncio.create_task(batcher.translate({"name": n}, KEY)) for n in "ab"]
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded, match="busy"):
+            await batcher.translate({"name": "c"}, KEY)
+        for task in waiting:
+            task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_request_does_not_fail_its_batchmates():
+    model = FakeModel(fail_on="bad")
+    batcher = Batcher(model.translate_batch, max_batch=8, wait_s=0.05)
+    names = ["a", "bad", "c"]
+    results = asyncio.run(_run(batcher, [batcher.translate({"name": n}, KEY) for n in names]))
+    assert results[0].translation.text == "docstring:a"
+    assert isinstance(results[1], ValueError)
+    assert results[2].translation.text == "docstring:c"
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="max_batch"):
+        ServeSettings(max_batch=0)
+    with pytest.raises(ValueError, match="timeout_s"):
+        ServeSettings(timeout_s=0)
+
+
+# ------------------------------------------------------------------ the API
+
+
+def test_health_and_model_identity(client, tiny_model):
+    health = checked(client, "GET", "/health", 200)
+    assert health["status"] == "ok" and health["limits"]["max_new_tokens"] == 256
+    model = checked(client, "GET", "/v1/model", 200)
+    assert model["preset"] == "tiny" and model["stage"] == "multimode"
+    assert model["parameters"] > 1000 and str(tiny_model) in model["path"]
+    assert "signature+body->docstring" in model["modes"]
+
+
+@pytest.mark.parametrize("target", ["docstring", "body", "signature"])
+def test_translate_every_target(client, translator, target):
+    body = checked(
+        client, "POST", "/v1/translate", 200, json={"source": ADD, "target": target, **FAST}
+    )
+    settings = GenerationSettings(num_beams=1, max_new_tokens=12)
+    assert body["text"] == translator.translate(ADD, target, settings=settings)
+    assert body["timing"]["batch_size"] == 1 and body["timing"]["total_ms"] > 0
+    assert (body["parsed"] is None) == (target == "docstring")
+
+
+@pytest.mark.parametrize(
+    ("request_body", "status", "message"),
+    [
+        ({"source": "this is not python", "target": "docstring"}, 400, "not"),
+        ({"source": "x = 1\n", "target": "docstring"}, 400, "not a function definition"),
+        ({"source": ADD, "target": "tests"}, 422, "target"),
+        ({"source": ADD, "target": "body", "style": "google"}, 400, "docstrings only"),
+        ({"source": ADD, "target": "body", "max_new_tokens": 5000}, 400, "limit of 256"),
+        ({"source": ADD, "target": "body", "num_beams": 50}, 422, "num_beams"),
+        ({"source": ADD, "target": "body", "sample": True, "num_beams": 2}, 400, "num_beams=1"),
+        ({"source": ADD, "target": "body", "beams": 2}, 422, "beams"),
+        ({"source": "def f(): pass\n" * 6000, "target": "docstring"}, 413, "65536"),
+    ],
+)
+def test_invalid_input_gets_a_clear_4xx(client, request_body, status, message):
+    body = checked(client, "POST", "/v1/translate", status, json={**FAST, **request_body})
+    assert message in str(body["detail"])
+
+
+def test_a_lone_surrogate_is_invalid_input(client):
+    # JSON may escape a lone surrogate, which no encoder can write; json= would refuse it.
+    raw = b'{"source": "def f(x):\\n    return \'\\ud800\'\\n", "target": "body"}'
+    headers = {"Content-Type": "application/json"}
+    body = checked(client, "POST", "/v1/translate", 400, content=raw, headers=headers)
+    assert "not valid Unicode" in body["detail"]
+
+
+def test_a_body_too_large_is_refused_before_it_is_read(translator):
+    app = create_app(translator, ServeSettings(max_source_bytes=100, max_file_bytes=100))
+    with TestClient(app) as small:
+        body = checked(small, "POST", "/v1/translate", 413, content=b"x" * 700_000)
+    assert "limit" in body["detail"]
+
+
+def test_submitted_code_is_never_run(client, tmp_path):
+    marker = tmp_path / "ran"
+    source = (
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\n"
+        f"def f(x=pathlib.Path({str(marker)!r}).write_text('y')):\n"
+        f"    return __import__('os').system('touch {marker}')\n"
+    )
+    checked(client, "POST", "/v1/translate", 200, json={"source": source, "target": "body", **FAST})
+    checked(client, "POST", "/v1/docstring", 200, json={"text": source, "line": 3, **FAST})
+    assert not marker.exists()
+
+
+def test_docstring_edits_a_file(client):
+    body = checked(
+        client, "POST", "/v1/docstring", 200, json={"text": FILE, "function": "Circle.area", **FAST}
+    )
+    assert body["function"] == "Circle.area" and body["line"] == 14
+    edited = body["text"]
+    tree = ast.parse(edited)
+    area = tree.body[1].body[3]
+    assert ast.get_docstring(area) == body["docstring"]
+    assert "# comment stays" in edited and edited.startswith(FILE[: FILE.index("    def area")])
+    # The edit, applied by line and character as a client does, gives the same file.
+    lines = FILE.splitlines(keepends=True)
+    start, end = body["edit"]["range"]["start"], body["edit"]["range"]["end"]
+    offset = [sum(len(line) for line in lines[: p["line"]]) + p["character"] for p in (start, end)]
+    assert FILE[: offset[0]] + body["edit"]["new_text"] + FILE[offset[1] :] == edited
+
+
+def test_docstring_refusals(client):
+    def refused(status: int, **request) -> str:
+        return checked(client, "POST", "/v1/docstring", status, json={**FAST, **request})["detail"]
+
+    assert "already has a docstring" in refused(409, text=FILE, line=12)
+    assert "Circle.area" in refused(400, text=FILE, function="area")
+    assert "line 1" in refused(400, text="def f(:\n", line=1)
+    assert "line, its name" in refused(400, text=FILE)
+
+
+def test_a_request_that_takes_too_long_gets_504(translator, monkeypatch):
+    def slow(*args, **kwargs):
+        time.sleep(0.5)
+        return Translator.translate_batch(translator, *args, **kwargs)
+
+    monkeypatch.setattr(translator, "translate_batch", slow)
+    with TestClient(create_app(translator, ServeSettings(timeout_s=0.1))) as slow_client:
+        body = checked(
+            slow_client, "POST", "/v1/translate", 504, json={"source": ADD, "target": "body"}
+        )
+    assert "cancelled" in body["detail"]
+
+
+def test_concurrent_clients_are_batched_over_http(translator):
+    app = create_app(translator, ServeSettings(batch_wait_ms=50))
+    sources = [ADD.replace("add", f"add{i}") for i in range(6)]
+
+    async def send_all(url: str) -> list[dict]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            responses = await asyncio.gather(
+                *(
+                    http.post("/v1/translate", json={"source": s, "target": "docstring", **FAST})
+                    for s in sources
+                )
+            )
+        return [r.json() for r in responses]
+
+    with running_server(app) as url:
+        results = asyncio.run(send_all(url))
+    assert max(r["timing"]["batch_size"] for r in results) > 1
+    settings = GenerationSettings(num_beams=1, max_new_tokens=12)
+    # Batched or not, each request gets its own method's translation.
+    assert [r["text"] for r in results] == [
+        t.text for t in translator.translate_batch(sources, "docstring", settings=settings)
+    ]
+
+
+def test_running_server_stops(translator):
+    before = threading.active_count()
+    with running_server(create_app(translator)) as url:
+        assert httpx.get(f"{url}/health").json()["status"] == "ok"
+    assert threading.active_count() <= before
