@@ -67,3 +67,15 @@ def tiny_model(small_corpus, small_tokenizer, tmp_path_factory) -> Path:
     finally:
         torch.set_num_threads(threads)
     return root / "run"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread: tiny models gain nothing from threads, and on a busy
+    machine threads that wait on each other make every step many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

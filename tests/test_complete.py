@@ -3,7 +3,6 @@
 import ast
 
 import pytest
-import torch
 
 from codemt.apply import read_source
 from codemt.cli import main
@@ -29,13 +28,7 @@ class Circle:
 '''
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A tiny model gains nothing from threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Bodies:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import libcst as cst
 import pytest
-import torch
 
 from codemt.apply import Paragraph, SourceError, docstring_literal, read_source
 from codemt.cli import main
@@ -25,13 +24,7 @@ STDLIB = Path(sysconfig.get_paths()["stdlib"])
 STDLIB_PIECES = ["textwrap.py", "shlex.py", "json"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A tiny model gains nothing from threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class FixedText:

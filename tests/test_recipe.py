@@ -19,12 +19,7 @@ TINY = Recipe(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_recipe_runs_whole_then_resumes_to_the_same_model(tmp_path):

@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-import torch
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 jsonschema = pytest.importorskip("jsonschema")
@@ -44,13 +43,7 @@ class Circle:
 '''
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A tiny model gains nothing from threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,10 @@
 import json
 
 import pytest
-import torch
 
 from codemt.cli import main
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def train_args(corpus, out, *extra):

@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from codemt.cli import main
 from codemt.corpus import iter_records
@@ -54,13 +53,7 @@ class Box:
 '''
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A tiny model gains nothing from threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
