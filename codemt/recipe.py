@@ -294,6 +294,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _recipe_command(args: argparse.Namespace) -> int:
+    from codemt.train import TrainingInterrupted
+
     try:
         status = run_recipe(
             args.out,
@@ -305,6 +307,12 @@ def _recipe_command(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"codemt recipe: {exc}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:
+        print(
+            f"codemt recipe: {stop.signal_name} received, {stop.checkpoint} saved; rerun to continue",
+            file=sys.stderr,
+        )
+        return 130
     if status["status"] == "done":
         print(f"default model exported to {status['model']}")
     else:

@@ -231,6 +231,17 @@ def learning_rate(step: int, settings: TrainSettings) -> float:
     return settings.lr * factor
 
 
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGTERM or SIGINT after saving `checkpoint`; resume to continue."""
+
+    def __init__(self, checkpoint: Path, signal_name: str) -> None:
+        super().__init__(
+            f"stopped by {signal_name}; saved {checkpoint}, resume the run to continue"
+        )
+        self.checkpoint = checkpoint
+        self.signal_name = signal_name
+
+
 @dataclass
 class TrainState:
     """Where a run stands; saved in every checkpoint to resume from."""
@@ -257,6 +268,9 @@ def train(
     progress: bool = True,
 ) -> Path:
     """Train a model of `settings.preset` on `train_data`; return the final checkpoint folder.
+
+    On SIGTERM or SIGINT the current step is finished and saved, then `TrainingInterrupted`
+    is raised (it names the checkpoint).
 
     Args:
         train_data: the training batches, read epoch after epoch until a limit is reached.
@@ -603,11 +617,12 @@ class _Loop:
                     state.batch = 0
         if self.tensorboard is not None:
             self.tensorboard.close()
-        if "signal" in requests and self.is_main:
-            print(
-                f"stopped by {requests['signal']} at step {state.step}; saved, resume to continue"
-            )
-        return self.out_dir / _checkpoint_name(state.step)
+        checkpoint = self.out_dir / _checkpoint_name(state.step)
+        if "signal" in requests:
+            # Saved: tell the caller, so that a command running several stages stops here
+            # instead of going on to the next one.
+            raise TrainingInterrupted(checkpoint, requests["signal"])
+        return checkpoint
 
     def _limit_reached(self, elapsed: float) -> bool:
         s, state = self.settings, self.state

@@ -203,6 +203,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train_command(args: argparse.Namespace) -> int:
+    from codemt.train import TrainingInterrupted
+
     overrides = {
         "max_steps": args.max_steps,
         "max_tokens": args.max_tokens,
@@ -234,5 +236,8 @@ def _train_command(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"codemt train: {exc}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:
+        print(f"codemt train: {stop} (add --resume)", file=sys.stderr)
+        return 130
     print(f"checkpoint: {checkpoint}")
     return 0

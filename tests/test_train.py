@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from codemt.model import LATEST_FILE, load_checkpoint
 from codemt.tokenizer import TokenizerSettings, save_tokenizer, train_tokenizer
-from codemt.train import LOG_FILE, TrainSettings, learning_rate, train
+from codemt.train import LOG_FILE, TrainingInterrupted, TrainSettings, learning_rate, train
 
 ID_LIMIT = 500  # the batches' ids are below this; the tokenizer must have as many
 TEXTS = [
@@ -184,10 +184,11 @@ def test_exact_resume_after_sigterm(tmp_path, tokenizer_dir):
     settings = tiny(max_steps=8, grad_accum=2, dropout=0.1)
     straight = train(data, settings, tmp_path / "straight", tokenizer_dir, progress=False)
 
-    stopped = train(
-        SignalAfter(data, 7), settings, tmp_path / "resumed", tokenizer_dir, progress=False
-    )
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        train(SignalAfter(data, 7), settings, tmp_path / "resumed", tokenizer_dir, progress=False)
+    stopped = interrupted.value.checkpoint
     assert stopped.name == "step-000004"  # batch 7 is half of step 4, which is finished
+    assert interrupted.value.signal_name == "SIGTERM" and stopped.is_dir()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
     resumed = train(
         data, settings, tmp_path / "resumed", tokenizer_dir, resume=True, progress=False

@@ -66,3 +66,31 @@ def test_config_file_sets_and_checks_settings(small_corpus, small_tokenizer, tmp
 def test_missing_corpus_is_explained(tmp_path, capsys):
     assert main(train_args(tmp_path / "nothing", tmp_path / "run", "--max-steps", "1")) == 2
     assert "codemt mine" in capsys.readouterr().err
+
+
+def test_a_signal_stops_the_command_not_just_the_stage(small_corpus, tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    import codemt.train as training
+
+    real_train = training.train
+
+    def train_then_signal(data, *args, **kwargs):
+        class Signalling:
+            def num_batches(self, *a, **k):
+                return data.num_batches(*a, **k)
+
+            def batches(self, *a, **k):
+                for i, batch in enumerate(data.batches(*a, **k)):
+                    if i == 1:
+                        os.kill(os.getpid(), signal.SIGTERM)
+                    yield batch
+
+        return real_train(Signalling(), *args, **kwargs)
+
+    monkeypatch.setattr(training, "train", train_then_signal)
+    code = main(train_args(small_corpus, tmp_path / "run", "--max-steps", "5"))
+    assert code == 130 and "SIGTERM" in capsys.readouterr().err
+    assert (tmp_path / "run" / "pretrain" / "latest").is_file()
+    assert not (tmp_path / "run" / "multimode").exists(), "the next stage must not start"
