@@ -10,7 +10,7 @@ Inputs: the CodeXGLUE sample (`codemt.evaluate.load_data`) and methods with docs
 few standard-library modules; every system writes the summary docstring of each from its
 signature and body, greedy and with 4 beams, `--batch-size` at a time. Each system runs in
 a fresh process (`--threads` threads: torch.set_num_threads, CTranslate2's intra_threads),
-which reports its peak RSS. Columns:
+which reports its peak resident memory. Columns:
 
     docstrings/s   over all inputs; ratio: against torch float32, same decoding, same run
     latency        one method alone (batch 1), median over `--latency-methods` methods
@@ -77,6 +77,21 @@ def load_inputs(sample: Path, stdlib_methods: int) -> tuple[list[dict], list[str
     return records + stdlib, references, len(records)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB.
+
+    Linux's VmHWM rather than getrusage's ru_maxrss: exec records the forking parent's peak
+    in the child's ru_maxrss, so every worker would report at least this script's own peak
+    (the torch model it exported from included).
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
 def worker(args: argparse.Namespace) -> None:
     """Measure one system on the inputs (a JSON file) and print its results as JSON."""
     inputs = json.loads(Path(args.inputs).read_text(encoding="utf-8"))
@@ -87,7 +102,7 @@ def worker(args: argparse.Namespace) -> None:
     translator = Translator.load(
         args.worker_model, backend=args.backend, device="cpu", threads=args.threads
     )
-    loaded_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    loaded_rss_mb = peak_rss_mb()
     translator.translate_batch(inputs[:2], "docstring", sources=SOURCES)  # first calls allocate
     result: dict = {"backend": translator.backend.name, "loaded_rss_mb": loaded_rss_mb}
     for decoding, beams in DECODINGS.items():
@@ -109,7 +124,7 @@ def worker(args: argparse.Namespace) -> None:
             "latency": statistics.median(latencies),
             "outputs": [t.text for t in outputs],
         }
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 
