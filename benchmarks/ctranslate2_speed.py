@@ -89,7 +89,7 @@ def peak_rss_mb() -> float:
         for line in status.read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB, except on macOS
 
 
 def worker(args: argparse.Namespace) -> None:
