@@ -29,9 +29,9 @@ from codemt.apply import (
     show_or_write,
     verify_edit,
 )
-from codemt.docstring import Generator, add_model_options
+from codemt.docstring import Generator
 from codemt.mine.extract import docstring_node
-from codemt.translate import GenerationSettings, Translator, split_location
+from codemt.translate import GenerationSettings, Translator, add_model_arguments, split_location
 
 
 class CompleteError(Exception):
@@ -136,7 +136,9 @@ def _complete_command(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = _generation(args)
-        change, _ = complete(path, name, Translator.load(args.model), settings)
+        change, _ = complete(
+            path, name, Translator.load(args.model, backend=args.backend), settings
+        )
     except CompleteError as error:
         print(f"codemt complete: error: {error}", file=sys.stderr)
         return error.exit_code
@@ -172,5 +174,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sample N bodies and keep the best-scored that parses (default: beam search)",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for --samples")
-    add_model_options(parser, batch_size=False)
+    add_model_arguments(parser)
     parser.set_defaults(func=_complete_command)

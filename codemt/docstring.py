@@ -48,7 +48,12 @@ from codemt.templates import (
     facts_of,
     parse_descriptions,
 )
-from codemt.translate import DEFAULT_MODEL, GenerationSettings, Translation, Translator
+from codemt.translate import (
+    GenerationSettings,
+    Translation,
+    Translator,
+    add_model_arguments,
+)
 
 AUTO = "auto"
 MODES = ("diff", "check", "write")
@@ -420,38 +425,6 @@ def document(
 # ------------------------------------------------------------------ the command line
 
 
-def add_model_options(parser: argparse.ArgumentParser, *, batch_size: bool = True) -> None:
-    """The options that load and run the model, shared by `docstring` and `complete`."""
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="checkpoint or run folder, or 'default' for the shipped model (default)",
-    )
-    parser.add_argument(
-        "--beams",
-        type=int,
-        default=GenerationSettings.num_beams,
-        metavar="N",
-        help="beam width (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=GenerationSettings.max_new_tokens,
-        metavar="N",
-        help="longest generated text in tokens (default: %(default)s)",
-    )
-    if not batch_size:
-        return
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=GenerationSettings.batch_size,
-        metavar="N",
-        help="functions generated together (default: %(default)s)",
-    )
-
-
 def _docstring_command(args: argparse.Namespace) -> int:
     mode = "check" if args.check else "write" if args.write else "diff"
     try:
@@ -469,7 +442,10 @@ def _docstring_command(args: argparse.Namespace) -> int:
             num_beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
         )
         report = document(
-            args.paths, settings, mode, lambda: Translator.load(args.model, settings=generation)
+            args.paths,
+            settings,
+            mode,
+            lambda: Translator.load(args.model, settings=generation, backend=args.backend),
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"codemt docstring: error: {error}", file=sys.stderr)
@@ -544,5 +520,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--public-only", action="store_true", help="skip private functions")
     parser.add_argument("--overwrite", action="store_true", help="redo existing docstrings too")
-    add_model_options(parser)
+    add_model_arguments(parser, batch_size=True)
     parser.set_defaults(func=_docstring_command)

@@ -30,7 +30,7 @@ from codemt.translate import (
     GenerationSettings,
     Translation,
     Translator,
-    add_backend_argument,
+    add_model_arguments,
     resolve_style,
 )
 
@@ -250,29 +250,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(pip install 'codemt[serve]').",
     )
     parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="checkpoint or run folder, or 'default' for the shipped model (default)",
-    )
-    parser.add_argument(
         "--style",
         choices=["summary", "google", "numpy", "rest"],
         default="summary",
         help="docstring style (default: %(default)s)",
     )
-    parser.add_argument(
-        "--beams",
-        type=int,
-        default=GenerationSettings.num_beams,
-        metavar="N",
-        help="beam width (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=GenerationSettings.max_new_tokens,
-        metavar="N",
-        help="longest output in tokens (default: %(default)s)",
-    )
-    add_backend_argument(parser)
+    add_model_arguments(parser)
     parser.set_defaults(func=_lsp_command)

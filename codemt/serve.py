@@ -44,12 +44,11 @@ from codemt import __version__
 from codemt.examples import all_modes
 from codemt.mine.extract import docstring_node
 from codemt.translate import (
-    DEFAULT_MODEL,
     TARGETS,
     GenerationSettings,
     Translation,
     Translator,
-    add_backend_argument,
+    add_model_arguments,
     parse_method,
     resolve_style,
     source_features,
@@ -548,11 +547,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "GET /v1/model, GET /health, and a playground page at /. Needs the serve extra "
         "(pip install 'codemt[serve]').",
     )
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="checkpoint or run folder, or 'default' for the shipped model (default)",
-    )
+    add_model_arguments(parser, generation=False)
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback)"
     )
@@ -592,7 +587,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="most new tokens a request may ask for (default: %(default)s)",
     )
-    add_backend_argument(parser)
     parser.add_argument(
         "--threads",
         type=int,

@@ -608,6 +608,47 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_model_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    generation: bool = True,
+    beams_default: int | None = GenerationSettings.num_beams,
+    batch_size: bool = False,
+) -> None:
+    """The options of every command that loads a model: `--model` and `--backend`, and with
+    `generation` also `--beams` and `--max-new-tokens` (and `--batch-size` if asked)."""
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="checkpoint, run folder or export, or 'default' for the shipped model (default)",
+    )
+    add_backend_argument(parser)
+    if not generation:
+        return
+    parser.add_argument(
+        "--beams",
+        type=int,
+        default=beams_default,
+        metavar="N",
+        help=f"beam width (default: {GenerationSettings.num_beams})",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=GenerationSettings.max_new_tokens,
+        metavar="N",
+        help="longest generated text in tokens (default: %(default)s)",
+    )
+    if batch_size:
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=GenerationSettings.batch_size,
+            metavar="N",
+            help="inputs generated together (default: %(default)s)",
+        )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `codemt translate` to the command line."""
     parser = subparsers.add_parser(
@@ -622,11 +663,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a Python file ('-' for stdin), optionally with a function's qualified name "
         "(e.g. Class.method)",
     )
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="checkpoint or run folder, or 'default' for the shipped model (default)",
-    )
     parser.add_argument("--target", required=True, choices=TARGETS, help="what to write")
     parser.add_argument(
         "--style",
@@ -634,25 +670,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="docstring style (default: summary)",
     )
-    parser.add_argument(
-        "--beams",
-        type=int,
-        default=None,
-        metavar="N",
-        help=f"beam width (default {GenerationSettings.num_beams}); with --sample, samples drawn",
-    )
     decoding = parser.add_mutually_exclusive_group()
     decoding.add_argument("--greedy", action="store_true", help="greedy decoding")
     decoding.add_argument("--sample", action="store_true", help="sample instead of beam search")
     parser.add_argument("--temperature", type=float, default=1.0, metavar="T")
     parser.add_argument("--top-p", type=float, default=1.0, metavar="P")
-    parser.add_argument("--seed", type=int, default=None, help="seed for --sample")
     parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=GenerationSettings.max_new_tokens,
-        metavar="N",
-        help="longest output in tokens (default: %(default)s)",
+        "--seed", type=int, default=None, help="seed for --sample (--beams: how many)"
     )
-    add_backend_argument(parser)
+    add_model_arguments(parser, beams_default=None)
     parser.set_defaults(func=_translate_command)

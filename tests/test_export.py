@@ -166,3 +166,22 @@ def test_commands_take_a_backend(checkpoint, exports, tmp_path, capsys):
 
     evaluate = ["evaluate", str(checkpoint), "--data", "x.jsonl", "--backend", "torch"]
     assert build_parser().parse_args(evaluate).backend == "torch"
+    for command in (["serve"], ["lsp"]):
+        assert build_parser().parse_args([*command, "--backend", "torch"]).backend == "torch"
+
+
+def test_docstring_and_complete_run_on_the_export(checkpoint, exports, tmp_path, capsys):
+    path = tmp_path / "module.py"
+    source = 'def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    """Multiply."""\n    ...\n'
+    path.write_text(source, encoding="utf-8")
+    fast = ["--model", str(exports["int8"]), "--backend", "ctranslate2"]
+    assert main(["docstring", str(path), "--max-new-tokens", "8", *fast]) == 0
+    assert '+    """' in capsys.readouterr().out
+    main(["complete", f"{path}:mul", "--max-new-tokens", "16", *fast])
+    captured = capsys.readouterr()
+    assert "codemt export" not in captured.err  # the export was loaded, whatever it wrote
+    assert (
+        main(["docstring", str(path), "--model", str(checkpoint), "--backend", "ctranslate2"]) == 2
+    )
+    assert "codemt export" in capsys.readouterr().err
+    assert path.read_text(encoding="utf-8") == source

@@ -1,5 +1,6 @@
 """The default-model recipe end to end at a tiny scale: mine, tokenize, train, evaluate, export."""
 
+import dataclasses
 import json
 
 import pytest
@@ -50,6 +51,18 @@ def test_recipe_runs_whole_then_resumes_to_the_same_model(tmp_path):
 
     again = run_recipe(tmp_path / "run", recipe=TINY, sources=sources, eval_limit=8, progress=False)
     assert again["status"] == "done"
+
+
+def test_a_recipe_without_pretraining_trains_multimode_from_scratch(tmp_path):
+    sources = tuple(str(STDLIB / m) for m in MODULES[:2])
+    recipe = dataclasses.replace(TINY, pretrain_tokens=0)
+    done = run_recipe(
+        tmp_path / "run", recipe=recipe, sources=sources, eval_limit=2, progress=False
+    )
+    assert done["status"] == "done"
+    assert not (tmp_path / "run" / "pretrain").exists()
+    meta = json.loads((tmp_path / "run" / "model" / "codemt.json").read_text())
+    assert meta["stage"] == "multimode" and meta["init"] is None
 
 
 def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path):
