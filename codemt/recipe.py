@@ -164,10 +164,78 @@ def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: P
         shutil.copy2(checkpoint / "train_log.csv", tmp / "train_log.csv")
     if evaluation is not None and evaluation.is_file():
         shutil.copy2(evaluation, tmp / "evaluation.json")
+    (tmp / "README.md").write_text(model_card(tmp), encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)
     tmp.replace(out)
     return out
+
+
+def _metrics_table(rows: list[tuple[str, dict]]) -> list[str]:
+    """Markdown rows of the metrics a model card shows."""
+    lines = [
+        "| | n | smoothed BLEU-4 | BLEU | ROUGE-L F | exact match | parses |",
+        "|---" * 7 + "|",
+    ]
+    for name, m in rows:
+        parses = f"{m['parse_rate']:.1f}%" if "parse_rate" in m else ""
+        lines.append(
+            f"| {name} | {m.get('n', '')} | {m['smoothed_bleu4']:.2f} | {m['bleu']:.2f} | "
+            f"{m['rougeL_f']:.2f} | {m['exact_match']:.2f} | {parses} |"
+        )
+    return lines
+
+
+def model_card(model: Path) -> str:
+    """The facts of an exported model as its `README.md`: corpus, training, evaluation.
+
+    Hand checks of generated docstrings and bodies are the authors' to add below it.
+    """
+    meta = json.loads((model / "codemt.json").read_text(encoding="utf-8"))
+    manifest = json.loads((model / "corpus_manifest.json").read_text(encoding="utf-8"))
+    progress = meta.get("progress", {})
+    splits = manifest["splits"]
+    lines = [
+        "# codemt default model",
+        "",
+        f"A `{meta['preset']}` T5 encoder-decoder ({meta['parameters'] / 1e6:.1f}M parameters, "
+        f"stored in float16) that translates between the signature, docstring and body of "
+        f"Python functions (PyMT5's multi-mode task).",
+        "",
+        "## Training",
+        "",
+        "Rebuilt from nothing by `codemt recipe default` (see the project README).",
+        "",
+        f"- Corpus: `{' '.join(s['source'] for s in manifest['sources'])}` of the training "
+        f"environment: {manifest['counts']['repos']} repositories, "
+        f"{manifest['dedup']['methods_after']:,} methods after removing "
+        f"{manifest['dedup']['exact_duplicates']:,} exact and "
+        f"{manifest['dedup']['near_duplicates']:,} near duplicates; split by repository "
+        f"into train {splits['train']['methods']:,} / valid {splits['valid']['methods']:,} / "
+        f"test {splits['test']['methods']:,} methods "
+        f"({splits['train']['docstring_task']:,} / {splits['valid']['docstring_task']:,} / "
+        f"{splits['test']['docstring_task']:,} with a docstring fit for the task).",
+        f"- Stage: {meta['stage']}"
+        + (f", initialised from {Path(meta['init']).name}" if meta.get("init") else "")
+        + f"; {progress.get('tokens', 0):,} tokens in {progress.get('step', 0):,} steps, "
+        f"{progress.get('train_seconds', 0) / 3600:.1f} hours of training.",
+        f"- Examples: {json.dumps(meta.get('modes', {}).get('examples', {}))}",
+        "",
+    ]
+    evaluation_file = model / "evaluation.json"
+    if evaluation_file.is_file():
+        evaluation = json.loads(evaluation_file.read_text(encoding="utf-8"))
+        lines += ["## Evaluation", "", "Our test split (repositories never trained on):", ""]
+        rows = list(evaluation["modes"].items())
+        rows += [(f"baseline: {k}", v) for k, v in evaluation["baselines"]["docstring"].items()]
+        lines += _metrics_table(rows) + [""]
+        if "benchmark" in evaluation:
+            bench = evaluation["benchmark"]
+            lines += [f"Docstrings on `{Path(bench['data']).name}`:", ""]
+            rows = list(bench["modes"].items())
+            rows += [(f"baseline: {k}", v) for k, v in bench["baselines"]["docstring"].items()]
+            lines += _metrics_table(rows) + [""]
+    return "\n".join(lines)
 
 
 def run_recipe(

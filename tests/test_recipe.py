@@ -36,8 +36,10 @@ def test_recipe_runs_whole_then_resumes_to_the_same_model(tmp_path):
     model = tmp_path / "run" / "model"
     assert done["status"] == "done" and done["model"] == str(model)
     for name in ("model.safetensors", "config.json", "tokenizer.json", "codemt.json", "corpus_manifest.json",
-                 "train_log.csv", "evaluation.json"):  # fmt: skip
+                 "train_log.csv", "evaluation.json", "README.md"):  # fmt: skip
         assert (model / name).is_file(), name
+    card = (model / "README.md").read_text()
+    assert "| docstring |" in card and "baseline: name_words" in card and "tokens in" in card
     evaluation = json.loads((model / "evaluation.json").read_text())
     assert (
         "docstring" in evaluation["modes"] and "name_words" in evaluation["baselines"]["docstring"]
