@@ -16,6 +16,7 @@ projects.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import shutil
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SOURCES = ("python:stdlib", "python:site-packages")
+SHIPPED_QUANTIZATION = "int8"  # of the CTranslate2 export shipped beside the weights
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,8 @@ def _trained_tokens(run_dir: Path) -> int:
 
 def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: Path) -> Path:
     """Write the shippable model: float16 weights, config, tokenizer, codemt.json, the corpus
-    manifest, the training log and the evaluation; atomically (temp folder, then rename)."""
+    manifest, the training log, the evaluation, a model card and (with ctranslate2 installed)
+    the CTranslate2 export; atomically (temp folder, then rename)."""
     import torch
 
     from codemt.model import load_checkpoint, write_model
@@ -164,6 +167,12 @@ def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: P
         shutil.copy2(checkpoint / "train_log.csv", tmp / "train_log.csv")
     if evaluation is not None and evaluation.is_file():
         shutil.copy2(evaluation, tmp / "evaluation.json")
+    if importlib.util.find_spec("ctranslate2") is not None:
+        # The fast CPU form beside the weights: `Translator.load` picks it by itself.
+        from codemt.backends import CTRANSLATE2_SUBFOLDER
+        from codemt.export import export_ctranslate2
+
+        export_ctranslate2(checkpoint, tmp / CTRANSLATE2_SUBFOLDER, SHIPPED_QUANTIZATION)
     (tmp / "README.md").write_text(model_card(tmp), encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)

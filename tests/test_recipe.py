@@ -1,6 +1,7 @@
 """The default-model recipe end to end at a tiny scale: mine, tokenize, train, evaluate, export."""
 
 import dataclasses
+import importlib.util
 import json
 
 import pytest
@@ -47,8 +48,10 @@ def test_recipe_runs_whole_then_resumes_to_the_same_model(tmp_path):
 
     from codemt.translate import Translator
 
-    translator = Translator.load(model)
+    translator = Translator.load(model, backend="torch")
     assert next(translator.model.parameters()).dtype == torch.float32  # stored in float16
+    if importlib.util.find_spec("ctranslate2") is not None:
+        assert Translator.load(model).backend.name == "ctranslate2"  # the shipped fast form
     assert isinstance(translator.translate("def add(a, b):\n    return a + b\n", "docstring"), str)
 
     again = run_recipe(tmp_path / "run", recipe=TINY, sources=sources, eval_limit=8, progress=False)
