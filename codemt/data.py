@@ -235,7 +235,11 @@ class ExampleData:
     def _plan_translation(self, method: int, rng: np.random.Generator) -> Planned | None:
         lengths = dict(zip(TOKEN_FIELDS, self.cache.lengths[method].tolist(), strict=True))
         has = {f: lengths[f] > 0 for f in ("signature", "docstring", "body")}
-        modes = available_modes(has, bool(self.cache.docstring_task[method]))
+        documented = bool(self.cache.docstring_task[method])
+        share = self.examples.undocumented_share
+        if not documented and share < 1.0 and rng.random() >= share:
+            return None
+        modes = available_modes(has, documented)
         if not modes:
             return None
         weights = np.asarray([self.examples.weight(m) for m in modes])

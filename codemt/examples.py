@@ -90,6 +90,10 @@ class ExampleSettings:
     context: bool = False  # add class, decorators and imports as extra sources
     mode_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MODE_WEIGHTS))
     summary_fraction: float = 0.5  # of docstring targets, the share asked for as a summary
+    # Of the methods without a docstring fit for the docstring task, the share drawn into
+    # each multi-mode epoch (afresh every epoch): below 1, the docstring task gets more of
+    # the training tokens. Most mined methods have no docstring.
+    undocumented_share: float = 1.0
     noise_density: float = 0.15
     mean_noise_span: float = 3.0
     seed: int = 0
@@ -103,6 +107,8 @@ class ExampleSettings:
                 raise ValueError(f"mode weight of {name!r} must not be negative, got {weight}")
         if not 0.0 <= self.summary_fraction <= 1.0:
             raise ValueError(f"summary_fraction must be in [0, 1], got {self.summary_fraction}")
+        if not 0.0 <= self.undocumented_share <= 1.0:
+            raise ValueError(f"undocumented_share must be in [0, 1], got {self.undocumented_share}")
         if not 0.0 < self.noise_density < 1.0:
             raise ValueError(f"noise_density must be in (0, 1), got {self.noise_density}")
         if self.mean_noise_span < 1.0:

@@ -137,6 +137,27 @@ def test_multimode_examples_start_with_their_control_code(cache, small_tokenizer
         assert target[-1] == vocab.eos and source[-1] == vocab.eos
 
 
+def test_undocumented_share_thins_only_methods_without_a_task_docstring(cache, small_tokenizer):
+    vocab = Vocabulary.from_tokenizer(small_tokenizer)
+
+    def planned(share: float, epoch: int = 0) -> list[Planned]:
+        settings = ExampleSettings(undocumented_share=share)
+        return ExampleData(cache, vocab, "multimode", settings, BatchSettings()).plan(epoch)[0]
+
+    documented = {i for i in range(len(cache)) if cache.docstring_task[i]}
+    everything, thinned = planned(1.0), planned(0.3)
+    assert documented and len(everything) > len(documented)
+    assert documented <= {p.method for p in thinned}  # every documented method stays
+    undocumented = [p.method for p in thinned if p.method not in documented]
+    expected = 0.3 * (len(everything) - len(documented))
+    assert abs(len(undocumented) - expected) < 0.25 * expected + 5
+    # A fresh draw each epoch, and none at all with a share of 0.
+    assert undocumented != [p.method for p in planned(0.3, 1) if p.method not in documented]
+    assert {p.method for p in planned(0.0)} == documented
+    with pytest.raises(ValueError, match="undocumented_share"):
+        ExampleSettings(undocumented_share=1.5)
+
+
 def test_length_bucketing_keeps_padding_under_ten_percent():
     """Planned lengths shaped like real methods (many short, a long tail), one epoch's worth."""
     rng = np.random.default_rng(0)
