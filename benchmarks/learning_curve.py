@@ -10,8 +10,8 @@ many tokens. Prints a table, and writes it as JSON and as an SVG chart if asked:
         --data ../shared/benchmarks/codexglue_python_valid_sample.jsonl \\
         --json curve.json --svg curve.svg
 
-Greedy decoding by default (`--beams 4` for the numbers `codemt evaluate` reports), so that
-a dozen checkpoints score in minutes on a CPU.
+Greedy decoding by default (`--beams 4 --max-new-tokens 128` for the numbers `codemt
+evaluate` reports), so that a dozen checkpoints score in minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ def checkpoints(paths: list[Path]) -> list[Path]:
         if (path / "codemt.json").is_file():
             found.append(path)
         else:
-            found.extend(p for p in path.glob("step-*") if (p / "codemt.json").is_file())
+            found.extend(
+                p
+                for p in path.glob("step-*")
+                if not p.name.endswith(".tmp") and (p / "codemt.json").is_file()
+            )
+    if not found:
+        raise SystemExit(f"no checkpoint in {', '.join(map(str, paths))}")
     return sorted(found, key=lambda p: progress(p)["step"])
 
 

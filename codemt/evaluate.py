@@ -372,11 +372,17 @@ def read_lines(path: Path) -> list[str]:
     return [unescape_line(line) for line in lines]
 
 
+def result_file_stem(key: str) -> str:
+    """A mode's key as a file name that every shell and file system takes:
+    `signature+body->docstring` -> `signature+body_to_docstring`."""
+    return key.replace("->", "_to_")
+
+
 def write_results(out_dir: Path, results: dict[str, ModeResult]) -> None:
     """`{mode}.predictions.txt` and `{mode}.references.txt` for every mode."""
     for key, result in results.items():
-        write_lines(out_dir / f"{key}.predictions.txt", result.predictions)
-        write_lines(out_dir / f"{key}.references.txt", result.references)
+        write_lines(out_dir / f"{result_file_stem(key)}.predictions.txt", result.predictions)
+        write_lines(out_dir / f"{result_file_stem(key)}.references.txt", result.references)
 
 
 _COLUMNS = (

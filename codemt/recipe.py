@@ -1,12 +1,13 @@
 """`codemt recipe default`: the shipped default model, from nothing, in one command.
 
 The whole pipeline, each step resumable: mine the corpus every machine has (the standard
-library and the installed packages), train the tokenizer, span-masking pre-training,
-multi-mode training, evaluation, export. The model size and the training lengths come
-from the hardware (`RECIPES`); `--budget` bounds one run's time, after which it
-checkpoints and stops, and the same command resumes where it stopped, also after a kill.
-Training lengths are counted in tokens, so a run finishes the same recipe whatever the
-number of sittings.
+library and the installed packages), train the tokenizer, span-masking pre-training
+(where the recipe has it), multi-mode training, evaluation, export. The model size and
+the training lengths come from the hardware (`RECIPES`); `--budget` bounds one run's
+time, after which it checkpoints and stops, and the same command resumes where it
+stopped, also after a kill. Training lengths are counted in tokens, so a run finishes the
+same recipe whatever the number of sittings; `OUT/recipe.json` records the recipe, and a
+run folder started with another one is refused rather than continued.
 
 Evaluation data is never trained on: when a CodeSearchNet/CodeXGLUE file is given for
 evaluation, the recipe refuses to go on if one of its repositories is among the mined
@@ -22,7 +23,7 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 SOURCES = ("python:stdlib", "python:site-packages")
@@ -40,6 +41,12 @@ class Recipe:
     examples: dict = field(default_factory=dict)
     batching: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.multimode_tokens <= 0 or self.pretrain_tokens < 0:
+            raise ValueError(
+                "a recipe needs multimode_tokens > 0 and pretrain_tokens >= 0 (0: no pre-training)"
+            )
 
     def config(self) -> dict:
         """The `codemt train` config of this recipe."""
@@ -175,7 +182,11 @@ def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: P
         from codemt.backends import CTRANSLATE2_SUBFOLDER
         from codemt.export import export_ctranslate2
 
-        export_ctranslate2(checkpoint, tmp / CTRANSLATE2_SUBFOLDER, SHIPPED_QUANTIZATION)
+        fast = export_ctranslate2(checkpoint, tmp / CTRANSLATE2_SUBFOLDER, SHIPPED_QUANTIZATION)
+        meta = json.loads((fast / "codemt.json").read_text(encoding="utf-8"))
+        meta["export"]["source"] = "the model folder above this one"  # not this machine's path
+        (fast / "codemt.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        print(f"exported the {SHIPPED_QUANTIZATION} CTranslate2 form too", file=sys.stderr)
     (tmp / "README.md").write_text(model_card(tmp), encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)
@@ -237,7 +248,16 @@ def model_card(model: Path) -> str:
     evaluation_file = model / "evaluation.json"
     if evaluation_file.is_file():
         evaluation = json.loads(evaluation_file.read_text(encoding="utf-8"))
-        lines += ["## Evaluation", "", "Our test split (repositories never trained on):", ""]
+        lines += [
+            "## Evaluation",
+            "",
+            "`codemt evaluate` on the float32 weights with PyTorch, 4 beams. The folder also "
+            "holds an int8 CTranslate2 export (`ctranslate2/`), which `Translator.load` and the "
+            "commands pick by default when ctranslate2 is installed.",
+            "",
+            "Our test split (repositories never trained on):",
+            "",
+        ]
         rows = list(evaluation["modes"].items())
         rows += [(f"baseline: {k}", v) for k, v in evaluation["baselines"]["docstring"].items()]
         lines += _metrics_table(rows) + [""]
@@ -248,6 +268,27 @@ def model_card(model: Path) -> str:
             rows += [(f"baseline: {k}", v) for k, v in bench["baselines"]["docstring"].items()]
             lines += _metrics_table(rows) + [""]
     return "\n".join(lines)
+
+
+def _check_same_recipe(out: Path, recipe: dict) -> None:
+    """Record the recipe of a new run in `out/recipe.json`; refuse to continue another's."""
+    recorded = out / "recipe.json"
+    if recorded.is_file():
+        before = json.loads(recorded.read_text(encoding="utf-8"))
+        if before != recipe:
+            changed = sorted(
+                k for k in recipe.keys() | before.keys() if before.get(k) != recipe.get(k)
+            )
+            raise ValueError(
+                f"{out} was started with another recipe (it differs in {', '.join(changed)}); "
+                f"continue it with the codemt version that started it, or start afresh with "
+                f"another --out"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = recorded.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(recorded)
 
 
 def run_recipe(
@@ -279,6 +320,7 @@ def run_recipe(
     def left() -> float | None:
         return None if budget is None else budget - (time.monotonic() - t0)
 
+    _check_same_recipe(out, {"hardware": kind, **asdict(recipe)})
     if not (corpus / "manifest.json").is_file():
         mine(list(sources), corpus, MineSettings(progress=progress, cache_dir=out / "cache"))
     if benchmark is not None:
@@ -333,7 +375,15 @@ def _evaluate(
     translator = Translator.load(checkpoint)
     data = load_data(corpus, "test")
     modes = [m for m in all_modes() if data.examples(m, 1)]
-    report, results = evaluate(translator, data, modes, limit=limit)
+    # `limit` examples for each target from all other features (the headline modes), a
+    # fifth as many for the modes with fewer sources.
+    headline = [m for m in modes if parse_mode(m.target) == m]
+    report, results = evaluate(translator, data, headline, limit=limit)
+    others = [m for m in modes if m not in headline]
+    if others:
+        more_report, more = evaluate(translator, data, others, limit=max(limit // 5, 1))
+        report["modes"].update(more_report["modes"])
+        results.update(more)
     if benchmark is not None:
         bench = load_data(benchmark)
         report["benchmark"], bench_results = evaluate(translator, bench, [parse_mode("docstring")])
@@ -360,7 +410,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build the default model from scratch: mine, tokenize, train, evaluate, export",
         description=(
             "Run the default model's recipe: mine python:stdlib and python:site-packages, train "
-            "the tokenizer, pre-train, multi-mode train, evaluate and export to OUT/model. "
+            "the tokenizer, pre-train (GPU recipe), multi-mode train, evaluate and export to "
+            "OUT/model. "
             "Resumable: rerun the same command to continue."
         ),
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 STAGE_CHOICES = ("pretrain", "multimode", "both")
@@ -134,7 +134,12 @@ def run_training(
         settings = _settings_from(TrainSettings, values, f"train settings of stage {name}")
         train_data = ExampleData(train_cache, vocab, name, examples, batching)
         valid_data = (
-            ExampleData(valid_cache, vocab, name, examples, batching) if len(valid_cache) else None
+            # Every valid method, whatever the share trained on: losses stay comparable.
+            ExampleData(
+                valid_cache, vocab, name, replace(examples, undocumented_share=1.0), batching
+            )
+            if len(valid_cache)
+            else None
         )
         run_dir = out / name if len(stages) > 1 else out
         print(

@@ -613,10 +613,12 @@ def add_model_arguments(
     *,
     generation: bool = True,
     beams_default: int | None = GenerationSettings.num_beams,
+    beams_help: str = "",
     batch_size: bool = False,
 ) -> None:
-    """The options of every command that loads a model: `--model` and `--backend`, and with
-    `generation` also `--beams` and `--max-new-tokens` (and `--batch-size` if asked)."""
+    """The model options of the commands that put a model to use (translate, docstring,
+    complete, lsp, serve): `--model` and `--backend`, and with `generation` also `--beams`
+    and `--max-new-tokens` (and `--batch-size` if asked)."""
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -630,7 +632,7 @@ def add_model_arguments(
         type=int,
         default=beams_default,
         metavar="N",
-        help=f"beam width (default: {GenerationSettings.num_beams})",
+        help=f"beam width (default: {GenerationSettings.num_beams}){beams_help}",
     )
     parser.add_argument(
         "--max-new-tokens",
@@ -678,5 +680,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, default=None, help="seed for --sample (--beams: how many)"
     )
-    add_model_arguments(parser, beams_default=None)
+    add_model_arguments(parser, beams_default=None, beams_help="; with --sample, samples drawn")
     parser.set_defaults(func=_translate_command)

@@ -237,3 +237,10 @@ def test_command_errors_exit_2(tiny_model, tmp_path, capsys):
     command = ["score", "--predictions", str(tmp_path / "p.txt")]
     assert main([*command, "--references", str(tmp_path / "r.txt")]) == 2
     assert "2 predictions but 1 references" in capsys.readouterr().err
+
+
+def test_result_files_are_named_without_shell_metacharacters():
+    from codemt.evaluate import result_file_stem
+
+    assert result_file_stem("signature+body->docstring") == "signature+body_to_docstring"
+    assert result_file_stem("docstring") == "docstring"

@@ -70,6 +70,18 @@ def test_a_recipe_without_pretraining_trains_multimode_from_scratch(tmp_path):
     assert meta["stage"] == "multimode" and meta["init"] is None
 
 
+def test_a_run_folder_is_continued_only_with_its_own_recipe(tmp_path):
+    sources = ("/nonexistent",)
+    other = dataclasses.replace(TINY, vocab_size=1200)
+    with pytest.raises(ValueError, match="no batches"):  # nothing mined, but recorded
+        run_recipe(tmp_path, recipe=TINY, sources=sources, progress=False)
+    assert json.loads((tmp_path / "recipe.json").read_text())["vocab_size"] == 1000
+    with pytest.raises(ValueError, match="another recipe .*vocab_size"):
+        run_recipe(tmp_path, recipe=other, sources=sources, progress=False)
+    with pytest.raises(ValueError, match="multimode_tokens > 0"):
+        dataclasses.replace(TINY, multimode_tokens=0)
+
+
 def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path):
     benchmark = tmp_path / "bench.jsonl"
     benchmark.write_text(
