@@ -126,6 +126,7 @@ def _cosine(step: int, warmup: int, total: int | None) -> float:
 
 
 SCHEDULES = {"inverse_sqrt": _inverse_sqrt, "linear": _linear, "cosine": _cosine}
+OPTIMIZERS = ("adamw", "adafactor")
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,9 @@ class TrainSettings:
         warmup_steps: linear warm-up length (default: the preset's, 5,000 for pymt5).
         schedule: "inverse_sqrt" (the paper's: lr * sqrt(warmup / step) after warm-up),
             "linear" or "cosine" (both decay to 0 at `max_steps`, which they need).
+        optimizer: "adamw" (the paper's), or "adafactor" (T5's: each update scaled by its
+            parameter's RMS, with T5's initialisation that moves the tiny attention weights
+            and the unit-scale embeddings alike; no momentum; `lr` around 1e-2).
         betas, eps, weight_decay: AdamW's; weight decay skips layer-norm scales.
         grad_clip: clip the global gradient norm to this (0: no clipping).
         grad_accum: micro-batches per optimiser step on each process.
@@ -153,6 +157,7 @@ class TrainSettings:
     """
 
     preset: str = "small"
+    optimizer: str = "adamw"
     lr: float | None = None
     warmup_steps: int | None = None
     schedule: str = "inverse_sqrt"
@@ -182,6 +187,10 @@ class TrainSettings:
         object.__setattr__(self, "betas", tuple(self.betas))
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
         if self.schedule not in SCHEDULES:
             raise ValueError(
                 f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
@@ -369,7 +378,9 @@ def _initial_model(
     return model.train()
 
 
-def _optimizer(model: torch.nn.Module, settings: TrainSettings, fused: bool) -> torch.optim.AdamW:
+def _optimizer(
+    model: torch.nn.Module, settings: TrainSettings, fused: bool
+) -> torch.optim.Optimizer:
     # Layer-norm scales (the only 1-d parameters of T5) are not decayed, as is usual.
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
@@ -377,6 +388,13 @@ def _optimizer(model: torch.nn.Module, settings: TrainSettings, fused: bool) -> 
         {"params": decay, "weight_decay": settings.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if settings.optimizer == "adafactor":
+        from transformers.optimization import Adafactor
+
+        # A fixed lr that the scheduler scales; the update is relative to each parameter's RMS.
+        return Adafactor(
+            groups, lr=settings.lr, scale_parameter=True, relative_step=False, warmup_init=False
+        )
     return torch.optim.AdamW(
         groups, lr=settings.lr, betas=settings.betas, eps=settings.eps, fused=fused
     )

@@ -139,6 +139,7 @@ def test_settings_resolve_preset_defaults_and_reject_bad_values():
         {"max_steps": 0},
         {"schedule": "cosine", "max_steps": None, "max_time": 60},
         {"schedule": "step", "max_steps": 1},
+        {"optimizer": "sgd", "max_steps": 1},
         {"mixed_precision": "fp8", "max_steps": 1},
         {"grad_accum": 0, "max_steps": 1},
         {"warmup_steps": 0, "max_steps": 1},
@@ -168,9 +169,10 @@ def test_decaying_schedules_peak_after_warmup_and_reach_zero_after_max_steps(sch
     assert rates[99] > 0 and rates[100] == pytest.approx(0.0)
 
 
-def test_tiny_model_overfits_one_batch(tmp_path, tokenizer_dir):
+@pytest.mark.parametrize("optimizer, lr", [("adamw", 3e-3), ("adafactor", 3e-2)])
+def test_tiny_model_overfits_one_batch(tmp_path, tokenizer_dir, optimizer, lr):
     data = OneBatch(SyntheticData(n_batches=1, batch_size=4, src=8, tgt=6))
-    settings = tiny(lr=3e-3, warmup_steps=10, max_steps=100, weight_decay=0.0)
+    settings = tiny(optimizer=optimizer, lr=lr, warmup_steps=10, max_steps=100, weight_decay=0.0)
     train(data, settings, tmp_path / "run", tokenizer_dir, progress=False)
     losses = column(read_log(tmp_path / "run"), "loss")
     assert losses[0] > 5.0  # about ln(vocabulary size) = 6.4 at the start
