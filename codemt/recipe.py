@@ -201,8 +201,10 @@ def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: P
     return out
 
 
-def _metrics_table(rows: list[tuple[str, dict]]) -> list[str]:
-    """Markdown rows of the metrics a model card shows."""
+def _metrics_table(report: dict) -> list[str]:
+    """Markdown rows of an evaluation report's modes and docstring baselines, for the card."""
+    rows = list(report["modes"].items())
+    rows += [(f"baseline: {k}", v) for k, v in report["baselines"]["docstring"].items()]
     lines = [
         "| | n | smoothed BLEU-4 | BLEU | ROUGE-L F | exact match | parses |",
         "|---" * 7 + "|",
@@ -213,7 +215,7 @@ def _metrics_table(rows: list[tuple[str, dict]]) -> list[str]:
             f"| {name} | {m.get('n', '')} | {m['smoothed_bleu4']:.2f} | {m['bleu']:.2f} | "
             f"{m['rougeL_f']:.2f} | {m['exact_match']:.2f} | {parses} |"
         )
-    return lines
+    return lines + [""]
 
 
 def model_card(model: Path) -> str:
@@ -255,25 +257,24 @@ def model_card(model: Path) -> str:
     evaluation_file = model / "evaluation.json"
     if evaluation_file.is_file():
         evaluation = json.loads(evaluation_file.read_text(encoding="utf-8"))
+        fast = (
+            " The folder also holds an int8 CTranslate2 export (`ctranslate2/`), which "
+            "`Translator.load` and the commands pick by default when ctranslate2 is installed."
+            if (model / "ctranslate2").is_dir()
+            else ""
+        )
         lines += [
             "## Evaluation",
             "",
-            "`codemt evaluate` on the float32 weights with PyTorch, 4 beams. The folder also "
-            "holds an int8 CTranslate2 export (`ctranslate2/`), which `Translator.load` and the "
-            "commands pick by default when ctranslate2 is installed.",
+            f"`codemt evaluate` on the float32 weights with PyTorch, 4 beams.{fast}",
             "",
             "Our test split (repositories never trained on):",
             "",
+            *_metrics_table(evaluation),
         ]
-        rows = list(evaluation["modes"].items())
-        rows += [(f"baseline: {k}", v) for k, v in evaluation["baselines"]["docstring"].items()]
-        lines += _metrics_table(rows) + [""]
         if "benchmark" in evaluation:
             bench = evaluation["benchmark"]
-            lines += [f"Docstrings on `{Path(bench['data']).name}`:", ""]
-            rows = list(bench["modes"].items())
-            rows += [(f"baseline: {k}", v) for k, v in bench["baselines"]["docstring"].items()]
-            lines += _metrics_table(rows) + [""]
+            lines += [f"Docstrings on `{Path(bench['data']).name}`:", "", *_metrics_table(bench)]
     return "\n".join(lines)
 
 
