@@ -24,6 +24,7 @@ import numpy as np
 
 from codemt import corpus
 from codemt.examples import (
+    FEATURES,
     TOKEN_FIELDS,
     ExampleSettings,
     Mode,
@@ -59,9 +60,10 @@ class TokenCache:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         tokens_path = self.folder / TOKENS_FILE
-        # (total_tokens,) int32; np.memmap cannot map an empty file
+        # (total_tokens,) int32; np.memmap cannot map an empty file. A plain array view of the
+        # map: slicing a memmap object costs far more than slicing an array.
         self.tokens = (
-            np.memmap(tokens_path, dtype=np.int32, mode="r")
+            np.memmap(tokens_path, dtype=np.int32, mode="r").view(np.ndarray)
             if tokens_path.stat().st_size
             else np.zeros(0, np.int32)
         )
@@ -229,27 +231,60 @@ class ExampleData:
         self.cache, self.vocab, self.stage = cache, vocab, stage
         self.examples, self.batching = examples, batching
         self._plans: dict[int, tuple[list[Planned], list[list[int]]]] = {}
+        # What does not change between epochs, computed once: planning an epoch of a large
+        # corpus is then a few random draws per method.
+        self._kinds: list[int] | None = None
+        self._choices: dict[int, tuple[list[Mode], np.ndarray | None, bool]] = {}
+        self._lengths: dict[tuple[int, int, str | None], tuple[int, int]] = {}
 
     # -- planning
 
     def _plan_translation(self, method: int, rng: np.random.Generator) -> Planned | None:
-        lengths = dict(zip(TOKEN_FIELDS, self.cache.lengths[method].tolist(), strict=True))
-        has = {f: lengths[f] > 0 for f in ("signature", "docstring", "body")}
-        documented = bool(self.cache.docstring_task[method])
+        # The random draws are those of `rng.choice(len(modes), p=weights)` and are made in
+        # the same order whatever is cached, so a plan depends only on the seed and epoch.
+        modes, cdf, documented = self._mode_choices(method)
         share = self.examples.undocumented_share
         if not documented and share < 1.0 and rng.random() >= share:
             return None
-        modes = available_modes(has, documented)
-        if not modes:
+        if cdf is None:
             return None
-        weights = np.asarray([self.examples.weight(m) for m in modes])
-        if weights.sum() <= 0:
-            return None
-        mode = modes[rng.choice(len(modes), p=weights / weights.sum())]
+        index = int(cdf.searchsorted(rng.random(), side="right"))
+        mode = modes[index]
         style = None
         if mode.target == "docstring":
             ask_summary = rng.random() < self.examples.summary_fraction
             style = target_style(_STYLE_CODES[self.cache.style[method]], ask_summary)
+        key = (method, index, style)
+        if key not in self._lengths:
+            self._lengths[key] = self._translation_lengths(method, mode, style)
+        source_len, target_len = self._lengths[key]
+        return Planned(method, mode, style, source_len, target_len)
+
+    def _mode_choices(self, method: int) -> tuple[list[Mode], np.ndarray | None, bool]:
+        """The modes a method supports, the cumulative distribution to draw one from (None:
+        no mode, or none with weight) and whether it has a docstring fit for the task."""
+        if self._kinds is None:
+            # Which of signature, docstring, body a method has and whether it is documented
+            # for the task, as 4 bits: the modes and their weights depend on nothing else.
+            has = self.cache.lengths[:, [TOKEN_FIELDS.index(f) for f in FEATURES]] > 0
+            bits = np.column_stack([has, self.cache.docstring_task.astype(bool)])
+            self._kinds = (bits * (1 << np.arange(bits.shape[1]))).sum(axis=1).tolist()
+        kind = self._kinds[method]
+        if kind not in self._choices:
+            present = dict(zip(FEATURES, [bool(kind >> i & 1) for i in range(3)], strict=True))
+            documented = bool(kind >> 3 & 1)
+            modes = available_modes(present, documented)
+            weights = np.asarray([self.examples.weight(m) for m in modes])
+            cdf = None
+            if modes and weights.sum() > 0:
+                cdf = (weights / weights.sum()).cumsum()
+                cdf /= cdf[-1]
+            self._choices[kind] = (modes, cdf, documented)
+        return self._choices[kind]
+
+    def _translation_lengths(self, method: int, mode: Mode, style: str | None) -> tuple[int, int]:
+        """An example's source and target lengths, computed without building it."""
+        lengths = dict(zip(TOKEN_FIELDS, self.cache.lengths[method].tolist(), strict=True))
         sources = list(mode.sources)
         if self.examples.context:
             sources += [f for f in ("imports", "class", "decorators") if lengths[f]]
@@ -261,7 +296,7 @@ class ExampleData:
         # Whole-line cutting can only shorten, so these are upper bounds; close enough to sort by.
         source_len = fixed + sum(budgets.values())
         target_len = min(lengths[target_field], self.examples.max_target_tokens - 1) + 1
-        return Planned(method, mode, style, source_len, target_len)
+        return source_len, target_len
 
     def _plan_span(self, method: int) -> Planned:
         lengths = dict(zip(TOKEN_FIELDS, self.cache.lengths[method].tolist(), strict=True))
@@ -362,6 +397,8 @@ class ExampleData:
         """Build one planned example's (source ids, target ids)."""
         tokens = self.cache.fields(item.method)
         if item.mode is not None:
+            # Python ints: cutting at line breaks looks at single ids, which numpy makes slow.
+            tokens = {name: ids.tolist() for name, ids in tokens.items()}
             return build_translation(tokens, item.mode, item.style, self.vocab, self.examples)
         rng = np.random.default_rng([self.examples.seed, epoch, item.method])
         return build_span_masking(
@@ -387,13 +424,14 @@ def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int, torch) -> dic
     """
     source_len = max(len(s) for s, _ in pairs)
     target_len = max(len(t) for _, t in pairs)
-    input_ids = torch.full((len(pairs), source_len), pad_id, dtype=torch.long)
-    labels = torch.full((len(pairs), target_len), -100, dtype=torch.long)
+    # Filled in numpy (one copy per row from a list), handed to torch without a copy.
+    input_ids = np.full((len(pairs), source_len), pad_id, dtype=np.int64)
+    labels = np.full((len(pairs), target_len), -100, dtype=np.int64)
     for row, (source, target) in enumerate(pairs):
-        input_ids[row, : len(source)] = torch.tensor(source, dtype=torch.long)
-        labels[row, : len(target)] = torch.tensor(target, dtype=torch.long)
+        input_ids[row, : len(source)] = source
+        labels[row, : len(target)] = target
     return {
-        "input_ids": input_ids,
-        "attention_mask": (input_ids != pad_id).long(),
-        "labels": labels,
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy((input_ids != pad_id).astype(np.int64)),
+        "labels": torch.from_numpy(labels),
     }

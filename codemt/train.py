@@ -35,6 +35,7 @@ import csv
 import json
 import math
 import os
+import queue
 import random
 import shutil
 import signal
@@ -82,6 +83,9 @@ LOG_FIELDS = (
     "elapsed_s",
 )
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
+# On a GPU, batches are built this many ahead in a thread, in pinned memory, so the device
+# does not wait for Python between steps. On a CPU building one costs ~1% of a step.
+GPU_PREFETCH = 8
 MIXED_PRECISION = ("no", "bf16", "fp16")
 IGNORE_INDEX = -100
 
@@ -570,6 +574,8 @@ class _Loop:
                 batches = train_data.batches(
                     state.epoch, rank=self.rank, world_size=self.world_size, start=state.batch
                 )
+                if device.type == "cuda":
+                    batches = _prefetched(batches, GPU_PREFETCH, pin=True)
                 for batch in batches:
                     state.batch += 1
                     step_tokens += _real_tokens(batch)
@@ -740,6 +746,48 @@ class _Loop:
             _publish(tmp, self.out_dir, name, self.settings.keep_last)
         accelerator.wait_for_everyone()
         return self.out_dir / name
+
+
+def _prefetched(
+    batches: Iterator[dict[str, torch.Tensor]], depth: int, pin: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
+    """`batches` in the same order, built up to `depth` ahead in a background thread (and
+    pinned, for asynchronous copies to the GPU). Stopping early stops the thread."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                put({k: v.pin_memory() for k, v in batch.items()} if pin else batch)
+            put(end)
+        except BaseException as exc:  # raised again in the consumer
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="codemt-batches", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _due(step: int, every: int, last: bool) -> bool:

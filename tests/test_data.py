@@ -158,6 +158,43 @@ def test_undocumented_share_thins_only_methods_without_a_task_docstring(cache, s
         ExampleSettings(undocumented_share=1.5)
 
 
+def test_plan_draws_modes_as_rng_choice_does(cache, small_tokenizer):
+    """The cached planner makes the same random draws, in the same order, as drawing each
+    method's mode afresh with `rng.choice`: plans do not depend on what is cached."""
+    from codemt.data import _STYLE_CODES
+    from codemt.examples import TOKEN_FIELDS, available_modes, target_style
+
+    settings = ExampleSettings(
+        undocumented_share=0.5,
+        mode_weights={"signature+body->docstring": 5.0, "body->signature": 0},
+    )
+    examples = ExampleData(
+        cache, Vocabulary.from_tokenizer(small_tokenizer), "multimode", settings, BatchSettings()
+    )
+    for epoch in (0, 1):
+        rng = np.random.default_rng([0, settings.seed, epoch, 1])
+        expected = []
+        for method in range(len(cache)):
+            lengths = dict(zip(TOKEN_FIELDS, cache.lengths[method].tolist(), strict=True))
+            documented = bool(cache.docstring_task[method])
+            if not documented and rng.random() >= 0.5:
+                continue
+            modes = available_modes(
+                {f: lengths[f] > 0 for f in ("signature", "docstring", "body")}, documented
+            )
+            weights = np.asarray([settings.weight(m) for m in modes])
+            if not modes or weights.sum() <= 0:
+                continue
+            mode = modes[rng.choice(len(modes), p=weights / weights.sum())]
+            style = None
+            if mode.target == "docstring":
+                summary = rng.random() < settings.summary_fraction
+                style = target_style(_STYLE_CODES[cache.style[method]], summary)
+            expected.append((method, mode, style))
+        planned, _ = examples.plan(epoch)
+        assert [(p.method, p.mode, p.style) for p in planned] == expected
+
+
 def test_length_bucketing_keeps_padding_under_ten_percent():
     """Planned lengths shaped like real methods (many short, a long tail), one epoch's worth."""
     rng = np.random.default_rng(0)

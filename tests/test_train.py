@@ -129,6 +129,28 @@ def column(rows: list[dict[str, str]], name: str) -> list[float]:
     return [float(r[name]) for r in rows]
 
 
+def test_prefetched_batches_keep_their_order_errors_and_stop_early():
+    import threading
+
+    from codemt.train import _prefetched
+
+    batches = [{"input_ids": torch.full((2, 3), i)} for i in range(20)]
+    got = list(_prefetched(iter(batches), depth=3))
+    assert [int(b["input_ids"][0, 0]) for b in got] == list(range(20))
+
+    def failing():
+        yield batches[0]
+        raise ValueError("bad shard")
+
+    with pytest.raises(ValueError, match="bad shard"):
+        list(_prefetched(failing(), depth=2))
+
+    stream = _prefetched(iter(batches), depth=2)
+    next(stream)
+    stream.close()  # the consumer stops early: the producer thread must not hang
+    assert not any(t.name == "codemt-batches" for t in threading.enumerate())
+
+
 def test_settings_resolve_preset_defaults_and_reject_bad_values():
     assert TrainSettings(preset="pymt5", max_steps=1).lr == 9.1875e-5
     assert TrainSettings(preset="pymt5", max_steps=1).warmup_steps == 5000
