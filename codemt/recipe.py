@@ -225,6 +225,30 @@ def _metrics_table(report: dict) -> list[str]:
     return lines + [""]
 
 
+def _learning_curve(train_log: Path) -> list[str]:
+    """Markdown rows of the validation loss against training time, from the training log."""
+    import csv
+
+    if not train_log.is_file():
+        return []
+    with open(train_log, newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("valid_loss")]
+    if not rows:
+        return []
+    lines = [
+        "Learning curve (validation loss: every mode, every validation method):",
+        "",
+        "| step | tokens | training minutes | train loss | validation loss |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {int(r['step']):,} | {int(r['tokens']):,} | {float(r['elapsed_s']) / 60:.1f} | "
+            f"{float(r['loss']):.3f} | {float(r['valid_loss']):.3f} |"
+        )
+    return lines + [""]
+
+
 def model_card(model: Path) -> str:
     """The facts of an exported model as its `README.md`: corpus, training, evaluation.
 
@@ -261,6 +285,7 @@ def model_card(model: Path) -> str:
         f"- Examples: {json.dumps(meta.get('modes', {}).get('examples', {}))}",
         "",
     ]
+    lines += _learning_curve(model / "train_log.csv")
     evaluation_file = model / "evaluation.json"
     if evaluation_file.is_file():
         evaluation = json.loads(evaluation_file.read_text(encoding="utf-8"))

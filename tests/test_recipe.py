@@ -103,3 +103,20 @@ def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path):
 
 def test_budget_parsing():
     assert parse_budget("150m") == 9000 and parse_budget("2h") == 7200 and parse_budget("90") == 90
+
+
+def test_the_card_learning_curve_has_a_row_per_validation(tmp_path):
+    from codemt.recipe import _learning_curve
+
+    log = tmp_path / "train_log.csv"
+    log.write_text(
+        "step,epoch,tokens,loss,lr,grad_norm,valid_loss,tokens_per_s,elapsed_s\n"
+        "50,0,100000,5.5,0.01,1.0,,2000.0,60.0\n"
+        "100,0,200000,4.5,0.01,1.0,4.75,2000.0,120.0\n"
+        "150,1,300000,4.0,0.01,1.0,4.25,2000.0,180.0\n"
+    )
+    rows = _learning_curve(log)
+    assert "| 100 | 200,000 | 2.0 | 4.500 | 4.750 |" in rows
+    assert "| 150 | 300,000 | 3.0 | 4.000 | 4.250 |" in rows
+    assert not any(r.startswith("| 50 |") for r in rows)
+    assert _learning_curve(tmp_path / "missing.csv") == []
