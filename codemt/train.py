@@ -83,9 +83,13 @@ LOG_FIELDS = (
     "elapsed_s",
 )
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
-# On a GPU, batches are built this many ahead in a thread, in pinned memory, so the device
-# does not wait for Python between steps. On a CPU building one costs ~1% of a step.
+# On a GPU, batches are built this many ahead in a thread, so the device does not wait for
+# Python between steps (on a CPU building one costs ~1% of a step). Not in pinned memory:
+# token-budget batches change shape every step, so each would pin a new buffer, and on an
+# H200 that halved the loop's speed (226k against 492k tokens/s,
+# benchmarks/gpu_loop_overhead.py).
 GPU_PREFETCH = 8
+GPU_PIN = False
 MIXED_PRECISION = ("no", "bf16", "fp16")
 IGNORE_INDEX = -100
 
@@ -574,8 +578,8 @@ class _Loop:
                 batches = train_data.batches(
                     state.epoch, rank=self.rank, world_size=self.world_size, start=state.batch
                 )
-                if device.type == "cuda":
-                    batches = _prefetched(batches, GPU_PREFETCH, pin=True)
+                if device.type == "cuda" and GPU_PREFETCH > 0:
+                    batches = _prefetched(batches, GPU_PREFETCH, pin=GPU_PIN)
                 for batch in batches:
                     state.batch += 1
                     step_tokens += _real_tokens(batch)

@@ -1,0 +1,120 @@
+"""How fast the training loop runs against one step alone: what the host costs on a GPU.
+
+`benchmarks/gpu_step_time.py` times one step of fixed shape; the loop also builds batches,
+copies them to the device, changes shapes every step, logs and counts. This runs
+`codemt.train.train` itself for `--steps` steps on synthetic batches shaped like the GPU
+recipe's (a 64k-token budget, sources of 8-256 and targets of 4-128 tokens, ids drawn at
+random and turned into Python lists, as the data layer's are, then collated), in variants:
+
+    prefetch+pin  batches built 8 ahead in a thread, in pinned memory
+    prefetch      built ahead in a thread, not pinned (the default on a GPU)
+    serial        built in the loop, between steps
+    fixed shape   prefetch+pin, but every batch of the same shape
+
+and reports the loop's tokens/s (padding included, as in the step benchmark), median over
+the logged intervals after the first.
+
+    python benchmarks/gpu_loop_overhead.py --tokenizer TOKENIZER_DIR [--steps 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import codemt.train as training
+from codemt.data import collate
+
+
+class SyntheticData:
+    """Token-budget batches of random ids and lengths, built in Python like the real ones."""
+
+    def __init__(self, budget: int, vocab: int, batches: int, fixed: bool, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.vocab, self.fixed, self.rng_seed = vocab, fixed, seed
+        self.shapes = []
+        for _ in range(batches):
+            source = 256 if fixed else int(rng.integers(8, 257))
+            target = 128 if fixed else int(rng.integers(4, 129))
+            self.shapes.append((max(budget // (source + target), 1), source, target))
+
+    def num_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1) -> int:
+        return len(self.shapes) // world_size
+
+    def batches(self, epoch: int, *, rank: int = 0, world_size: int = 1, start: int = 0):
+        for index in range(rank + start * world_size, len(self.shapes), world_size):
+            rows, source, target = self.shapes[index]
+            rng = np.random.default_rng([self.rng_seed, epoch, index])
+            pairs = [
+                (
+                    rng.integers(3, self.vocab, source).tolist(),
+                    rng.integers(3, self.vocab, target).tolist(),
+                )
+                for _ in range(rows)
+            ]
+            yield collate(pairs, 0, torch)
+
+
+VARIANTS = {
+    "prefetch+pin": {"prefetch": 8, "pin": True, "fixed": False},
+    "prefetch": {"prefetch": 8, "pin": False, "fixed": False},
+    "serial": {"prefetch": 0, "pin": False, "fixed": False},
+    "fixed shape": {"prefetch": 8, "pin": True, "fixed": True},
+}
+
+
+def run(variant: str, tokenizer: Path, steps: int, budget: int, vocab: int) -> dict:
+    options = VARIANTS[variant]
+    training.GPU_PREFETCH, training.GPU_PIN = options["prefetch"], options["pin"]
+    data = SyntheticData(budget, vocab, steps + 10, options["fixed"])
+    settings = training.TrainSettings(
+        preset="small",
+        optimizer="adafactor",
+        lr=1e-2,
+        warmup_steps=500,
+        mixed_precision="bf16" if torch.cuda.is_available() else "no",
+        max_steps=steps,
+        eval_every=0,
+        save_every=10 * steps,
+        log_every=10,
+    )
+    with tempfile.TemporaryDirectory() as out:
+        training.train(data, settings, Path(out) / "run", tokenizer, progress=False)
+        with open(Path(out) / "run" / training.LOG_FILE, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    rates = [float(r["tokens_per_s"]) for r in rows[1:]] or [float(rows[0]["tokens_per_s"])]
+    # tokens_per_s counts real tokens; synthetic batches have no padding but the budget's rest.
+    return {"variant": variant, "tokens_per_s": round(statistics.median(rates))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokenizer", type=Path, required=True, help="tokenizer folder")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--budget", type=int, default=65536)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+    from codemt.tokenizer import load_tokenizer
+
+    vocab = load_tokenizer(args.tokenizer).get_vocab_size()
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    print(f"small, vocabulary {vocab}, budget {args.budget}, on {device}", flush=True)
+    results = []
+    for variant in args.variants:
+        results.append(run(variant, args.tokenizer, args.steps, args.budget, vocab))
+        print(json.dumps(results[-1]), flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"device": device, "results": results}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
