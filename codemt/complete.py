@@ -124,9 +124,14 @@ def _generation(args: argparse.Namespace) -> GenerationSettings:
             sample=True,
             num_samples=args.samples,
             max_new_tokens=args.max_new_tokens,
+            no_repeat_ngram_size=args.no_repeat_ngram,
             seed=args.seed,
         )
-    return GenerationSettings(num_beams=args.beams, max_new_tokens=args.max_new_tokens)
+    return GenerationSettings(
+        num_beams=args.beams,
+        max_new_tokens=args.max_new_tokens,
+        no_repeat_ngram_size=args.no_repeat_ngram,
+    )
 
 
 def _complete_command(args: argparse.Namespace) -> int:

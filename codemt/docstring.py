@@ -439,7 +439,10 @@ def _docstring_command(args: argparse.Namespace) -> int:
             describe=not args.no_descriptions,
         )
         generation = GenerationSettings(
-            num_beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+            num_beams=args.beams,
+            max_new_tokens=args.max_new_tokens,
+            no_repeat_ngram_size=args.no_repeat_ngram,
+            batch_size=args.batch_size,
         )
         report = document(
             args.paths,

@@ -439,7 +439,10 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         data = load_data(args.data, args.split)
         modes = [parse_mode(m) for m in args.modes or data.default_targets]
         settings = GenerationSettings(
-            num_beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+            num_beams=args.beams,
+            max_new_tokens=args.max_new_tokens,
+            no_repeat_ngram_size=args.no_repeat_ngram,
+            batch_size=args.batch_size,
         )
         models = [args.model] + ([args.compare] if args.compare else [])
         translators = [Translator.load(m, settings=settings, backend=args.backend) for m in models]
@@ -482,7 +485,7 @@ def _score_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `codemt evaluate` and `codemt score` to the command line."""
-    from codemt.translate import add_backend_argument
+    from codemt.translate import add_backend_argument, add_no_repeat_argument
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -511,6 +514,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--compare", metavar="MODEL2", help="a second model to show beside")
     parser.add_argument("--beams", type=int, default=4, metavar="N", help="beam width")
     parser.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
+    add_no_repeat_argument(parser)
     parser.add_argument("--batch-size", type=int, default=16, metavar="N")
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="hide the progress bar"

@@ -224,7 +224,11 @@ def _lsp_command(args: argparse.Namespace) -> int:
             model=args.model,
             backend=args.backend,
             style=args.style,
-            generation=GenerationSettings(num_beams=args.beams, max_new_tokens=args.max_new_tokens),
+            generation=GenerationSettings(
+                num_beams=args.beams,
+                max_new_tokens=args.max_new_tokens,
+                no_repeat_ngram_size=args.no_repeat_ngram,
+            ),
         )
         # Fail now, not on the first code action (the model loads then).
         from codemt.backends import select_backend

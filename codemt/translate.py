@@ -553,10 +553,15 @@ def _settings_from_args(args: argparse.Namespace) -> GenerationSettings:
             temperature=args.temperature,
             top_p=args.top_p,
             max_new_tokens=args.max_new_tokens,
+            no_repeat_ngram_size=args.no_repeat_ngram,
             seed=args.seed,
         )
     beams = 1 if args.greedy else (args.beams or GenerationSettings.num_beams)
-    return GenerationSettings(num_beams=beams, max_new_tokens=args.max_new_tokens)
+    return GenerationSettings(
+        num_beams=beams,
+        max_new_tokens=args.max_new_tokens,
+        no_repeat_ngram_size=args.no_repeat_ngram,
+    )
 
 
 def _translate_command(args: argparse.Namespace) -> int:
@@ -608,6 +613,18 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_no_repeat_argument(parser: argparse.ArgumentParser) -> None:
+    """Add `--no-repeat-ngram N` (GenerationSettings.no_repeat_ngram_size)."""
+    parser.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        default=GenerationSettings.no_repeat_ngram_size,
+        metavar="N",
+        help="never repeat a sequence of N tokens (0, the default: allow); 4 to 6 stops the "
+        "runaway repetition of an under-trained model in code bodies",
+    )
+
+
 def add_model_arguments(
     parser: argparse.ArgumentParser,
     *,
@@ -618,7 +635,7 @@ def add_model_arguments(
 ) -> None:
     """The model options of the commands that put a model to use (translate, docstring,
     complete, lsp, serve): `--model` and `--backend`, and with `generation` also `--beams`
-    and `--max-new-tokens` (and `--batch-size` if asked)."""
+    `--max-new-tokens` and `--no-repeat-ngram` (and `--batch-size` if asked)."""
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -641,6 +658,7 @@ def add_model_arguments(
         metavar="N",
         help="longest generated text in tokens (default: %(default)s)",
     )
+    add_no_repeat_argument(parser)
     if batch_size:
         parser.add_argument(
             "--batch-size",

@@ -268,6 +268,21 @@ def test_translate_command(tmp_path, tiny_model, capsys, monkeypatch):
     for name in ("top", "Box.size", "Box.fetch"):
         assert f"# {name}\n" in out
 
+    # --no-repeat-ngram reaches generation: with 1, no token repeats in an output.
+    seen = []
+    original = Translator.translate_batch
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.settings.no_repeat_ngram_size)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Translator, "translate_batch", spy)
+    command = ["translate", str(path), "--target", "body", "--greedy", "--no-repeat-ngram", "1"]
+    assert main([*command, *model]) == 0
+    assert seen == [1]
+    monkeypatch.setattr(Translator, "translate_batch", original)
+    capsys.readouterr()
+
     monkeypatch.setattr("sys.stdin", io.StringIO("def f(x):\n    return x\n"))
     command = ["translate", "-", "--target", "signature", "--sample", "--seed", "1"]
     assert main([*command, *model]) == 0
