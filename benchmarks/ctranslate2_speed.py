@@ -7,8 +7,9 @@ weights (speed does not depend on what the weights learned; random weights hardl
 number of tokens); `--model` takes a trained checkpoint instead, for meaningful BLEU.
 
 Inputs: the CodeXGLUE sample (`codemt.evaluate.load_data`) and methods with docstrings of a
-few standard-library modules; every system writes the summary docstring of each from its
-signature and body, greedy and with 4 beams, `--batch-size` at a time. Each system runs in
+few standard-library modules (or of a corpus's test split, `--corpus`); every system
+writes the summary docstring of each from its signature and body, greedy and with 4
+beams, `--batch-size` at a time. Each system runs in
 a fresh process (`--threads` threads: torch.set_num_threads, CTranslate2's intra_threads),
 which reports its peak resident memory. Columns:
 
@@ -20,6 +21,7 @@ which reports its peak resident memory. Columns:
                    batch 16 with 4 beams, activations for long sources dominate the peak)
 
     python benchmarks/ctranslate2_speed.py [--model CKPT] [--stdlib-methods 80] [--threads 2]
+        [--corpus RUN/corpus]   (the extra methods from its test split, never trained on)
 """
 
 from __future__ import annotations
@@ -49,8 +51,11 @@ DECODINGS = {"greedy": 1, "beam 4": 4}
 SOURCES = ("signature", "body")
 
 
-def load_inputs(sample: Path, stdlib_methods: int) -> tuple[list[dict], list[str], int]:
-    """Methods and their reference summaries: the CodeXGLUE sample, then stdlib methods."""
+def load_inputs(
+    sample: Path, stdlib_methods: int, corpus: Path | None = None
+) -> tuple[list[dict], list[str], int]:
+    """Methods and their reference summaries: the CodeXGLUE sample, then `stdlib_methods`
+    methods of a few standard-library modules or, with `corpus`, of its test split."""
     from translate_speed import SOURCES as MODULES  # the benchmark beside this one
     from translate_speed import STDLIB
 
@@ -64,6 +69,12 @@ def load_inputs(sample: Path, stdlib_methods: int) -> tuple[list[dict], list[str
     chosen = data.examples(Mode(SOURCES, "docstring"))
     records = [data.records[i] for i in chosen]
     references = [data.references[i]["docstring"] for i in chosen]
+    if corpus is not None:
+        test = load_data(corpus, "test")
+        local = test.examples(Mode(SOURCES, "docstring"), stdlib_methods)
+        records += [test.records[i] for i in local]
+        references += [test.references[i]["docstring"] for i in local]
+        return records, references, len(chosen)
     stdlib = []
     for name in (*MODULES, "json/decoder.py", "email/message.py", "configparser.py"):
         tree = parse_with_repairs((STDLIB / name).read_text(encoding="utf-8"))[0]
@@ -142,7 +153,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, help="a checkpoint (default: random `small`)")
     parser.add_argument("--sample", type=Path, default=SAMPLE, help="CodeXGLUE jsonl")
-    parser.add_argument("--stdlib-methods", type=int, default=80, metavar="N")
+    parser.add_argument(
+        "--stdlib-methods", type=int, default=80, metavar="N", help="methods beside CodeXGLUE's"
+    )
+    parser.add_argument(
+        "--corpus", type=Path, help="take those methods from this corpus's test split instead"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=24, metavar="N")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N")
     parser.add_argument("--latency-methods", type=int, default=5, metavar="N")
@@ -160,7 +176,7 @@ def main() -> None:
     from codemt.export import export_ctranslate2
     from codemt.model import resolve_checkpoint
 
-    records, references, codexglue = load_inputs(args.sample, args.stdlib_methods)
+    records, references, codexglue = load_inputs(args.sample, args.stdlib_methods, args.corpus)
     with tempfile.TemporaryDirectory() as tmp:
         if args.model:
             checkpoint, described = resolve_checkpoint(args.model), str(args.model)
@@ -182,7 +198,8 @@ def main() -> None:
 
     print(
         f"model: {described}; {len(records)} methods ({codexglue} CodeXGLUE, "
-        f"{len(records) - codexglue} stdlib), summary docstrings from signature + "
+        f"{len(records) - codexglue} {'corpus test split' if args.corpus else 'stdlib'}), "
+        f"summary docstrings from signature + "
         f"body, up to {args.max_new_tokens} new tokens, batch {args.batch_size}, "
         f"{args.threads} threads, cpu; measured in {elapsed:.0f} s"
     )
