@@ -294,8 +294,9 @@ def default_model_path() -> Path:
             return folder
     raise FileNotFoundError(
         f"the default model is not shipped yet (looked in {DEFAULT_MODEL_DIRS[0]} and "
-        f"{DEFAULT_MODEL_DIRS[1]}); pass a checkpoint path, e.g. a run folder written by "
-        f"`codemt train`"
+        f"{DEFAULT_MODEL_DIRS[1]}); pass --model with a checkpoint path, e.g. a run folder "
+        f"written by `codemt train`, or the model `codemt recipe default` builds "
+        f"(~/.cache/codemt/runs/default/model)"
     )
 
 
