@@ -3,9 +3,9 @@
 The GPU recipe's `small` model trained at 250-300k tokens/s on one H200, a few per cent of
 the card's bf16 peak. This times, on random token ids of the recipe's shapes, the parts
 of one step in bf16 autocast: forward + backward, gradient clipping, and the optimiser
-step of transformers' Adafactor (what the recipe trains with; a Python loop over weights
-with a host sync per weight), PyTorch's Adafactor (`foreach`) and fused AdamW, at each
-batch token budget given. Medians over `--steps` steps after `--warmup` steps.
+step of codemt's Adafactor (what the recipe trains with: a loop over weights that never
+waits for the GPU), transformers' Adafactor (the same arithmetic, with a host sync per
+weight), PyTorch's Adafactor (`foreach`) and fused AdamW, at each batch token budget given. Medians over `--steps` steps after `--warmup` steps.
 
     python benchmarks/gpu_step_time.py [--preset small] [--vocab 8192] [--budgets 65536 131072]
 
@@ -38,7 +38,10 @@ def _optimizers(model: torch.nn.Module, lr: float) -> dict:
     from transformers.optimization import Adafactor
 
     fused = next(model.parameters()).device.type == "cuda"
+    from codemt.optim import Adafactor as OurAdafactor
+
     return {
+        "codemt Adafactor (the recipe's)": lambda: OurAdafactor(model.parameters(), lr=lr),
         "transformers Adafactor": lambda: Adafactor(
             model.parameters(), lr=lr, scale_parameter=True, relative_step=False
         ),

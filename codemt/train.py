@@ -397,12 +397,10 @@ def _optimizer(
         {"params": no_decay, "weight_decay": 0.0},
     ]
     if settings.optimizer == "adafactor":
-        from transformers.optimization import Adafactor
+        from codemt.optim import Adafactor
 
         # A fixed lr that the scheduler scales; the update is relative to each parameter's RMS.
-        return Adafactor(
-            groups, lr=settings.lr, scale_parameter=True, relative_step=False, warmup_init=False
-        )
+        return Adafactor(groups, lr=settings.lr)
     return torch.optim.AdamW(
         groups, lr=settings.lr, betas=settings.betas, eps=settings.eps, fused=fused
     )
