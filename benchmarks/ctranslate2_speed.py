@@ -71,7 +71,7 @@ def load_inputs(
     references = [data.references[i]["docstring"] for i in chosen]
     if corpus is not None:
         test = load_data(corpus, "test")
-        local = test.examples(Mode(SOURCES, "docstring"), stdlib_methods)
+        local = test.examples(Mode(SOURCES, "docstring"), stdlib_methods)  # a fixed sample
         records += [test.records[i] for i in local]
         references += [test.references[i]["docstring"] for i in local]
         return records, references, len(chosen)

@@ -11,8 +11,8 @@ random and turned into Python lists, as the data layer's are, then collated), in
     serial        built in the loop, between steps
     fixed shape   prefetch+pin, but every batch of the same shape
 
-and reports the loop's tokens/s (padding included, as in the step benchmark), median over
-the logged intervals after the first.
+and reports the loop's tokens/s (synthetic batches have no padding, so these are all the
+batch's tokens, as in the step benchmark), median over the logged intervals after the first.
 
     python benchmarks/gpu_loop_overhead.py --tokenizer TOKENIZER_DIR [--steps 60]
 """
@@ -90,7 +90,6 @@ def run(variant: str, tokenizer: Path, steps: int, budget: int, vocab: int) -> d
         with open(Path(out) / "run" / training.LOG_FILE, newline="") as handle:
             rows = list(csv.DictReader(handle))
     rates = [float(r["tokens_per_s"]) for r in rows[1:]] or [float(rows[0]["tokens_per_s"])]
-    # tokens_per_s counts real tokens; synthetic batches have no padding but the budget's rest.
     return {"variant": variant, "tokens_per_s": round(statistics.median(rates))}
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import re
 import sys
 import time
@@ -181,13 +182,19 @@ class EvalData:
     default_targets: tuple[str, ...] = FEATURES
 
     def examples(self, mode: Mode, limit: int | None = None) -> list[int]:
-        """Indices of the methods that have the mode's sources and a reference for its target."""
+        """Indices of the methods that have the mode's sources and a reference for its target.
+
+        With `limit`, a fixed random sample of that many, in file order: a corpus split is
+        stored project by project, and its first methods would all come from a few projects.
+        """
         chosen = [
             i
             for i, (record, refs) in enumerate(zip(self.records, self.references, strict=True))
             if refs[mode.target] and all(record.get(f) for f in mode.sources)
         ]
-        return chosen[:limit]
+        if limit is None or limit >= len(chosen):
+            return chosen
+        return sorted(random.Random(0).sample(chosen, limit))
 
 
 def load_corpus(corpus: Path, split: str = "test") -> EvalData:

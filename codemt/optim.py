@@ -23,6 +23,14 @@ from typing import Any
 
 import torch
 
+# What transformers' Adafactor must be set to for this arithmetic.
+_TRANSFORMERS_SETTINGS = {
+    "beta1": None,
+    "scale_parameter": True,
+    "relative_step": False,
+    "warmup_init": False,
+}
+
 
 def _rms(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.norm(2) / math.sqrt(tensor.numel())
@@ -57,6 +65,9 @@ class Adafactor(torch.optim.Optimizer):
             "clip_threshold": clip_threshold,
             "decay_rate": decay_rate,
             "weight_decay": weight_decay,
+            # transformers' settings of this arithmetic, so that its Adafactor can load our
+            # state (a loaded state's groups replace the optimiser's own).
+            **_TRANSFORMERS_SETTINGS,
         }
         super().__init__(params, defaults)
 
@@ -67,6 +78,16 @@ class Adafactor(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            other = {
+                k: group[k]
+                for k, v in _TRANSFORMERS_SETTINGS.items()
+                if k in group and group[k] != v
+            }
+            if other:
+                raise ValueError(
+                    f"a state of transformers' Adafactor with settings this one does not "
+                    f"implement ({other}); resume it with transformers' Adafactor"
+                )
             eps_grad, eps_scale = group["eps"]
             for param in group["params"]:
                 if param.grad is None:
@@ -88,6 +109,10 @@ class Adafactor(torch.optim.Optimizer):
                 state["exp_avg_sq_col"] = grad.new_zeros(grad.shape[:-2] + grad.shape[-1:])
             else:
                 state["exp_avg_sq"] = torch.zeros_like(grad)
+        else:  # a loaded state comes in the parameter's dtype: keep the moments in float32
+            for key in ("exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq"):
+                if key in state:
+                    state[key] = state[key].to(grad)
         state["step"] += 1
         state["RMS"] = _rms(weight)
         # The step size relative to the weight's scale, kept on the device.

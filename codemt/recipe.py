@@ -237,15 +237,18 @@ def _learning_curve(train_log: Path) -> list[str]:
     if not rows:
         return []
     lines = [
-        "Learning curve (validation loss: every mode, every validation method):",
+        "Learning curve (validation loss: every mode, every validation method; minutes of "
+        "training, its evaluations and checkpoints included):",
         "",
-        "| step | tokens | training minutes | train loss | validation loss |",
+        "| step | tokens | minutes | train loss | validation loss |",
         "|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        # A validation at a step that logs no training loss leaves that column empty.
+        loss = f"{float(r['loss']):.3f}" if r.get("loss") else ""
         lines.append(
             f"| {int(r['step']):,} | {int(r['tokens']):,} | {float(r['elapsed_s']) / 60:.1f} | "
-            f"{float(r['loss']):.3f} | {float(r['valid_loss']):.3f} |"
+            f"{loss} | {float(r['valid_loss']):.3f} |"
         )
     return lines + [""]
 

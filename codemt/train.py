@@ -31,6 +31,7 @@ equivalent to k processes with the same global batch.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -565,7 +566,7 @@ class _Loop:
         loss_sum = torch.zeros((), device=device)  # summed on device: no sync until logged
         micro_batches = step_tokens = 0
         grad_norm = lr = None
-        with _stop_requests() as requests, bar:
+        with _stop_requests() as requests, bar, contextlib.ExitStack() as prefetching:
             stop = False
             while not stop:
                 n = train_data.num_batches(state.epoch, rank=self.rank, world_size=self.world_size)
@@ -577,7 +578,10 @@ class _Loop:
                     state.epoch, rank=self.rank, world_size=self.world_size, start=state.batch
                 )
                 if device.type == "cuda" and GPU_PREFETCH > 0:
-                    batches = _prefetched(batches, GPU_PREFETCH, pin=GPU_PIN)
+                    # Closed on leaving the loop, also when it stops mid-epoch.
+                    batches = prefetching.enter_context(
+                        contextlib.closing(_prefetched(batches, GPU_PREFETCH, pin=GPU_PIN))
+                    )
                 for batch in batches:
                     state.batch += 1
                     step_tokens += _real_tokens(batch)
@@ -753,8 +757,8 @@ class _Loop:
 def _prefetched(
     batches: Iterator[dict[str, torch.Tensor]], depth: int, pin: bool = False
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """`batches` in the same order, built up to `depth` ahead in a background thread (and
-    pinned, for asynchronous copies to the GPU). Stopping early stops the thread."""
+    """`batches` in the same order, built up to `depth` ahead in a background thread (and,
+    with `pin`, in pinned memory). Closing the generator stops the thread."""
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()

@@ -12,6 +12,7 @@ from codemt.evaluate import (
     escape_line,
     evaluate_baselines,
     load_codesearchnet,
+    load_data,
     mode_key,
     name_words,
     parse_mode,
@@ -208,9 +209,9 @@ def test_evaluate_command_on_codexglue_jsonl(tiny_model, tmp_path, capsys):
         references = read_lines(out / f"{mode}.references.txt")
         assert len(predictions) == len(references) == 6
         assert (out / "compare" / f"{mode}.predictions.txt").is_file()
-    assert read_lines(out / "docstring.references.txt")[0] == (
-        "Save model to a pickle located at path"
-    )
+    data = load_data(CODEXGLUE_SAMPLE)
+    first = data.examples(parse_mode("docstring"), 6)[0]  # the limit samples the file
+    assert read_lines(out / "docstring.references.txt")[0] == data.references[first]["docstring"]
 
     # `codemt score` gives the same numbers from the files.
     score = ["score", "--predictions", str(out / "docstring.predictions.txt")]
@@ -244,3 +245,19 @@ def test_result_files_are_named_without_shell_metacharacters():
 
     assert result_file_stem("signature+body->docstring") == "signature+body_to_docstring"
     assert result_file_stem("docstring") == "docstring"
+
+
+def test_a_limit_samples_across_the_whole_split():
+    from codemt.evaluate import EvalData
+
+    records = [
+        {"name": f"f{i}", "signature": f"def f{i}():", "body": "    pass", "repo": f"r{i // 10}"}
+        for i in range(100)
+    ]
+    references = [{"docstring": "Do it.", "body": "pass", "signature": "def f():"}] * 100
+    data = EvalData("synthetic", records, references)
+    mode = parse_mode("docstring")
+    chosen = data.examples(mode, 10)
+    assert len(chosen) == 10 and chosen == sorted(chosen) == data.examples(mode, 10)
+    assert len({records[i]["repo"] for i in chosen}) > 3  # not the first project's ten
+    assert data.examples(mode) == list(range(100)) == data.examples(mode, 500)
