@@ -31,7 +31,13 @@ from codemt.apply import (
 )
 from codemt.docstring import Generator
 from codemt.mine.extract import docstring_node
-from codemt.translate import GenerationSettings, Translator, add_model_arguments, split_location
+from codemt.translate import (
+    GenerationSettings,
+    Translator,
+    add_model_arguments,
+    generation_settings,
+    split_location,
+)
 
 
 class CompleteError(Exception):
@@ -119,19 +125,10 @@ def complete(
 
 def _generation(args: argparse.Namespace) -> GenerationSettings:
     if args.samples:
-        return GenerationSettings(
-            num_beams=1,
-            sample=True,
-            num_samples=args.samples,
-            max_new_tokens=args.max_new_tokens,
-            no_repeat_ngram_size=args.no_repeat_ngram,
-            seed=args.seed,
+        return generation_settings(
+            args, num_beams=1, sample=True, num_samples=args.samples, seed=args.seed
         )
-    return GenerationSettings(
-        num_beams=args.beams,
-        max_new_tokens=args.max_new_tokens,
-        no_repeat_ngram_size=args.no_repeat_ngram,
-    )
+    return generation_settings(args, num_beams=args.beams)
 
 
 def _complete_command(args: argparse.Namespace) -> int:

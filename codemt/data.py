@@ -233,7 +233,11 @@ class ExampleData:
         self._plans: dict[int, tuple[list[Planned], list[list[int]]]] = {}
         # What does not change between epochs, computed once: planning an epoch of a large
         # corpus is then a few random draws per method.
-        self._kinds: list[int] | None = None
+        # Which of signature, docstring, body a method has and whether it is documented for
+        # the task, as 4 bits: a method's modes and their weights depend on nothing else.
+        has = cache.lengths[:, [TOKEN_FIELDS.index(f) for f in FEATURES]] > 0
+        bits = np.column_stack([has, cache.docstring_task.astype(bool)]).reshape(len(cache), 4)
+        self._kinds: list[int] = (bits * (1 << np.arange(4))).sum(axis=1).tolist()
         self._choices: dict[int, tuple[list[Mode], np.ndarray | None, bool]] = {}
         self._lengths: dict[tuple[int, int, str | None], tuple[int, int]] = {}
 
@@ -263,12 +267,6 @@ class ExampleData:
     def _mode_choices(self, method: int) -> tuple[list[Mode], np.ndarray | None, bool]:
         """The modes a method supports, the cumulative distribution to draw one from (None:
         no mode, or none with weight) and whether it has a docstring fit for the task."""
-        if self._kinds is None:
-            # Which of signature, docstring, body a method has and whether it is documented
-            # for the task, as 4 bits: the modes and their weights depend on nothing else.
-            has = self.cache.lengths[:, [TOKEN_FIELDS.index(f) for f in FEATURES]] > 0
-            bits = np.column_stack([has, self.cache.docstring_task.astype(bool)])
-            self._kinds = (bits * (1 << np.arange(bits.shape[1]))).sum(axis=1).tolist()
         kind = self._kinds[method]
         if kind not in self._choices:
             present = dict(zip(FEATURES, [bool(kind >> i & 1) for i in range(3)], strict=True))

@@ -49,10 +49,10 @@ from codemt.templates import (
     parse_descriptions,
 )
 from codemt.translate import (
-    GenerationSettings,
     Translation,
     Translator,
     add_model_arguments,
+    generation_settings,
 )
 
 AUTO = "auto"
@@ -438,12 +438,7 @@ def _docstring_command(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             describe=not args.no_descriptions,
         )
-        generation = GenerationSettings(
-            num_beams=args.beams,
-            max_new_tokens=args.max_new_tokens,
-            no_repeat_ngram_size=args.no_repeat_ngram,
-            batch_size=args.batch_size,
-        )
+        generation = generation_settings(args, num_beams=args.beams, batch_size=args.batch_size)
         report = document(
             args.paths,
             settings,

@@ -440,17 +440,12 @@ def report_rows(reports: Sequence[dict[str, Any]]) -> list[tuple[str, str, dict[
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
-    from codemt.translate import GenerationSettings, Translator
+    from codemt.translate import Translator, generation_settings
 
     try:
         data = load_data(args.data, args.split)
         modes = [parse_mode(m) for m in args.modes or data.default_targets]
-        settings = GenerationSettings(
-            num_beams=args.beams,
-            max_new_tokens=args.max_new_tokens,
-            no_repeat_ngram_size=args.no_repeat_ngram,
-            batch_size=args.batch_size,
-        )
+        settings = generation_settings(args, num_beams=args.beams, batch_size=args.batch_size)
         models = [args.model] + ([args.compare] if args.compare else [])
         translators = [Translator.load(m, settings=settings, backend=args.backend) for m in models]
         evaluations = [

@@ -31,6 +31,7 @@ from codemt.translate import (
     Translation,
     Translator,
     add_model_arguments,
+    generation_settings,
     resolve_style,
 )
 
@@ -224,11 +225,7 @@ def _lsp_command(args: argparse.Namespace) -> int:
             model=args.model,
             backend=args.backend,
             style=args.style,
-            generation=GenerationSettings(
-                num_beams=args.beams,
-                max_new_tokens=args.max_new_tokens,
-                no_repeat_ngram_size=args.no_repeat_ngram,
-            ),
+            generation=generation_settings(args, num_beams=args.beams),
         )
         # Fail now, not on the first code action (the model loads then).
         from codemt.backends import select_backend

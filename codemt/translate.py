@@ -547,22 +547,17 @@ def file_methods(path: str, source: str) -> list[dict[str, Any]]:
 
 def _settings_from_args(args: argparse.Namespace) -> GenerationSettings:
     if args.sample:
-        return GenerationSettings(
+        return generation_settings(
+            args,
             num_beams=1,
             sample=True,
             num_samples=args.beams or 1,
             temperature=args.temperature,
             top_p=args.top_p,
-            max_new_tokens=args.max_new_tokens,
-            no_repeat_ngram_size=args.no_repeat_ngram,
             seed=args.seed,
         )
     beams = 1 if args.greedy else (args.beams or GenerationSettings.num_beams)
-    return GenerationSettings(
-        num_beams=beams,
-        max_new_tokens=args.max_new_tokens,
-        no_repeat_ngram_size=args.no_repeat_ngram,
-    )
+    return generation_settings(args, num_beams=beams)
 
 
 def _translate_command(args: argparse.Namespace) -> int:
@@ -614,6 +609,14 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def generation_settings(args: argparse.Namespace, **settings: Any) -> GenerationSettings:
+    """GenerationSettings from a command's `--max-new-tokens` and `--no-repeat-ngram`, and
+    `settings` (beams, sampling, batch size) as the command decides them."""
+    return GenerationSettings(
+        max_new_tokens=args.max_new_tokens, no_repeat_ngram_size=args.no_repeat_ngram, **settings
+    )
+
+
 def add_no_repeat_argument(parser: argparse.ArgumentParser) -> None:
     """Add `--no-repeat-ngram N` (GenerationSettings.no_repeat_ngram_size)."""
     parser.add_argument(
@@ -635,7 +638,7 @@ def add_model_arguments(
     batch_size: bool = False,
 ) -> None:
     """The model options of the commands that put a model to use (translate, docstring,
-    complete, lsp, serve): `--model` and `--backend`, and with `generation` also `--beams`
+    complete, lsp, serve): `--model` and `--backend`, and with `generation` also `--beams`,
     `--max-new-tokens` and `--no-repeat-ngram` (and `--batch-size` if asked)."""
     parser.add_argument(
         "--model",
