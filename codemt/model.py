@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 CODEMT_FILE = "codemt.json"
 # A run folder holds step-NNNNNN checkpoints and this file naming the newest one.
 LATEST_FILE = "latest"
+BEST_FILE = "best"  # in a run folder trained with `select_on`: the checkpoint it stands for
 
 
 class Preset(NamedTuple):
@@ -194,11 +195,14 @@ def write_model(
     (folder / CODEMT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
-def resolve_checkpoint(path: Path | str) -> Path:
-    """The checkpoint folder `path` names: itself, or the newest checkpoint of a run folder."""
+def resolve_checkpoint(path: Path | str, newest: bool = False) -> Path:
+    """The checkpoint folder `path` names: itself, or a run folder's best checkpoint (where
+    training selected one, see `TrainSettings.select_on`), else (or with `newest`) its newest."""
     path = Path(path)
-    if (path / LATEST_FILE).is_file():
-        path = path / (path / LATEST_FILE).read_text(encoding="utf-8").strip()
+    for pointer in (LATEST_FILE,) if newest else (BEST_FILE, LATEST_FILE):
+        if (path / pointer).is_file():
+            path = path / (path / pointer).read_text(encoding="utf-8").strip()
+            break
     if not (path / "config.json").is_file() or not (path / CODEMT_FILE).is_file():
         raise FileNotFoundError(
             f"{path}: not a codemt checkpoint (config.json and {CODEMT_FILE} expected); "

@@ -11,6 +11,8 @@ A run folder looks like::
     OUT/step-000100/      a checkpoint (see `codemt.model`), with train_log.csv and state/
     OUT/step-000200/      ... the last `keep_last` are kept
     OUT/latest            the name of the newest checkpoint
+    OUT/best              the checkpoint where the selection task's validation loss was
+                          lowest (runs given `task_data`), kept whatever `keep_last`
     OUT/train_log.csv     one row per logged step (copied into each checkpoint)
     OUT/tensorboard/      when `tensorboard` is installed
 
@@ -36,7 +38,6 @@ import csv
 import json
 import math
 import os
-import queue
 import random
 import shutil
 import signal
@@ -56,6 +57,7 @@ from tqdm.auto import tqdm
 
 from codemt import tokenizer as tokenization
 from codemt.model import (
+    BEST_FILE,
     CODEMT_FILE,
     LATEST_FILE,
     PRESETS,
@@ -80,17 +82,19 @@ LOG_FIELDS = (
     "lr",
     "grad_norm",
     "valid_loss",
+    "task_loss",
     "tokens_per_s",
     "elapsed_s",
 )
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
-# On a GPU, batches are built this many ahead in a thread, so the device does not wait for
-# Python between steps (on a CPU building one costs ~1% of a step). Not in pinned memory:
-# token-budget batches change shape every step, so each would pin a new buffer, and on an
-# H200 that halved the loop's speed (226k against 492k tokens/s,
-# benchmarks/gpu_loop_overhead.py).
-GPU_PREFETCH = 8
-GPU_PIN = False
+# On a GPU, batches are built ahead in this many worker processes, so the device never waits
+# for Python between steps (on a CPU building one costs ~1% of a step). Processes, not a
+# thread: building a 64k-token batch holds the interpreter ~30 ms, and a thread doing so
+# starves the loop that launches the GPU's work. Not in pinned memory: token-budget batches
+# change shape every step, so each would pin a new buffer, and on an H200 that halved the
+# loop's speed (226k against 492k tokens/s, benchmarks/gpu_loop_overhead.py).
+GPU_WORKERS = 4
+BATCHES_AHEAD = 4  # per worker
 MIXED_PRECISION = ("no", "bf16", "fp16")
 IGNORE_INDEX = -100
 
@@ -161,7 +165,11 @@ class TrainSettings:
             run, resumes included. max_time: stop after this many seconds of this call (to
             fit a job's time limit). At least one of the three must be set.
         eval_every, save_every, log_every: in steps (0: only at the end of training).
-        keep_last: how many checkpoints to keep.
+        keep_last: how many checkpoints to keep (besides the best one, see `select_on`).
+        select_on: a mode name (e.g. "signature+body->docstring"): at every evaluation the
+            validation loss of that mode alone is logged too (`task_loss`), and the checkpoint
+            where it was lowest is saved and named in `OUT/best`, which a run folder then
+            stands for. More epochs can overfit one task while the others still improve.
         seed: seeds initialisation, dropout and anything else random in the loop.
     """
 
@@ -184,6 +192,7 @@ class TrainSettings:
     save_every: int = 1000
     log_every: int = 50
     keep_last: int = 3
+    select_on: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -269,6 +278,7 @@ class TrainState:
     batch: int = 0  # batches of `epoch` this process has consumed
     tokens: int = 0  # real source + target tokens trained on, all processes
     train_seconds: float = 0.0  # time spent in the loop, all calls
+    best_task_loss: float | None = None  # the lowest `task_loss` so far (see `select_on`)
 
 
 def train(
@@ -278,6 +288,7 @@ def train(
     tokenizer_dir: Path | str,
     *,
     valid_data: TrainData | None = None,
+    task_data: TrainData | None = None,
     init: Path | str | None = None,
     resume: bool = False,
     stage: str = "pretrain",
@@ -297,6 +308,7 @@ def train(
         tokenizer_dir: the tokenizer folder; its ids must match the batches. It is copied
             into every checkpoint, and fixes the vocabulary size and special ids.
         valid_data: batches to report the validation loss on (epoch 0 is used).
+        task_data: validation batches of `settings.select_on`'s mode alone (epoch 0).
         init: a checkpoint (or run folder) to start from instead of random weights, e.g. a
             pre-trained model for multi-mode training; its preset must be `settings.preset`.
         resume: continue the run in `out_dir` from its newest checkpoint (starting afresh if
@@ -307,6 +319,8 @@ def train(
     """
     out_dir = Path(out_dir)
     tokenizer_dir = Path(tokenizer_dir)
+    if (task_data is None) != (settings.select_on is None):
+        raise ValueError("select_on and task_data go together: its validation batches are needed")
     start = _resume_point(out_dir, resume)
     accelerator = Accelerator(
         mixed_precision=settings.mixed_precision,
@@ -345,7 +359,7 @@ def train(
     loop = _Loop(
         accelerator, model, optimizer, scheduler, settings, state, out_dir, tokenizer_dir, meta
     )
-    return loop.run(train_data, valid_data, progress)
+    return loop.run(train_data, valid_data, task_data, progress)
 
 
 def _resume_point(out_dir: Path, resume: bool) -> Path | None:
@@ -356,7 +370,7 @@ def _resume_point(out_dir: Path, resume: bool) -> Path | None:
             f"{out_dir} already holds checkpoints; resume the run (resume=True, --resume) "
             f"or choose another output folder"
         )
-    return resolve_checkpoint(out_dir)
+    return resolve_checkpoint(out_dir, newest=True)
 
 
 def _initial_model(
@@ -549,12 +563,18 @@ class _Loop:
         self.control = _Control(accelerator)
         self.tensorboard: Any = None
 
-    def run(self, train_data: TrainData, valid_data: TrainData | None, progress: bool) -> Path:
+    def run(
+        self,
+        train_data: TrainData,
+        valid_data: TrainData | None,
+        task_data: TrainData | None,
+        progress: bool,
+    ) -> Path:
         """Train until a limit is reached or a stop is requested; return the last checkpoint."""
         settings, state, accelerator = self.settings, self.state, self.accelerator
         device = accelerator.device
         if self._limit_reached(0.0):
-            return resolve_checkpoint(self.out_dir)
+            return resolve_checkpoint(self.out_dir, newest=True)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.tensorboard = _tensorboard_writer(self.out_dir / "tensorboard")
@@ -577,10 +597,14 @@ class _Loop:
                 batches = train_data.batches(
                     state.epoch, rank=self.rank, world_size=self.world_size, start=state.batch
                 )
-                if device.type == "cuda" and GPU_PREFETCH > 0:
+                if device.type == "cuda" and GPU_WORKERS > 0:
                     # Closed on leaving the loop, also when it stops mid-epoch.
                     batches = prefetching.enter_context(
-                        contextlib.closing(_prefetched(batches, GPU_PREFETCH, pin=GPU_PIN))
+                        contextlib.closing(
+                            _built_ahead(
+                                train_data, state.epoch, self.rank, self.world_size, state.batch
+                            )
+                        )
                     )
                 for batch in batches:
                     state.batch += 1
@@ -633,12 +657,17 @@ class _Loop:
                             tok_s=f"{row['tokens_per_s']:,.0f}",
                         )
                     t_pause = time.perf_counter()
-                    if valid_data is not None and _due(state.step, settings.eval_every, stop):
-                        row["valid_loss"] = self.evaluate(valid_data)
+                    best = False
+                    if _due(state.step, settings.eval_every, stop):
+                        if valid_data is not None:
+                            row["valid_loss"] = self.evaluate(valid_data)
+                        if task_data is not None:
+                            row["task_loss"] = self.evaluate(task_data)
+                            best = self._improves(row["task_loss"])
                     if row:
                         self._log(row)
-                    if _due(state.step, settings.save_every, stop):
-                        self.save()
+                    if best or _due(state.step, settings.save_every, stop):
+                        self.save(best)
                     paused += time.perf_counter() - t_pause
                     if stop:
                         break
@@ -653,6 +682,16 @@ class _Loop:
             # instead of going on to the next one.
             raise TrainingInterrupted(checkpoint, requests["signal"])
         return checkpoint
+
+    def _improves(self, task_loss: float) -> bool:
+        """Whether `task_loss` is the run's lowest so far (then recorded as such)."""
+        if math.isnan(task_loss):
+            return False
+        best = self.state.best_task_loss
+        if best is not None and task_loss >= best:
+            return False
+        self.state.best_task_loss = task_loss
+        return True
 
     def _limit_reached(self, elapsed: float) -> bool:
         s, state = self.settings, self.state
@@ -712,19 +751,21 @@ class _Loop:
         row = {"step": state.step, "epoch": state.epoch, "tokens": state.tokens}
         row |= {**values, "elapsed_s": round(state.train_seconds, 3)}
         path = self.out_dir / LOG_FILE
-        new = not path.exists()
-        with path.open("a", newline="", encoding="utf-8") as f:
+        new = not path.exists() or not _has_log_header(path)
+        rows = [] if not path.exists() or not new else _read_log(path)  # an older layout
+        with path.open("w" if new else "a", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
             if new:
                 writer.writeheader()
-            writer.writerow(row)
+            writer.writerows([*rows, row])
         if self.tensorboard is not None:
-            for key in ("loss", "lr", "grad_norm", "valid_loss", "tokens_per_s"):
+            for key in ("loss", "lr", "grad_norm", "valid_loss", "task_loss", "tokens_per_s"):
                 if row.get(key) is not None:
                     self.tensorboard.add_scalar(key, row[key], state.step)
 
-    def save(self) -> Path:
-        """Write a checkpoint of the current step atomically; keep the last `keep_last`."""
+    def save(self, best: bool = False) -> Path:
+        """Write a checkpoint of the current step atomically (named in `best` too when it
+        is the best so far); keep the last `keep_last` and the best."""
         accelerator, state = self.accelerator, self.state
         name = _checkpoint_name(state.step)
         tmp = self.out_dir / f".tmp-{name}"
@@ -749,51 +790,57 @@ class _Loop:
             shutil.copy2(self.out_dir / LOG_FILE, tmp / LOG_FILE)
         accelerator.wait_for_everyone()
         if self.is_main:
-            _publish(tmp, self.out_dir, name, self.settings.keep_last)
+            _publish(tmp, self.out_dir, name, self.settings.keep_last, best)
         accelerator.wait_for_everyone()
         return self.out_dir / name
 
 
-def _prefetched(
-    batches: Iterator[dict[str, torch.Tensor]], depth: int, pin: bool = False
+class _EpochBatches(torch.utils.data.Dataset):
+    """Batch `start + i` of one rank's epoch as item `i`: what a loader worker builds."""
+
+    def __init__(self, data: TrainData, epoch: int, rank: int, world_size: int, start: int):
+        self.data, self.epoch, self.rank, self.world_size = data, epoch, rank, world_size
+        self.start = start
+        self.count = data.num_batches(epoch, rank=rank, world_size=world_size) - start
+
+    def __len__(self) -> int:
+        return max(self.count, 0)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        # Starting an epoch's batches at any position costs nothing (the protocol's promise).
+        batches = self.data.batches(
+            self.epoch, rank=self.rank, world_size=self.world_size, start=self.start + index
+        )
+        return next(iter(batches))
+
+
+def _built_ahead(
+    data: TrainData,
+    epoch: int,
+    rank: int,
+    world_size: int,
+    start: int,
+    workers: int | None = None,
+    ahead: int = BATCHES_AHEAD,
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """`batches` in the same order, built up to `depth` ahead in a background thread (and,
-    with `pin`, in pinned memory). Closing the generator stops the thread."""
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def put(item: Any) -> None:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if stop.is_set():
-                    return
-                put({k: v.pin_memory() for k, v in batch.items()} if pin else batch)
-            put(end)
-        except BaseException as exc:  # raised again in the consumer
-            put(exc)
-
-    thread = threading.Thread(target=produce, name="codemt-batches", daemon=True)
-    thread.start()
+    """The batches of `data.batches(epoch, ...)` from `start` on, in the same order, built
+    `ahead` per worker in `workers` forked processes (which inherit the epoch's plan, made
+    here first). Closing the generator stops the workers."""
+    epoch_batches = _EpochBatches(data, epoch, rank, world_size, start)
+    loader = torch.utils.data.DataLoader(
+        epoch_batches,
+        batch_size=None,
+        num_workers=GPU_WORKERS if workers is None else workers,
+        prefetch_factor=ahead,
+        multiprocessing_context="fork",
+    )
+    iterator = iter(loader)
     try:
-        while True:
-            item = ready.get()
-            if item is end:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        yield from iterator
     finally:
-        stop.set()
-        thread.join()
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def _due(step: int, every: int, last: bool) -> bool:
@@ -809,24 +856,40 @@ def _checkpoint_name(step: int) -> str:
     return f"step-{step:06d}"
 
 
+def _has_log_header(path: Path) -> bool:
+    """Whether the log at `path` has today's columns (logs of older versions have fewer)."""
+    with path.open(newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), None) == list(LOG_FIELDS)
+
+
+def _read_log(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
 def _checkpoint_step(path: Path) -> int:
     return int(path.name.removeprefix("step-"))
 
 
-def _publish(tmp: Path, out_dir: Path, name: str, keep_last: int) -> None:
-    """Rename the finished `tmp` into place, point `latest` at it, drop old checkpoints."""
+def _publish(tmp: Path, out_dir: Path, name: str, keep_last: int, best: bool = False) -> None:
+    """Rename the finished `tmp` into place, point `latest` (and with `best`, `best`) at it,
+    drop old checkpoints but the best."""
     final = out_dir / name
     old = out_dir / f".old-{name}"
     if final.exists():  # the same step saved again after a resume
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-    latest_tmp = out_dir / f".{LATEST_FILE}.tmp"
-    latest_tmp.write_text(name + "\n", encoding="utf-8")
-    os.replace(latest_tmp, out_dir / LATEST_FILE)
+    for pointer in (LATEST_FILE, BEST_FILE) if best else (LATEST_FILE,):
+        pointer_tmp = out_dir / f".{pointer}.tmp"
+        pointer_tmp.write_text(name + "\n", encoding="utf-8")
+        os.replace(pointer_tmp, out_dir / pointer)
+    best_file = out_dir / BEST_FILE
+    kept = best_file.read_text(encoding="utf-8").strip() if best_file.is_file() else None
     checkpoints = sorted((p for p in out_dir.glob("step-*") if p.is_dir()), key=_checkpoint_step)
     for path in checkpoints[:-keep_last]:
-        shutil.rmtree(path)
+        if path.name != kept:
+            shutil.rmtree(path)
 
 
 def _tensorboard_writer(log_dir: Path) -> Any:

@@ -110,15 +110,15 @@ def test_the_card_learning_curve_has_a_row_per_validation(tmp_path):
 
     log = tmp_path / "train_log.csv"
     log.write_text(
-        "step,epoch,tokens,loss,lr,grad_norm,valid_loss,tokens_per_s,elapsed_s\n"
-        "50,0,100000,5.5,0.01,1.0,,2000.0,60.0\n"
-        "100,0,200000,4.5,0.01,1.0,4.75,2000.0,120.0\n"
-        "150,1,300000,4.0,0.01,1.0,4.25,2000.0,180.0\n"
-        "175,1,350000,,,,4.125,,210.0\n"
+        "step,epoch,tokens,loss,lr,grad_norm,valid_loss,task_loss,tokens_per_s,elapsed_s\n"
+        "50,0,100000,5.5,0.01,1.0,,,2000.0,60.0\n"
+        "100,0,200000,4.5,0.01,1.0,4.75,5.5,2000.0,120.0\n"
+        "150,1,300000,4.0,0.01,1.0,4.25,,2000.0,180.0\n"
+        "175,1,350000,,,,4.125,5.25,,210.0\n"
     )
     rows = _learning_curve(log)
-    assert "| 100 | 200,000 | 2.0 | 4.500 | 4.750 |" in rows
-    assert "| 150 | 300,000 | 3.0 | 4.000 | 4.250 |" in rows
-    assert "| 175 | 350,000 | 3.5 |  | 4.125 |" in rows  # validated at a step not logged
+    assert "| 100 | 200,000 | 2.0 | 4.500 | 4.750 | 5.500 |" in rows
+    assert "| 150 | 300,000 | 3.0 | 4.000 | 4.250 |  |" in rows  # a run without selection
+    assert "| 175 | 350,000 | 3.5 |  | 4.125 | 5.250 |" in rows  # validated at a step not logged
     assert not any(r.startswith("| 50 |") for r in rows)
     assert _learning_curve(tmp_path / "missing.csv") == []

@@ -14,13 +14,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from codemt.model import LATEST_FILE, load_checkpoint
+from codemt.model import LATEST_FILE, load_checkpoint, resolve_checkpoint
 from codemt.tokenizer import TokenizerSettings, save_tokenizer, train_tokenizer
 from codemt.train import LOG_FILE, TrainingInterrupted, TrainSettings, learning_rate, train
 
@@ -129,26 +130,45 @@ def column(rows: list[dict[str, str]], name: str) -> list[float]:
     return [float(r[name]) for r in rows]
 
 
-def test_prefetched_batches_keep_their_order_errors_and_stop_early():
-    import threading
+class _Numbered:
+    """Batches numbered by epoch and position; one of them can fail."""
 
-    from codemt.train import _prefetched
+    def __init__(self, count: int, fail_at: int | None = None):
+        self.count, self.fail_at = count, fail_at
 
-    batches = [{"input_ids": torch.full((2, 3), i)} for i in range(20)]
-    got = list(_prefetched(iter(batches), depth=3))
-    assert [int(b["input_ids"][0, 0]) for b in got] == list(range(20))
+    def num_batches(self, epoch, *, rank=0, world_size=1):
+        return self.count // world_size
 
-    def failing():
-        yield batches[0]
-        raise ValueError("bad shard")
+    def batches(self, epoch, *, rank=0, world_size=1, start=0):
+        for position in range(rank + start * world_size, self.count, world_size):
+            if position == self.fail_at:
+                raise ValueError(f"bad shard at batch {position}")
+            yield {"input_ids": torch.full((2, 3), 100 * epoch + position)}
 
-    with pytest.raises(ValueError, match="bad shard"):
-        list(_prefetched(failing(), depth=2))
 
-    stream = _prefetched(iter(batches), depth=2)
+def _numbers(batches) -> list[int]:
+    return [int(b["input_ids"][0, 0]) for b in batches]
+
+
+def test_batches_built_ahead_in_workers_keep_their_order_errors_and_stop_early():
+    import multiprocessing
+
+    from codemt.train import _built_ahead
+
+    data = _Numbered(20)
+    assert _numbers(_built_ahead(data, 1, 0, 1, 0, workers=2, ahead=2)) == list(range(100, 120))
+    # resuming mid-epoch, and one rank of two
+    assert _numbers(_built_ahead(data, 0, 0, 1, 15, workers=2)) == list(range(15, 20))
+    assert _numbers(_built_ahead(data, 0, 1, 2, 3, workers=2)) == list(range(7, 20, 2))
+    assert _numbers(_built_ahead(data, 0, 0, 1, 20, workers=2)) == []
+
+    with pytest.raises(ValueError, match="bad shard at batch 5"):
+        list(_built_ahead(_Numbered(20, fail_at=5), 0, 0, 1, 0, workers=2))
+
+    stream = _built_ahead(data, 0, 0, 1, 0, workers=2)
     next(stream)
-    stream.close()  # the consumer stops early: the producer thread must not hang
-    assert not any(t.name == "codemt-batches" for t in threading.enumerate())
+    stream.close()  # the loop stops mid-epoch: no worker may be left behind
+    assert not multiprocessing.active_children()
 
 
 def test_settings_resolve_preset_defaults_and_reject_bad_values():
@@ -271,6 +291,60 @@ def test_checkpoints_rotate_and_round_trip(tmp_path, tokenizer_dir):
         data, tiny(max_steps=1), tmp_path / "next", tokenizer_dir, init=run, progress=False
     )
     assert load_checkpoint(again).meta["init"] == str(run)
+
+
+def test_selection_keeps_the_checkpoint_of_the_lowest_task_loss(
+    tmp_path, tokenizer_dir, monkeypatch
+):
+    import codemt.train as training
+
+    task = SyntheticData(n_batches=1, seed=9)
+    scripted = iter([3.0, 2.0, 2.5, 2.6, 2.7, 1.5])
+    real_evaluate = training._Loop.evaluate
+    monkeypatch.setattr(
+        training._Loop,
+        "evaluate",
+        lambda self, data: next(scripted) if data is task else real_evaluate(self, data),
+    )
+    run = tmp_path / "run"
+    settings = tiny(max_steps=4, eval_every=1, keep_last=1, select_on="signature+body->docstring")
+    final = train(SyntheticData(n_batches=3), settings, run, tokenizer_dir, task_data=task,
+                  progress=False)  # fmt: skip
+    assert final == run / "step-000004"
+    steps = sorted(p.name for p in run.glob("step-*"))
+    assert steps == ["step-000002", "step-000004"]  # the best outlives keep_last
+    assert (run / "best").read_text().strip() == "step-000002"
+    assert load_checkpoint(run).path == run / "step-000002"  # a run folder stands for its best
+    assert resolve_checkpoint(run, newest=True) == final
+    assert [float(r["task_loss"]) for r in read_log(run)] == [3.0, 2.0, 2.5, 2.6]
+
+    # A resumed run remembers the best so far; a lower loss moves it.
+    longer = replace(settings, max_steps=6)
+    train(SyntheticData(n_batches=3), longer, run, tokenizer_dir, task_data=task, resume=True,
+          progress=False)  # fmt: skip
+    assert (run / "best").read_text().strip() == "step-000006"
+    assert sorted(p.name for p in run.glob("step-*")) == ["step-000006"]
+
+    with pytest.raises(ValueError, match="select_on and task_data go together"):
+        train(SyntheticData(n_batches=3), tiny(max_steps=1), tmp_path / "x", tokenizer_dir,
+              task_data=task, progress=False)  # fmt: skip
+
+
+def test_a_log_of_an_older_layout_gains_the_new_columns_on_resume(tmp_path, tokenizer_dir):
+    run = tmp_path / "run"
+    train(SyntheticData(n_batches=3), tiny(max_steps=2), run, tokenizer_dir, progress=False)
+    for log in (run / LOG_FILE, run / "step-000002" / LOG_FILE):  # as older versions wrote it
+        rows = read_log(run)
+        old = [c for c in rows[0] if c != "task_loss"]
+        with log.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=old, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    train(SyntheticData(n_batches=3), tiny(max_steps=4), run, tokenizer_dir, resume=True,
+          progress=False)  # fmt: skip
+    rows = read_log(run)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(r["task_loss"] == "" and float(r["loss"]) > 0 for r in rows)
 
 
 def test_refuses_to_overwrite_a_run(tmp_path, tokenizer_dir):

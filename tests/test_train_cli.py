@@ -94,3 +94,22 @@ def test_a_signal_stops_the_command_not_just_the_stage(small_corpus, tmp_path, c
     assert code == 130 and "SIGTERM" in capsys.readouterr().err
     assert (tmp_path / "run" / "pretrain" / "latest").is_file()
     assert not (tmp_path / "run" / "multimode").exists(), "the next stage must not start"
+
+
+def test_selecting_on_a_task_needs_a_mode_and_its_validation_examples(
+    small_corpus, small_tokenizer, tmp_path, capsys
+):
+    # (`tests/test_train.py` checks the selection itself.)
+    from codemt.tokenizer import save_tokenizer
+
+    save_tokenizer(small_tokenizer, tmp_path / "tok")
+    config = tmp_path / "config.yaml"
+    for mode, error in [
+        ("body->docstrin", "select_on 'body->docstrin': expected a mode of multi-mode training"),
+        # The small corpus has no validation split.
+        ("signature+body->docstring", "the validation split has no such examples"),
+    ]:
+        config.write_text(f"train:\n  max_steps: 2\nmultimode:\n  select_on: {mode}\n")
+        args = train_args(small_corpus, tmp_path / "run", "--stage", "multimode")
+        assert main([*args, "--config", str(config), "--tokenizer", str(tmp_path / "tok")]) == 2
+        assert error in capsys.readouterr().err
