@@ -814,6 +814,14 @@ class _EpochBatches(torch.utils.data.Dataset):
         return next(iter(batches))
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """In a loader worker: Ctrl-C and `kill` reach the whole process group, and a worker
+    that died of them would leave the loop waiting for its batch instead of saving; the
+    loop stops its workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _built_ahead(
     data: TrainData,
     epoch: int,
@@ -833,6 +841,7 @@ def _built_ahead(
         num_workers=GPU_WORKERS if workers is None else workers,
         prefetch_factor=ahead,
         multiprocessing_context="fork",
+        worker_init_fn=_ignore_stop_signals,
     )
     iterator = iter(loader)
     try:
