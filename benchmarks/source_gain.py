@@ -10,8 +10,8 @@ ignores it.
 
     python benchmarks/source_gain.py CHECKPOINT... --corpus RUN/corpus [--batches 8]
 
-Each CHECKPOINT is a `step-NNNNNN` folder or a run folder (its newest). The checkpoint's
-own example settings and tokenizer build the examples.
+Each CHECKPOINT is a `step-NNNNNN` folder or a run folder (its best, else its newest). The
+checkpoint's own example settings and tokenizer build the examples.
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ class TorchBackend:
 
     @staticmethod
     def find(path: Path) -> Path | None:
-        """The checkpoint `path` names (a run folder: its newest), or None for an export."""
+        """The checkpoint `path` names (a run folder: its best, else newest checkpoint), or
+        None for an export."""
         if is_ctranslate2_export(path):
             return None
         return resolve_checkpoint(path)

@@ -70,7 +70,8 @@ def _converter(checkpoint: Path) -> Any:
 
 
 def export_ctranslate2(checkpoint: Path | str, out: Path | str, quantization: str = "int8") -> Path:
-    """Convert a checkpoint (or a run folder's newest) into a CTranslate2 export at `out`.
+    """Convert a checkpoint (or the one a run folder stands for) into a CTranslate2 export at
+    `out`.
 
     `out` is replaced if it holds an export already; any other existing folder is refused.
     The export is written beside `out` and renamed into place, so a failed export leaves

@@ -201,8 +201,10 @@ def resolve_checkpoint(path: Path | str, newest: bool = False) -> Path:
     path = Path(path)
     for pointer in (LATEST_FILE,) if newest else (BEST_FILE, LATEST_FILE):
         if (path / pointer).is_file():
-            path = path / (path / pointer).read_text(encoding="utf-8").strip()
-            break
+            named = path / (path / pointer).read_text(encoding="utf-8").strip()
+            if named.is_dir():  # else (a best removed by hand) the next pointer
+                path = named
+                break
     if not (path / "config.json").is_file() or not (path / CODEMT_FILE).is_file():
         raise FileNotFoundError(
             f"{path}: not a codemt checkpoint (config.json and {CODEMT_FILE} expected); "
@@ -245,7 +247,8 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 def load_checkpoint(path: Path | str, *, dropout: float | None = None) -> Checkpoint:
-    """Load a checkpoint folder (or the newest checkpoint of a run folder) on the CPU.
+    """Load a checkpoint folder (or the one a run folder stands for: its best, else newest) on
+    the CPU.
 
     `dropout`, when given, replaces the dropout rate the checkpoint was trained with.
     """

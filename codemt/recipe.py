@@ -181,7 +181,7 @@ def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: P
     from codemt.model import load_checkpoint, write_model
 
     loaded = load_checkpoint(checkpoint)
-    checkpoint = loaded.path  # a run folder resolves to its newest checkpoint
+    checkpoint = loaded.path  # a run folder resolves to its best (else newest) checkpoint
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer_dir = tmp / "_tokenizer"
@@ -192,8 +192,11 @@ def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: P
     write_model(loaded.model.to(torch.float16), tmp, tokenizer_dir, loaded.meta)
     shutil.rmtree(tokenizer_dir)
     shutil.copy2(corpus / "manifest.json", tmp / "corpus_manifest.json")
-    if (checkpoint / "train_log.csv").is_file():
-        shutil.copy2(checkpoint / "train_log.csv", tmp / "train_log.csv")
+    # The run's whole log where there is one: a selected checkpoint's own stops at its step.
+    for log in (checkpoint.parent / "train_log.csv", checkpoint / "train_log.csv"):
+        if log.is_file():
+            shutil.copy2(log, tmp / "train_log.csv")
+            break
     if evaluation is not None and evaluation.is_file():
         shutil.copy2(evaluation, tmp / "evaluation.json")
     if importlib.util.find_spec("ctranslate2") is not None:

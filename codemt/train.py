@@ -337,6 +337,11 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda done: learning_rate(done + 1, settings) / settings.lr
     )
+    if task_data is not None and not task_data.num_batches(0, world_size=accelerator.num_processes):
+        raise ValueError(
+            f"select_on {settings.select_on!r}: too few validation batches of it for "
+            f"{accelerator.num_processes} processes (each needs one)"
+        )
     model, optimizer = accelerator.prepare(model, optimizer)
     if start is not None:
         state = _restore(start, out_dir, optimizer, scheduler, accelerator)
@@ -468,6 +473,7 @@ def _restore(
     if accelerator.is_main_process:
         # Rows logged after the checkpoint (before a crash) would be logged again.
         shutil.copy2(checkpoint / LOG_FILE, out_dir / LOG_FILE)
+        _upgrade_log(out_dir / LOG_FILE)
     accelerator.wait_for_everyone()
     return TrainState(**progress["state"])
 
@@ -751,13 +757,12 @@ class _Loop:
         row = {"step": state.step, "epoch": state.epoch, "tokens": state.tokens}
         row |= {**values, "elapsed_s": round(state.train_seconds, 3)}
         path = self.out_dir / LOG_FILE
-        new = not path.exists() or not _has_log_header(path)
-        rows = [] if not path.exists() or not new else _read_log(path)  # an older layout
-        with path.open("w" if new else "a", newline="", encoding="utf-8") as f:
+        new = not path.exists()
+        with path.open("a", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
             if new:
                 writer.writeheader()
-            writer.writerows([*rows, row])
+            writer.writerow(row)
         if self.tensorboard is not None:
             for key in ("loss", "lr", "grad_norm", "valid_loss", "task_loss", "tokens_per_s"):
                 if row.get(key) is not None:
@@ -814,12 +819,16 @@ class _EpochBatches(torch.utils.data.Dataset):
         return next(iter(batches))
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _ignore_stop_signals(worker_id: int) -> None:
     """In a loader worker: Ctrl-C and `kill` reach the whole process group, and a worker
     that died of them would leave the loop waiting for its batch instead of saving; the
-    loop stops its workers itself."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    loop stops its workers itself. (Forked with these signals blocked: none is missed.)"""
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _built_ahead(
@@ -842,8 +851,16 @@ def _built_ahead(
         prefetch_factor=ahead,
         multiprocessing_context="fork",
         worker_init_fn=_ignore_stop_signals,
+        generator=torch.Generator(),  # its seeds drawn from the run's random state would shift it
     )
-    iterator = iter(loader)
+    # The parent may have tokenised in parallel (a token cache just built); forked workers
+    # only slice arrays, so turn off the tokenizers library's warning about it, once per fork.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        iterator = iter(loader)  # forks the workers
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
         yield from iterator
     finally:
@@ -865,15 +882,19 @@ def _checkpoint_name(step: int) -> str:
     return f"step-{step:06d}"
 
 
-def _has_log_header(path: Path) -> bool:
-    """Whether the log at `path` has today's columns (logs of older versions have fewer)."""
+def _upgrade_log(path: Path) -> None:
+    """Rewrite a log of an older version's columns (fewer of them) with today's, atomically."""
     with path.open(newline="", encoding="utf-8") as f:
-        return next(csv.reader(f), None) == list(LOG_FIELDS)
-
-
-def _read_log(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        if reader.fieldnames == list(LOG_FIELDS):
+            return
+        rows = list(reader)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def _checkpoint_step(path: Path) -> int:
@@ -889,7 +910,8 @@ def _publish(tmp: Path, out_dir: Path, name: str, keep_last: int, best: bool = F
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-    for pointer in (LATEST_FILE, BEST_FILE) if best else (LATEST_FILE,):
+    # `best` first: a kill between the two leaves `latest` behind, and resuming redoes it.
+    for pointer in (BEST_FILE, LATEST_FILE) if best else (LATEST_FILE,):
         pointer_tmp = out_dir / f".{pointer}.tmp"
         pointer_tmp.write_text(name + "\n", encoding="utf-8")
         os.replace(pointer_tmp, out_dir / pointer)

@@ -34,8 +34,8 @@ def _settings_from(cls, values: dict, where: str):
 
 
 def _task_data(cache, vocab, stage: str, examples, batching, mode_name: str):
-    """Validation batches of one mode alone (a docstring target asked for as a summary, as
-    the CodeXGLUE task has it), to select a run's best checkpoint on."""
+    """Validation batches of one mode alone, of every method that has it (a docstring target
+    asked for as a summary, as the CodeXGLUE task has it), to select a run's best checkpoint on."""
     from codemt.data import ExampleData
     from codemt.examples import all_modes
 
@@ -46,7 +46,7 @@ def _task_data(cache, vocab, stage: str, examples, batching, mode_name: str):
             f"{', '.join(names)}"
         )
     weights = {name: float(name == mode_name) for name in names}
-    only = replace(examples, mode_weights=weights, undocumented_share=0.0, summary_fraction=1.0)
+    only = replace(examples, mode_weights=weights, undocumented_share=1.0, summary_fraction=1.0)
     data = ExampleData(cache, vocab, stage, only, batching)
     if not len(cache) or not data.num_batches(0):
         raise ValueError(f"select_on {mode_name!r}: the validation split has no such examples")
@@ -151,6 +151,8 @@ def run_training(
     checkpoint = init
     for name in stages:
         values = {**config.get("train", {}), **config.get(name, {}), **overrides, "preset": preset}
+        if name != "multimode":  # selecting on a task is multi-mode training's
+            values.pop("select_on", None)
         settings = _settings_from(TrainSettings, values, f"train settings of stage {name}")
         train_data = ExampleData(train_cache, vocab, name, examples, batching)
         valid_data = (
@@ -163,7 +165,9 @@ def run_training(
         )
         task_data = None
         if settings.select_on is not None:
-            task_data = _task_data(valid_cache, vocab, name, examples, batching, settings.select_on)
+            # The whole split: one mode of the first `valid_limit` methods is too few to go by.
+            whole = TokenCache.build(data, "valid", tok, cache_root)
+            task_data = _task_data(whole, vocab, name, examples, batching, settings.select_on)
         run_dir = out / name if len(stages) > 1 else out
         print(
             f"stage {name}: {len(train_cache)} methods, {train_data.num_batches(0)} batches an epoch, "
@@ -232,6 +236,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train_command(args: argparse.Namespace) -> int:
+    from codemt.model import resolve_checkpoint
     from codemt.train import TrainingInterrupted
 
     overrides = {
@@ -269,4 +274,7 @@ def _train_command(args: argparse.Namespace) -> int:
         print(f"codemt train: {stop} (add --resume)", file=sys.stderr)
         return 130
     print(f"checkpoint: {checkpoint}")
+    best = resolve_checkpoint(checkpoint.parent)
+    if best != checkpoint:
+        print(f"best checkpoint (what the run folder stands for): {best}")
     return 0

@@ -353,7 +353,8 @@ class Translator:
         backend: str = "auto",
         threads: int | None = None,
     ) -> Translator:
-        """Load a checkpoint folder, a run folder (its newest checkpoint), an export or `default`.
+        """Load a checkpoint folder, a run folder (its best, else newest checkpoint), an export
+        or `default`.
 
         `backend`: "torch", "ctranslate2" (a `codemt export` of the model: the folder itself
         or its checkpoint's `ctranslate2/` subfolder) or "auto", ctranslate2 when it is

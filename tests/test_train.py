@@ -331,6 +331,8 @@ def test_selection_keeps_the_checkpoint_of_the_lowest_task_loss(
           progress=False)  # fmt: skip
     assert (run / "best").read_text().strip() == "step-000006"
     assert sorted(p.name for p in run.glob("step-*")) == ["step-000006"]
+    (run / "best").write_text("step-000002\n")  # a best removed by hand: the newest stands
+    assert resolve_checkpoint(run) == run / "step-000006"
 
     with pytest.raises(ValueError, match="select_on and task_data go together"):
         train(SyntheticData(n_batches=3), tiny(max_steps=1), tmp_path / "x", tokenizer_dir,
