@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from codemt import corpus
 from codemt.examples import (
@@ -48,6 +49,14 @@ _STYLE_CODES = ("", "summary", "google", "numpy", "rest", "other")
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+def spread_rows(total: int, limit: int | None) -> np.ndarray | None:
+    """The rows a split of `total` methods keeps when cut to `limit`: evenly spaced over it
+    (None: all of them)."""
+    if limit is None or limit >= total:
+        return None
+    return np.unique(np.linspace(0, total - 1, max(limit, 1)).round().astype(np.int64))
 
 
 class TokenCache:
@@ -108,12 +117,16 @@ class TokenCache:
     ) -> TokenCache:
         """Open the cache for (corpus, split, tokenizer), tokenising the split first if needed.
 
+        `limit` keeps that many of the split's methods, evenly spread over it (`spread_rows`):
+        splits are stored project by project, and the first few thousand methods would be a
+        handful of projects.
+
         The cache is written to a temporary folder and renamed into place, so a killed run
         never leaves a half-written cache behind.
         """
         corpus.read_manifest(corpus_dir)  # a clear error if this is no corpus
         key = cls.fingerprint(corpus_dir, split, tokenizer.to_str()) + (
-            f"-limit{limit}" if limit else ""
+            f"-spread{limit}" if limit else ""
         )
         folder = Path(cache_root) / f"{split}-{key}"
         if (folder / "meta.json").is_file():
@@ -158,13 +171,20 @@ class TokenCache:
             "signature", "docstring", "body", "class_name", "class_bases", "class_docstring",
             "decorators", "imports", "docstring_style", "docstring_task",
         ]  # fmt: skip
+        total = sum(
+            pq.ParquetFile(p).metadata.num_rows for p in corpus.shard_paths(corpus_dir, split)
+        )
+        kept = spread_rows(total, limit)
+        row_index = 0
         with open(path, "wb") as out:
             for batch in corpus.iter_batches(corpus_dir, split, columns, batch_size=batch_size):
                 records = batch.to_pylist()
-                if limit is not None:
-                    records = records[: max(limit - len(offsets), 0)]
+                if kept is not None:
+                    rows = np.arange(row_index, row_index + len(records))
+                    row_index += len(records)
+                    records = [records[i] for i in np.flatnonzero(np.isin(rows, kept))]
                 if not records:
-                    break
+                    continue
                 texts = [feature_texts(r) for r in records]
                 encoded = {
                     name: tokenizer.encode_batch([t[name] for t in texts], add_special_tokens=False)

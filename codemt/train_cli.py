@@ -165,7 +165,7 @@ def run_training(
         )
         task_data = None
         if settings.select_on is not None:
-            # The whole split: one mode of the first `valid_limit` methods is too few to go by.
+            # The whole split: one mode of `valid_limit` methods is too few to go by.
             whole = TokenCache.build(data, "valid", tok, cache_root)
             task_data = _task_data(whole, vocab, name, examples, batching, settings.select_on)
         run_dir = out / name if len(stages) > 1 else out
@@ -229,7 +229,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--cache-dir", type=Path, help="token caches (default: OUT/cache)")
     parser.add_argument(
-        "--valid-limit", type=int, default=2000, help="methods of the valid split to evaluate on"
+        "--valid-limit",
+        type=int,
+        default=2000,
+        help="methods of the valid split to evaluate on (spread over it)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_train_command)

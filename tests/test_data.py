@@ -209,3 +209,11 @@ def test_length_bucketing_keeps_padding_under_ten_percent():
     examples._plans = {0: (planned, examples._batch(planned, np.random.default_rng(1)))}
     assert sorted(i for b in examples._plans[0][1] for i in b) == list(range(20000))
     assert examples.padding_waste(0) < 0.10
+
+
+def test_a_cut_split_is_spread_over_all_of_it():
+    from codemt.data import spread_rows
+
+    assert spread_rows(10, 3).tolist() == [0, 4, 9]  # first, middle and last project alike
+    assert spread_rows(10, None) is None and spread_rows(5, 10) is None
+    assert len(spread_rows(100_000, 2000)) == 2000

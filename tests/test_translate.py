@@ -183,10 +183,13 @@ def test_syntax_aware_choice_prefers_a_parsing_candidate():
 
 def test_inputs_match_the_training_examples(translator, small_corpus, small_tokenizer, tmp_path):
     """The translator builds exactly the ids the token cache and `build_translation` train on."""
+    from codemt.data import spread_rows
     from codemt.examples import Vocabulary, build_translation
 
     cache = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path, limit=20)
-    records = list(iter_records(small_corpus, "train"))[:20]
+    split = list(iter_records(small_corpus, "train"))
+    records = [split[i] for i in spread_rows(len(split), 20)]
+    assert len(cache) == len(records) == 20
     vocab = Vocabulary.from_tokenizer(small_tokenizer)
     for target in ("docstring", "body", "signature"):
         chosen = [i for i, r in enumerate(records) if r["docstring"] and r["body"]]
