@@ -344,6 +344,7 @@ def evaluate(
         results[result.key] = result
     report = {
         "model": str(translator.path),
+        "backend": translator.backend.name,
         "data": data.name,
         "skipped_rows": data.skipped,
         "modes": {key: result.metrics for key, result in results.items()},
