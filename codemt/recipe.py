@@ -305,20 +305,20 @@ def model_card(model: Path) -> str:
     evaluation_file = model / "evaluation.json"
     if evaluation_file.is_file():
         evaluation = json.loads(evaluation_file.read_text(encoding="utf-8"))
-        fast = (
-            " The folder also holds an int8 CTranslate2 export (`ctranslate2/`), which "
-            "`Translator.load` and the commands pick by default when ctranslate2 is installed."
-            if (model / "ctranslate2").is_dir()
-            else ""
+        export = (
+            " (`ctranslate2/`), which `Translator.load` and the commands pick by default when "
+            "ctranslate2 is installed"
         )
-        measured = {
-            "ctranslate2": "its int8 CTranslate2 export",
-            "torch": "its float16 weights (computed in float32) with PyTorch",
-        }.get(evaluation.get("backend"), "its checkpoint with PyTorch")  # older reports
+        if evaluation.get("backend") == "ctranslate2":
+            measured = f"its int8 CTranslate2 export{export}"
+        else:  # (reports without a backend were all made with PyTorch)
+            measured = "its weights with PyTorch, computing in float32"
+            if (model / "ctranslate2").is_dir():
+                measured += f"; the folder also holds an int8 CTranslate2 export{export}"
         lines += [
             "## Evaluation",
             "",
-            f"`codemt evaluate` of this model, on {measured}, 4 beams.{fast}",
+            f"`codemt evaluate` of this model, 4 beams, on {measured}.",
             "",
             "Our test split (repositories never trained on):",
             "",

@@ -49,7 +49,7 @@ def test_recipe_runs_whole_then_resumes_to_the_same_model(tmp_path):
     fast = importlib.util.find_spec("ctranslate2") is not None
     assert evaluation["model"] == str(model / "ctranslate2" if fast else model)
     assert evaluation["backend"] == ("ctranslate2" if fast else "torch")
-    assert ("its int8 CTranslate2 export" if fast else "its float16 weights") in card
+    assert ("on its int8 CTranslate2 export" if fast else "on its weights with PyTorch") in card
 
     from codemt.translate import Translator
 
