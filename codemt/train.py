@@ -350,7 +350,13 @@ def train(
         # Each process its own dropout masks; initialisation above was the same everywhere.
         set_seed(settings.seed, device_specific=True)
     if start is not None:  # the run's starting point, whether or not this call repeats it
-        init = json.loads((start / CODEMT_FILE).read_text(encoding="utf-8"))["init"]
+        before = json.loads((start / CODEMT_FILE).read_text(encoding="utf-8"))
+        init = before["init"]
+        if before["settings"].get("select_on") != settings.select_on:
+            # Another task (or none): the best so far was another task's.
+            state.best_task_loss = None
+            if accelerator.is_main_process:
+                (out_dir / BEST_FILE).unlink(missing_ok=True)
     meta = {
         "preset": settings.preset,
         "stage": stage,

@@ -334,6 +334,12 @@ def test_selection_keeps_the_checkpoint_of_the_lowest_task_loss(
     (run / "best").write_text("step-000002\n")  # a best removed by hand: the newest stands
     assert resolve_checkpoint(run) == run / "step-000006"
 
+    # Resumed without selection: the run folder stands for its newest checkpoint again.
+    (run / "best").write_text("step-000006\n")
+    train(SyntheticData(n_batches=3), tiny(max_steps=7), run, tokenizer_dir, resume=True,
+          progress=False)  # fmt: skip
+    assert not (run / "best").exists() and resolve_checkpoint(run) == run / "step-000007"
+
     with pytest.raises(ValueError, match="select_on and task_data go together"):
         train(SyntheticData(n_batches=3), tiny(max_steps=1), tmp_path / "x", tokenizer_dir,
               task_data=task, progress=False)  # fmt: skip
