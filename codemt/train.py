@@ -873,6 +873,10 @@ def _built_ahead(
         shutdown = getattr(iterator, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
+        for worker in getattr(iterator, "_workers", ()):
+            if worker.is_alive():  # stuck, and deaf to the SIGTERM of shutdown's last resort
+                worker.kill()
+                worker.join()
 
 
 def _due(step: int, every: int, last: bool) -> bool:

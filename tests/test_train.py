@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -133,8 +134,8 @@ def column(rows: list[dict[str, str]], name: str) -> list[float]:
 class _Numbered:
     """Batches numbered by epoch and position; one of them can fail."""
 
-    def __init__(self, count: int, fail_at: int | None = None):
-        self.count, self.fail_at = count, fail_at
+    def __init__(self, count: int, fail_at: int | None = None, stall_at: int | None = None):
+        self.count, self.fail_at, self.stall_at = count, fail_at, stall_at
 
     def num_batches(self, epoch, *, rank=0, world_size=1):
         return self.count // world_size
@@ -143,6 +144,8 @@ class _Numbered:
         for position in range(rank + start * world_size, self.count, world_size):
             if position == self.fail_at:
                 raise ValueError(f"bad shard at batch {position}")
+            if position == self.stall_at:
+                time.sleep(600)
             yield {"input_ids": torch.full((2, 3), 100 * epoch + position)}
 
 
@@ -175,6 +178,11 @@ def test_batches_built_ahead_in_workers_keep_their_order_errors_and_stop_early()
     stream = _built_ahead(data, 0, 0, 1, 0, workers=2)
     next(stream)
     stream.close()  # the loop stops mid-epoch: no worker may be left behind
+    assert not multiprocessing.active_children()
+
+    stream = _built_ahead(_Numbered(20, stall_at=2), 0, 0, 1, 0, workers=2)
+    next(stream)
+    stream.close()  # not even one stuck building a batch
     assert not multiprocessing.active_children()
 
 
