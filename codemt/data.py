@@ -174,15 +174,16 @@ class TokenCache:
         total = sum(
             pq.ParquetFile(p).metadata.num_rows for p in corpus.shard_paths(corpus_dir, split)
         )
-        kept = spread_rows(total, limit)
-        row_index = 0
+        keep = np.ones(total, dtype=bool)
+        if (kept := spread_rows(total, limit)) is not None:
+            keep[:] = False
+            keep[kept] = True
+        first = 0  # the split's row number of the batch's first record
         with open(path, "wb") as out:
             for batch in corpus.iter_batches(corpus_dir, split, columns, batch_size=batch_size):
                 records = batch.to_pylist()
-                if kept is not None:
-                    rows = np.arange(row_index, row_index + len(records))
-                    row_index += len(records)
-                    records = [records[i] for i in np.flatnonzero(np.isin(rows, kept))]
+                records = [r for r, k in zip(records, keep[first:], strict=False) if k]
+                first += batch.num_rows
                 if not records:
                     continue
                 texts = [feature_texts(r) for r in records]

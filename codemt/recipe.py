@@ -416,14 +416,26 @@ def run_recipe(
                 return {"status": "stopped", "stage": stage, "hardware": kind}
         checkpoint = run_dir
 
-    evaluation = out / "eval" / "metrics.json"
-    if not evaluation.is_file():
+    evaluation, model = out / "eval" / "metrics.json", out / "model"
+    if evaluation.is_file():
+        export_model(Path(checkpoint), corpus, evaluation, model)
+    else:
         # Measure what ships: the exported model, in the form the commands load (the int8
         # CTranslate2 export when ctranslate2 is installed, 4-5x faster than PyTorch here).
-        export_model(Path(checkpoint), corpus, None, out / "model")
-        _evaluate(out / "model", corpus, benchmark, out / "eval", eval_limit)
-    export_model(Path(checkpoint), corpus, evaluation, out / "model")
-    return {"status": "done", "hardware": kind, "model": str(out / "model")}
+        export_model(Path(checkpoint), corpus, None, model)
+        _evaluate(model, corpus, benchmark, out / "eval", eval_limit)
+        _attach_evaluation(model, evaluation)
+    return {"status": "done", "hardware": kind, "model": str(model)}
+
+
+def _attach_evaluation(model: Path, evaluation: Path) -> None:
+    """Put the evaluation into an exported model folder, then into its model card."""
+    tmp = model / ".evaluation.json.tmp"
+    shutil.copy2(evaluation, tmp)
+    tmp.replace(model / "evaluation.json")
+    tmp = model / ".README.md.tmp"
+    tmp.write_text(model_card(model), encoding="utf-8")
+    tmp.replace(model / "README.md")
 
 
 def _evaluate(model: Path, corpus: Path, benchmark: Path | None, out: Path, limit: int) -> None:
