@@ -80,8 +80,30 @@ def test_split_by_repository_hash_or_by_method_share():
     share = Counter()
     for repo, split in by_methods.items():
         share[split] += sizes[repo]
-    # 600 methods: the huge repository is whole in one split, and the rest fill the ratios.
+    # 600 methods: the huge repository trains whole, and the rest fill the held-out ratios.
+    assert by_methods["huge"] == "train"
     assert share["valid"] == pytest.approx(60, abs=2) and share["test"] == pytest.approx(60, abs=2)
+
+
+def test_a_repository_too_large_for_a_held_out_split_trains():
+    # 1,000 methods: test's share is 100, so a repository over 50 methods always trains.
+    sizes = {f"repo{i}": 5 for i in range(180)} | {"big": 60, "bigger": 40}
+    for order in range(5):  # whatever the hash order, by renaming the small ones
+        named = {f"{k}-{order}" if k.startswith("repo") else k: v for k, v in sizes.items()}
+        splits = assign_splits(named, (0.8, 0.1, 0.1), "methods")
+        assert splits["big"] == "train"
+        share = Counter()
+        for repo, split in splits.items():
+            share[split] += named[repo]
+        assert share["valid"] == pytest.approx(100, abs=25)
+        assert share["test"] == pytest.approx(100, abs=25)
+    # Too few others to fill the held-out shares: every repository is laid out.
+    assert sorted(assign_splits({"a": 50, "b": 50}, (0.5, 0.5, 0.0), "methods").values()) == [
+        "train",
+        "valid",
+    ]
+    # No held-out split at all: everything trains.
+    assert set(assign_splits(sizes, (1.0, 0.0, 0.0), "methods").values()) == {"train"}
 
 
 def test_bad_files_are_counted_and_the_run_goes_on(tmp_path):

@@ -31,7 +31,8 @@ def test_recipe_runs_whole_then_resumes_to_the_same_model(tmp_path):
     )
     # 30 s of budget leaves less than a minute for training: it stops, resumably.
     assert stopped["status"] == "stopped" and stopped["stage"] == "pretrain"
-    assert (tmp_path / "run" / "corpus" / "manifest.json").is_file()
+    manifest = json.loads((tmp_path / "run" / "corpus" / "manifest.json").read_text())
+    assert manifest["settings"]["split_ratios"] == [0.9, 0.05, 0.05]  # the recipe's split
 
     done = run_recipe(tmp_path / "run", recipe=TINY, sources=sources, eval_limit=8, progress=False)
     model = tmp_path / "run" / "model"
@@ -127,3 +128,25 @@ def test_the_card_learning_curve_has_a_row_per_validation(tmp_path):
     assert "| 175 | 350,000 | 3.5 |  | 4.125 | 5.250 |" in rows  # validated at a step not logged
     assert not any(r.startswith("| 50 |") for r in rows)
     assert _learning_curve(tmp_path / "missing.csv") == []
+
+
+def test_the_corpus_extra_packages_not_installed_are_named(monkeypatch):
+    from importlib import metadata
+
+    from codemt import recipe
+
+    requires = [
+        "numpy>=1.24",
+        'torch<3,>=2.2; extra == "train"',
+        'pytest>=7; extra == "corpus"',  # installed here
+        'no-such-package-xyz>=1; extra == "corpus"',
+        "another_missing.pkg ; python_version >= '3.10' and extra == 'corpus'",
+    ]
+    monkeypatch.setattr(metadata, "requires", lambda name: requires)
+    assert recipe.missing_corpus_packages() == ["no-such-package-xyz", "another_missing.pkg"]
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "requires", not_installed)
+    assert recipe.missing_corpus_packages() == []

@@ -157,15 +157,30 @@ def assign_splits(
     repositories, in the order of their name hashes, are laid end to end, each as long
     as its share of methods, and each goes to the split its midpoint falls in, so the
     ratios hold for method counts even when a few repositories are huge (a local corpus
-    of installed packages is such a case).
+    of installed packages is such a case). A repository larger than half of the smallest
+    held-out share trains, when the others can fill the held-out shares: a held-out split
+    that one project fills measures that project alone (torch, a tenth of a corpus of
+    installed packages, was once the whole valid split).
     """
     if by == "repos":
         return {repo: split_of(repo, ratios) for repo in methods_per_repo}
     total = sum(methods_per_repo.values()) or 1
-    splits, start = {}, 0.0
+    held_out_limit = min(r for r in ratios[1:] if r > 0) / 2 if any(ratios[1:]) else 1.0
+    splits = {
+        repo: "train" for repo, n in methods_per_repo.items() if n / total > held_out_limit
+    }
+    rest = sum(n for repo, n in methods_per_repo.items() if repo not in splits)
+    if rest < (ratios[1] + ratios[2]) * total:  # too few others (a small corpus): lay out all
+        splits, rest = {}, total
+    # The held-out shares of the whole corpus, as shares of what is left to lay out.
+    valid, test = (min(r * total / rest, 1.0) for r in ratios[1:])
+    laid_out = (max(1.0 - valid - test, 0.0), valid, test)
+    start = 0.0
     for repo in sorted(methods_per_repo, key=lambda r: (_hash_position(r), r)):
-        share = methods_per_repo[repo] / total
-        splits[repo] = _split_at(start + share / 2, ratios)
+        if repo in splits:
+            continue
+        share = methods_per_repo[repo] / rest
+        splits[repo] = _split_at(start + share / 2, laid_out)
         start += share
     return splits
 
