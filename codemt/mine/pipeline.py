@@ -166,9 +166,7 @@ def assign_splits(
         return {repo: split_of(repo, ratios) for repo in methods_per_repo}
     total = sum(methods_per_repo.values()) or 1
     held_out_limit = min(r for r in ratios[1:] if r > 0) / 2 if any(ratios[1:]) else 1.0
-    splits = {
-        repo: "train" for repo, n in methods_per_repo.items() if n / total > held_out_limit
-    }
+    splits = {repo: "train" for repo, n in methods_per_repo.items() if n / total > held_out_limit}
     rest = sum(n for repo, n in methods_per_repo.items() if repo not in splits)
     if rest < (ratios[1] + ratios[2]) * total:  # too few others (a small corpus): lay out all
         splits, rest = {}, total
