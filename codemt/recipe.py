@@ -51,6 +51,11 @@ class Recipe:
             raise ValueError(
                 "a recipe needs multimode_tokens > 0 and pretrain_tokens >= 0 (0: no pre-training)"
             )
+        if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-6:
+            raise ValueError(
+                f"a recipe's split is three non-negative train/valid/test shares adding up to 1, "
+                f"got {self.split}"
+            )
 
     def config(self) -> dict:
         """The `codemt train` config of this recipe."""
@@ -147,26 +152,38 @@ def _project(name: str) -> str:
 
 
 def missing_corpus_packages() -> list[str]:
-    """The distributions of codemt's `corpus` extra that this environment lacks.
+    """What this environment lacks of codemt's `corpus` extra: a package missing, or one
+    older than the extra asks for (as `django 4.2.1 (wants >=5)`).
 
     The recipe mines whatever is installed; the default model's corpus is the standard
     library plus codemt with all its extras, `corpus` above all (its reason to exist).
     """
     from importlib import metadata
 
+    from packaging.requirements import Requirement
+
     try:
-        requirements = metadata.requires("codemt") or []
+        requirements = [Requirement(text) for text in metadata.requires("codemt") or []]
     except metadata.PackageNotFoundError:  # running from a source tree that is not installed
         return []
+    wanted = [
+        r
+        for r in requirements
+        if r.marker is not None
+        and r.marker.evaluate({"extra": "corpus"})
+        and not r.marker.evaluate({"extra": ""})
+    ]
+    if not wanted:
+        return ["codemt[corpus] (the installed codemt's metadata has no such extra: reinstall it)"]
     missing = []
-    for requirement in requirements:
-        name, _, marker = requirement.partition(";")
-        if re.search(r"""extra\s*==\s*["']corpus["']""", marker):
-            dist = re.match(r"[A-Za-z0-9._-]+", name.strip()).group(0)
-            try:
-                metadata.distribution(dist)
-            except metadata.PackageNotFoundError:
-                missing.append(dist)
+    for requirement in wanted:
+        try:
+            version = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            missing.append(requirement.name)
+            continue
+        if not requirement.specifier.contains(version, prereleases=True):
+            missing.append(f"{requirement.name} {version} (wants {requirement.specifier})")
     return missing
 
 
@@ -416,8 +433,8 @@ def run_recipe(
         missing = missing_corpus_packages() if sources == SOURCES else []
         if missing:
             print(
-                f"codemt recipe: warning: {len(missing)} packages of the corpus the default model "
-                f"is trained on are not installed ({', '.join(missing)}); the corpus will be "
+                f"codemt recipe: warning: the corpus the default model is trained on needs "
+                f"packages this environment lacks ({', '.join(missing)}); the corpus will be "
                 f"smaller than the recipe's. Install them first with "
                 f"`pip install 'codemt[corpus]'` (from a checkout: `pip install -e '.[corpus]'`).",
                 file=sys.stderr,

@@ -86,23 +86,36 @@ def test_split_by_repository_hash_or_by_method_share():
 
 
 def test_a_repository_too_large_for_a_held_out_split_trains():
-    # 1,000 methods: test's share is 100, so a repository over 50 methods always trains.
-    sizes = {f"repo{i}": 5 for i in range(180)} | {"big": 60, "bigger": 40}
-    for order in range(5):  # whatever the hash order, by renaming the small ones
-        named = {f"{k}-{order}" if k.startswith("repo") else k: v for k, v in sizes.items()}
-        splits = assign_splits(named, (0.8, 0.1, 0.1), "methods")
-        assert splits["big"] == "train"
+    # 1,000 methods: valid's and test's shares are 100 each, so a repository of over 50
+    # trains. Laid out by hash alone, big6 (hash position 0.825) would be the valid split's
+    # and big2 (0.965) the test split's largest.
+    small = {f"repo{i}": 5 for i in range(176)}
+    for big in ("big2", "big6", "big9", "big28"):
+        sizes = small | {big: 60, "other": 60}
+        splits = assign_splits(sizes, (0.8, 0.1, 0.1), "methods")
+        assert splits[big] == "train" and splits["other"] == "train"
         share = Counter()
         for repo, split in splits.items():
-            share[split] += named[repo]
-        assert share["valid"] == pytest.approx(100, abs=25)
-        assert share["test"] == pytest.approx(100, abs=25)
-    # Too few others to fill the held-out shares: every repository is laid out.
-    assert sorted(assign_splits({"a": 50, "b": 50}, (0.5, 0.5, 0.0), "methods").values()) == [
-        "train",
-        "valid",
-    ]
-    # No held-out split at all: everything trains.
+            share[split] += sizes[repo]
+        assert share["valid"] == pytest.approx(100, abs=5)
+        assert share["test"] == pytest.approx(100, abs=5)
+
+
+def test_large_repositories_train_only_while_the_others_fill_the_held_out_shares():
+    # 100 methods, 20 to hold out: a (45) trains, b (40) cannot (15 would be left to fill
+    # 20), so b is laid out with c, d and e and the held-out splits are not left empty.
+    sizes = {"a": 45, "b": 40, "c": 5, "d": 5, "e": 5}
+    splits = assign_splits(sizes, (0.8, 0.1, 0.1), "methods")
+    assert splits.keys() == sizes.keys() and splits["a"] == "train"
+    assert {"valid", "test"} & set(splits.values())
+    # Two repositories, each too large, and half to hold out: one trains, one is held out.
+    assert assign_splits({"a": 50, "b": 50}, (0.5, 0.5, 0.0), "methods") in (
+        {"a": "train", "b": "valid"},
+        {"a": "valid", "b": "train"},
+    )
+    # Nothing to lay out, or no held-out split at all: everything trains.
+    assert assign_splits({}, (1.0, 0.0, 0.0), "methods") == {}
+    assert assign_splits({"a": 0}, (0.8, 0.1, 0.1), "methods") == {"a": "train"}
     assert set(assign_splits(sizes, (1.0, 0.0, 0.0), "methods").values()) == {"train"}
 
 

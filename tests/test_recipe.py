@@ -86,6 +86,8 @@ def test_a_run_folder_is_continued_only_with_its_own_recipe(tmp_path):
         run_recipe(tmp_path, recipe=other, sources=sources, progress=False)
     with pytest.raises(ValueError, match="multimode_tokens > 0"):
         dataclasses.replace(TINY, multimode_tokens=0)
+    with pytest.raises(ValueError, match="adding up to 1"):
+        dataclasses.replace(TINY, split=(0.9, 0.1, 0.1))
 
 
 def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path):
@@ -139,11 +141,19 @@ def test_the_corpus_extra_packages_not_installed_are_named(monkeypatch):
         "numpy>=1.24",
         'torch<3,>=2.2; extra == "train"',
         'pytest>=7; extra == "corpus"',  # installed here
+        'pytest>=999; extra == "corpus"',  # installed, too old
         'no-such-package-xyz>=1; extra == "corpus"',
-        "another_missing.pkg ; python_version >= '3.10' and extra == 'corpus'",
+        'another-missing ; python_version >= "3.10" and extra == "corpus"',
+        'not-on-this-python ; python_version < "3.0" and extra == "corpus"',
     ]
     monkeypatch.setattr(metadata, "requires", lambda name: requires)
-    assert recipe.missing_corpus_packages() == ["no-such-package-xyz", "another_missing.pkg"]
+    missing = recipe.missing_corpus_packages()
+    assert missing[1:] == ["no-such-package-xyz", "another-missing"]
+    assert missing[0].startswith("pytest ") and "(wants >=999)" in missing[0]
+
+    # Metadata of an installation older than the extra: say so rather than nothing.
+    monkeypatch.setattr(metadata, "requires", lambda name: requires[:2])
+    assert "reinstall" in recipe.missing_corpus_packages()[0]
 
     def not_installed(name):
         raise metadata.PackageNotFoundError(name)

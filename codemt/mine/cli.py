@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["methods", "repos"],
         default="methods",
         help="make the ratios hold for method counts (default) or repository counts; "
-        "a repository is always whole in one split",
+        "a repository is always whole in one split, and by methods one larger than half a "
+        "held-out share trains while the others can fill the held-out shares",
     )
     parser.add_argument(
         "--min-lines",

@@ -17,6 +17,7 @@ import ast
 import gzip
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -158,27 +159,34 @@ def assign_splits(
     as its share of methods, and each goes to the split its midpoint falls in, so the
     ratios hold for method counts even when a few repositories are huge (a local corpus
     of installed packages is such a case). A repository larger than half of the smallest
-    held-out share trains, when the others can fill the held-out shares: a held-out split
-    that one project fills measures that project alone (torch, a tenth of a corpus of
-    installed packages, was once the whole valid split).
+    held-out share trains, largest first, as long as the others can still fill the
+    held-out shares: a held-out split that one project fills measures that project alone
+    (torch, a tenth of a corpus of installed packages, was once the whole valid split).
     """
     if by == "repos":
         return {repo: split_of(repo, ratios) for repo in methods_per_repo}
-    total = sum(methods_per_repo.values()) or 1
-    held_out_limit = min(r for r in ratios[1:] if r > 0) / 2 if any(ratios[1:]) else 1.0
-    splits = {repo: "train" for repo, n in methods_per_repo.items() if n / total > held_out_limit}
-    rest = sum(n for repo, n in methods_per_repo.items() if repo not in splits)
-    if rest < (ratios[1] + ratios[2]) * total:  # too few others (a small corpus): lay out all
-        splits, rest = {}, total
+    total = sum(methods_per_repo.values())
+    held_out = (ratios[1] + ratios[2]) * total
+    limit = min(r for r in ratios[1:] if r > 0) / 2 * total if held_out > 0 else math.inf
+    splits, rest = {}, total
+    for repo in sorted(methods_per_repo, key=lambda r: (-methods_per_repo[r], r)):
+        n = methods_per_repo[repo]
+        if n <= limit:
+            break
+        if rest - n >= held_out:  # else the others could not fill the held-out shares
+            splits[repo] = "train"
+            rest -= n
+    if rest <= 0:  # nothing left with methods in it
+        return {repo: "train" for repo in methods_per_repo}
     # The held-out shares of the whole corpus, as shares of what is left to lay out.
     valid, test = (min(r * total / rest, 1.0) for r in ratios[1:])
-    laid_out = (max(1.0 - valid - test, 0.0), valid, test)
+    rest_ratios = (max(1.0 - valid - test, 0.0), valid, test)
     start = 0.0
     for repo in sorted(methods_per_repo, key=lambda r: (_hash_position(r), r)):
         if repo in splits:
             continue
         share = methods_per_repo[repo] / rest
-        splits[repo] = _split_at(start + share / 2, laid_out)
+        splits[repo] = _split_at(start + share / 2, rest_ratios)
         start += share
     return splits
 
