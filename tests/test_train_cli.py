@@ -5,6 +5,7 @@ import json
 import pytest
 
 from codemt.cli import main
+from tests.conftest import STDLIB
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -100,16 +101,28 @@ def test_selecting_on_a_task_needs_a_mode_and_its_validation_examples(
     small_corpus, small_tokenizer, tmp_path, capsys
 ):
     # (`tests/test_train.py` checks the selection itself.)
+    from codemt.mine.pipeline import MineSettings, mine
     from codemt.tokenizer import save_tokenizer
 
     save_tokenizer(small_tokenizer, tmp_path / "tok")
     config = tmp_path / "config.yaml"
-    for mode, error in [
-        ("body->docstrin", "select_on 'body->docstrin': expected a mode of multi-mode training"),
-        # The small corpus has no validation split.
-        ("signature+body->docstring", "the validation split has no such examples"),
+    all_train = tmp_path / "all-train"  # a corpus without a validation split
+    mine(
+        [str(STDLIB / "textwrap.py")],
+        all_train,
+        MineSettings(
+            split_ratios=(1.0, 0.0, 0.0), workers=1, progress=False, cache_dir=tmp_path / "cache"
+        ),
+    )
+    for corpus, mode, error in [
+        (
+            small_corpus,
+            "body->docstrin",
+            "select_on 'body->docstrin': expected a mode of multi-mode training",
+        ),
+        (all_train, "signature+body->docstring", "the validation split has no such examples"),
     ]:
         config.write_text(f"train:\n  max_steps: 2\nmultimode:\n  select_on: {mode}\n")
-        args = train_args(small_corpus, tmp_path / "run", "--stage", "multimode")
+        args = train_args(corpus, tmp_path / "run", "--stage", "multimode")
         assert main([*args, "--config", str(config), "--tokenizer", str(tmp_path / "tok")]) == 2
         assert error in capsys.readouterr().err
