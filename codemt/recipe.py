@@ -51,11 +51,6 @@ class Recipe:
             raise ValueError(
                 "a recipe needs multimode_tokens > 0 and pretrain_tokens >= 0 (0: no pre-training)"
             )
-        if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-6:
-            raise ValueError(
-                f"a recipe's split is three non-negative train/valid/test shares adding up to 1, "
-                f"got {self.split}"
-            )
 
     def config(self) -> dict:
         """The `codemt train` config of this recipe."""
@@ -428,6 +423,10 @@ def run_recipe(
     def left() -> float | None:
         return None if budget is None else budget - (time.monotonic() - t0)
 
+    # Mining settings first: a bad split is refused before the recipe is recorded.
+    settings = MineSettings(
+        split_ratios=tuple(recipe.split), progress=progress, cache_dir=out / "cache"
+    )
     _check_same_recipe(out, {"hardware": kind, **asdict(recipe)})
     if not (corpus / "manifest.json").is_file():
         missing = missing_corpus_packages() if sources == SOURCES else []
@@ -439,9 +438,6 @@ def run_recipe(
                 f"`pip install 'codemt[corpus]'` (from a checkout: `pip install -e '.[corpus]'`).",
                 file=sys.stderr,
             )
-        settings = MineSettings(
-            split_ratios=tuple(recipe.split), progress=progress, cache_dir=out / "cache"
-        )
         mine(list(sources), corpus, settings)
     if benchmark is not None:
         check_no_leak(corpus, benchmark)

@@ -86,8 +86,10 @@ def test_a_run_folder_is_continued_only_with_its_own_recipe(tmp_path):
         run_recipe(tmp_path, recipe=other, sources=sources, progress=False)
     with pytest.raises(ValueError, match="multimode_tokens > 0"):
         dataclasses.replace(TINY, multimode_tokens=0)
-    with pytest.raises(ValueError, match="adding up to 1"):
-        dataclasses.replace(TINY, split=(0.9, 0.1, 0.1))
+    with pytest.raises(ValueError, match="add up to 1"):
+        bad_split = dataclasses.replace(TINY, split=(0.9, 0.1, 0.1))
+        run_recipe(tmp_path / "bad", recipe=bad_split, sources=sources, progress=False)
+    assert not (tmp_path / "bad" / "recipe.json").exists()
 
 
 def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path):
