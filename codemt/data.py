@@ -41,7 +41,7 @@ from codemt.examples import (
     target_style,
 )
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 TOKENS_FILE = "tokens.int32"  # every id of every field, back to back, raw little-endian int32
 STAGES = ("pretrain", "multimode")
 _STYLE_CODES = ("", "summary", "google", "numpy", "rest", "other")
@@ -304,6 +304,8 @@ class ExampleData:
     def _translation_lengths(self, method: int, mode: Mode, style: str | None) -> tuple[int, int]:
         """An example's source and target lengths, computed without building it."""
         lengths = dict(zip(TOKEN_FIELDS, self.cache.lengths[method].tolist(), strict=True))
+        if self.examples.names_follow_signature(mode):
+            lengths["signature"] += lengths["names"]
         sources = list(mode.sources)
         if self.examples.context:
             sources += [f for f in ("imports", "class", "decorators") if lengths[f]]

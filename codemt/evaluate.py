@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codemt.examples import FEATURES, Mode
+from codemt.examples import FEATURES, Mode, name_words
 from codemt.mine.docstrings import summary_of
 
 if TYPE_CHECKING:
@@ -149,12 +149,6 @@ def score_texts(predictions: Sequence[str], references: Sequence[str]) -> dict[s
 
 
 # ------------------------------------------------------------------ baselines
-
-
-def name_words(name: str) -> str:
-    """A function's name as lower-case words: `Cls.getHTTPResponse_code` -> `get http response code`."""
-    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name.rsplit(".", 1)[-1])
-    return " ".join(words).lower()
 
 
 BASELINES: dict[str, Callable[[str], str]] = {

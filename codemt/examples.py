@@ -13,7 +13,10 @@ the target lists each sentinel followed by the tokens it replaced.
 
 from __future__ import annotations
 
+import ast
 import itertools
+import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -29,8 +32,10 @@ SOURCE_ORDER = ("imports", "class", "decorators", "signature", "docstring", "bod
 # Which features keep their tokens first when a source is too long.
 SOURCE_PRIORITY = ("signature", "docstring", "body", "decorators", "class", "imports")
 # Cached token streams per method: the features, plus the docstring's first paragraph,
-# which is the target of the summary style.
-TOKEN_FIELDS = ("signature", "docstring", "body", "summary", "class", "decorators", "imports")
+# which is the target of the summary style, and the words of the signature's names.
+TOKEN_FIELDS = (
+    "signature", "docstring", "body", "summary", "class", "decorators", "imports", "names",
+)  # fmt: skip
 DOCSTRING_STYLES = ("summary", "google", "numpy", "rest", "author")
 
 
@@ -94,6 +99,10 @@ class ExampleSettings:
     # each multi-mode epoch (afresh every epoch): below 1, the docstring task gets more of
     # the training tokens. Most mined methods have no docstring.
     undocumented_share: float = 1.0
+    # Follow a source signature with its names as words, `# save act (path)`: summaries
+    # reuse those words, spelled as prose tokens (` path`), not as identifier pieces
+    # (`_path`), so the model can copy them instead of learning to respell each one.
+    name_words: bool = False
     noise_density: float = 0.15
     mean_noise_span: float = 3.0
     seed: int = 0
@@ -118,8 +127,48 @@ class ExampleSettings:
         """The sampling weight of a mode (1 unless set)."""
         return float(self.mode_weights.get(mode.name, 1.0))
 
+    def names_follow_signature(self, mode: Mode) -> bool:
+        """Whether a source of `mode` has the signature's name words after the signature."""
+        return self.name_words and "signature" in mode.sources
+
 
 # ------------------------------------------------------------------ feature texts
+
+
+def name_words(name: str) -> str:
+    """A function's name as lower-case words: `Cls.getHTTPResponse_code` -> `get http response code`."""
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name.rsplit(".", 1)[-1])
+    return " ".join(words).lower()
+
+
+_DEF_NAME = re.compile(r"\bdef\s+(\w+)")
+
+
+def signature_names(signature: str) -> str:
+    """The signature's function and parameter names as words, after a line break and `#`.
+
+    `def getResponse(self, status_code=200):` -> `\\n# get response (status code)`;
+    "" when the signature names no function.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(signature).strip() + "\n    ...")
+        function = tree.body[0]
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            return ""
+        name, arguments = function.name, function.args
+        parameters = [
+            a.arg
+            for a in (*arguments.posonlyargs, *arguments.args, arguments.vararg,
+                      *arguments.kwonlyargs, arguments.kwarg)
+            if a is not None and a.arg not in ("self", "cls")
+        ]  # fmt: skip
+    except (SyntaxError, IndexError, ValueError):
+        match = _DEF_NAME.search(signature)
+        if not match:
+            return ""
+        name, parameters = match.group(1), []
+    words = [w for w in (name_words(p) for p in parameters) if w]
+    return f"\n# {name_words(name)}" + (f" ({', '.join(words)})" if words else "")
 
 
 def feature_texts(record: dict) -> dict[str, str]:
@@ -141,6 +190,7 @@ def feature_texts(record: dict) -> dict[str, str]:
         "class": class_text,
         "decorators": "\n".join(f"@{d}" for d in record.get("decorators") or []),
         "imports": "\n".join(record.get("imports") or []),
+        "names": signature_names(record["signature"]),
     }
 
 
@@ -247,6 +297,8 @@ def build_translation(
     sources = list(mode.sources)
     if settings.context:
         sources += [f for f in CONTEXT_FEATURES if len(tokens.get(f, ()))]
+    if settings.names_follow_signature(mode):
+        tokens = {**tokens, "signature": [*tokens["signature"], *tokens["names"]]}
     control = control_ids(mode, style, vocab)
     fixed = len(control) + len(sources) + 1  # control code, one marker per feature, </s>
     budgets = source_budgets(
@@ -398,6 +450,9 @@ def register(subparsers) -> None:
     parser.add_argument("--mode", help="force one mode, e.g. signature+body->docstring")
     parser.add_argument("--split", default="train", choices=["train", "valid", "test"])
     parser.add_argument("--context", action="store_true", help="add class, decorators and imports")
+    parser.add_argument(
+        "--name-words", action="store_true", help="follow a source signature with its name words"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=_examples_command)
 
@@ -408,7 +463,7 @@ def _examples_command(args) -> int:
 
     tokenizer = load_tokenizer(args.tokenizer)
     vocab = Vocabulary.from_tokenizer(tokenizer)
-    settings = ExampleSettings(context=args.context, seed=args.seed)
+    settings = ExampleSettings(context=args.context, name_words=args.name_words, seed=args.seed)
     forced = Mode.parse(args.mode) if args.mode else None
     rng = np.random.default_rng(args.seed)
     shown = 0

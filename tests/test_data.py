@@ -76,12 +76,12 @@ def test_special_tokens_in_feature_text_stay_literal(small_tokenizer, tmp_path):
     assert not small_tokenizer.encode_special_tokens  # the tokenizer is left as it was
 
 
-def data(cache, tokenizer, stage, **batching):
+def data(cache, tokenizer, stage, examples=None, **batching):
     return ExampleData(
         cache,
         Vocabulary.from_tokenizer(tokenizer),
         stage,
-        ExampleSettings(),
+        examples or ExampleSettings(),
         BatchSettings(**batching),
     )
 
@@ -135,6 +135,21 @@ def test_multimode_examples_start_with_their_control_code(cache, small_tokenizer
         assert source[0] == vocab.targets[item.mode.target]
         assert len(source) <= item.source_len and len(target) <= item.target_len
         assert target[-1] == vocab.eos and source[-1] == vocab.eos
+
+
+def test_name_words_are_planned_and_built_after_source_signatures(cache, small_tokenizer):
+    settings = ExampleSettings(name_words=True)
+    examples = data(cache, small_tokenizer, "multimode", settings, max_tokens=4096)
+    planned, _ = examples.plan(0)
+    with_signature = [p for p in planned if "signature" in p.mode.sources][:100]
+    assert with_signature
+    for item in with_signature:
+        source, _ = examples.build(item, 0)
+        # Planned lengths are what batching sorts and packs by: exact unless a cut at a
+        # line break shortened the source.
+        assert len(source) <= item.source_len
+        names = small_tokenizer.decode(cache.ids(item.method, "names").tolist())
+        assert names.startswith("\n# ") and names in small_tokenizer.decode(source)
 
 
 def test_undocumented_share_thins_only_methods_without_a_task_docstring(cache, small_tokenizer):

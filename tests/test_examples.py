@@ -15,6 +15,7 @@ from codemt.examples import (
     cut_at_line,
     feature_texts,
     noise_mask,
+    signature_names,
     target_style,
 )
 
@@ -91,6 +92,49 @@ def test_translation_example_layout():
     )
     assert source == [12, 4, 30, 31, NEWLINE, 32, 1]
     assert target == [40, 41, NEWLINE, 42, 1]
+
+
+def test_name_words_follow_a_source_signature_only_when_asked():
+    tokens = {
+        "signature": [20, 21],
+        "names": [NEWLINE, 50, 51],
+        "summary": [30],
+        "body": [40, 41],
+        "docstring": [30],
+    }
+    with_names = ExampleSettings(name_words=True)
+    mode = Mode(("signature", "body"), "docstring")
+    source, _ = build_translation(tokens, mode, "summary", VOCAB, with_names)
+    assert source == [11, 13, 3, 20, 21, NEWLINE, 50, 51, 5, 40, 41, 1]
+    source, _ = build_translation(tokens, mode, "summary", VOCAB, ExampleSettings())
+    assert source == [11, 13, 3, 20, 21, 5, 40, 41, 1]
+    # The names come from the signature: never a hint when the signature is the target.
+    source, _ = build_translation(tokens, Mode(("body",), "signature"), None, VOCAB, with_names)
+    assert source == [10, 5, 40, 41, 1]
+    # They are part of the signature's budget and cut with it, at a line break.
+    tight = ExampleSettings(name_words=True, max_source_tokens=16)
+    long_tokens = {**tokens, "signature": list(range(20, 31))}
+    source, _ = build_translation(long_tokens, Mode(("signature",), "body"), None, VOCAB, tight)
+    assert source == [12, 3, *range(20, 31), 1]
+
+
+@pytest.mark.parametrize(
+    ("signature", "names"),
+    [
+        ("def save_act(self, path=None):", "\n# save act (path)"),
+        (
+            "async def getHTTPResponse(cls, /, code: int = 2, *args, key, **kw) -> str:",
+            "\n# get http response (code, args, key, kw)",
+        ),
+        ("    def run(\n        self,\n        jobs,\n    ):", "\n# run (jobs)"),
+        ("def f():", "\n# f"),
+        ("def broken(a, b", "\n# broken"),  # no parse: the name alone
+        ("class Point:", ""),
+        ("", ""),
+    ],
+)
+def test_signature_names_spell_names_as_words(signature, names):
+    assert signature_names(signature) == names
 
 
 def test_long_sources_are_cut_by_priority_never_the_control_code():
