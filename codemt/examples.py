@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import itertools
 import re
+import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -458,13 +459,21 @@ def register(subparsers) -> None:
 
 
 def _examples_command(args) -> int:
+    try:
+        return _print_examples(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"codemt examples: {error}", file=sys.stderr)
+        return 2
+
+
+def _print_examples(args) -> int:
     from codemt.corpus import iter_records
     from codemt.tokenizer import load_tokenizer
 
+    forced = Mode.parse(args.mode) if args.mode else None
     tokenizer = load_tokenizer(args.tokenizer)
     vocab = Vocabulary.from_tokenizer(tokenizer)
     settings = ExampleSettings(context=args.context, name_words=args.name_words, seed=args.seed)
-    forced = Mode.parse(args.mode) if args.mode else None
     rng = np.random.default_rng(args.seed)
     shown = 0
     for record in iter_records(args.data, args.split):

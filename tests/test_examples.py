@@ -247,3 +247,20 @@ def test_examples_command_prints_text_and_tokens(
         assert "<to_" in out
     else:
         assert "<extra_id_0>" in out
+
+
+def test_examples_command_explains_bad_input(small_corpus, small_tokenizer, tmp_path, capsys):
+    from codemt.cli import main
+    from codemt.tokenizer import save_tokenizer
+
+    save_tokenizer(small_tokenizer, tmp_path / "tok")
+    tok = str(tmp_path / "tok")
+    assert main(["examples", str(small_corpus), "--tokenizer", tok, "--mode", "body-"]) == 2
+    assert "expected SOURCES->TARGET" in capsys.readouterr().err
+    assert main(["examples", str(tmp_path / "none"), "--tokenizer", tok]) == 2
+    assert "no corpus manifest" in capsys.readouterr().err
+    args = ["examples", str(small_corpus), "--tokenizer", tok, "--mode", "signature->body"]
+    assert main([*args, "--name-words"]) == 0
+    with_names = capsys.readouterr().out
+    assert main(args) == 0
+    assert with_names.count("\n# ") > capsys.readouterr().out.count("\n# ")
