@@ -15,7 +15,8 @@ TINY = Recipe(
     vocab_size=1000,
     pretrain_tokens=3000,
     multimode_tokens=3000,
-    examples={"max_source_tokens": 64, "max_target_tokens": 32},
+    # name_words as both recipes have them: trained, exported and evaluated end to end.
+    examples={"max_source_tokens": 64, "max_target_tokens": 32, "name_words": True},
     batching={"max_tokens": 1024},
     train={"warmup_steps": 2, "save_every": 2, "eval_every": 0, "log_every": 1},
 )
@@ -56,6 +57,7 @@ def test_recipe_runs_whole_then_resumes_to_the_same_model(tmp_path):
 
     translator = Translator.load(model, backend="torch")
     assert next(translator.model.parameters()).dtype == torch.float32  # stored in float16
+    assert translator.examples.name_words  # sources are built as the model was trained
     if importlib.util.find_spec("ctranslate2") is not None:
         assert Translator.load(model).backend.name == "ctranslate2"  # the shipped fast form
     assert isinstance(translator.translate("def add(a, b):\n    return a + b\n", "docstring"), str)
