@@ -163,7 +163,7 @@ def signature_names(signature: str) -> str:
                       *arguments.kwonlyargs, arguments.kwarg)
             if a is not None and a.arg not in ("self", "cls")
         ]  # fmt: skip
-    except (SyntaxError, IndexError, ValueError):
+    except (SyntaxError, IndexError, ValueError, RecursionError, MemoryError):
         match = _DEF_NAME.search(signature)
         if not match:
             return ""

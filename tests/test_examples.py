@@ -129,6 +129,7 @@ def test_name_words_follow_a_source_signature_only_when_asked():
         ("    def run(\n        self,\n        jobs,\n    ):", "\n# run (jobs)"),
         ("def f():", "\n# f"),
         ("def broken(a, b", "\n# broken"),  # no parse: the name alone
+        ("def deep(a=" + "(" * 10**5 + ")" * 10**5 + "):", "\n# deep"),  # too deep to parse
         ("class Point:", ""),
         ("", ""),
     ],
