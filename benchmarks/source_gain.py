@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from codemt.data import BatchSettings, ExampleData, TokenCache, collate
-from codemt.examples import Vocabulary, all_modes
+from codemt.examples import FEATURES, TOKEN_FIELDS, Vocabulary, all_modes, control_ids
 from codemt.model import load_checkpoint
 from codemt.tokenizer import load_tokenizer
 from codemt.translate import example_settings
@@ -66,12 +66,18 @@ def source_gain(checkpoint: Path, corpus: Path, mode: str, batches: int, cache: 
         valid, Vocabulary.from_tokenizer(tokenizer), "multimode", settings, BatchSettings(4096)
     )
     # The epoch's examples are drawn alike for every checkpoint of one corpus and tokenizer:
-    # the same random sample of them, sorted by length to batch with little padding.
+    # the same random sample of them, sorted by the length of their features (not of the
+    # sources the settings build) to batch with little padding and the same neighbours.
     planned, _ = data.plan(0)
     sample = np.random.default_rng(0).permutation(len(planned))[: batches * BATCH]
-    items = sorted((planned[i] for i in sample), key=lambda p: (p.source_len, p.target_len))
+    fields = [TOKEN_FIELDS.index(f) for f in FEATURES]
+    items = sorted(
+        (planned[i] for i in sample),
+        key=lambda p: (int(valid.lengths[p.method, fields].sum()), p.method),
+    )
     if len(items) < 2:
         raise SystemExit(f"{corpus}: fewer than two valid examples of {mode}")
+    control = len(control_ids(items[0].mode, items[0].style, data.vocab))
     model = loaded.model.eval()
     bounds = [*range(0, len(items), BATCH), len(items)]
     if bounds[-1] - bounds[-2] == 1:  # no batch of one: it has no other source to borrow
@@ -81,12 +87,13 @@ def source_gain(checkpoint: Path, corpus: Path, mode: str, batches: int, cache: 
         for start, end in zip(bounds, bounds[1:], strict=False):
             chunk = items[start:end]
             batch = collate([data.build(item, 0) for item in chunk], data.vocab.pad, torch)
-            perm = (torch.arange(len(chunk)) + 1) % len(chunk)  # the next one's source
+            # The next one's source, behind each example's own control code (its style).
+            perm = (torch.arange(len(chunk)) + 1) % len(chunk)
+            swapped = batch["input_ids"][perm]
+            swapped[:, :control] = batch["input_ids"][:, :control]
             labels = batch["labels"]
             right = token_losses(model, batch["input_ids"], batch["attention_mask"], labels)
-            shuffled = token_losses(
-                model, batch["input_ids"][perm], batch["attention_mask"][perm], labels
-            )
+            shuffled = token_losses(model, swapped, batch["attention_mask"][perm], labels)
             is_name = name_word_mask(data, tokenizer, chunk, labels)
             totals["right"] += right.sum().item()
             totals["shuffled"] += shuffled.sum().item()

@@ -169,7 +169,8 @@ def signature_names(signature: str) -> str:
             return ""
         name, parameters = match.group(1), []
     words = [w for w in (name_words(p) for p in parameters) if w]
-    return f"\n# {name_words(name)}" + (f" ({', '.join(words)})" if words else "")
+    line = " ".join([name_words(name)] + ([f"({', '.join(words)})"] if words else [])).strip()
+    return f"\n# {line}" if line else ""
 
 
 def feature_texts(record: dict) -> dict[str, str]:
@@ -459,19 +460,22 @@ def register(subparsers) -> None:
 
 
 def _examples_command(args) -> int:
+    from codemt.corpus import read_manifest
+    from codemt.tokenizer import load_tokenizer
+
     try:
-        return _print_examples(args)
+        forced = Mode.parse(args.mode) if args.mode else None
+        read_manifest(args.data)
+        tokenizer = load_tokenizer(args.tokenizer)
     except (ValueError, FileNotFoundError) as error:
         print(f"codemt examples: {error}", file=sys.stderr)
         return 2
+    return _print_examples(args, forced, tokenizer)
 
 
-def _print_examples(args) -> int:
+def _print_examples(args, forced: Mode | None, tokenizer) -> int:
     from codemt.corpus import iter_records
-    from codemt.tokenizer import load_tokenizer
 
-    forced = Mode.parse(args.mode) if args.mode else None
-    tokenizer = load_tokenizer(args.tokenizer)
     vocab = Vocabulary.from_tokenizer(tokenizer)
     settings = ExampleSettings(context=args.context, name_words=args.name_words, seed=args.seed)
     rng = np.random.default_rng(args.seed)

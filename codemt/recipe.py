@@ -74,7 +74,7 @@ class Recipe:
 # summaries reuse those words but the model must otherwise learn to respell `_dict` as
 # ` dict`. Fine-tuning the GPU model 900 steps with and without them (same data, settings
 # and token budget): docstring-task loss 4.234 -> 4.223, the name-word tokens' own loss
-# 5.48 -> 5.32, source gain 0.51 -> 0.53 (benchmarks/source_gain.py); generated docstrings
+# 5.48 -> 5.32, source gain 0.46 -> 0.48 (benchmarks/source_gain.py); generated docstrings
 # did not yet differ beyond noise (test split 10.88 -> 10.78 smoothed BLEU-4, 15.03 -> 15.30
 # ROUGE-L F).
 RECIPES = {

@@ -148,6 +148,8 @@ def test_name_words_are_planned_and_built_after_source_signatures(cache, small_t
         # Planned lengths are what batching sorts and packs by: exact unless a cut at a
         # line break shortened the source.
         assert len(source) <= item.source_len
+        if item.source_len < settings.max_source_tokens:
+            assert len(source) == item.source_len
         names = small_tokenizer.decode(cache.ids(item.method, "names").tolist())
         assert names.startswith("\n# ") and names in small_tokenizer.decode(source)
 

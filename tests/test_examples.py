@@ -130,6 +130,8 @@ def test_name_words_follow_a_source_signature_only_when_asked():
         ("def f():", "\n# f"),
         ("def broken(a, b", "\n# broken"),  # no parse: the name alone
         ("def deep(a=" + "(" * 10**5 + ")" * 10**5 + "):", "\n# deep"),  # too deep to parse
+        ("def _(x):", "\n# (x)"),
+        ("def __(self):", ""),
         ("class Point:", ""),
         ("", ""),
     ],

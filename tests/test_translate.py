@@ -1,6 +1,7 @@
 """The Translator API and `codemt translate`: parsing, features, post-processing, selection."""
 
 import ast
+import dataclasses
 import io
 import json
 import shutil
@@ -181,10 +182,16 @@ def test_syntax_aware_choice_prefers_a_parsing_candidate():
 # ------------------------------------------------------------------ the model
 
 
-def test_inputs_match_the_training_examples(translator, small_corpus, small_tokenizer, tmp_path):
+@pytest.mark.parametrize("name_words", [False, True])
+def test_inputs_match_the_training_examples(
+    translator, small_corpus, small_tokenizer, tmp_path, monkeypatch, name_words
+):
     """The translator builds exactly the ids the token cache and `build_translation` train on."""
     from codemt.data import spread_rows
     from codemt.examples import Vocabulary, build_translation
+
+    examples = dataclasses.replace(translator.examples, name_words=name_words)
+    monkeypatch.setattr(translator, "examples", examples)
 
     cache = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path, limit=20)
     split = list(iter_records(small_corpus, "train"))
@@ -201,6 +208,12 @@ def test_inputs_match_the_training_examples(translator, small_corpus, small_toke
             for i in chosen
         ]
         assert ours == trained
+        # The signature's names as words follow it exactly when asked and it is a source.
+        for source, i in zip(ours, chosen, strict=True):
+            names = cache.ids(i, "names").tolist()
+            assert names, records[i]["signature"]
+            found = any(source[k : k + len(names)] == names for k in range(len(source)))
+            assert found == (name_words and target != "signature")
     # The style is the second token of a docstring source.
     google = translator.encode([records[chosen[0]]], "docstring", "google")[0]
     assert google[1] == vocab.styles["google"]
