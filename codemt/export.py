@@ -31,7 +31,7 @@ from codemt.backends import (
     is_ctranslate2_export,
     read_meta,
 )
-from codemt.model import CODEMT_FILE, resolve_checkpoint
+from codemt.model import CODEMT_FILE, has_pointer, resolve_checkpoint
 from codemt.tokenizer import load_tokenizer
 
 # CTranslate2's weight types: int8 everywhere it can (on GPU it computes in float16 where
@@ -96,7 +96,13 @@ def export_ctranslate2(checkpoint: Path | str, out: Path | str, quantization: st
             f"{out}: exists and is not a CTranslate2 export; choose another --out"
         )
     meta = read_meta(checkpoint)
-    vocab_size = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))["vocab_size"]
+    config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    if has_pointer(config):
+        raise ValueError(
+            f"{checkpoint}: the model has a copy mechanism (trained with `copy`), which "
+            f"CTranslate2 cannot run; use it as it is (the torch backend)"
+        )
+    vocab_size = config["vocab_size"]
     # The converter pads a short vocabulary with <extra_id_N> names that ours already uses.
     if load_tokenizer(checkpoint).get_vocab_size() != vocab_size:
         raise ValueError(

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -37,6 +38,8 @@ CODEMT_FILE = "codemt.json"
 # A run folder holds step-NNNNNN checkpoints and this file naming the newest one.
 LATEST_FILE = "latest"
 BEST_FILE = "best"  # in a run folder trained with `select_on`: the checkpoint it stands for
+# Parameter names of a PointerT5's copy mechanism, which a plain T5 checkpoint lacks.
+_POINTER_PARTS = ("pointer_query.", "pointer_key.", "copy_gate.")
 
 
 class Preset(NamedTuple):
@@ -126,21 +129,56 @@ def build_model(
     decoder_start_id: int,
     *,
     dropout: float = 0.0,
+    copy_excluded_ids: Sequence[int] | None = None,
     device: str | torch.device | None = None,
 ) -> T5ForConditionalGeneration:
     """A freshly initialised model of `preset` (pass device="meta" to count without allocating).
 
     Dropout is 0 by default, as for pre-training on plenty of data; raise it to fine-tune
-    on little. Initialisation uses the global torch RNG: seed it first for reproducibility.
+    on little. `copy_excluded_ids` (the special tokens' ids) makes it a `PointerT5`, which
+    can copy any other source token (see `codemt.pointer`). Initialisation uses the global
+    torch RNG: seed it first for reproducibility.
     """
     import torch
     from transformers import T5ForConditionalGeneration
 
     config = t5_config(preset, vocab_size, pad_id, eos_id, decoder_start_id, dropout)
+    model_class = T5ForConditionalGeneration
+    if copy_excluded_ids is not None:
+        from codemt.pointer import PointerT5
+
+        config.copy_excluded_ids = sorted(copy_excluded_ids)
+        model_class = PointerT5
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        model = T5ForConditionalGeneration(config)
+        model = model_class(config)
         _untie_output_projection(model)
     return model
+
+
+def has_pointer(config: Any) -> bool:
+    """Whether a transformers config (or a config.json's dict) is a `PointerT5`'s."""
+    if isinstance(config, dict):
+        return config.get("copy_excluded_ids") is not None
+    return getattr(config, "copy_excluded_ids", None) is not None
+
+
+def with_pointer(
+    model: T5ForConditionalGeneration, copy_excluded_ids: Sequence[int]
+) -> T5ForConditionalGeneration:
+    """`model` as a `PointerT5` with the same weights and a fresh pointer (a PointerT5 is
+    returned as it is): fine-tunes a plain checkpoint into one that can copy."""
+    from codemt.pointer import PointerT5
+
+    if isinstance(model, PointerT5):
+        return model
+    config = copy.deepcopy(model.config)
+    config.copy_excluded_ids = sorted(copy_excluded_ids)
+    pointer = PointerT5(config)
+    _untie_output_projection(pointer)
+    missing, unexpected = pointer.load_state_dict(model.state_dict(), strict=False)
+    fresh = {name for name, _ in pointer.named_parameters() if name.startswith(_POINTER_PARTS)}
+    assert set(missing) <= fresh and not unexpected, (missing, unexpected)
+    return pointer.to(model.device).train(model.training)
 
 
 def _untie_output_projection(model: T5ForConditionalGeneration) -> None:
@@ -252,12 +290,17 @@ def load_checkpoint(path: Path | str, *, dropout: float | None = None) -> Checkp
 
     `dropout`, when given, replaces the dropout rate the checkpoint was trained with.
     """
-    from transformers import T5ForConditionalGeneration
+    from transformers import T5Config, T5ForConditionalGeneration
 
     path = resolve_checkpoint(path)
     overrides = {} if dropout is None else {"dropout_rate": dropout}
+    model_class = T5ForConditionalGeneration
+    if has_pointer(T5Config.from_pretrained(path)):
+        from codemt.pointer import PointerT5
+
+        model_class = PointerT5
     with _quiet_transformers():
-        model = T5ForConditionalGeneration.from_pretrained(path, **overrides)
+        model = model_class.from_pretrained(path, **overrides)
     assert model.lm_head.weight is not model.shared.weight, f"{path}: lm_head loaded tied"
     # Shipped models may be stored in float16 to halve their size; compute in float32.
     model = model.float()

@@ -225,11 +225,12 @@ def _trained_tokens(run_dir: Path) -> int:
 
 def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: Path) -> Path:
     """Write the shippable model: float16 weights, config, tokenizer, codemt.json, the corpus
-    manifest, the training log, the evaluation, a model card and (with ctranslate2 installed)
-    the CTranslate2 export; atomically (temp folder, then rename)."""
+    manifest, the training log, the evaluation, a model card and (with ctranslate2 installed,
+    for a model without a copy mechanism, which CTranslate2 cannot run) the CTranslate2
+    export; atomically (temp folder, then rename)."""
     import torch
 
-    from codemt.model import load_checkpoint, write_model
+    from codemt.model import has_pointer, load_checkpoint, write_model
 
     loaded = load_checkpoint(checkpoint)
     checkpoint = loaded.path  # a run folder resolves to its best (else newest) checkpoint
@@ -250,7 +251,7 @@ def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: P
             break
     if evaluation is not None and evaluation.is_file():
         shutil.copy2(evaluation, tmp / "evaluation.json")
-    if importlib.util.find_spec("ctranslate2") is not None:
+    if not has_pointer(loaded.model.config) and importlib.util.find_spec("ctranslate2"):
         # The fast CPU form beside the weights: `Translator.load` picks it by itself.
         from codemt.backends import CTRANSLATE2_SUBFOLDER
         from codemt.export import export_ctranslate2

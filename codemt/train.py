@@ -66,6 +66,7 @@ from codemt.model import (
     get_preset,
     load_checkpoint,
     resolve_checkpoint,
+    with_pointer,
     write_model,
 )
 
@@ -171,6 +172,9 @@ class TrainSettings:
             where it was lowest is saved and named in `OUT/best`, which a run folder then
             stands for. More epochs can overfit one task while the others still improve.
         seed: seeds initialisation, dropout and anything else random in the loop.
+        copy: give the model a copy mechanism (`codemt.pointer.PointerT5`): each output
+            token is generated or copied from the source. A plain checkpoint used as `init`
+            gets a fresh one; a checkpoint that has one keeps it either way.
     """
 
     preset: str = "small"
@@ -194,6 +198,7 @@ class TrainSettings:
     keep_last: int = 3
     select_on: str | None = None
     seed: int = 0
+    copy: bool = False
 
     def __post_init__(self) -> None:
         preset = get_preset(self.preset)
@@ -389,12 +394,19 @@ def _initial_model(
 ) -> T5ForConditionalGeneration:
     tok = tokenization.load_tokenizer(tokenizer_dir)
     vocab_size = tok.get_vocab_size()
+    excluded = [tokenization.special_token_id(tok, t) for t in tokenization.SPECIAL_TOKENS]
     if source is None:
         pad_id = tokenization.special_token_id(tok, tokenization.PAD_TOKEN)
         eos_id = tokenization.special_token_id(tok, tokenization.EOS_TOKEN)
         # T5 starts decoding from the padding id.
         model = build_model(
-            settings.preset, vocab_size, pad_id, eos_id, pad_id, dropout=settings.dropout
+            settings.preset,
+            vocab_size,
+            pad_id,
+            eos_id,
+            pad_id,
+            dropout=settings.dropout,
+            copy_excluded_ids=excluded if settings.copy else None,
         )
     else:
         checkpoint = load_checkpoint(source, dropout=settings.dropout)
@@ -409,6 +421,8 @@ def _initial_model(
                 f"{checkpoint.path} has a vocabulary of {model.config.vocab_size} but the "
                 f"tokenizer in {tokenizer_dir} has {vocab_size}; use the checkpoint's tokenizer"
             )
+        if settings.copy:
+            model = with_pointer(model, excluded)
     return model.train()
 
 
