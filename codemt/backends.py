@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from codemt.model import CODEMT_FILE, has_pointer, resolve_checkpoint
+from codemt.model import CODEMT_FILE, resolve_checkpoint
 
 if TYPE_CHECKING:
     import torch
@@ -178,9 +178,6 @@ class TorchBackend:
             options |= {"do_sample": False, "num_beams": settings.num_beams}
             if settings.num_beams > 1:
                 options |= {"length_penalty": settings.length_penalty, "early_stopping": True}
-        if has_pointer(self.model.config):
-            # A PointerT5 copies from the source at every step (see codemt.pointer).
-            options["source_ids"] = batch["input_ids"].to(self.device)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=batch["input_ids"].to(self.device),

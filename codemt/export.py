@@ -81,15 +81,20 @@ def export_ctranslate2(checkpoint: Path | str, out: Path | str, quantization: st
         raise ValueError(
             f"unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}"
         )
+    checkpoint = resolve_checkpoint(checkpoint)
+    if is_ctranslate2_export(checkpoint):
+        raise ValueError(f"{checkpoint}: already a CTranslate2 export; export its checkpoint")
+    if has_pointer(json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))):
+        raise ValueError(
+            f"{checkpoint}: the model has a copy mechanism (trained with `copy`), which "
+            f"CTranslate2 cannot run; use it as it is (the torch backend)"
+        )
     try:
         import ctranslate2
     except ImportError:
         raise BackendUnavailable(
             f"exporting to CTranslate2 needs ctranslate2: {INSTALL_HINT}"
         ) from None
-    checkpoint = resolve_checkpoint(checkpoint)
-    if is_ctranslate2_export(checkpoint):
-        raise ValueError(f"{checkpoint}: already a CTranslate2 export; export its checkpoint")
     out = Path(out)
     if out.exists() and not is_ctranslate2_export(out):
         raise FileExistsError(
@@ -97,11 +102,6 @@ def export_ctranslate2(checkpoint: Path | str, out: Path | str, quantization: st
         )
     meta = read_meta(checkpoint)
     config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
-    if has_pointer(config):
-        raise ValueError(
-            f"{checkpoint}: the model has a copy mechanism (trained with `copy`), which "
-            f"CTranslate2 cannot run; use it as it is (the torch backend)"
-        )
     vocab_size = config["vocab_size"]
     # The converter pads a short vocabulary with <extra_id_N> names that ours already uses.
     if load_tokenizer(checkpoint).get_vocab_size() != vocab_size:

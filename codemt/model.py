@@ -177,7 +177,9 @@ def with_pointer(
     _untie_output_projection(pointer)
     missing, unexpected = pointer.load_state_dict(model.state_dict(), strict=False)
     fresh = {name for name, _ in pointer.named_parameters() if name.startswith(_POINTER_PARTS)}
-    assert set(missing) <= fresh and not unexpected, (missing, unexpected)
+    if not set(missing) <= fresh or unexpected:
+        raise ValueError(f"not a T5 model like ours: missing {missing}, unexpected {unexpected}")
+    pointer.generation_config = copy.deepcopy(model.generation_config)
     return pointer.to(model.device).train(model.training)
 
 

@@ -1,9 +1,10 @@
 """T5 with a copy mechanism: each output token is generated or copied from the source.
 
-A summary of `def get_dict(self, key)` says "dict" and "key": words the source holds, but
-as pieces of identifiers that a small model must learn to respell. A pointer-generator
-(See et al., 2017) gives the decoder a second way to emit a token: point at a source
-position and copy its token. At each step
+A summary of `def get_dict(self, key)` says "dict" and "key", words its source holds:
+with `name_words` (see `codemt.examples`) as the very tokens that prose spells them with.
+A plain model must still learn to reproduce each of them through its vocabulary; a
+pointer-generator (See et al., 2017) gives the decoder a second way to emit a token: point
+at a source position and copy its token. At each step
 
     p(w) = g * p_vocab(w) + (1 - g) * sum of a(j) over the source positions j holding w
 
@@ -14,21 +15,23 @@ them) and `g` a gate computed from the decoder state and what `a` reads. Special
 
 `logits` are the logarithms of p: every consumer of logits (cross-entropy, softmax,
 beam search) computes exactly as with a plain model. Generation needs the source ids at
-every step; `generate(input_ids=..., source_ids=input_ids)` keeps them with the encoder's
-outputs (beam search repeats them per beam as it does the attention mask).
+every step: `generate` keeps `input_ids` as `source_ids` beside the encoder's outputs
+(beam search repeats them per beam as it does the attention mask). Needs transformers 5.
 """
 
 from __future__ import annotations
 
 import torch
+import transformers
 from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
-# The gate starts at sigmoid(3) = 0.95 to generate, so a plain model extended with a copy
-# head starts about where it was (its loss rises by at most -ln 0.95 = 0.05).
+# The gate starts at about sigmoid(3) = 0.95 to generate, so a plain model extended with a
+# copy head starts about where it was (its loss rises by about -ln 0.95 = 0.05).
 _INITIAL_GATE_BIAS = 3.0
 _POINTER_DIM = 64
+_ALWAYS = 1e4  # a gate logit that generates: log sigmoid(-1e4) = -1e4
 
 
 class PointerT5(T5ForConditionalGeneration):
@@ -36,6 +39,12 @@ class PointerT5(T5ForConditionalGeneration):
     ids, never copied), with a pointer and a gate on top (see the module's docstring)."""
 
     def __init__(self, config: T5Config) -> None:
+        if int(transformers.__version__.split(".")[0]) < 5:
+            # transformers 4's T5 builds its own generation inputs, without source_ids.
+            raise ValueError(
+                f"the copy mechanism needs transformers 5 or newer, not "
+                f"{transformers.__version__}: pip install 'transformers>=5'"
+            )
         super().__init__(config)
         d = config.d_model
         self.pointer_query = nn.Linear(d, _POINTER_DIM, bias=False)
@@ -55,14 +64,32 @@ class PointerT5(T5ForConditionalGeneration):
         return self._excluded[device]
 
     def reset_pointer(self) -> None:
-        """Initialise the pointer and gate (a plain checkpoint loaded into this class has none)."""
-        if self.copy_gate.weight.device.type == "meta":
-            return
-        std = self.config.d_model**-0.5
+        """Initialise the pointer and the gate."""
         for layer in (self.pointer_query, self.pointer_key, self.copy_gate):
-            nn.init.normal_(layer.weight, std=std)
-        nn.init.constant_(self.copy_gate.bias, _INITIAL_GATE_BIAS)
-        self.copy_gate.weight.data.mul_(0.1)
+            self._init_weights(layer)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # Also what from_pretrained calls for the parts a plain T5 checkpoint lacks.
+        gate = module is getattr(self, "copy_gate", None)
+        pointer = any(module is getattr(self, n, None) for n in ("pointer_query", "pointer_key"))
+        if not (gate or pointer):
+            super()._init_weights(module)
+        elif module.weight.device.type != "meta":
+            # The gate's weights small: it starts near its bias, whatever the state.
+            std = self.config.d_model**-0.5 * (0.1 if gate else 1.0)
+            nn.init.normal_(module.weight, std=std)
+            if gate:
+                nn.init.constant_(module.bias, _INITIAL_GATE_BIAS)
+
+    def generate(self, *args, **kwargs):
+        """transformers' `generate`, with `source_ids` defaulting to `input_ids`."""
+        if kwargs.get("source_ids") is None:
+            source = kwargs.get("input_ids", args[0] if args else None)
+            if source is None:
+                raise ValueError("PointerT5.generate needs input_ids (the source ids)")
+            kwargs["source_ids"] = source
+        return super().generate(*args, **kwargs)
 
     def forward(
         self,
@@ -76,6 +103,13 @@ class PointerT5(T5ForConditionalGeneration):
         source_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput:
+        if (
+            kwargs.get("inputs_embeds") is not None
+            or kwargs.get("decoder_inputs_embeds") is not None
+        ):
+            raise ValueError("PointerT5 copies source tokens: pass ids, not embeddings")
+        kwargs.pop("inputs_embeds", None)
+        kwargs.pop("decoder_inputs_embeds", None)
         if source_ids is None:
             source_ids = input_ids
         if source_ids is None:
@@ -128,13 +162,20 @@ class PointerT5(T5ForConditionalGeneration):
         copyable = ~self.copy_excluded(source_ids.device)[source_ids]  # (batch, source)
         if attention_mask is not None:
             copyable &= attention_mask.bool()
-        scores = self.pointer_query(state) @ self.pointer_key(encoded).transpose(1, 2)
+        # The layers' own weights in float32 too (a model may be stored in half precision).
+        query = nn.functional.linear(state, self.pointer_query.weight.float())
+        key = nn.functional.linear(encoded, self.pointer_key.weight.float())
+        scores = query @ key.transpose(1, 2)
         scores = scores * _POINTER_DIM**-0.5
         scores = scores.masked_fill(~copyable[:, None, :], torch.finfo(scores.dtype).min)
-        # A source with nothing copyable gets a uniform pointer that the mask zeroes below.
+        # A source with nothing copyable gets a uniform pointer that the mask zeroes, and a
+        # gate that only generates.
         pointer = scores.softmax(-1) * copyable[:, None, :]  # (batch, steps, source)
         read = pointer @ encoded
-        gate = self.copy_gate(torch.cat([state, read], -1))
+        gate = nn.functional.linear(
+            torch.cat([state, read], -1), self.copy_gate.weight.float(), self.copy_gate.bias.float()
+        )
+        gate = gate.masked_fill(~copyable.any(-1)[:, None, None], _ALWAYS)
         copy = torch.zeros_like(logits).scatter_add_(
             2, source_ids[:, None, :].expand(-1, pointer.size(1), -1), pointer
         )

@@ -64,6 +64,7 @@ from codemt.model import (
     build_model,
     count_parameters,
     get_preset,
+    has_pointer,
     load_checkpoint,
     resolve_checkpoint,
     with_pointer,
@@ -335,7 +336,7 @@ def train(
         cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
     )
     set_seed(settings.seed)
-    model = _initial_model(settings, tokenizer_dir, start or init)
+    model = _initial_model(settings, tokenizer_dir, start or init, resuming=start is not None)
     optimizer = _optimizer(model, settings, fused=accelerator.device.type == "cuda")
     # Not prepared by accelerate: its scheduler wrapper steps once per process per update,
     # and our schedule counts updates, whatever the number of processes.
@@ -390,7 +391,7 @@ def _resume_point(out_dir: Path, resume: bool) -> Path | None:
 
 
 def _initial_model(
-    settings: TrainSettings, tokenizer_dir: Path, source: Path | str | None
+    settings: TrainSettings, tokenizer_dir: Path, source: Path | str | None, resuming: bool
 ) -> T5ForConditionalGeneration:
     tok = tokenization.load_tokenizer(tokenizer_dir)
     vocab_size = tok.get_vocab_size()
@@ -421,6 +422,16 @@ def _initial_model(
                 f"{checkpoint.path} has a vocabulary of {model.config.vocab_size} but the "
                 f"tokenizer in {tokenizer_dir} has {vocab_size}; use the checkpoint's tokenizer"
             )
+        if has_pointer(model.config) and not settings.copy:
+            raise ValueError(
+                f"{checkpoint.path} has a copy mechanism: set copy: true in the config's "
+                f"train section to {'resume' if resuming else 'fine-tune'} it"
+            )
+        if resuming and settings.copy and not has_pointer(model.config):
+            raise ValueError(
+                f"{checkpoint.path} was trained without a copy mechanism: resume it without "
+                f"copy: true, or start a new run from it (--init) with copy"
+            )
         if settings.copy:
             model = with_pointer(model, excluded)
     return model.train()
@@ -429,7 +440,7 @@ def _initial_model(
 def _optimizer(
     model: torch.nn.Module, settings: TrainSettings, fused: bool
 ) -> torch.optim.Optimizer:
-    # Layer-norm scales (the only 1-d parameters of T5) are not decayed, as is usual.
+    # Layer-norm scales (with a copy mechanism, also its gate's bias) are not decayed.
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     groups = [

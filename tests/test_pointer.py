@@ -43,8 +43,8 @@ def test_a_proper_distribution_that_copies_only_real_source_tokens(pointer, batc
         pointer.copy_gate.bias.fill_(-60.0)  # copy only
     probs = pointer(**batch).logits.exp()
     for row in range(2):
-        ids = batch["input_ids"][row]
-        real = {int(i) for i, m in zip(ids, batch["attention_mask"][row]) if m} - set(SPECIAL)
+        ids = batch["input_ids"][row][batch["attention_mask"][row].bool()]
+        real = set(ids.tolist()) - set(SPECIAL)
         mass = probs[row][:, sorted(real)].sum(-1)
         torch.testing.assert_close(mass, torch.ones(5))
         assert probs[row][:, SPECIAL].max() < 1e-6
@@ -67,15 +67,31 @@ def test_a_plain_model_gains_a_pointer_and_keeps_its_weights(batch):
 
 def test_generation_with_the_cache_matches_the_full_forward(pointer, batch):
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
-    greedy = pointer.generate(**inputs, source_ids=batch["input_ids"], max_new_tokens=6)
+    greedy = pointer.generate(**inputs, max_new_tokens=6)  # source_ids: the input_ids
     with torch.no_grad():
         full = pointer(**inputs, decoder_input_ids=greedy[:, :-1]).logits
     assert torch.equal(full.argmax(-1), greedy[:, 1:])
-    beams = pointer.generate(
-        **inputs, source_ids=batch["input_ids"], num_beams=3, num_return_sequences=2,
-        max_new_tokens=6,
+
+    out = pointer.generate(
+        **inputs, num_beams=3, num_return_sequences=2, max_new_tokens=6, length_penalty=0.0,
+        return_dict_in_generate=True, output_scores=True,
     )  # fmt: skip
-    assert beams.shape[0] == 4
+    sequences = out.sequences  # (2 sources x 2 beams, 1 + steps)
+    assert sequences.shape[0] == 4
+    repeated = {k: v.repeat_interleave(2, 0) for k, v in inputs.items()}
+    with torch.no_grad():
+        log_probs = pointer(**repeated, decoder_input_ids=sequences[:, :-1]).logits
+    steps = log_probs.gather(2, sequences[:, 1:, None])[..., 0]
+    real = sequences[:, 1:] != 0
+    # length_penalty 0: a beam's score is the sum of its tokens' log-probabilities.
+    torch.testing.assert_close(out.sequences_scores, (steps * real).sum(1), rtol=1e-4, atol=1e-4)
+
+
+def test_a_source_with_nothing_to_copy_only_generates(pointer, batch):
+    batch["input_ids"][1] = torch.tensor([2, 1, 0, 0, 0, 0, 0, 0, 0])  # control code, </s>
+    batch["attention_mask"] = (batch["input_ids"] != 0).long()
+    probs = pointer(**batch).logits.exp()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 5))
 
 
 def test_checkpoint_round_trip(tmp_path, pointer, batch):
@@ -153,3 +169,21 @@ def test_training_with_copy_makes_a_model_that_translates_on_torch_only(
         export_ctranslate2(copy_run, tmp_path / "export")
     with pytest.raises(BackendUnavailable):
         Translator.load(copy_run, backend="ctranslate2")
+
+
+def test_copy_must_match_the_checkpoint_it_continues(copy_run, tiny_model, tmp_path):
+    from codemt.train import TrainSettings, train
+    from tests.test_train import SyntheticData
+
+    tokenizer = tiny_model.parent / "tokenizer"
+    data = SyntheticData(n_batches=2)
+
+    def settings(copy):
+        return TrainSettings(preset="tiny", max_steps=3, warmup_steps=1, copy=copy)
+
+    with pytest.raises(ValueError, match="has a copy mechanism: set copy: true .* to fine-tune it"):
+        train(data, settings(False), tmp_path / "a", tokenizer, init=copy_run, progress=False)
+    with pytest.raises(ValueError, match="has a copy mechanism: set copy: true .* to resume it"):
+        train(data, settings(False), copy_run, tokenizer, resume=True, progress=False)
+    with pytest.raises(ValueError, match="without a copy mechanism: resume it without"):
+        train(data, settings(True), tiny_model, tokenizer, resume=True, progress=False)
