@@ -15,10 +15,10 @@ TINY = Recipe(
     vocab_size=1000,
     pretrain_tokens=3000,
     multimode_tokens=3000,
-    # name_words as both recipes have them: trained, exported and evaluated end to end.
+    # name_words and copy as both recipes have them: trained, exported and evaluated end to end.
     examples={"max_source_tokens": 64, "max_target_tokens": 32, "name_words": True},
     batching={"max_tokens": 1024},
-    train={"warmup_steps": 2, "save_every": 2, "eval_every": 0, "log_every": 1},
+    train={"warmup_steps": 2, "save_every": 2, "eval_every": 0, "log_every": 1, "copy": True},
 )
 
 
@@ -47,35 +47,45 @@ def test_recipe_runs_whole_then_resumes_to_the_same_model(tmp_path):
     assert (
         "docstring" in evaluation["modes"] and "name_words" in evaluation["baselines"]["docstring"]
     )
-    # What ships is what was measured: the exported folder, in the form the commands load.
-    fast = importlib.util.find_spec("ctranslate2") is not None
-    assert evaluation["model"] == str(model / "ctranslate2" if fast else model)
-    assert evaluation["backend"] == ("ctranslate2" if fast else "torch")
-    assert ("on its int8 CTranslate2 export" if fast else "on its weights with PyTorch") in card
+    # What ships is what was measured: a model with a copy mechanism has no CTranslate2 form.
+    assert evaluation["model"] == str(model) and evaluation["backend"] == "torch"
+    assert "on its weights with PyTorch" in card and not (model / "ctranslate2").exists()
 
+    from codemt.pointer import PointerT5
     from codemt.translate import Translator
 
-    translator = Translator.load(model, backend="torch")
+    translator = Translator.load(model)
+    assert translator.backend.name == "torch" and isinstance(translator.model, PointerT5)
     assert next(translator.model.parameters()).dtype == torch.float32  # stored in float16
     assert translator.examples.name_words  # sources are built as the model was trained
-    if importlib.util.find_spec("ctranslate2") is not None:
-        assert Translator.load(model).backend.name == "ctranslate2"  # the shipped fast form
     assert isinstance(translator.translate("def add(a, b):\n    return a + b\n", "docstring"), str)
 
     again = run_recipe(tmp_path / "run", recipe=TINY, sources=sources, eval_limit=8, progress=False)
     assert again["status"] == "done"
 
 
-def test_a_recipe_without_pretraining_trains_multimode_from_scratch(tmp_path):
+def test_a_recipe_without_pretraining_or_copy_trains_from_scratch_and_ships_fast(tmp_path):
     sources = tuple(str(STDLIB / m) for m in MODULES[:2])
-    recipe = dataclasses.replace(TINY, pretrain_tokens=0)
+    recipe = dataclasses.replace(TINY, pretrain_tokens=0, train=TINY.train | {"copy": False})
     done = run_recipe(
         tmp_path / "run", recipe=recipe, sources=sources, eval_limit=2, progress=False
     )
     assert done["status"] == "done"
     assert not (tmp_path / "run" / "pretrain").exists()
-    meta = json.loads((tmp_path / "run" / "model" / "codemt.json").read_text())
+    model = tmp_path / "run" / "model"
+    meta = json.loads((model / "codemt.json").read_text())
     assert meta["stage"] == "multimode" and meta["init"] is None
+    # A plain model ships its int8 CTranslate2 form too, and is evaluated on it.
+    fast = importlib.util.find_spec("ctranslate2") is not None
+    evaluation = json.loads((model / "evaluation.json").read_text())
+    assert evaluation["model"] == str(model / "ctranslate2" if fast else model)
+    assert evaluation["backend"] == ("ctranslate2" if fast else "torch")
+    card = (model / "README.md").read_text()
+    assert ("on its int8 CTranslate2 export" if fast else "on its weights with PyTorch") in card
+    if fast:
+        from codemt.translate import Translator
+
+        assert Translator.load(model).backend.name == "ctranslate2"
 
 
 def test_a_run_folder_is_continued_only_with_its_own_recipe(tmp_path):
