@@ -149,16 +149,16 @@ class PointerT5(T5ForConditionalGeneration):
             loss=loss, logits=log_probs, encoder_last_hidden_state=encoded, **cache
         )
 
-    def _mix(
+    def point(
         self,
-        logits: torch.Tensor,
         state: torch.Tensor,
         encoded: torch.Tensor,
         source_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """log p of the module's docstring, (batch, steps, vocab), in float32 (also under
-        mixed precision: scatter_add_ needs one dtype, small probabilities the range)."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pointer, (batch, steps, source) weights on the copyable source positions, and
+        the gate's logit, (batch, steps, 1), from float32 decoder states and encoder outputs.
+        sigmoid(gate) is the share that generates."""
         copyable = ~self.copy_excluded(source_ids.device)[source_ids]  # (batch, source)
         if attention_mask is not None:
             copyable &= attention_mask.bool()
@@ -170,12 +170,24 @@ class PointerT5(T5ForConditionalGeneration):
         scores = scores.masked_fill(~copyable[:, None, :], torch.finfo(scores.dtype).min)
         # A source with nothing copyable gets a uniform pointer that the mask zeroes, and a
         # gate that only generates.
-        pointer = scores.softmax(-1) * copyable[:, None, :]  # (batch, steps, source)
+        pointer = scores.softmax(-1) * copyable[:, None, :]
         read = pointer @ encoded
         gate = nn.functional.linear(
             torch.cat([state, read], -1), self.copy_gate.weight.float(), self.copy_gate.bias.float()
         )
-        gate = gate.masked_fill(~copyable.any(-1)[:, None, None], _ALWAYS)
+        return pointer, gate.masked_fill(~copyable.any(-1)[:, None, None], _ALWAYS)
+
+    def _mix(
+        self,
+        logits: torch.Tensor,
+        state: torch.Tensor,
+        encoded: torch.Tensor,
+        source_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """log p of the module's docstring, (batch, steps, vocab), in float32 (also under
+        mixed precision: scatter_add_ needs one dtype, small probabilities the range)."""
+        pointer, gate = self.point(state, encoded, source_ids, attention_mask)
         copy = torch.zeros_like(logits).scatter_add_(
             2, source_ids[:, None, :].expand(-1, pointer.size(1), -1), pointer
         )
