@@ -304,8 +304,8 @@ def train(
 ) -> Path:
     """Train a model of `settings.preset` on `train_data`; return the final checkpoint folder.
 
-    On SIGTERM or SIGINT the current step is finished and saved, then `TrainingInterrupted`
-    is raised (it names the checkpoint).
+    On SIGTERM or SIGINT the current step is finished and saved at once (not evaluated),
+    then `TrainingInterrupted` is raised (it names the checkpoint).
 
     Args:
         train_data: the training batches, read epoch after epoch until a limit is reached.
@@ -534,10 +534,11 @@ class _Control:
         dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op), group=self.group)
         return tensor.tolist()
 
-    def exchange(self, tokens: int, stop: bool) -> tuple[int, bool]:
-        """The step's tokens summed over processes, and whether any process wants to stop."""
-        total, stops = self._all_reduce([tokens, int(stop)], "SUM")
-        return total, stops > 0
+    def exchange(self, tokens: int, signalled: bool, out_of_time: bool) -> tuple[int, bool, bool]:
+        """The step's tokens summed over processes, whether any process received a stop
+        signal, and whether any ran out of time."""
+        total, signals, late = self._all_reduce([tokens, int(signalled), int(out_of_time)], "SUM")
+        return total, signals > 0, late > 0
 
     def check_equal(self, value: int, what: str) -> None:
         """Raise if processes disagree on `value` (they would deadlock)."""
@@ -666,13 +667,14 @@ class _Loop:
                     state.step += 1
                     elapsed = time.perf_counter() - t_start
                     out_of_time = settings.max_time is not None and elapsed >= settings.max_time
-                    tokens, stop = self.control.exchange(
-                        step_tokens, "signal" in requests or out_of_time
+                    tokens, signalled, late = self.control.exchange(
+                        step_tokens, "signal" in requests, out_of_time
                     )
                     state.tokens += tokens
                     state.train_seconds = seconds_before + elapsed
                     step_tokens = 0
-                    stop = stop or self._limit_reached(elapsed)
+                    ends = late or self._limit_reached(elapsed)
+                    stop = signalled or ends
                     self._advance(bar, tokens, elapsed)
 
                     row: dict[str, Any] = {}
@@ -695,7 +697,9 @@ class _Loop:
                         )
                     t_pause = time.perf_counter()
                     best = False
-                    if _due(state.step, settings.eval_every, stop):
+                    # A stop signal saves at once, unevaluated: a scheduler's grace period
+                    # is seconds, an evaluation (select_on on a CPU) minutes.
+                    if not signalled and _due(state.step, settings.eval_every, ends):
                         if valid_data is not None:
                             row["valid_loss"] = self.evaluate(valid_data)
                         if task_data is not None:

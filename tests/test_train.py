@@ -264,6 +264,21 @@ def test_exact_resume_after_sigterm(tmp_path, tokenizer_dir):
         torch.testing.assert_close(weights_b[name], tensor, rtol=1e-6, atol=1e-7)
 
 
+def test_a_stop_signal_saves_without_evaluating_and_the_resumed_run_evaluates_at_its_end(
+    tmp_path, tokenizer_dir
+):
+    settings = tiny(max_steps=6, eval_every=0)  # evaluated only at the end
+    valid = SyntheticData(n_batches=2, seed=7)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train(SignalAfter(SyntheticData(n_batches=3), 3), settings, run, tokenizer_dir,
+              valid_data=valid, progress=False)  # fmt: skip
+    assert [r["valid_loss"] for r in read_log(run)] == ["", "", ""]
+    train(SyntheticData(n_batches=3), settings, run, tokenizer_dir, valid_data=valid,
+          resume=True, progress=False)  # fmt: skip
+    assert [r["valid_loss"] != "" for r in read_log(run)] == [False] * 5 + [True]
+
+
 def test_checkpoints_rotate_and_round_trip(tmp_path, tokenizer_dir):
     run = tmp_path / "run"
     settings = tiny(max_steps=6, save_every=2, keep_last=2, eval_every=3)
