@@ -84,7 +84,8 @@ def export_ctranslate2(checkpoint: Path | str, out: Path | str, quantization: st
     checkpoint = resolve_checkpoint(checkpoint)
     if is_ctranslate2_export(checkpoint):
         raise ValueError(f"{checkpoint}: already a CTranslate2 export; export its checkpoint")
-    if has_pointer(json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))):
+    config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    if has_pointer(config):
         raise ValueError(
             f"{checkpoint}: the model has a copy mechanism (trained with `copy`), which "
             f"CTranslate2 cannot run; use it as it is (the torch backend)"
@@ -101,7 +102,6 @@ def export_ctranslate2(checkpoint: Path | str, out: Path | str, quantization: st
             f"{out}: exists and is not a CTranslate2 export; choose another --out"
         )
     meta = read_meta(checkpoint)
-    config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
     vocab_size = config["vocab_size"]
     # The converter pads a short vocabulary with <extra_id_N> names that ours already uses.
     if load_tokenizer(checkpoint).get_vocab_size() != vocab_size:

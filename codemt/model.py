@@ -296,13 +296,14 @@ def load_checkpoint(path: Path | str, *, dropout: float | None = None) -> Checkp
 
     path = resolve_checkpoint(path)
     overrides = {} if dropout is None else {"dropout_rate": dropout}
+    config = T5Config.from_pretrained(path, **overrides)
     model_class = T5ForConditionalGeneration
-    if has_pointer(T5Config.from_pretrained(path)):
+    if has_pointer(config):
         from codemt.pointer import PointerT5
 
         model_class = PointerT5
     with _quiet_transformers():
-        model = model_class.from_pretrained(path, **overrides)
+        model = model_class.from_pretrained(path, config=config)
     assert model.lm_head.weight is not model.shared.weight, f"{path}: lm_head loaded tied"
     # Shipped models may be stored in float16 to halve their size; compute in float32.
     model = model.float()

@@ -175,7 +175,8 @@ class TrainSettings:
         seed: seeds initialisation, dropout and anything else random in the loop.
         copy: give the model a copy mechanism (`codemt.pointer.PointerT5`): each output
             token is generated or copied from the source. A plain checkpoint used as `init`
-            gets a fresh one; a checkpoint that has one keeps it either way.
+            gets a fresh one; it must match the checkpoint a run resumes, and a checkpoint
+            with one is fine-tuned only with copy.
     """
 
     preset: str = "small"
