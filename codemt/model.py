@@ -39,7 +39,7 @@ CODEMT_FILE = "codemt.json"
 LATEST_FILE = "latest"
 BEST_FILE = "best"  # in a run folder trained with `select_on`: the checkpoint it stands for
 # Parameter names of a PointerT5's copy mechanism, which a plain T5 checkpoint lacks.
-_POINTER_PARTS = ("pointer_query.", "pointer_key.", "copy_gate.")
+POINTER_PARTS = ("pointer_query.", "pointer_key.", "copy_gate.")
 
 
 class Preset(NamedTuple):
@@ -176,7 +176,7 @@ def with_pointer(
     pointer = PointerT5(config)
     _untie_output_projection(pointer)
     missing, unexpected = pointer.load_state_dict(model.state_dict(), strict=False)
-    fresh = {name for name, _ in pointer.named_parameters() if name.startswith(_POINTER_PARTS)}
+    fresh = {name for name, _ in pointer.named_parameters() if name.startswith(POINTER_PARTS)}
     if not set(missing) <= fresh or unexpected:
         raise ValueError(f"not a T5 model like ours: missing {missing}, unexpected {unexpected}")
     pointer.generation_config = copy.deepcopy(model.generation_config)

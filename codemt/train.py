@@ -60,6 +60,7 @@ from codemt.model import (
     BEST_FILE,
     CODEMT_FILE,
     LATEST_FILE,
+    POINTER_PARTS,
     PRESETS,
     build_model,
     count_parameters,
@@ -177,6 +178,10 @@ class TrainSettings:
             token is generated or copied from the source. A plain checkpoint used as `init`
             gets a fresh one; it must match the checkpoint a run resumes, and a checkpoint
             with one is fine-tuned only with copy.
+        copy_lr_scale: the copy mechanism's parameters train at `lr` times this. Adafactor's
+            updates are relative to each weight's scale and follow a consistent gradient; a
+            fresh pointer in a trained model gets a weak one at first and learns slowly at
+            the model's fine-tuning rate (10 moved it faster, see "The default model").
     """
 
     preset: str = "small"
@@ -201,6 +206,7 @@ class TrainSettings:
     select_on: str | None = None
     seed: int = 0
     copy: bool = False
+    copy_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         preset = get_preset(self.preset)
@@ -233,6 +239,8 @@ class TrainSettings:
         for name in ("eps", "weight_decay", "grad_clip", "dropout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if not self.copy_lr_scale > 0:
+            raise ValueError(f"copy_lr_scale must be positive, got {self.copy_lr_scale}")
         if self.dropout >= 1:
             raise ValueError(f"dropout must be below 1, got {self.dropout}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -441,17 +449,20 @@ def _initial_model(
 def _optimizer(
     model: torch.nn.Module, settings: TrainSettings, fused: bool
 ) -> torch.optim.Optimizer:
-    # Layer-norm scales (with a copy mechanism, also its gate's bias) are not decayed.
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": settings.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    # Layer-norm scales and biases are not decayed. A copy mechanism's parameters are in
+    # groups of their own, at lr * copy_lr_scale; the scheduler scales every group's lr.
+    groups = []
+    for pointer, lr in ((False, settings.lr), (True, settings.lr * settings.copy_lr_scale)):
+        params = [p for n, p in model.named_parameters() if n.startswith(POINTER_PARTS) == pointer]
+        for decayed in (True, False):
+            chosen = [p for p in params if (p.ndim >= 2) == decayed]
+            if chosen:
+                decay = settings.weight_decay if decayed else 0.0
+                groups.append({"params": chosen, "weight_decay": decay, "lr": lr})
     if settings.optimizer == "adafactor":
         from codemt.optim import Adafactor
 
-        # A fixed lr that the scheduler scales; the update is relative to each parameter's RMS.
+        # The update is relative to each parameter's RMS.
         return Adafactor(groups, lr=settings.lr)
     return torch.optim.AdamW(
         groups, lr=settings.lr, betas=settings.betas, eps=settings.eps, fused=fused
@@ -492,11 +503,20 @@ def _restore(
             f"data position depends on that: resume with {progress['world_size']} processes "
             f"(now {accelerator.num_processes})"
         )
+    settings_lrs = list(scheduler.base_lrs)
     optimizer.load_state_dict(
         torch.load(state_dir / "optimizer.pt", map_location="cpu", weights_only=True)
     )
     schedule = torch.load(state_dir / "scheduler.pt", weights_only=True)
     scheduler.load_state_dict(schedule["scheduler"])
+    # The learning rates are this call's settings, not the checkpoint's: both states hold
+    # them, and a resume with another lr (or copy_lr_scale) would otherwise keep the old one.
+    scheduler.base_lrs = settings_lrs
+    for group, base, factor in zip(
+        optimizer.param_groups, settings_lrs, scheduler.lr_lambdas, strict=True
+    ):
+        group["initial_lr"] = base
+        group["lr"] = base * factor(scheduler.last_epoch)
     if accelerator.scaler is not None and schedule["scaler"] is not None:
         accelerator.scaler.load_state_dict(schedule["scaler"])
     # Our own file, holding numpy's RNG state, which weights_only loading refuses.

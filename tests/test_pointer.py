@@ -50,6 +50,24 @@ def test_a_proper_distribution_that_copies_only_real_source_tokens(pointer, batc
         assert probs[row][:, SPECIAL].max() < 1e-6
 
 
+def test_training_computes_the_same_loss_and_gradients_at_the_labels_alone(pointer, batch):
+    batch["labels"][1, 3:] = -100  # padding of the targets
+    batch["labels"][0, 1] = int(batch["input_ids"][0, 2])  # a label the source holds
+    results = {}
+    for training in (False, True):
+        pointer.train(training)  # dropout is 0: only the loss's path differs
+        pointer.zero_grad()
+        out = pointer(**batch)
+        out.loss.backward()
+        assert (out.logits is None) == training
+        grads = {n: p.grad.clone() for n, p in pointer.named_parameters() if p.grad is not None}
+        results[training] = out.loss.detach(), grads
+    torch.testing.assert_close(results[True][0], results[False][0])
+    assert results[True][1].keys() == results[False][1].keys()
+    for name, grad in results[False][1].items():
+        torch.testing.assert_close(results[True][1][name], grad, rtol=1e-4, atol=1e-6)
+
+
 def test_a_plain_model_gains_a_pointer_and_keeps_its_weights(batch):
     torch.manual_seed(0)
     plain = build_model("tiny", VOCAB, 0, 1, 0).eval()

@@ -203,6 +203,7 @@ def test_settings_resolve_preset_defaults_and_reject_bad_values():
         {"betas": (0.9, 1.5), "max_steps": 1},
         {"lr": -1.0, "max_steps": 1},
         {"dropout": 1.0, "max_steps": 1},
+        {"copy_lr_scale": 0.0, "max_steps": 1},
     ]
     for kwargs in bad:
         with pytest.raises(ValueError):
@@ -262,6 +263,42 @@ def test_exact_resume_after_sigterm(tmp_path, tokenizer_dir):
     weights_b = load_file(resumed / "model.safetensors")
     for name, tensor in weights_a.items():
         torch.testing.assert_close(weights_b[name], tensor, rtol=1e-6, atol=1e-7)
+
+
+def test_a_resume_with_another_learning_rate_uses_it(tmp_path, tokenizer_dir):
+    data = SyntheticData(n_batches=3)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train(SignalAfter(data, 3), tiny(max_steps=6), run, tokenizer_dir, progress=False)
+    faster = tiny(max_steps=6, lr=2 * tiny(max_steps=6).lr)
+    train(data, faster, run, tokenizer_dir, resume=True, progress=False)
+    rates = column(read_log(run), "lr")
+    assert rates[3:] == pytest.approx([learning_rate(i, faster) for i in (4, 5, 6)])
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adafactor", 1e-2), ("adamw", 1e-3)])
+def test_the_copy_mechanism_trains_at_its_own_learning_rate(tmp_path, tokenizer_dir, optimizer, lr):
+    from codemt.model import POINTER_PARTS
+
+    # One step at the peak rate from the same seeded initialisation on the same batch: a
+    # weight moves by scale * d, with d the same for every scale (1 for the others).
+    after = {}
+    for scale in (1.0, 2.0, 10.0):
+        settings = tiny(optimizer=optimizer, lr=lr, max_steps=1, warmup_steps=1,
+                        weight_decay=0.0, copy=True, copy_lr_scale=scale)  # fmt: skip
+        run = train(SyntheticData(n_batches=1), settings, tmp_path / str(scale), tokenizer_dir,
+                    progress=False)  # fmt: skip
+        after[scale] = load_file(run / "model.safetensors")
+    pointer = [name for name in after[1.0] if name.startswith(POINTER_PARTS)]
+    assert len(pointer) == 4  # query, key, gate weight and bias
+    for name, weight in after[1.0].items():
+        d = after[2.0][name] - weight
+        if name in pointer:
+            assert d.abs().max() > 0, name
+            torch.testing.assert_close(after[10.0][name] - weight, 9 * d, rtol=1e-3, atol=1e-6)
+        else:
+            torch.testing.assert_close(after[10.0][name], weight, rtol=0, atol=0)
+            torch.testing.assert_close(after[2.0][name], weight, rtol=0, atol=0)
 
 
 def test_a_stop_signal_saves_without_evaluating_and_the_resumed_run_evaluates_at_its_end(
