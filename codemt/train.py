@@ -504,9 +504,15 @@ def _restore(
             f"(now {accelerator.num_processes})"
         )
     settings_lrs = list(scheduler.base_lrs)
-    optimizer.load_state_dict(
-        torch.load(state_dir / "optimizer.pt", map_location="cpu", weights_only=True)
-    )
+    saved = torch.load(state_dir / "optimizer.pt", map_location="cpu", weights_only=True)
+    if len(saved["param_groups"]) != len(optimizer.param_groups):
+        raise ValueError(
+            f"{checkpoint}: its optimiser state has {len(saved['param_groups'])} parameter "
+            f"groups, this codemt makes {len(optimizer.param_groups)} (an older codemt wrote "
+            f"it: a copy mechanism's parameters now have groups of their own); start a new "
+            f"run from it instead (--init {checkpoint})"
+        )
+    optimizer.load_state_dict(saved)
     schedule = torch.load(state_dir / "scheduler.pt", weights_only=True)
     scheduler.load_state_dict(schedule["scheduler"])
     # The learning rates are this call's settings, not the checkpoint's: both states hold

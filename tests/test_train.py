@@ -276,6 +276,23 @@ def test_a_resume_with_another_learning_rate_uses_it(tmp_path, tokenizer_dir):
     assert rates[3:] == pytest.approx([learning_rate(i, faster) for i in (4, 5, 6)])
 
 
+def test_an_optimiser_state_of_another_layout_is_refused_clearly(tmp_path, tokenizer_dir):
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        train(SignalAfter(SyntheticData(n_batches=3), 2), tiny(max_steps=4, copy=True), run,
+              tokenizer_dir, progress=False)  # fmt: skip
+    # As an older codemt saved it: the copy mechanism's groups merged into the others.
+    state = interrupted.value.checkpoint / "state" / "optimizer.pt"
+    saved = torch.load(state, weights_only=True)
+    merged = saved["param_groups"][:2]
+    merged[0]["params"] += saved["param_groups"][2]["params"]
+    merged[1]["params"] += saved["param_groups"][3]["params"]
+    torch.save(saved | {"param_groups": merged}, state)
+    with pytest.raises(ValueError, match="2 parameter groups, this codemt makes 4.*--init"):
+        train(SyntheticData(n_batches=3), tiny(max_steps=4, copy=True), run, tokenizer_dir,
+              resume=True, progress=False)  # fmt: skip
+
+
 @pytest.mark.parametrize("optimizer, lr", [("adafactor", 1e-2), ("adamw", 1e-3)])
 def test_the_copy_mechanism_trains_at_its_own_learning_rate(tmp_path, tokenizer_dir, optimizer, lr):
     from codemt.model import POINTER_PARTS
