@@ -144,7 +144,10 @@ class PointerT5(T5ForConditionalGeneration):
             mixed = (logits.float(), state.float(), encoded.float(), source_ids, attention_mask)
             if labels is not None and self.training:
                 # Training needs p at the labels alone: no (batch, steps, vocab) mixture.
-                loss = -self._log_p(*mixed, labels).squeeze(-1)[labels != -100].mean()
+                # A masked mean, not indexing by the mask: no wait for the device.
+                counted = labels != -100
+                log_p = self._log_p(*mixed, labels).squeeze(-1)
+                loss = -log_p.masked_fill(~counted, 0).sum() / counted.sum()
             else:
                 log_probs = self._log_p(*mixed)
                 if labels is not None:

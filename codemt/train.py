@@ -159,7 +159,8 @@ class TrainSettings:
         optimizer: "adamw" (the paper's), or "adafactor" (T5's: each update scaled by its
             parameter's RMS, with T5's initialisation that moves the tiny attention weights
             and the unit-scale embeddings alike; no momentum; `lr` around 1e-2).
-        betas, eps, weight_decay: AdamW's; weight decay skips layer-norm scales.
+        betas, eps: AdamW's. weight_decay: decoupled weight decay, in both optimisers, of
+            the weight matrices (not of layer-norm scales and biases).
         grad_clip: clip the global gradient norm to this (0: no clipping).
         grad_accum: micro-batches per optimiser step on each process.
         mixed_precision: "no", "bf16" or "fp16" (the paper's; T5 is prone to overflow in it).
@@ -178,10 +179,10 @@ class TrainSettings:
             token is generated or copied from the source. A plain checkpoint used as `init`
             gets a fresh one; it must match the checkpoint a run resumes, and a checkpoint
             with one is fine-tuned only with copy.
-        copy_lr_scale: the copy mechanism's parameters train at `lr` times this. Adafactor's
-            updates are relative to each weight's scale and follow a consistent gradient; a
-            fresh pointer in a trained model gets a weak one at first and learns slowly at
-            the model's fine-tuning rate (10 moved it faster, see "The default model").
+        copy_lr_scale: the copy mechanism's parameters train at `lr` times this (their
+            weight decay scaled alike). A fresh pointer in a trained model learns slowly at
+            the model's fine-tuning rate; 10 did a little better in a 300-step fine-tune
+            (README, "The default model"). From scratch, 1 is enough.
     """
 
     preset: str = "small"
@@ -241,6 +242,8 @@ class TrainSettings:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if not self.copy_lr_scale > 0:
             raise ValueError(f"copy_lr_scale must be positive, got {self.copy_lr_scale}")
+        if self.copy_lr_scale != 1 and not self.copy:
+            raise ValueError("copy_lr_scale is the copy mechanism's: set copy: true too")
         if self.dropout >= 1:
             raise ValueError(f"dropout must be below 1, got {self.dropout}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -449,13 +452,15 @@ def _initial_model(
 def _optimizer(
     model: torch.nn.Module, settings: TrainSettings, fused: bool
 ) -> torch.optim.Optimizer:
-    # Layer-norm scales and biases are not decayed. A copy mechanism's parameters are in
-    # groups of their own, at lr * copy_lr_scale; the scheduler scales every group's lr.
+    # Layer-norm scales and biases are not decayed. With a copy_lr_scale other than 1, a
+    # copy mechanism's parameters are in groups of their own at lr * copy_lr_scale (the
+    # scheduler scales every group's lr); at 1 they share the others', as before the setting.
+    own = settings.copy_lr_scale != 1
+    parts = [(own and n.startswith(POINTER_PARTS), p) for n, p in model.named_parameters()]
     groups = []
     for pointer, lr in ((False, settings.lr), (True, settings.lr * settings.copy_lr_scale)):
-        params = [p for n, p in model.named_parameters() if n.startswith(POINTER_PARTS) == pointer]
         for decayed in (True, False):
-            chosen = [p for p in params if (p.ndim >= 2) == decayed]
+            chosen = [p for mine, p in parts if mine == pointer and (p.ndim >= 2) == decayed]
             if chosen:
                 decay = settings.weight_decay if decayed else 0.0
                 groups.append({"params": chosen, "weight_decay": decay, "lr": lr})
@@ -503,26 +508,27 @@ def _restore(
             f"data position depends on that: resume with {progress['world_size']} processes "
             f"(now {accelerator.num_processes})"
         )
-    settings_lrs = list(scheduler.base_lrs)
+    # This call's settings, not the checkpoint's: the optimiser's state holds every group's
+    # (learning rate, weight decay, betas, ...) and the scheduler's the base learning rates,
+    # and a resume with other settings would otherwise keep the old ones.
+    fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     saved = torch.load(state_dir / "optimizer.pt", map_location="cpu", weights_only=True)
-    if len(saved["param_groups"]) != len(optimizer.param_groups):
+    if len(saved["param_groups"]) != len(fresh):
         raise ValueError(
             f"{checkpoint}: its optimiser state has {len(saved['param_groups'])} parameter "
-            f"groups, this codemt makes {len(optimizer.param_groups)} (an older codemt wrote "
-            f"it: a copy mechanism's parameters now have groups of their own); start a new "
-            f"run from it instead (--init {checkpoint})"
+            f"groups, these settings make {len(fresh)} (a copy mechanism's parameters have "
+            f"groups of their own when copy_lr_scale is not 1): resume with the "
+            f"copy_lr_scale it was trained with, or start a new run from it (--init)"
         )
     optimizer.load_state_dict(saved)
     schedule = torch.load(state_dir / "scheduler.pt", weights_only=True)
     scheduler.load_state_dict(schedule["scheduler"])
-    # The learning rates are this call's settings, not the checkpoint's: both states hold
-    # them, and a resume with another lr (or copy_lr_scale) would otherwise keep the old one.
-    scheduler.base_lrs = settings_lrs
-    for group, base, factor in zip(
-        optimizer.param_groups, settings_lrs, scheduler.lr_lambdas, strict=True
+    scheduler.base_lrs = [group["initial_lr"] for group in fresh]
+    for group, current, factor in zip(
+        optimizer.param_groups, fresh, scheduler.lr_lambdas, strict=True
     ):
-        group["initial_lr"] = base
-        group["lr"] = base * factor(scheduler.last_epoch)
+        group.update(current)
+        group["lr"] = group["initial_lr"] * factor(scheduler.last_epoch)
     if accelerator.scaler is not None and schedule["scaler"] is not None:
         accelerator.scaler.load_state_dict(schedule["scaler"])
     # Our own file, holding numpy's RNG state, which weights_only loading refuses.

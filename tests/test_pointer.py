@@ -51,8 +51,13 @@ def test_a_proper_distribution_that_copies_only_real_source_tokens(pointer, batc
 
 
 def test_training_computes_the_same_loss_and_gradients_at_the_labels_alone(pointer, batch):
+    batch = {k: torch.cat([v, v[:1]]) for k, v in batch.items()}  # a third example:
+    batch["input_ids"][2, 1:] = 0  # a source with nothing copyable (control code, padding)
+    batch["attention_mask"][2, 2:] = 0
+    batch["input_ids"][0, 4] = batch["input_ids"][0, 2]  # a token held twice
+    batch["labels"][0, 1] = batch["input_ids"][0, 2]  # a label the source holds twice
+    batch["labels"][0, 4] = 1  # </s>, never copied
     batch["labels"][1, 3:] = -100  # padding of the targets
-    batch["labels"][0, 1] = int(batch["input_ids"][0, 2])  # a label the source holds
     results = {}
     for training in (False, True):
         pointer.train(training)  # dropout is 0: only the loss's path differs
