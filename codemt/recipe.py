@@ -481,11 +481,13 @@ def run_recipe(
                 stage=stage,
                 tokenizer=tokenizer,
                 config=recipe.config(),
-                overrides={"max_tokens": target, "max_time": remaining},
+                overrides={"max_tokens": target},
                 init=checkpoint,
                 resume=True,
                 cache_dir=out / "tokens",
                 progress=progress,
+                # The budget bounds the whole run, the token caches' building included.
+                deadline=None if budget is None else t0 + budget,
             )
             if _trained_tokens(run_dir) < target:
                 return {"status": "stopped", "stage": stage, "hardware": kind}

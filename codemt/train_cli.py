@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
@@ -114,10 +115,14 @@ def run_training(
     cache_dir: Path | None = None,
     valid_limit: int = 2000,
     progress: bool = True,
-) -> Path:
+    deadline: float | None = None,
+) -> Path | None:
     """Train `preset` on the corpus `data` in the run folder `out`; return the final checkpoint.
 
     `overrides` are train settings from the command line; they win over `config`.
+    `deadline` (a `time.monotonic()` instant) bounds the whole call, the token caches'
+    building included: training stops resumably there, and when the caches took all the
+    time it does not start (the return is then `init`).
     """
     from codemt.corpus import read_manifest
     from codemt.data import BatchSettings, ExampleData, TokenCache
@@ -169,6 +174,12 @@ def run_training(
             whole = TokenCache.build(data, "valid", tok, cache_root)
             task_data = _task_data(whole, vocab, name, examples, batching, settings.select_on)
         run_dir = out / name if len(stages) > 1 else out
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                print(f"stage {name}: the time ran out building the token caches", file=sys.stderr)
+                return checkpoint
+            settings = replace(settings, max_time=min(settings.max_time or left, left))
         print(
             f"stage {name}: {len(train_cache)} methods, {train_data.num_batches(0)} batches an epoch, "
             f"run folder {run_dir}",

@@ -126,3 +126,27 @@ def test_selecting_on_a_task_needs_a_mode_and_its_validation_examples(
         args = train_args(corpus, tmp_path / "run", "--stage", "multimode")
         assert main([*args, "--config", str(config), "--tokenizer", str(tmp_path / "tok")]) == 2
         assert error in capsys.readouterr().err
+
+
+def test_a_deadline_bounds_the_token_caches_too(small_corpus, tmp_path, capsys, monkeypatch):
+    import time
+
+    import codemt.train
+    from codemt.train_cli import run_training
+
+    def run(deadline):
+        return run_training(small_corpus, tmp_path / "run", preset="tiny", stage="multimode",
+                            overrides={"max_steps": 2}, deadline=deadline, progress=False)  # fmt: skip
+
+    # Caches that take all the time leave none to train in: nothing starts.
+    assert run(time.monotonic()) is None
+    assert "ran out building the token caches" in capsys.readouterr().err
+    assert not list((tmp_path / "run").glob("step-*"))
+
+    # Otherwise training gets what is left after them, not the whole budget again.
+    seen = {}
+    monkeypatch.setattr(
+        codemt.train, "train", lambda data, settings, *a, **k: seen.setdefault("s", settings)
+    )
+    run(time.monotonic() + 600)
+    assert 0 < seen["s"].max_time < 600
