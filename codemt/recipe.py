@@ -435,14 +435,12 @@ def run_recipe(
     from codemt.mine.pipeline import MineSettings, mine
     from codemt.train_cli import prepare_tokenizer, run_training
 
-    t0 = time.monotonic()
+    # The budget bounds the whole run, the token caches' building included.
+    deadline = None if budget is None else time.monotonic() + budget
     out = Path(out)
     kind = pick_hardware(hardware)
     recipe = recipe or RECIPES[kind]
     corpus = out / "corpus"
-
-    def left() -> float | None:
-        return None if budget is None else budget - (time.monotonic() - t0)
 
     # Mining settings first: a bad split is refused before the recipe is recorded.
     settings = MineSettings(
@@ -473,8 +471,7 @@ def run_recipe(
             continue
         run_dir = out / stage
         if _trained_tokens(run_dir) < target:
-            remaining = left()
-            if remaining is not None and remaining <= 60:
+            if deadline is not None and deadline - time.monotonic() <= 60:
                 return {"status": "stopped", "stage": stage, "hardware": kind}
             run_training(
                 corpus,
@@ -488,8 +485,7 @@ def run_recipe(
                 resume=True,
                 cache_dir=out / "tokens",
                 progress=progress,
-                # The budget bounds the whole run, the token caches' building included.
-                deadline=None if budget is None else t0 + budget,
+                deadline=deadline,
             )
             if _trained_tokens(run_dir) < target:
                 return {"status": "stopped", "stage": stage, "hardware": kind}
