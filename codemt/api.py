@@ -41,6 +41,10 @@ class Generation(BaseModel):
     )
     no_repeat_ngram_size: int = Field(0, ge=0)
     length_penalty: float = 1.0
+    real_words: bool = Field(
+        GenerationSettings.real_words,
+        description="docstrings only in words of the training docstrings or the source",
+    )
     seed: int | None = Field(None, description="seeds sampling; batchmates share the seed")
 
 

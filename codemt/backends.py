@@ -5,6 +5,9 @@ input ids into generated ids with scores::
 
     backend.generate(sources, n_return, settings)  # -> list[list[Hypothesis]], one list per source
 
+With `words=True` a backend keeps docstrings in real words (`codemt.words`) where it can:
+torch does when the model carries a word list; CTranslate2 has no per-step hook for it.
+
 Two backends exist, named in `BACKENDS`:
 
 - `torch`: the checkpoint's `T5ForConditionalGeneration` and transformers' `generate`.
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 
     from codemt.examples import Vocabulary
     from codemt.translate import GenerationSettings
+    from codemt.words import WordConstraint
 
 # The subfolder of a checkpoint that `auto` looks in for an export.
 CTRANSLATE2_SUBFOLDER = "ctranslate2"
@@ -72,9 +76,14 @@ class Backend(Protocol):
         ...
 
     def generate(
-        self, sources: list[list[int]], n_return: int, settings: GenerationSettings
+        self,
+        sources: list[list[int]],
+        n_return: int,
+        settings: GenerationSettings,
+        *,
+        words: bool = False,
     ) -> list[list[Hypothesis]]:
-        """`n_return` hypotheses per source, best-scored first."""
+        """`n_return` hypotheses per source, best-scored first; `words`: in real words."""
         ...
 
 
@@ -104,11 +113,19 @@ class TorchBackend:
     name = "torch"
 
     def __init__(
-        self, model: T5ForConditionalGeneration, vocab: Vocabulary, device: torch.device
+        self,
+        model: T5ForConditionalGeneration,
+        tokenizer: Tokenizer,
+        vocab: Vocabulary,
+        device: torch.device,
+        words: frozenset[str] | None = None,
     ) -> None:
         self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
         self.vocab = vocab
         self.device = device
+        self.words = words  # the checkpoint's word list (codemt.words), if it has one
+        self._constraint: WordConstraint | None = None
 
     @staticmethod
     def installed() -> bool:
@@ -140,12 +157,14 @@ class TorchBackend:
         import torch
 
         from codemt.model import load_checkpoint
+        from codemt.words import read_words
 
         if threads:
             torch.set_num_threads(threads)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(load_checkpoint(folder).model, vocab, torch.device(device))
+        model = load_checkpoint(folder).model
+        return cls(model, tokenizer, vocab, torch.device(device), read_words(folder))
 
     @property
     def parameters(self) -> int:
@@ -155,9 +174,15 @@ class TorchBackend:
         return count_parameters(self.model)
 
     def generate(
-        self, sources: list[list[int]], n_return: int, settings: GenerationSettings
+        self,
+        sources: list[list[int]],
+        n_return: int,
+        settings: GenerationSettings,
+        *,
+        words: bool = False,
     ) -> list[list[Hypothesis]]:
-        """`n_return` hypotheses per source with transformers' `generate`."""
+        """`n_return` hypotheses per source with transformers' `generate`; with `words`,
+        in the words of the model's word list and of each source (when it has a list)."""
         import torch
 
         from codemt.data import collate
@@ -178,6 +203,15 @@ class TorchBackend:
             options |= {"do_sample": False, "num_beams": settings.num_beams}
             if settings.num_beams > 1:
                 options |= {"length_penalty": settings.length_penalty, "early_stopping": True}
+        if words and self.words is not None:
+            from transformers import LogitsProcessorList
+
+            if self._constraint is None:
+                from codemt.words import WordConstraint
+
+                self._constraint = WordConstraint(self.tokenizer, self.words, self.vocab.eos)
+            texts = self.tokenizer.decode_batch(sources, skip_special_tokens=True)
+            options["logits_processor"] = LogitsProcessorList([self._constraint.processor(texts)])
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=batch["input_ids"].to(self.device),
@@ -273,9 +307,15 @@ class CTranslate2Backend:
         return int(read_meta(self.folder)["export"]["parameters"])
 
     def generate(
-        self, sources: list[list[int]], n_return: int, settings: GenerationSettings
+        self,
+        sources: list[list[int]],
+        n_return: int,
+        settings: GenerationSettings,
+        *,
+        words: bool = False,
     ) -> list[list[Hypothesis]]:
-        """`n_return` hypotheses per source with CTranslate2's `translate_batch`."""
+        """`n_return` hypotheses per source with CTranslate2's `translate_batch` (`words` is
+        not applied: its Python API has no per-step hook)."""
         import ctranslate2
 
         options: dict[str, Any] = {

@@ -482,7 +482,7 @@ def _score_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `codemt evaluate` and `codemt score` to the command line."""
-    from codemt.translate import add_backend_argument, add_no_repeat_argument
+    from codemt.translate import add_backend_argument, add_decoding_arguments
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -511,7 +511,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--compare", metavar="MODEL2", help="a second model to show beside")
     parser.add_argument("--beams", type=int, default=4, metavar="N", help="beam width")
     parser.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
-    add_no_repeat_argument(parser)
+    add_decoding_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=16, metavar="N")
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="hide the progress bar"

@@ -241,7 +241,9 @@ def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: P
     export; atomically (temp folder, then rename)."""
     import torch
 
+    from codemt.export import TOKENIZER_FILES
     from codemt.model import has_pointer, load_checkpoint, write_model
+    from codemt.words import WORDS_FILE
 
     loaded = load_checkpoint(checkpoint)
     checkpoint = loaded.path  # a run folder resolves to its best (else newest) checkpoint
@@ -249,7 +251,7 @@ def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: P
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer_dir = tmp / "_tokenizer"
     tokenizer_dir.mkdir(parents=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+    for name in (*TOKENIZER_FILES, WORDS_FILE):
         if (checkpoint / name).is_file():
             shutil.copy2(checkpoint / name, tokenizer_dir / name)
     write_model(loaded.model.to(torch.float16), tmp, tokenizer_dir, loaded.meta)
@@ -433,7 +435,7 @@ def run_recipe(
     hardware's recipe and the mined sources (tests run the pipeline small this way).
     """
     from codemt.mine.pipeline import MineSettings, mine
-    from codemt.train_cli import prepare_tokenizer, run_training
+    from codemt.train_cli import prepare_tokenizer, prepare_words, run_training
 
     # The budget bounds the whole run, the token caches' building included.
     deadline = None if budget is None else time.monotonic() + budget
@@ -460,7 +462,7 @@ def run_recipe(
         mine(list(sources), corpus, settings)
     if benchmark is not None:
         check_no_leak(corpus, benchmark)
-    tokenizer = prepare_tokenizer(corpus, out, None, recipe.vocab_size) / "tokenizer.json"
+    tokenizer = prepare_words(prepare_tokenizer(corpus, out, None, recipe.vocab_size), corpus, out)
 
     checkpoint = None
     for stage, target in (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 import sys
 import time
 from dataclasses import asdict, fields, replace
@@ -94,6 +95,24 @@ def prepare_tokenizer(data: Path, out: Path, tokenizer: Path | None, vocab_size:
     return folder
 
 
+def prepare_words(tokenizer_dir: Path, data: Path, out: Path) -> Path:
+    """The tokenizer folder with the word list of `data`'s training docstrings beside it
+    (`codemt.words`), so that every checkpoint carries it. A given folder that lacks one is
+    not written to: its files are copied into `out/tokenizer` and the list written there."""
+    from codemt.words import WORDS_FILE, corpus_words, write_words
+
+    if (tokenizer_dir / WORDS_FILE).is_file():
+        return tokenizer_dir
+    folder = out / "tokenizer"
+    if not folder.exists() or not folder.samefile(tokenizer_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        for file in tokenizer_dir.iterdir():
+            if file.is_file():
+                shutil.copy2(file, folder / file.name)
+    write_words(corpus_words(data), folder)
+    return folder
+
+
 def corpus_digest(data: Path) -> str:
     """A digest of the corpus manifest, recorded in checkpoints."""
     from codemt.corpus import manifest_path
@@ -144,7 +163,7 @@ def run_training(
     }
     examples = _settings_from(ExampleSettings, examples_config, "examples")
     batching = _settings_from(BatchSettings, config.get("batching", {}), "batching")
-    tokenizer_dir = prepare_tokenizer(data, out, tokenizer, shape.vocab)
+    tokenizer_dir = prepare_words(prepare_tokenizer(data, out, tokenizer, shape.vocab), data, out)
     tok = load_tokenizer(tokenizer_dir)
     vocab = Vocabulary.from_tokenizer(tok)
     cache_root = cache_dir or out / "cache"

@@ -83,6 +83,8 @@ class GenerationSettings:
         max_new_tokens: the longest output, in tokens.
         no_repeat_ngram_size: forbid repeating any n-gram of this size (0: allow).
         length_penalty: beam search divides log-probabilities by length ** length_penalty.
+        real_words: docstrings use only words of the training docstrings or of their source
+            (`codemt.words`; torch backend, models that carry a word list).
         batch_size: methods generated together.
         seed: seeds torch's global RNG before each batch when sampling (None: leave it).
     """
@@ -95,6 +97,7 @@ class GenerationSettings:
     max_new_tokens: int = 128
     no_repeat_ngram_size: int = 0
     length_penalty: float = 1.0
+    real_words: bool = True
     batch_size: int = 16
     seed: int | None = None
 
@@ -474,7 +477,9 @@ class Translator:
         with tqdm(total=len(inputs), unit="method", disable=not progress) as bar:
             for start in range(0, len(order), settings.batch_size):
                 batch = order[start : start + settings.batch_size]
-                generated = self._generate([inputs[i] for i in batch], n_return, settings)
+                generated = self._generate(
+                    [inputs[i] for i in batch], n_return, settings, words=target == "docstring"
+                )
                 for i, sequences in zip(batch, generated, strict=True):
                     results[i] = self._finish(records[i], target, sequences)
                 bar.update(len(batch))
@@ -494,10 +499,18 @@ class Translator:
         return Translation(best.text, best.score, best.parsed, candidates)
 
     def _generate(
-        self, sources: list[list[int]], n_return: int, settings: GenerationSettings
+        self,
+        sources: list[list[int]],
+        n_return: int,
+        settings: GenerationSettings,
+        *,
+        words: bool = False,
     ) -> list[list[tuple[str, float]]]:
-        """Generate `n_return` sequences per source: (decoded text, score) pairs."""
-        generated = self.backend.generate(sources, n_return, settings)
+        """Generate `n_return` sequences per source: (decoded text, score) pairs; `words`:
+        prose, kept in real words where `settings.real_words` asks for it."""
+        generated = self.backend.generate(
+            sources, n_return, settings, words=words and settings.real_words
+        )
         flat = [h for hypotheses in generated for h in hypotheses]
         texts = self.tokenizer.decode_batch([h.ids for h in flat], skip_special_tokens=True)
         pairs = [(text, h.score) for text, h in zip(texts, flat, strict=True)]
@@ -611,15 +624,19 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def generation_settings(args: argparse.Namespace, **settings: Any) -> GenerationSettings:
-    """GenerationSettings from a command's `--max-new-tokens` and `--no-repeat-ngram`, and
-    `settings` (beams, sampling, batch size) as the command decides them."""
+    """GenerationSettings from a command's `--max-new-tokens`, `--no-repeat-ngram` and
+    `--any-words`, and `settings` (beams, sampling, batch size) as the command decides them."""
     return GenerationSettings(
-        max_new_tokens=args.max_new_tokens, no_repeat_ngram_size=args.no_repeat_ngram, **settings
+        max_new_tokens=args.max_new_tokens,
+        no_repeat_ngram_size=args.no_repeat_ngram,
+        real_words=not args.any_words,
+        **settings,
     )
 
 
-def add_no_repeat_argument(parser: argparse.ArgumentParser) -> None:
-    """Add `--no-repeat-ngram N` (GenerationSettings.no_repeat_ngram_size)."""
+def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--no-repeat-ngram N` and `--any-words` (GenerationSettings.no_repeat_ngram_size
+    and real_words)."""
     parser.add_argument(
         "--no-repeat-ngram",
         type=int,
@@ -627,6 +644,13 @@ def add_no_repeat_argument(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="never repeat a sequence of N tokens (0, the default: allow); 4 to 6 stops the "
         "runaway repetition of an under-trained model in code bodies",
+    )
+    parser.add_argument(
+        "--any-words",
+        action="store_true",
+        help="let docstrings use words that neither the training docstrings nor the method "
+        "hold (by default a model with a word list writes only those: no 'restount' made "
+        "of stray sub-words)",
     )
 
 
@@ -640,7 +664,7 @@ def add_model_arguments(
 ) -> None:
     """The model options of the commands that put a model to use (translate, docstring,
     complete, lsp, serve): `--model` and `--backend`, and with `generation` also `--beams`,
-    `--max-new-tokens` and `--no-repeat-ngram` (and `--batch-size` if asked)."""
+    `--max-new-tokens`, `--no-repeat-ngram` and `--any-words` (and `--batch-size` if asked)."""
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -663,7 +687,7 @@ def add_model_arguments(
         metavar="N",
         help="longest generated text in tokens (default: %(default)s)",
     )
-    add_no_repeat_argument(parser)
+    add_decoding_arguments(parser)
     if batch_size:
         parser.add_argument(
             "--batch-size",

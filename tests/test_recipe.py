@@ -38,8 +38,8 @@ def test_recipe_runs_whole_then_resumes_to_the_same_model(tmp_path):
     done = run_recipe(tmp_path / "run", recipe=TINY, sources=sources, eval_limit=8, progress=False)
     model = tmp_path / "run" / "model"
     assert done["status"] == "done" and done["model"] == str(model)
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "codemt.json", "corpus_manifest.json",
-                 "train_log.csv", "evaluation.json", "README.md"):  # fmt: skip
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "words.txt", "codemt.json",
+                 "corpus_manifest.json", "train_log.csv", "evaluation.json", "README.md"):  # fmt: skip
         assert (model / name).is_file(), name
     card = (model / "README.md").read_text()
     assert "| docstring |" in card and "baseline: name_words" in card and "tokens in" in card

@@ -53,6 +53,9 @@ def test_config_file_sets_and_checks_settings(small_corpus, small_tokenizer, tmp
         small_corpus, tmp_path / "run", "--stage", "pretrain", "--config", str(config)
     )
     assert main([*args, "--tokenizer", str(tmp_path / "tok")]) == 0
+    # The given tokenizer folder is left as it was; checkpoints carry the corpus' word list.
+    assert not (tmp_path / "tok" / "words.txt").exists()
+    assert "return" in (tmp_path / "run" / "step-000002" / "words.txt").read_text().split()
     meta = json.loads((tmp_path / "run" / "step-000002" / "codemt.json").read_text())
     assert (
         meta["modes"]["examples"]["max_source_tokens"] == 64

@@ -1,0 +1,118 @@
+"""The real-words constraint: docstrings only in the words of the training docstrings or the source."""
+
+import random
+import re
+import shutil
+
+import pytest
+
+from codemt.words import (
+    WordConstraint,
+    docstring_words,
+    read_words,
+    source_words,
+    write_words,
+)
+
+LETTERS = re.compile(r"[A-Za-z]+")
+
+
+def test_docstring_words_keep_the_words_used_often_enough():
+    texts = ["Return the value.", "Return a list of values.", "Frobnicate the value"]
+    assert docstring_words(texts) == ["return", "the", "value"]
+    assert "frobnicate" in docstring_words(texts, min_count=1)
+
+
+def test_source_words_split_identifiers():
+    words = source_words("def lowStock(server: HTTPServer, low_stock2): pass")
+    assert {"lowstock", "low", "stock", "httpserver", "http", "server", "def", "pass"} <= words
+
+
+def test_the_word_list_round_trips(tmp_path):
+    assert read_words(tmp_path) is None, "a model without a list is not constrained"
+    write_words(["alpha", "beta"], tmp_path)
+    assert read_words(tmp_path) == {"alpha", "beta"}
+
+
+@pytest.fixture(scope="module")
+def constraint(small_tokenizer):
+    words = ["return", "the", "a", "an", "rest", "restore", "value", "of", "list", "values", "s"]
+    from codemt.examples import Vocabulary
+
+    return WordConstraint(small_tokenizer, words, Vocabulary.from_tokenizer(small_tokenizer).eos)
+
+
+def test_the_word_being_written_spans_tokens(constraint, small_tokenizer):
+    ids = small_tokenizer.encode("Return the restor").ids
+    assert constraint.writing(ids) == "restor"
+    assert constraint.writing(small_tokenizer.encode("Return the (").ids) == ""
+
+
+def test_the_text_ends_only_after_a_whole_word(constraint, small_tokenizer):
+    from codemt.examples import Vocabulary
+
+    eos = Vocabulary.from_tokenizer(small_tokenizer).eos
+    for text, ends in (("Return the rest", True), ("Return the resto", False), ("(", True)):
+        ids = small_tokenizer.encode(text).ids
+        assert bool(constraint.allowed(ids, set(), constraint.inside_ok)[eos]) == ends, text
+
+
+def walk(constraint, own, seed, steps=25):
+    """A random text of `steps` tokens, each drawn among those the constraint allows."""
+    rng = random.Random(seed)
+    inside = constraint.inside_allowed(own)
+    ids = []
+    for _ in range(steps):
+        allowed = constraint.allowed(ids, own, inside).nonzero().flatten().tolist()
+        assert allowed, f"no token may follow {ids}"
+        ids.append(rng.choice(allowed))
+    return ids
+
+
+def test_every_text_allowed_is_made_of_allowed_words(constraint, small_tokenizer):
+    own = source_words("def restock(self, amount):")
+    allowed = constraint.words | own
+    prefixes = {w[:i] for w in allowed for i in range(1, len(w) + 1)}
+    for seed in range(30):
+        text = small_tokenizer.decode(walk(constraint, own, seed), skip_special_tokens=True)
+        runs = LETTERS.findall(text)
+        ends_in_word = bool(runs) and text.endswith(runs[-1])
+        whole = runs[:-1] if ends_in_word else runs
+        assert all(w.lower() in allowed for w in whole), text
+        if ends_in_word:
+            assert runs[-1].lower() in prefixes, text
+
+
+def test_the_source_words_are_allowed_too(constraint, small_tokenizer):
+    ids = small_tokenizer.encode("Return the rest").ids
+    pieces = {small_tokenizer.decode([i]) for i in range(small_tokenizer.get_vocab_size())}
+    assert "o" in pieces and "c" in pieces
+    without = constraint.allowed(ids, set(), constraint.inside_ok)
+    own = {"restock"}
+    with_own = constraint.allowed(ids, own, constraint.inside_allowed(own))
+    c = small_tokenizer.token_to_id("c")
+    assert not without[c] and not with_own[c], "'restc' begins no word"
+    o = small_tokenizer.token_to_id("o")
+    assert without[o] and with_own[o]  # restore, restock
+    after = small_tokenizer.encode("Return the resto").ids
+    assert not constraint.allowed(after, set(), constraint.inside_ok)[c]
+    assert constraint.allowed(after, own, constraint.inside_allowed(own))[c]
+
+
+def test_translations_keep_to_the_words(tiny_model, tmp_path, one_torch_thread):
+    from codemt.model import resolve_checkpoint
+    from codemt.translate import GenerationSettings, Translator
+
+    model = tmp_path / "model"
+    shutil.copytree(resolve_checkpoint(tiny_model), model)
+    method = "def add_values(first, second):\n    return first + second\n"
+    words = ["return", "the", "of", "a", "value"]
+    write_words(words, model)
+    allowed = set(words) | source_words(method)
+    settings = GenerationSettings(num_beams=2, max_new_tokens=24)
+    text = Translator.load(model, settings=settings, backend="torch").translate(method, "docstring")
+    assert all(w.lower() in allowed for w in LETTERS.findall(text)), text
+    # Code is not prose: bodies are never constrained.
+    assert Translator.load(model, settings=settings, backend="torch").translate(
+        "def add_values(first, second):", "body"
+    )
