@@ -9,6 +9,7 @@ A checkpoint is one folder that needs nothing else to load::
 
     model.safetensors, config.json    the weights and T5 config (AutoModelForSeq2SeqLM opens them)
     generation_config.json            written by transformers
+    (or weights.int8.safetensors      a shipped model's weights in 8 bits, see `INT8_WEIGHTS`)
     tokenizer.json, ...               every file of the tokenizer folder trained with
     codemt.json                       our config: preset, stage, modes, settings, progress
     train_log.csv, state/             written by `codemt.train` (training log, resume state)
@@ -38,6 +39,12 @@ CODEMT_FILE = "codemt.json"
 # A run folder holds step-NNNNNN checkpoints and this file naming the newest one.
 LATEST_FILE = "latest"
 BEST_FILE = "best"  # in a run folder trained with `select_on`: the checkpoint it stands for
+# A shipped model may store its matrices in 8 bits: each row as int8 times one float32
+# scale (its largest magnitude / 127), the rest (norms, position biases) in float16. Half
+# the size of float16, so a model twice as large fits the same budget in git; loading
+# computes in float32 again. transformers cannot open this file: `load_checkpoint` can.
+INT8_WEIGHTS = "weights.int8.safetensors"
+_SCALE = ".int8_scale"  # suffix of a quantized matrix's row scales
 # Parameter names of a PointerT5's copy mechanism, which a plain T5 checkpoint lacks.
 POINTER_PARTS = ("pointer_query.", "pointer_key.", "copy_gate.")
 
@@ -213,21 +220,77 @@ def preset_parameters(preset: str, vocab_size: int | None = None) -> int:
     return count_parameters(build_model(preset, vocab, 0, 1, 0, device="meta"))
 
 
+def int8_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights for `INT8_WEIGHTS`: matrices row-quantized, the rest float16;
+    each tensor once, under its first name (T5's embeddings are shared)."""
+    import torch
+
+    weights: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        tensor = tensor.detach().float().cpu()
+        if tensor.dim() == 2 and tensor.numel() >= 4096:
+            scale = tensor.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
+            weights[name] = (tensor / scale).round().clamp(-127, 127).to(torch.int8)
+            weights[name + _SCALE] = scale
+        else:
+            weights[name] = tensor.half()
+    return weights
+
+
+def _load_int8_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load `INT8_WEIGHTS` into `model` in float32 (tied names from the tensor stored)."""
+    from safetensors.torch import load_file
+
+    stored = load_file(path)
+    state = {
+        name: tensor.float() * stored[name + _SCALE] if name + _SCALE in stored else tensor.float()
+        for name, tensor in stored.items()
+        if not name.endswith(_SCALE)
+    }
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # A name missing from the file is fine where it shares its tensor with a stored one.
+    current = model.state_dict()
+    stored_tensors = {current[name].data_ptr() for name in state if name in current}
+    untouched = sorted(n for n in missing if current[n].data_ptr() not in stored_tensors)
+    if unexpected or untouched:
+        raise ValueError(
+            f"{path}: the weights do not fit the model of config.json (missing "
+            f"{untouched[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
+
+
 def write_model(
-    model: T5ForConditionalGeneration, folder: Path, tokenizer_dir: Path, meta: dict[str, Any]
+    model: T5ForConditionalGeneration,
+    folder: Path,
+    tokenizer_dir: Path,
+    meta: dict[str, Any],
+    *,
+    int8: bool = False,
 ) -> None:
     """Write weights, config, tokenizer and `codemt.json` into `folder` (created if needed).
 
     `meta` is our own config (preset, stage, modes, settings, progress); the codemt version
-    is added. Not atomic by itself: `codemt.train` writes into a temporary folder and renames.
+    is added. `int8`: the weights as `INT8_WEIGHTS` (a model to ship, not to train on).
+    Not atomic by itself: `codemt.train` writes into a temporary folder and renames.
     """
     folder = Path(folder)
     tokenizer_dir = Path(tokenizer_dir)
     if not tokenizer_dir.is_dir():
         raise FileNotFoundError(f"{tokenizer_dir}: no tokenizer folder here")
     folder.mkdir(parents=True, exist_ok=True)
-    with _quiet_transformers():
-        model.save_pretrained(folder, safe_serialization=True)
+    if int8:
+        from safetensors.torch import save_file
+
+        model.config.save_pretrained(folder)
+        model.generation_config.save_pretrained(folder)
+        save_file(int8_weights(model), folder / INT8_WEIGHTS, metadata={"format": "pt"})
+    else:
+        with _quiet_transformers():
+            model.save_pretrained(folder, safe_serialization=True)
     for file in tokenizer_dir.iterdir():
         if file.is_file():
             shutil.copy2(file, folder / file.name)
@@ -303,9 +366,14 @@ def load_checkpoint(path: Path | str, *, dropout: float | None = None) -> Checkp
 
         model_class = PointerT5
     with _quiet_transformers():
-        model = model_class.from_pretrained(path, config=config)
+        if (path / INT8_WEIGHTS).is_file():
+            model = model_class(config)
+            _untie_output_projection(model)
+            _load_int8_weights(model, path / INT8_WEIGHTS)
+        else:
+            model = model_class.from_pretrained(path, config=config)
     assert model.lm_head.weight is not model.shared.weight, f"{path}: lm_head loaded tied"
-    # Shipped models may be stored in float16 to halve their size; compute in float32.
+    # Shipped models may be stored in float16 or int8 to be small; compute in float32.
     model = model.float()
     meta = json.loads((path / CODEMT_FILE).read_text(encoding="utf-8"))
     return Checkpoint(path=path, model=model.eval(), meta=meta)

@@ -14,6 +14,7 @@ from transformers import AutoModelForSeq2SeqLM
 from codemt import cli
 from codemt.model import (
     CODEMT_FILE,
+    INT8_WEIGHTS,
     LATEST_FILE,
     PRESETS,
     build_model,
@@ -97,6 +98,42 @@ def test_checkpoint_round_trip(tmp_path, tokenizer_dir, batch):
     # A run folder opens through its `latest` pointer.
     (tmp_path / LATEST_FILE).write_text("checkpoint\n")
     assert load_checkpoint(tmp_path).path == folder
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_int8_weights_are_half_the_size_and_compute_nearly_the_same(
+    tmp_path, tokenizer_dir, batch, copy
+):
+    torch.manual_seed(0)
+    excluded = [0, 1] if copy else None
+    model = build_model("tiny", VOCAB, 0, 1, 0, copy_excluded_ids=excluded).eval()
+    half, int8 = tmp_path / "half", tmp_path / "int8"
+    meta = {"preset": "tiny", "stage": "multimode"}
+    write_model(model.half(), half, tokenizer_dir, meta)
+    write_model(model.float(), int8, tokenizer_dir, meta, int8=True)
+    assert not (int8 / "model.safetensors").exists()
+    assert (int8 / INT8_WEIGHTS).stat().st_size < 0.6 * (half / "model.safetensors").stat().st_size
+
+    loaded = load_checkpoint(int8).model
+    assert type(loaded) is type(model) and next(loaded.parameters()).dtype == torch.float32
+    assert loaded.lm_head.weight is not loaded.shared.weight
+    assert loaded.encoder.embed_tokens.weight is loaded.shared.weight
+    expected = model.float()(**batch).logits.log_softmax(-1)
+    got = loaded(**batch).logits.log_softmax(-1)
+    # Per-row 8 bits: log-probabilities a few hundredths of a nat off, even at a width of 64.
+    error = (got - expected).abs()
+    assert error.mean() < 0.02 and error.max() < 0.2, (error.mean(), error.max())
+    assert not torch.equal(got, expected)  # it is quantized
+
+
+def test_int8_weights_of_another_model_are_refused(tmp_path, tokenizer_dir):
+    small = build_model("tiny", VOCAB, 0, 1, 0)
+    write_model(small, tmp_path / "a", tokenizer_dir, {"preset": "tiny"}, int8=True)
+    other = build_model("tiny", VOCAB, 0, 1, 0, copy_excluded_ids=[0, 1])
+    write_model(other, tmp_path / "b", tokenizer_dir, {"preset": "tiny"}, int8=True)
+    (tmp_path / "b" / INT8_WEIGHTS).replace(tmp_path / "a" / INT8_WEIGHTS)
+    with pytest.raises(ValueError, match="do not fit the model of config.json"):
+        load_checkpoint(tmp_path / "a")
 
 
 def test_load_checkpoint_explains_a_wrong_folder(tmp_path):
