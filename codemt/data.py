@@ -14,13 +14,19 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import multiprocessing
+import os
 import shutil
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codemt import corpus
@@ -114,12 +120,15 @@ class TokenCache:
         *,
         limit: int | None = None,
         batch_size: int = 2048,
+        workers: int | None = None,
     ) -> TokenCache:
         """Open the cache for (corpus, split, tokenizer), tokenising the split first if needed.
 
         `limit` keeps that many of the split's methods, evenly spread over it (`spread_rows`):
         splits are stored project by project, and the first few thousand methods would be a
-        handful of projects.
+        handful of projects. `workers` processes tokenise batches of `batch_size` methods
+        (default: one per core, up to one per batch); the cache is the same whatever their
+        number.
 
         The cache is written to a temporary folder and renamed into place, so a killed run
         never leaves a half-written cache behind.
@@ -134,27 +143,17 @@ class TokenCache:
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        # Feature text is data: a docstring that mentions "<to_body>" must not become the
-        # control code, so special tokens are encoded literally here and inserted by id later.
-        literal = tokenizer.encode_special_tokens
-        tokenizer.encode_special_tokens = True
-        try:
-            offsets, styles, eligible, position = cls._tokenize(
-                corpus_dir, split, tokenizer, tmp / TOKENS_FILE, limit, batch_size
-            )
-        finally:
-            tokenizer.encode_special_tokens = literal
-        np.save(
-            tmp / "offsets.npy",
-            np.asarray(offsets, dtype=np.int64).reshape(-1, len(TOKEN_FIELDS) + 1),
+        offsets, styles, eligible = cls._tokenize(
+            corpus_dir, split, tokenizer, tmp / TOKENS_FILE, limit, batch_size, workers
         )
-        np.save(tmp / "style.npy", np.asarray(styles, dtype=np.int8))
-        np.save(tmp / "docstring_task.npy", np.asarray(eligible, dtype=bool))
+        np.save(tmp / "offsets.npy", offsets)
+        np.save(tmp / "style.npy", styles)
+        np.save(tmp / "docstring_task.npy", eligible)
         meta = {
             "corpus": str(corpus_dir),
             "split": split,
             "methods": len(offsets),
-            "tokens": int(position),
+            "tokens": int(offsets[-1, -1]) if len(offsets) else 0,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         if folder.exists():
@@ -163,45 +162,120 @@ class TokenCache:
         return cls(folder)
 
     @staticmethod
-    def _tokenize(corpus_dir, split, tokenizer, path, limit, batch_size):
-        """Stream the split's records, append every field's ids to `path`; return the index arrays."""
-        offsets, styles, eligible = [], [], []
-        position = 0
+    def _tokenize(corpus_dir, split, tokenizer, path, limit, batch_size, workers):
+        """Stream the split's records, append every field's ids to `path`; return the
+        offsets (methods, fields + 1), style codes and docstring-task flags."""
         columns = [
             "signature", "docstring", "body", "class_name", "class_bases", "class_docstring",
             "decorators", "imports", "docstring_style", "docstring_task",
         ]  # fmt: skip
-        total = sum(
-            pq.ParquetFile(p).metadata.num_rows for p in corpus.shard_paths(corpus_dir, split)
-        )
+        shards = corpus.shard_paths(corpus_dir, split)
+        total = sum(pq.ParquetFile(p).metadata.num_rows for p in shards)
         keep = np.ones(total, dtype=bool)
         if (kept := spread_rows(total, limit)) is not None:
             keep[:] = False
             keep[kept] = True
-        first = 0  # the split's row number of the batch's first record
-        with open(path, "wb") as out:
+
+        def kept_batches() -> Iterator[pa.RecordBatch]:
+            first = 0  # the split's row number of the batch's first record
             for batch in corpus.iter_batches(corpus_dir, split, columns, batch_size=batch_size):
-                records = batch.to_pylist()
-                records = [r for r, k in zip(records, keep[first:], strict=False) if k]
+                mask = keep[first : first + batch.num_rows]
                 first += batch.num_rows
-                if not records:
-                    continue
-                texts = [feature_texts(r) for r in records]
-                encoded = {
-                    name: tokenizer.encode_batch([t[name] for t in texts], add_special_tokens=False)
-                    for name in TOKEN_FIELDS
-                }
-                for i, record in enumerate(records):
-                    row = [position]
-                    for name in TOKEN_FIELDS:
-                        ids = np.asarray(encoded[name][i].ids, dtype=np.int32)
-                        out.write(ids.tobytes())
-                        position += len(ids)
-                        row.append(position)
-                    offsets.append(row)
-                    styles.append(_STYLE_CODES.index(record["docstring_style"] or ""))
-                    eligible.append(bool(record["docstring_task"]))
-        return offsets, styles, eligible, position
+                if mask.any():
+                    yield batch.filter(pa.array(mask))
+
+        if workers is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            workers = min(cores or os.cpu_count() or 1, -(-total // batch_size))
+        if workers > 1:
+            pool = ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded parent
+                initializer=_start_tokenizing,
+                initargs=(tokenizer.to_str(),),
+            )
+            with pool:
+                encoded = _in_order(pool, _tokenize_batch, kept_batches(), ahead=2 * workers)
+                return _write_tokens(encoded, path)
+        literal = tokenizer.encode_special_tokens
+        tokenizer.encode_special_tokens = True  # as `_start_tokenizing` does in a worker
+        try:
+            encoded = (_tokenize_batch(batch, tokenizer) for batch in kept_batches())
+            return _write_tokens(encoded, path)
+        finally:
+            tokenizer.encode_special_tokens = literal
+
+
+# A worker's tokenizer, made from the parent's by `_start_tokenizing`.
+_TOKENIZER = None
+
+
+def _start_tokenizing(tokenizer_json: str) -> None:
+    """In a worker: the tokenizer `_tokenize_batch` uses by default."""
+    from tokenizers import Tokenizer
+
+    global _TOKENIZER
+    # One thread a worker: the workers are the parallelism (a pool of threads in each of
+    # them would only contend for the same cores).
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _TOKENIZER = Tokenizer.from_str(tokenizer_json)
+    # Feature text is data: a docstring that mentions "<to_body>" must not become the
+    # control code, so special tokens are encoded literally and inserted by id later.
+    _TOKENIZER.encode_special_tokens = True
+
+
+def _tokenize_batch(
+    batch: pa.RecordBatch, tokenizer=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One batch of methods: every field's ids back to back (int32), the fields' lengths
+    (methods, fields), style codes and docstring-task flags."""
+    tokenizer = tokenizer or _TOKENIZER
+    records = batch.to_pylist()
+    texts = [feature_texts(r) for r in records]
+    encoded = [
+        tokenizer.encode_batch([t[name] for t in texts], add_special_tokens=False)
+        for name in TOKEN_FIELDS
+    ]
+    # Field by field within each method, method after method: the cache's layout.
+    per_method = [[field[i].ids for field in encoded] for i in range(len(records))]
+    lengths = np.asarray([[len(ids) for ids in m] for m in per_method], dtype=np.int64)
+    every_id = itertools.chain.from_iterable(ids for m in per_method for ids in m)
+    ids = np.fromiter(every_id, dtype=np.int32, count=int(lengths.sum()))
+    styles = np.asarray(
+        [_STYLE_CODES.index(r["docstring_style"] or "") for r in records], dtype=np.int8
+    )
+    eligible = np.asarray([bool(r["docstring_task"]) for r in records], dtype=bool)
+    return ids, lengths, styles, eligible
+
+
+def _in_order(pool: ProcessPoolExecutor, fn, items: Iterator, ahead: int) -> Iterator:
+    """`fn` of each item, computed in `pool` with at most `ahead` in flight, in order."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _write_tokens(encoded: Iterator, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Write the ids of `_tokenize_batch` results to `path`; return the offsets into them
+    (methods, fields + 1), the style codes and the docstring-task flags."""
+    lengths, styles, eligible = [], [], []
+    with open(path, "wb") as out:
+        for ids, field_lengths, batch_styles, batch_eligible in encoded:
+            out.write(ids.tobytes())
+            lengths.append(field_lengths)
+            styles.append(batch_styles)
+            eligible.append(batch_eligible)
+    if not lengths:
+        empty = np.zeros((0, len(TOKEN_FIELDS) + 1), dtype=np.int64)
+        return empty, np.zeros(0, np.int8), np.zeros(0, bool)
+    flat = np.concatenate(lengths).reshape(-1)  # every field of every method, in file order
+    ends = np.cumsum(flat).reshape(-1, len(TOKEN_FIELDS))
+    starts = ends[:, :1] - flat.reshape(-1, len(TOKEN_FIELDS))[:, :1]
+    return np.hstack([starts, ends]), np.concatenate(styles), np.concatenate(eligible)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,21 @@ def test_cache_is_reused_and_invalidated(small_corpus, small_tokenizer, tmp_path
         (small_corpus / "manifest.json").write_text(json.dumps(manifest))
 
 
+@pytest.mark.parametrize("limit", [None, 300])
+def test_worker_processes_build_the_same_cache(
+    cache, small_corpus, small_tokenizer, tmp_path, limit
+):
+    serial = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path / "one", limit=limit)
+    parallel = TokenCache.build(
+        small_corpus, "train", small_tokenizer, tmp_path / "two", limit=limit, batch_size=64,
+        workers=2,
+    )  # fmt: skip
+    assert parallel.folder.name == serial.folder.name and len(parallel) == (limit or len(cache))
+    for name in ("tokens.int32", "offsets.npy", "style.npy", "docstring_task.npy"):
+        assert (parallel.folder / name).read_bytes() == (serial.folder / name).read_bytes(), name
+    assert not small_tokenizer.encode_special_tokens  # the caller's tokenizer as it was
+
+
 def test_special_tokens_in_feature_text_stay_literal(small_tokenizer, tmp_path):
     from codemt.corpus import SCHEMA, write_table
     from codemt.tokenizer import TARGET_TOKENS, special_token_id
