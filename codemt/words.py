@@ -98,7 +98,7 @@ class _Piece:
         self.whole = bool(text) and _LETTERS.fullmatch(text) is not None
         runs = list(_LETTERS.finditer(self.text))
         starts = bool(runs) and runs[0].start() == 0
-        ends = bool(runs) and runs[-1].end() == len(text)
+        ends = bool(runs) and runs[-1].end() == len(self.text)
         self.lead = runs[0].group() if starts and not self.whole else ""
         self.tail = runs[-1].group() if ends and not self.whole else ""
         self.inner = [m.group() for m in runs[int(starts) : len(runs) - int(ends)]]
