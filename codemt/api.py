@@ -43,7 +43,8 @@ class Generation(BaseModel):
     length_penalty: float = 1.0
     real_words: bool = Field(
         GenerationSettings.real_words,
-        description="docstrings only in words of the training docstrings or the source",
+        description="docstrings only in words of the training docstrings or the source "
+        "(where GET /v1/model says real_words)",
     )
     seed: int | None = Field(None, description="seeds sampling; batchmates share the seed")
 
@@ -139,6 +140,10 @@ class ModelInfo(BaseModel):
     parameters: int
     stage: str | None
     backend: str = Field(description="what runs the model: torch or ctranslate2")
+    real_words: bool = Field(
+        description="whether docstrings can be kept to real words (`real_words`): the torch "
+        "backend and a model that carries a word list"
+    )
     device: str
     targets: list[str]
     styles: list[str]

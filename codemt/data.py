@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +47,9 @@ from codemt.examples import (
     span_counts,
     target_style,
 )
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 CACHE_FORMAT = 3
 TOKENS_FILE = "tokens.int32"  # every id of every field, back to back, raw little-endian int32
@@ -128,7 +132,8 @@ class TokenCache:
         splits are stored project by project, and the first few thousand methods would be a
         handful of projects. `workers` processes tokenise batches of `batch_size` methods
         (default: one per core, up to one per batch); the cache is the same whatever their
-        number.
+        number. They are spawned, so a script that builds a cache needs the
+        `if __name__ == "__main__":` guard (as for `codemt.mine`).
 
         The cache is written to a temporary folder and renamed into place, so a killed run
         never leaves a half-written cache behind.
@@ -186,7 +191,7 @@ class TokenCache:
 
         if workers is None:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-            workers = min(cores or os.cpu_count() or 1, -(-total // batch_size))
+            workers = min(cores or os.cpu_count() or 1, -(-int(keep.sum()) // batch_size))
         if workers > 1:
             pool = ProcessPoolExecutor(
                 workers,
@@ -225,11 +230,11 @@ def _start_tokenizing(tokenizer_json: str) -> None:
 
 
 def _tokenize_batch(
-    batch: pa.RecordBatch, tokenizer=None
+    batch: pa.RecordBatch, tokenizer: Tokenizer | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One batch of methods: every field's ids back to back (int32), the fields' lengths
     (methods, fields), style codes and docstring-task flags."""
-    tokenizer = tokenizer or _TOKENIZER
+    tokenizer = _TOKENIZER if tokenizer is None else tokenizer
     records = batch.to_pylist()
     texts = [feature_texts(r) for r in records]
     encoded = [

@@ -339,6 +339,7 @@ def evaluate(
     report = {
         "model": str(translator.path),
         "backend": translator.backend.name,
+        "real_words": translator.settings.real_words and translator.has_word_list,
         "data": data.name,
         "skipped_rows": data.skipped,
         "modes": {key: result.metrics for key, result in results.items()},

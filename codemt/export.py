@@ -32,13 +32,11 @@ from codemt.backends import (
     read_meta,
 )
 from codemt.model import CODEMT_FILE, has_pointer, resolve_checkpoint
-from codemt.tokenizer import load_tokenizer
+from codemt.tokenizer import TOKENIZER_FILES, load_tokenizer
 
 # CTranslate2's weight types: int8 everywhere it can (on GPU it computes in float16 where
 # the card supports it), int8 weights with float32 for the rest, or unquantized.
 QUANTIZATIONS = ("int8", "int8_float32", "float32")
-# What `save_tokenizer` writes and `write_model` copies into a checkpoint.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 def _converter(checkpoint: Path) -> Any:

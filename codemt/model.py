@@ -10,7 +10,7 @@ A checkpoint is one folder that needs nothing else to load::
     model.safetensors, config.json    the weights and T5 config (AutoModelForSeq2SeqLM opens them)
     generation_config.json            written by transformers
     (or weights.int8.safetensors      a shipped model's weights in 8 bits, see `INT8_WEIGHTS`)
-    tokenizer.json, ...               every file of the tokenizer folder trained with
+    tokenizer.json, ..., words.txt    the tokenizer trained with and its docstring word list
     codemt.json                       our config: preset, stage, modes, settings, progress
     train_log.csv, state/             written by `codemt.train` (training log, resume state)
 
@@ -232,6 +232,8 @@ def int8_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             continue
         seen.add(tensor.data_ptr())
         tensor = tensor.detach().float().cpu()
+        # Matrices: the weights that hold the size. Small ones (relative position biases,
+        # 32 x heads) stay float16, where 8 bits would save nothing worth their error.
         if tensor.dim() == 2 and tensor.numel() >= 4096:
             scale = tensor.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
             weights[name] = (tensor / scale).round().clamp(-127, 127).to(torch.int8)
@@ -243,15 +245,26 @@ def int8_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def _load_int8_weights(model: torch.nn.Module, path: Path) -> None:
     """Load `INT8_WEIGHTS` into `model` in float32 (tied names from the tensor stored)."""
+    import torch
     from safetensors.torch import load_file
 
     stored = load_file(path)
-    state = {
-        name: tensor.float() * stored[name + _SCALE] if name + _SCALE in stored else tensor.float()
-        for name, tensor in stored.items()
-        if not name.endswith(_SCALE)
-    }
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    redo = "export the model again (codemt recipe, or write_model(..., int8=True))"
+    state = {}
+    for name, tensor in stored.items():
+        if name.endswith(_SCALE):
+            if stored.get(name.removesuffix(_SCALE), torch.empty(0)).dtype != torch.int8:
+                raise ValueError(f"{path}: {name} scales no 8-bit weight; {redo}")
+            continue
+        if tensor.dtype == torch.int8:
+            if name + _SCALE not in stored:
+                raise ValueError(f"{path}: the 8-bit weight {name} has no scales; {redo}")
+            tensor = tensor.float() * stored[name + _SCALE]
+        state[name] = tensor.float()
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # a shape that is not config.json's
+        raise ValueError(f"{path}: the weights do not fit config.json: {error}") from None
     # A name missing from the file is fine where it shares its tensor with a stored one.
     current = model.state_dict()
     stored_tensors = {current[name].data_ptr() for name in state if name in current}
@@ -259,8 +272,19 @@ def _load_int8_weights(model: torch.nn.Module, path: Path) -> None:
     if unexpected or untouched:
         raise ValueError(
             f"{path}: the weights do not fit the model of config.json (missing "
-            f"{untouched[:3]}, unexpected {sorted(unexpected)[:3]})"
+            f"{untouched[:3]}, unexpected {sorted(unexpected)[:3]}); keep the config.json "
+            f"they were written with, or {redo}"
         )
+
+
+def tokenizer_files(folder: Path) -> list[str]:
+    """The names of the files a checkpoint takes from a tokenizer folder: the tokenizer's
+    and the word list (`codemt.words`), those present. Only those: a checkpoint folder
+    given as the tokenizer's must not lend its weights too."""
+    from codemt.tokenizer import TOKENIZER_FILES
+    from codemt.words import WORDS_FILE
+
+    return [name for name in (*TOKENIZER_FILES, WORDS_FILE) if (Path(folder) / name).is_file()]
 
 
 def write_model(
@@ -291,9 +315,8 @@ def write_model(
     else:
         with _quiet_transformers():
             model.save_pretrained(folder, safe_serialization=True)
-    for file in tokenizer_dir.iterdir():
-        if file.is_file():
-            shutil.copy2(file, folder / file.name)
+    for name in tokenizer_files(tokenizer_dir):
+        shutil.copy2(tokenizer_dir / name, folder / name)
     meta = {"codemt_version": __version__, **meta}
     (folder / CODEMT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 

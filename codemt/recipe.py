@@ -32,7 +32,10 @@ SHIPPED_QUANTIZATION = "int8"  # of the CTranslate2 export shipped beside the we
 # (`codemt.model.INT8_WEIGHTS`, half the size): git holds at most 60 MB of model. 8 bits
 # cost the GPU copy model 13.80 -> 13.69 smoothed BLEU-4 on the CodeXGLUE sample and
 # 12.34 -> 12.28 on 300 valid docstrings: within noise, but not free, so only where needed.
+# (A model without a copy mechanism ships its 8-bit CTranslate2 form too, a byte a
+# parameter more: for one of those the budget holds about 30M parameters, not 60M.)
 FLOAT16_SHIPPED_BYTES = 40_000_000
+SHIPPED_BYTES = 60_000_000  # the most a shipped model folder may hold (warned above)
 
 
 @dataclass(frozen=True)
@@ -245,23 +248,16 @@ def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: P
     evaluation, a model card and (with ctranslate2 installed, for a model without a copy
     mechanism, which CTranslate2 cannot run) the CTranslate2 export; atomically (temp
     folder, then rename)."""
-    from codemt.export import TOKENIZER_FILES
     from codemt.model import count_parameters, has_pointer, load_checkpoint, write_model
-    from codemt.words import WORDS_FILE
 
     loaded = load_checkpoint(checkpoint)
     checkpoint = loaded.path  # a run folder resolves to its best (else newest) checkpoint
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer_dir = tmp / "_tokenizer"
-    tokenizer_dir.mkdir(parents=True)
-    for name in (*TOKENIZER_FILES, WORDS_FILE):
-        if (checkpoint / name).is_file():
-            shutil.copy2(checkpoint / name, tokenizer_dir / name)
     int8 = 2 * count_parameters(loaded.model) > FLOAT16_SHIPPED_BYTES
     model = loaded.model if int8 else loaded.model.half()
-    write_model(model, tmp, tokenizer_dir, loaded.meta, int8=int8)
-    shutil.rmtree(tokenizer_dir)
+    # The checkpoint lends its tokenizer files and word list (write_model takes no others).
+    write_model(model, tmp, checkpoint, loaded.meta, int8=int8)
     shutil.copy2(corpus / "manifest.json", tmp / "corpus_manifest.json")
     # The run's whole log where there is one: a selected checkpoint's own stops at its step.
     for log in (checkpoint.parent / "train_log.csv", checkpoint / "train_log.csv"):
@@ -281,6 +277,13 @@ def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: P
         (fast / "codemt.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         print(f"exported the {SHIPPED_QUANTIZATION} CTranslate2 form too", file=sys.stderr)
     (tmp / "README.md").write_text(model_card(tmp), encoding="utf-8")
+    size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+    if size > SHIPPED_BYTES:
+        print(
+            f"warning: {out} holds {size / 1e6:.1f} MB, more than the {SHIPPED_BYTES / 1e6:.0f} "
+            f"MB a model in git may take: lower FLOAT16_SHIPPED_BYTES or ship a smaller preset",
+            file=sys.stderr,
+        )
     if out.exists():
         shutil.rmtree(out)
     tmp.replace(out)

@@ -256,6 +256,7 @@ def _model_info(translator: Translator) -> dict[str, Any]:
         "parameters": translator.parameters,
         "stage": meta.get("stage"),
         "backend": translator.backend.name,
+        "real_words": translator.has_word_list,
         "device": str(translator.device),
         "targets": list(TARGETS),
         "styles": list(get_args(api.Style)),

@@ -89,6 +89,8 @@ SPECIAL_TOKENS = (
 )
 
 TOKENIZER_FILE = "tokenizer.json"
+# What `save_tokenizer` writes, and all of a tokenizer folder that a checkpoint copies.
+TOKENIZER_FILES = (TOKENIZER_FILE, "tokenizer_config.json", "special_tokens_map.json")
 BYTE_ALPHABET_SIZE = 256
 # Files that let `transformers.AutoTokenizer.from_pretrained(DIR)` open a saved tokenizer.
 _TRANSFORMERS_CONFIG = {

@@ -97,18 +97,18 @@ def prepare_tokenizer(data: Path, out: Path, tokenizer: Path | None, vocab_size:
 
 def prepare_words(tokenizer_dir: Path, data: Path, out: Path) -> Path:
     """The tokenizer folder with the word list of `data`'s training docstrings beside it
-    (`codemt.words`), so that every checkpoint carries it. A given folder that lacks one is
-    not written to: its files are copied into `out/tokenizer` and the list written there."""
-    from codemt.words import WORDS_FILE, corpus_words, write_words
+    (`codemt.words`), so that every checkpoint carries it: `out/tokenizer`, where a given
+    folder elsewhere is copied first (and left as it is). The list is written for `data`
+    every time (seconds): a checkpoint's folder given as the tokenizer of a fine-tune on
+    another corpus holds its own corpus' list."""
+    from codemt.model import tokenizer_files
+    from codemt.words import corpus_words, write_words
 
-    if (tokenizer_dir / WORDS_FILE).is_file():
-        return tokenizer_dir
     folder = out / "tokenizer"
     if not folder.exists() or not folder.samefile(tokenizer_dir):
         folder.mkdir(parents=True, exist_ok=True)
-        for file in tokenizer_dir.iterdir():
-            if file.is_file():
-                shutil.copy2(file, folder / file.name)
+        for name in tokenizer_files(tokenizer_dir):
+            shutil.copy2(tokenizer_dir / name, folder / name)
     write_words(corpus_words(data), folder)
     return folder
 

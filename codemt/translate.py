@@ -392,6 +392,12 @@ class Translator:
         """Number of model parameters, whichever the backend."""
         return self.backend.parameters
 
+    @property
+    def has_word_list(self) -> bool:
+        """Whether docstrings can be kept to real words (`GenerationSettings.real_words`):
+        the torch backend and a model that carries a word list."""
+        return getattr(self.backend, "words", None) is not None
+
     def translate(
         self,
         method: str | dict[str, Any],

@@ -15,6 +15,8 @@ and may end it (with a space, punctuation or </s>) only where it is a whole allo
 Byte-level BPE has every single letter as a token, so an allowed prefix can always be
 completed.
 
+Special tokens other than </s> are never allowed: no docstring holds a control code.
+
 The word list is written beside the tokenizer when a model is trained (`WORDS_FILE`, one
 word a line), so every checkpoint carries it; a model without one is not constrained.
 """
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 WORDS_FILE = "words.txt"
 MIN_COUNT = 2  # a word used once is as often a typo as a word
 _LETTERS = re.compile(r"[A-Za-z]+")
+_WORD = re.compile(r"[a-z]+")
 # The words of an identifier: `HTTPServer` -> HTTP, Server; `lowStock` -> low, Stock.
 _CAMEL_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 _CACHED_STATES = 20_000  # per-word masks kept before the cache starts over
@@ -62,11 +65,22 @@ def write_words(words: Iterable[str], folder: Path) -> Path:
 
 
 def read_words(folder: Path) -> frozenset[str] | None:
-    """The word list in a model folder, or None when it has none."""
+    """The word list in a model folder, or None when it has none (or an empty one)."""
     path = Path(folder) / WORDS_FILE
     if not path.is_file():
         return None
-    return frozenset(line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    words = set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        word = line.strip()
+        if word and not _WORD.fullmatch(word):
+            raise ValueError(
+                f"{path}:{number}: {word!r} is not a lower-case ASCII word; the list holds "
+                f"one a line (rewrite it with codemt.words.write_words, or delete it to "
+                f"generate docstrings unconstrained)"
+            )
+        words.add(word)
+    words.discard("")
+    return frozenset(words) or None
 
 
 def source_words(text: str) -> set[str]:
@@ -120,12 +134,10 @@ class WordConstraint:
         ]
         self.words = frozenset(words)
         self.prefixes = frozenset(_prefixes(self.words))
-        # Special tokens other than `end` (</s>) vanish from the text: they neither extend
-        # nor end a word (the words around one join).
-        self.silent = [i for i, p in enumerate(self.pieces) if not p.text and i != end]
-        self._silent = frozenset(self.silent)
-        # The other tokens by the text that may extend a word (letters only) and by their
-        # lead (</s>: "", as any token that ends a word without adding letters to it).
+        # Special tokens other than `end` (</s>) are never allowed: no docstring holds a
+        # control code, and decoded without them the words around one would join. The
+        # other tokens by the text that may extend a word (letters only) and by their lead
+        # (</s>: "", as any token that ends a word without adding letters to it).
         self.by_text: dict[str, list[int]] = {}
         self.by_lead: dict[str, list[int]] = {}
         for i, piece in enumerate(self.pieces):
@@ -169,7 +181,6 @@ class WordConstraint:
                 self._states.clear()
             mask = torch.zeros(self.size, dtype=torch.bool)
             mask[self._after(word)] = True
-            mask[self.silent] = True
             self._states[word] = mask
         return mask
 
@@ -190,8 +201,6 @@ class WordConstraint:
         word = ""
         for i in reversed(ids):
             piece = self.pieces[i]
-            if not piece.text and i in self._silent:
-                continue
             if not piece.whole:
                 return piece.tail + word
             word = piece.text + word

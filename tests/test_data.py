@@ -58,7 +58,9 @@ def test_cache_is_reused_and_invalidated(small_corpus, small_tokenizer, tmp_path
 def test_worker_processes_build_the_same_cache(
     cache, small_corpus, small_tokenizer, tmp_path, limit
 ):
-    serial = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path / "one", limit=limit)
+    serial = TokenCache.build(
+        small_corpus, "train", small_tokenizer, tmp_path / "one", limit=limit, workers=1
+    )
     parallel = TokenCache.build(
         small_corpus, "train", small_tokenizer, tmp_path / "two", limit=limit, batch_size=64,
         workers=2,

@@ -126,6 +126,19 @@ def test_int8_weights_are_half_the_size_and_compute_nearly_the_same(
     assert not torch.equal(got, expected)  # it is quantized
 
 
+def test_a_checkpoint_lends_only_its_tokenizer_files(tmp_path, tokenizer_dir, batch):
+    torch.manual_seed(0)
+    first = build_model("tiny", VOCAB, 0, 1, 0).eval()
+    write_model(first, tmp_path / "first", tokenizer_dir, {"preset": "tiny"})
+    (tmp_path / "first" / "words.txt").write_text("alpha\n")
+    second = build_model("tiny", VOCAB, 0, 1, 0).eval()
+    # A checkpoint folder as the tokenizer folder (as `--tokenizer RUN/step-N` gives).
+    write_model(second, tmp_path / "second", tmp_path / "first", {"preset": "tiny"})
+    assert (tmp_path / "second" / "words.txt").read_text() == "alpha\n"
+    loaded = load_checkpoint(tmp_path / "second").model
+    torch.testing.assert_close(loaded(**batch).logits, second(**batch).logits, rtol=0, atol=0)
+
+
 def test_int8_weights_of_another_model_are_refused(tmp_path, tokenizer_dir):
     small = build_model("tiny", VOCAB, 0, 1, 0)
     write_model(small, tmp_path / "a", tokenizer_dir, {"preset": "tiny"}, int8=True)
@@ -133,6 +146,14 @@ def test_int8_weights_of_another_model_are_refused(tmp_path, tokenizer_dir):
     write_model(other, tmp_path / "b", tokenizer_dir, {"preset": "tiny"}, int8=True)
     (tmp_path / "b" / INT8_WEIGHTS).replace(tmp_path / "a" / INT8_WEIGHTS)
     with pytest.raises(ValueError, match="do not fit the model of config.json"):
+        load_checkpoint(tmp_path / "a")
+
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(tmp_path / "a" / INT8_WEIGHTS)
+    del weights["lm_head.weight.int8_scale"]
+    save_file(weights, tmp_path / "a" / INT8_WEIGHTS)
+    with pytest.raises(ValueError, match="8-bit weight lm_head.weight has no scales"):
         load_checkpoint(tmp_path / "a")
 
 

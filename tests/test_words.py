@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from codemt.words import (
+    WORDS_FILE,
     WordConstraint,
     docstring_words,
     read_words,
@@ -30,8 +31,13 @@ def test_source_words_split_identifiers():
 
 def test_the_word_list_round_trips(tmp_path):
     assert read_words(tmp_path) is None, "a model without a list is not constrained"
+    write_words([], tmp_path)
+    assert read_words(tmp_path) is None, "nor one with an empty list"
     write_words(["alpha", "beta"], tmp_path)
     assert read_words(tmp_path) == {"alpha", "beta"}
+    (tmp_path / WORDS_FILE).write_text("alpha\n\nBeta two\n")
+    with pytest.raises(ValueError, match=r"words.txt:3: 'Beta two' is not a lower-case"):
+        read_words(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +105,30 @@ def test_the_source_words_are_allowed_too(constraint, small_tokenizer):
     assert constraint.allowed(after, own, constraint.inside_allowed(own))[c]
 
 
+def test_special_tokens_other_than_the_end_are_never_allowed(constraint, small_tokenizer):
+    from codemt.examples import Vocabulary
+    from codemt.tokenizer import SPECIAL_TOKENS, special_token_id
+
+    eos = Vocabulary.from_tokenizer(small_tokenizer).eos
+    allowed = constraint.allowed([], set(), constraint.inside_ok)
+    specials = {special_token_id(small_tokenizer, t) for t in SPECIAL_TOKENS} - {eos}
+    assert specials and not any(allowed[i] for i in specials) and allowed[eos]
+
+
+def test_each_row_is_checked_against_its_own_source(constraint, small_tokenizer):
+    import torch
+
+    sources = ["def restock(amount):", "def refund(order):"]
+    processor = constraint.processor(sources)
+    beams = 3
+    ids = [0, *small_tokenizer.encode("Return the resto").ids]  # decoder start, then text
+    rows = torch.tensor([ids] * (len(sources) * beams))
+    scores = processor(rows, torch.zeros(len(rows), constraint.size))
+    c = small_tokenizer.token_to_id("c")
+    # "restoc" begins a word of the first source only: its beams may write it, the second's not.
+    assert scores[:beams, c].isfinite().all() and scores[beams:, c].isinf().all()
+
+
 def test_translations_keep_to_the_words(tiny_model, tmp_path, one_torch_thread):
     from codemt.model import resolve_checkpoint
     from codemt.translate import GenerationSettings, Translator
@@ -112,7 +142,22 @@ def test_translations_keep_to_the_words(tiny_model, tmp_path, one_torch_thread):
     settings = GenerationSettings(num_beams=2, max_new_tokens=24)
     text = Translator.load(model, settings=settings, backend="torch").translate(method, "docstring")
     assert all(w.lower() in allowed for w in LETTERS.findall(text)), text
-    # Code is not prose: bodies are never constrained.
-    assert Translator.load(model, settings=settings, backend="torch").translate(
-        "def add_values(first, second):", "body"
-    )
+
+
+def test_code_is_never_constrained(tiny_model, tmp_path, monkeypatch, one_torch_thread):
+    from codemt.model import resolve_checkpoint
+    from codemt.translate import GenerationSettings, Translator
+
+    model = tmp_path / "model"
+    shutil.copytree(resolve_checkpoint(tiny_model), model)
+    write_words(["return"], model)
+
+    def refuse(self, sources):
+        raise AssertionError("a word constraint was built for code")
+
+    monkeypatch.setattr(WordConstraint, "processor", refuse)
+    translator = Translator.load(model, settings=GenerationSettings(max_new_tokens=8))
+    for target in ("body", "signature"):
+        translator.translate("def add_values(first, second):\n    return first\n", target)
+    with pytest.raises(AssertionError, match="built for code"):  # as docstrings would
+        translator.translate("def add_values(first, second):\n    return first\n", "docstring")
