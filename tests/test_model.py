@@ -38,7 +38,7 @@ def batch() -> dict[str, torch.Tensor]:
 
 @pytest.fixture
 def tokenizer_dir(tmp_path) -> Path:
-    """Stands in for a tokenizer folder: the checkpoint copies every file of it."""
+    """Stands in for a tokenizer folder: the checkpoint copies its tokenizer files."""
     folder = tmp_path / "tokenizer"
     folder.mkdir()
     (folder / "tokenizer.json").write_text("{}", encoding="utf-8")
