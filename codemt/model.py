@@ -259,7 +259,7 @@ def _load_int8_weights(model: torch.nn.Module, path: Path) -> None:
         if tensor.dtype == torch.int8:
             if name + _SCALE not in stored:
                 raise ValueError(f"{path}: the 8-bit weight {name} has no scales; {redo}")
-            tensor = tensor.float() * stored[name + _SCALE]
+            tensor = tensor * stored[name + _SCALE]  # float32, as the scales
         state[name] = tensor.float()
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)

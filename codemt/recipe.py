@@ -448,7 +448,7 @@ def run_recipe(
     hardware's recipe and the mined sources (tests run the pipeline small this way).
     """
     from codemt.mine.pipeline import MineSettings, mine
-    from codemt.train_cli import prepare_tokenizer, prepare_words, run_training
+    from codemt.train_cli import prepare_tokenizer, run_training
 
     # The budget bounds the whole run, the token caches' building included.
     deadline = None if budget is None else time.monotonic() + budget
@@ -475,7 +475,8 @@ def run_recipe(
         mine(list(sources), corpus, settings)
     if benchmark is not None:
         check_no_leak(corpus, benchmark)
-    tokenizer = prepare_words(prepare_tokenizer(corpus, out, None, recipe.vocab_size), corpus, out)
+    # run_training writes the word list beside the tokenizer each stage trains with.
+    tokenizer = prepare_tokenizer(corpus, out, None, recipe.vocab_size)
 
     checkpoint = None
     for stage, target in (

@@ -37,8 +37,6 @@ WORDS_FILE = "words.txt"
 MIN_COUNT = 2  # a word used once is as often a typo as a word
 _LETTERS = re.compile(r"[A-Za-z]+")
 _WORD = re.compile(r"[a-z]+")
-# The words of an identifier: `HTTPServer` -> HTTP, Server; `lowStock` -> low, Stock.
-_CAMEL_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 _CACHED_STATES = 20_000  # per-word masks kept before the cache starts over
 
 
@@ -85,10 +83,12 @@ def read_words(folder: Path) -> frozenset[str] | None:
 
 def source_words(text: str) -> set[str]:
     """The words a source offers: every letter run, and the parts of camel-case ones."""
+    from codemt.examples import name_words  # `HTTPServer` -> "http server", as in sources
+
     words = set()
     for run in _LETTERS.findall(text):
         words.add(run.lower())
-        words.update(part.lower() for part in _CAMEL_PARTS.findall(run))
+        words.update(name_words(run).split())
     return words
 
 
