@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import tempfile
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -67,6 +68,24 @@ def spread_rows(total: int, limit: int | None) -> np.ndarray | None:
     if limit is None or limit >= total:
         return None
     return np.unique(np.linspace(0, total - 1, max(limit, 1)).round().astype(np.int64))
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Delete the temporary folders of `folder` that processes no longer running left."""
+    for tmp in folder.parent.glob(f"{folder.name}.tmp-*-*"):
+        pid = tmp.name.removeprefix(f"{folder.name}.tmp-").split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 class TokenCache:
@@ -145,9 +164,10 @@ class TokenCache:
         folder = Path(cache_root) / f"{split}-{key}"
         if (folder / "meta.json").is_file():
             return cls(folder)
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        _remove_abandoned(folder)
+        # A folder of its own, named by its process: runs that start together build side by side.
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{folder.name}.tmp-{os.getpid()}-", dir=folder.parent))
         offsets, styles, eligible = cls._tokenize(
             corpus_dir, split, tokenizer, tmp / TOKENS_FILE, limit, batch_size, workers
         )
@@ -161,9 +181,17 @@ class TokenCache:
             "tokens": int(offsets[-1, -1]) if len(offsets) else 0,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        if folder.exists():
+        if (folder / "meta.json").is_file():  # another run finished the same cache first
+            shutil.rmtree(tmp)
+            return cls(folder)
+        if folder.exists():  # a cache without meta.json: not finished, never used
             shutil.rmtree(folder)
-        tmp.replace(folder)
+        try:
+            tmp.replace(folder)
+        except OSError:  # another run renamed the same cache into place meanwhile
+            if not (folder / "meta.json").is_file():
+                raise
+            shutil.rmtree(tmp)
         return cls(folder)
 
     @staticmethod

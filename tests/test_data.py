@@ -71,6 +71,37 @@ def test_worker_processes_build_the_same_cache(
     assert not small_tokenizer.encode_special_tokens  # the caller's tokenizer as it was
 
 
+def test_runs_that_build_the_same_cache_at_once_both_get_it(
+    small_corpus, small_tokenizer, tmp_path
+):
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path / "alone")
+    tmp_path /= "together"
+    tmp_path.mkdir()
+    # What a killed run left: the folder of a process that is gone.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    abandoned = tmp_path / f"{cache.folder.name}.tmp-{gone}-x"
+    abandoned.mkdir()
+    with ThreadPoolExecutor(2) as pool:
+        built = list(
+            pool.map(
+                lambda _: TokenCache.build(
+                    small_corpus, "train", small_tokenizer, tmp_path, batch_size=16, workers=1
+                ),
+                range(2),
+            )
+        )
+    assert built[0].folder == built[1].folder == tmp_path / cache.folder.name
+    assert (built[0].folder / "tokens.int32").read_bytes() == (
+        cache.folder / "tokens.int32"
+    ).read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == [cache.folder.name]  # nothing left over
+
+
 def test_special_tokens_in_feature_text_stay_literal(small_tokenizer, tmp_path):
     from codemt.corpus import SCHEMA, write_table
     from codemt.tokenizer import TARGET_TOKENS, special_token_id
