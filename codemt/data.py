@@ -70,6 +70,13 @@ def spread_rows(total: int, limit: int | None) -> np.ndarray | None:
     return np.unique(np.linspace(0, total - 1, max(limit, 1)).round().astype(np.int64))
 
 
+# The corpus columns a token cache is built from: all that training reads of a corpus.
+CACHED_COLUMNS = (
+    "signature", "docstring", "body", "class_name", "class_bases", "class_docstring",
+    "decorators", "imports", "docstring_style", "docstring_task",
+)  # fmt: skip
+
+
 def _remove_abandoned(folder: Path) -> None:
     """Delete the temporary folders of `folder` that processes no longer running left."""
     for tmp in folder.parent.glob(f"{folder.name}.tmp-*-*"):
@@ -198,10 +205,7 @@ class TokenCache:
     def _tokenize(corpus_dir, split, tokenizer, path, limit, batch_size, workers):
         """Stream the split's records, append every field's ids to `path`; return the
         offsets (methods, fields + 1), style codes and docstring-task flags."""
-        columns = [
-            "signature", "docstring", "body", "class_name", "class_bases", "class_docstring",
-            "decorators", "imports", "docstring_style", "docstring_task",
-        ]  # fmt: skip
+        columns = list(CACHED_COLUMNS)
         shards = corpus.shard_paths(corpus_dir, split)
         total = sum(pq.ParquetFile(p).metadata.num_rows for p in shards)
         keep = np.ones(total, dtype=bool)

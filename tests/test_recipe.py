@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from codemt.recipe import Recipe, check_no_leak, parse_budget, run_recipe
+from codemt.recipe import Recipe, check_no_leak, copy_for_training, parse_budget, run_recipe
 from tests.conftest import MODULES, STDLIB
 
 TINY = Recipe(
@@ -112,6 +112,67 @@ def test_a_run_folder_is_continued_only_with_its_own_recipe(tmp_path):
         bad_split = dataclasses.replace(TINY, split=(0.9, 0.1, 0.1))
         run_recipe(tmp_path / "bad", recipe=bad_split, sources=sources, progress=False)
     assert not (tmp_path / "bad" / "recipe.json").exists()
+
+
+def test_a_prepared_run_folder_holds_corpus_and_tokenizer_and_its_preset(tmp_path):
+    sources = tuple(str(STDLIB / m) for m in MODULES[:2])
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        run_recipe(tmp_path, recipe=TINY, sources=sources, preset="huge", progress=False)
+    prepared = run_recipe(
+        tmp_path, recipe=TINY, sources=sources, preset="small", prepare_only=True, progress=False
+    )
+    assert prepared["status"] == "prepared"
+    assert (tmp_path / "corpus" / "manifest.json").is_file()
+    assert (tmp_path / "tokenizer" / "tokenizer.json").is_file()
+    assert not (tmp_path / "pretrain").exists() and not (tmp_path / "multimode").exists()
+    assert json.loads((tmp_path / "recipe.json").read_text())["preset"] == "small"
+    # Training it is the same command without prepare_only, and the same preset.
+    with pytest.raises(ValueError, match="another recipe .*preset"):
+        run_recipe(tmp_path, recipe=TINY, sources=sources, progress=False)
+
+
+def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
+    import pyarrow.parquet as pq
+
+    sources = tuple(str(STDLIB / m) for m in MODULES)  # enough projects for a test split
+    recipe = dataclasses.replace(TINY, pretrain_tokens=0)
+    run_recipe(tmp_path / "here", recipe=recipe, sources=sources, prepare_only=True, progress=False)
+    size = copy_for_training(tmp_path / "here", tmp_path / "there")
+    assert size == sum(f.stat().st_size for f in (tmp_path / "there").rglob("*") if f.is_file())
+    assert not (tmp_path / "there" / "cache").exists()
+    train_shard = next((tmp_path / "there" / "corpus" / "shards").glob("train-*.parquet"))
+    assert "name" not in pq.read_schema(train_shard).names  # only what training reads
+    with pytest.raises(ValueError, match="not empty"):
+        copy_for_training(tmp_path / "here", tmp_path / "there")
+    # The copy runs the whole recipe: nothing is mined there (no sources), all is evaluated.
+    done = run_recipe(tmp_path / "there", recipe=recipe, sources=(), eval_limit=2, progress=False)
+    assert done["status"] == "done"
+    assert (
+        "docstring"
+        in json.loads((tmp_path / "there" / "model" / "evaluation.json").read_text())["modes"]
+    )
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_cpu_recipe_trains_in_bf16_only_where_the_cpu_has_it(
+    tmp_path, monkeypatch, capsys, native
+):
+    import codemt.train
+
+    monkeypatch.setattr(codemt.train, "cpu_has_bf16", lambda: native)
+    sources = tuple(str(STDLIB / m) for m in MODULES[:2])
+    recipe = dataclasses.replace(
+        TINY, pretrain_tokens=0, train=TINY.train | {"mixed_precision": "bf16"}
+    )
+    done = run_recipe(
+        tmp_path, recipe=recipe, hardware="cpu", sources=sources, eval_limit=2, progress=False
+    )
+    assert done["status"] == "done"
+    meta = json.loads((tmp_path / "model" / "codemt.json").read_text())
+    assert meta["settings"]["mixed_precision"] == ("bf16" if native else "no")
+    assert ("no bfloat16 instructions" in capsys.readouterr().err) is not native
+    # The recipe stays the one recorded: the same run folder resumes on either kind of CPU.
+    assert json.loads((tmp_path / "recipe.json").read_text())["train"]["mixed_precision"] == "bf16"
 
 
 def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path):
