@@ -115,8 +115,13 @@ def run(variant: str, tokenizer: Path, steps: int, budget: int, vocab: int, data
         training.train(data, settings, Path(out) / "run", tokenizer, progress=False)
         with open(Path(out) / "run" / training.LOG_FILE, newline="") as handle:
             rows = list(csv.DictReader(handle))
-    rates = [float(r["tokens_per_s"]) for r in rows[1:]] or [float(rows[0]["tokens_per_s"])]
-    return {"variant": variant, "tokens_per_s": round(statistics.median(rates))}
+    timed = rows[1:] or rows[:1]
+    return {
+        "variant": variant,
+        "tokens_per_s": round(statistics.median(float(r["tokens_per_s"]) for r in timed)),
+        # Near 1: the loop waits for its batches; near 0: for the GPU or its own launches.
+        "input_share": statistics.median(float(r["input_share"]) for r in timed),
+    }
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -90,6 +90,9 @@ LOG_FIELDS = (
     "task_loss",
     "tokens_per_s",
     "elapsed_s",
+    # The share of the interval the loop spent getting its batches: building them (on a
+    # CPU) or waiting for the workers that build them ahead (on a GPU). Near 1: input-bound.
+    "input_share",
 )
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
 # On a GPU, batches are built ahead in this many worker processes, so the device never waits
@@ -680,6 +683,7 @@ class _Loop:
         loss_sum = torch.zeros((), device=device)  # summed on device: no sync until logged
         micro_batches = step_tokens = 0
         grad_norm = lr = None
+        input_seconds = [0.0]  # getting batches since the last log (`_timed` adds to it)
         with _stop_requests() as requests, bar, contextlib.ExitStack() as prefetching:
             stop = False
             while not stop:
@@ -700,7 +704,7 @@ class _Loop:
                             )
                         )
                     )
-                for batch in batches:
+                for batch in _timed(batches, input_seconds):
                     state.batch += 1
                     step_tokens += _real_tokens(batch)
                     with accelerator.accumulate(self.model):
@@ -737,14 +741,17 @@ class _Loop:
                     if _due(state.step, settings.log_every, stop):
                         now = time.perf_counter()
                         loss_value = accelerator.reduce(loss_sum, "mean").item() / micro_batches
+                        interval = now - t_log - paused
                         row |= {
                             "loss": loss_value,
                             "lr": lr,
                             "grad_norm": float(grad_norm) if grad_norm is not None else None,
-                            "tokens_per_s": (state.tokens - tokens_at_log) / (now - t_log - paused),
+                            "tokens_per_s": (state.tokens - tokens_at_log) / interval,
+                            "input_share": round(input_seconds[0] / interval, 4),
                         }
                         loss_sum.zero_()
                         micro_batches = 0
+                        input_seconds[0] = 0.0
                         t_log, tokens_at_log, paused = now, state.tokens, 0.0
                         bar.set_postfix(
                             loss=f"{loss_value:.4f}",
@@ -962,6 +969,19 @@ def _built_ahead(
             if worker.is_alive():  # stuck, and deaf to the SIGTERM of shutdown's last resort
                 worker.kill()
                 worker.join()
+
+
+def _timed(batches: Iterable[Any], seconds: list[float]) -> Iterator[Any]:
+    """`batches`, adding the time spent getting each one to `seconds[0]`."""
+    iterator = iter(batches)
+    while True:
+        start = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        seconds[0] += time.perf_counter() - start
+        yield batch
 
 
 def _due(step: int, every: int, last: bool) -> bool:

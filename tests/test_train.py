@@ -104,6 +104,21 @@ class SignalAfter:
         return self.data.num_batches(epoch, **kwargs)
 
 
+class SlowData:
+    """Wraps data and takes `seconds` to hand out each batch, as an input-bound loop does."""
+
+    def __init__(self, data: SyntheticData, seconds: float):
+        self.data, self.seconds = data, seconds
+
+    def batches(self, epoch: int, **kwargs) -> Iterator[dict[str, torch.Tensor]]:
+        for batch in self.data.batches(epoch, **kwargs):
+            time.sleep(self.seconds)
+            yield batch
+
+    def num_batches(self, epoch: int, **kwargs) -> int:
+        return self.data.num_batches(epoch, **kwargs)
+
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -439,6 +454,19 @@ def test_a_log_of_an_older_layout_gains_the_new_columns_on_resume(tmp_path, toke
     rows = read_log(run)
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     assert all(r["task_loss"] == "" and float(r["loss"]) > 0 for r in rows)
+
+
+def test_the_log_says_what_share_of_the_time_went_to_getting_batches(tmp_path, tokenizer_dir):
+    settings = tiny(max_steps=4, log_every=2)
+    train(SyntheticData(n_batches=4), settings, tmp_path / "fast", tokenizer_dir, progress=False)
+    train(SlowData(SyntheticData(n_batches=4), 0.5), settings, tmp_path / "slow", tokenizer_dir,
+          progress=False)  # fmt: skip
+    fast, slow = (
+        column(read_log(tmp_path / "fast"), "input_share"),
+        column(read_log(tmp_path / "slow"), "input_share"),
+    )
+    assert len(fast) == len(slow) == 2
+    assert all(0 <= share < 0.5 for share in fast) and all(0.5 < share <= 1 for share in slow)
 
 
 def test_refuses_to_overwrite_a_run(tmp_path, tokenizer_dir):
