@@ -234,13 +234,14 @@ class TokenCache:
             with pool:
                 encoded = _in_order(pool, _tokenize_batch, kept_batches(), ahead=2 * workers)
                 return _write_tokens(encoded, path)
-        literal = tokenizer.encode_special_tokens
-        tokenizer.encode_special_tokens = True  # as `_start_tokenizing` does in a worker
-        try:
-            encoded = (_tokenize_batch(batch, tokenizer) for batch in kept_batches())
-            return _write_tokens(encoded, path)
-        finally:
-            tokenizer.encode_special_tokens = literal
+        # A copy set up as `_start_tokenizing` sets up a worker's: the caller's tokenizer is
+        # left as it is, also for another thread using it meanwhile.
+        from tokenizers import Tokenizer
+
+        own = Tokenizer.from_str(tokenizer.to_str())
+        own.encode_special_tokens = True
+        encoded = (_tokenize_batch(batch, own) for batch in kept_batches())
+        return _write_tokens(encoded, path)
 
 
 # A worker's tokenizer, made from the parent's by `_start_tokenizing`.
