@@ -19,7 +19,7 @@ import json
 import multiprocessing
 import os
 import shutil
-import tempfile
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -78,10 +78,11 @@ CACHED_COLUMNS = (
 
 
 def _remove_abandoned(folder: Path) -> None:
-    """Delete the temporary folders of `folder` that processes no longer running left."""
-    for tmp in folder.parent.glob(f"{folder.name}.tmp-*-*"):
-        pid = tmp.name.removeprefix(f"{folder.name}.tmp-").split("-")[0]
-        if pid.isdigit() and not _running(int(pid)):
+    """Delete the temporary folders of `folder` that processes no longer running left (on
+    this machine: a cache folder is not meant to be shared between machines building it)."""
+    for tmp in folder.parent.glob(f"{folder.name}.tmp*"):
+        pid = tmp.name.removeprefix(f"{folder.name}.tmp").lstrip("-").split("-")[0]
+        if not pid.isdigit() or not _running(int(pid)):  # (`.tmp` alone: older versions')
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -172,9 +173,25 @@ class TokenCache:
         if (folder / "meta.json").is_file():
             return cls(folder)
         _remove_abandoned(folder)
-        # A folder of its own, named by its process: runs that start together build side by side.
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{folder.name}.tmp-{os.getpid()}-", dir=folder.parent))
+        # A folder of its own, named by its process: runs that start together build side by
+        # side, and the first to finish renames its folder into place.
+        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir(parents=True)
+        try:
+            cls._write(tmp, corpus_dir, split, tokenizer, limit, batch_size, workers)
+            tmp.replace(folder)  # atomic, and refused when another run's cache is there
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (folder / "meta.json").is_file():
+                raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(folder)
+
+    @classmethod
+    def _write(cls, tmp, corpus_dir, split, tokenizer, limit, batch_size, workers) -> None:
+        """Tokenise the split into the folder `tmp`, `meta.json` last."""
         offsets, styles, eligible = cls._tokenize(
             corpus_dir, split, tokenizer, tmp / TOKENS_FILE, limit, batch_size, workers
         )
@@ -188,18 +205,6 @@ class TokenCache:
             "tokens": int(offsets[-1, -1]) if len(offsets) else 0,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        if (folder / "meta.json").is_file():  # another run finished the same cache first
-            shutil.rmtree(tmp)
-            return cls(folder)
-        if folder.exists():  # a cache without meta.json: not finished, never used
-            shutil.rmtree(folder)
-        try:
-            tmp.replace(folder)
-        except OSError:  # another run renamed the same cache into place meanwhile
-            if not (folder / "meta.json").is_file():
-                raise
-            shutil.rmtree(tmp)
-        return cls(folder)
 
     @staticmethod
     def _tokenize(corpus_dir, split, tokenizer, path, limit, batch_size, workers):
@@ -234,12 +239,9 @@ class TokenCache:
             with pool:
                 encoded = _in_order(pool, _tokenize_batch, kept_batches(), ahead=2 * workers)
                 return _write_tokens(encoded, path)
-        # A copy set up as `_start_tokenizing` sets up a worker's: the caller's tokenizer is
-        # left as it is, also for another thread using it meanwhile.
-        from tokenizers import Tokenizer
-
-        own = Tokenizer.from_str(tokenizer.to_str())
-        own.encode_special_tokens = True
+        # A copy of its own, as a worker has: the caller's tokenizer is left as it is, also
+        # for another thread using it meanwhile.
+        own = _feature_tokenizer(tokenizer.to_str())
         encoded = (_tokenize_batch(batch, own) for batch in kept_batches())
         return _write_tokens(encoded, path)
 
@@ -250,16 +252,22 @@ _TOKENIZER = None
 
 def _start_tokenizing(tokenizer_json: str) -> None:
     """In a worker: the tokenizer `_tokenize_batch` uses by default."""
-    from tokenizers import Tokenizer
-
     global _TOKENIZER
     # One thread a worker: the workers are the parallelism (a pool of threads in each of
     # them would only contend for the same cores).
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _TOKENIZER = Tokenizer.from_str(tokenizer_json)
-    # Feature text is data: a docstring that mentions "<to_body>" must not become the
-    # control code, so special tokens are encoded literally and inserted by id later.
-    _TOKENIZER.encode_special_tokens = True
+    _TOKENIZER = _feature_tokenizer(tokenizer_json)
+
+
+def _feature_tokenizer(tokenizer_json: str) -> Tokenizer:
+    """A tokenizer for feature text, which is data: a docstring that mentions "<to_body>"
+    must not become the control code, so special tokens are encoded literally (and the
+    control codes inserted by id later)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer.encode_special_tokens = True
+    return tokenizer
 
 
 def _tokenize_batch(

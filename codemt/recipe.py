@@ -22,6 +22,7 @@ import json
 import re
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -241,35 +242,52 @@ def copy_for_training(out: Path, dest: Path) -> int:
     columns training reads (and `repo`, for the leak check) and the test shards whole (the
     recipe evaluates on them), recompressed harder. Returns the bytes written. For a
     machine without network that trains what was mined here: the standard library and
-    installed packages make ~85 MB of shards, ~55 MB so.
+    installed packages make ~85 MB of shards, ~55 MB so. The copy is for the recipe alone:
+    its manifest is the whole corpus's, and other commands reading its train or valid
+    shards would miss columns.
     """
+    dest = Path(dest)
+    check_copy_destination(dest)
+    if not (out / "tokenizer" / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{out}: no tokenizer yet; prepare the run folder first")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{dest.name}.tmp-", dir=dest.parent))
+    try:
+        _copy_run(out, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tmp.chmod(0o755)  # as a folder made with mkdir, not mkdtemp's owner-only
+    if dest.exists():
+        dest.rmdir()
+    tmp.replace(dest)
+    return sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
+
+
+def check_copy_destination(dest: Path) -> None:
+    """Refuse a destination for `copy_for_training` that is a file or a non-empty folder."""
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ValueError(f"{dest} is not an empty folder: give a new folder to copy the run into")
+
+
+def _copy_run(out: Path, tmp: Path) -> None:
     import pyarrow.parquet as pq
 
     from codemt.corpus import manifest_path, shard_dir, shard_paths
     from codemt.data import CACHED_COLUMNS
 
-    dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise ValueError(f"{dest} is not empty: give a new folder to copy the run into")
-    if not (out / "tokenizer" / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{out}: no tokenizer yet; prepare the run folder first")
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     corpus = out / "corpus"
     (tmp / "corpus").mkdir(parents=True)
     shutil.copy2(manifest_path(corpus), tmp / "corpus" / manifest_path(corpus).name)
     shards = tmp / "corpus" / shard_dir(corpus).relative_to(corpus)
     shards.mkdir()
-    for split, columns in (("train", ["repo", *CACHED_COLUMNS]), ("valid", None), ("test", None)):
+    training = ["repo", *CACHED_COLUMNS]
+    for split, columns in (("train", training), ("valid", training), ("test", None)):
         for path in shard_paths(corpus, split):
             table = pq.read_table(path, columns=columns)
             pq.write_table(table, shards / path.name, compression="zstd", compression_level=9)
     shutil.copytree(out / "tokenizer", tmp / "tokenizer")
     shutil.copy2(out / "recipe.json", tmp / "recipe.json")
-    if dest.exists():
-        dest.rmdir()
-    tmp.replace(dest)
-    return sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
 
 
 def _trained_tokens(run_dir: Path) -> int:
@@ -460,9 +478,11 @@ def _check_same_recipe(out: Path, recipe: dict) -> None:
             changed = sorted(
                 k for k in recipe.keys() | before.keys() if before.get(k) != recipe.get(k)
             )
+            started = "; ".join(f"{k} {json.dumps(before.get(k))}" for k in changed)
             raise ValueError(
-                f"{out} was started with another recipe (it differs in {', '.join(changed)}); "
-                f"continue it with the codemt version that started it, or start afresh with "
+                f"{out} was started with another recipe (it differs in {', '.join(changed)}; "
+                f"it was started with {started}); continue it with the options (--hardware, "
+                f"--preset) and the codemt version that started it, or start afresh with "
                 f"another --out"
             )
         return
@@ -674,18 +694,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _recipe_command(args: argparse.Namespace) -> int:
     from codemt.train import TrainingInterrupted
 
+    copy = None if args.prepare in (None, True) else Path(args.prepare)
     try:
+        if copy is not None:
+            check_copy_destination(copy)  # before mining, which takes minutes
         status = run_recipe(
             args.out,
             hardware=args.hardware,
             budget=args.budget,
             benchmark=args.benchmark,
             preset=args.preset,
-            prepare_only=bool(args.prepare),
+            prepare_only=args.prepare is not None,
             progress=not args.quiet,
         )
-        if args.prepare not in (None, True):
-            size = copy_for_training(args.out, Path(args.prepare))
+        if copy is not None:
+            size = copy_for_training(args.out, copy)
     except (ValueError, FileNotFoundError) as exc:
         print(f"codemt recipe: {exc}", file=sys.stderr)
         return 2
@@ -701,14 +724,18 @@ def _recipe_command(args: argparse.Namespace) -> int:
         print(
             f"budget spent during the {status['stage']} stage; rerun the same command to continue"
         )
-    elif args.prepare is True:
-        print(
-            f"corpus and tokenizer ready in {args.out}; train with the same command without --prepare"
-        )
     else:
-        print(
-            f"corpus and tokenizer ready in {args.out}, and copied for training to "
-            f"{args.prepare} ({size / 1e6:.1f} MB): train that copy with the same command, "
-            f"without --prepare and with --out {args.prepare}"
-        )
+        # The options the run was prepared with: another machine's `auto` may differ.
+        preset = f" --preset {args.preset}" if args.preset else ""
+        train = f"codemt recipe default --hardware {status['hardware']}{preset}"
+        if copy is None:
+            print(
+                f"corpus and tokenizer ready in {args.out}; train with `{train} --out {args.out}`"
+            )
+        else:
+            print(
+                f"corpus and tokenizer ready in {args.out}, and copied for training to {copy} "
+                f"({size / 1e6:.1f} MB); train that copy with `{train} --out {copy}` (add "
+                f"--budget to stop and resume)"
+            )
     return 0

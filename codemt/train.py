@@ -277,8 +277,9 @@ class TrainSettings:
 def cpu_has_bf16() -> bool:
     """Whether this machine's CPU multiplies in bfloat16 natively (AVX512-BF16 or AMX).
 
-    There, bf16 autocast trains the recipe's `small` model ~1.6x faster than float32 (README,
-    "Training"); elsewhere oneDNN emulates bfloat16, which is slower than float32.
+    There, bf16 autocast trains the recipe's `small` model 1.4x faster than float32 (README,
+    "Training"); elsewhere oneDNN emulates bfloat16, which is slower than float32. Asks
+    PyTorch's own CPU checks (x86 only; False where this PyTorch lacks them).
     """
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
@@ -357,7 +358,9 @@ def train(
     start = _resume_point(out_dir, resume)
     # Accelerate keeps one state per process and refuses a second Accelerator of another
     # precision; a second run in one process (a recipe's next stage, a notebook) may need
-    # one. Forget it, but not the processes' own state (devices, process group).
+    # one. Forget it (with Accelerate's own reset, private to it), but not the processes'
+    # own state (devices, process group). So two trainings must not share one process at
+    # the same time, in threads.
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
         mixed_precision=settings.mixed_precision,
@@ -366,8 +369,8 @@ def train(
         # (`accelerate launch --cpu` tells it); under plain torchrun, tell it here.
         cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
     )
-    emulated = accelerator.device.type == "cpu" and settings.mixed_precision == "bf16"
-    if emulated and accelerator.is_main_process and not cpu_has_bf16():
+    cpu_bf16 = accelerator.device.type == "cpu" and settings.mixed_precision == "bf16"
+    if cpu_bf16 and accelerator.is_main_process and not cpu_has_bf16():
         print(
             "codemt train: warning: this CPU has no bfloat16 instructions, so bf16 is emulated "
             "and slower than float32; train with mixed_precision 'no' here",
@@ -683,7 +686,7 @@ class _Loop:
         loss_sum = torch.zeros((), device=device)  # summed on device: no sync until logged
         micro_batches = step_tokens = 0
         grad_norm = lr = None
-        input_seconds = [0.0]  # getting batches since the last log (`_timed` adds to it)
+        getting = _TimedBatches()  # the time spent getting batches since the last log
         with _stop_requests() as requests, bar, contextlib.ExitStack() as prefetching:
             stop = False
             while not stop:
@@ -704,7 +707,7 @@ class _Loop:
                             )
                         )
                     )
-                for batch in _timed(batches, input_seconds):
+                for batch in getting.over(batches):
                     state.batch += 1
                     step_tokens += _real_tokens(batch)
                     with accelerator.accumulate(self.model):
@@ -747,11 +750,11 @@ class _Loop:
                             "lr": lr,
                             "grad_norm": float(grad_norm) if grad_norm is not None else None,
                             "tokens_per_s": (state.tokens - tokens_at_log) / interval,
-                            "input_share": round(input_seconds[0] / interval, 4),
+                            "input_share": round(getting.seconds / interval, 4),
                         }
                         loss_sum.zero_()
                         micro_batches = 0
-                        input_seconds[0] = 0.0
+                        getting.seconds = 0.0
                         t_log, tokens_at_log, paused = now, state.tokens, 0.0
                         bar.set_postfix(
                             loss=f"{loss_value:.4f}",
@@ -971,17 +974,22 @@ def _built_ahead(
                 worker.join()
 
 
-def _timed(batches: Iterable[Any], seconds: list[float]) -> Iterator[Any]:
-    """`batches`, adding the time spent getting each one to `seconds[0]`."""
-    iterator = iter(batches)
-    while True:
-        start = time.perf_counter()
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        seconds[0] += time.perf_counter() - start
-        yield batch
+class _TimedBatches:
+    """Batches, with the time spent getting them added up in `seconds`."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def over(self, batches: Iterable[Any]) -> Iterator[Any]:
+        iterator = iter(batches)
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            self.seconds += time.perf_counter() - start
+            yield batch
 
 
 def _due(step: int, every: int, last: bool) -> bool:

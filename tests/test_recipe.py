@@ -142,7 +142,7 @@ def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
     assert not (tmp_path / "there" / "cache").exists()
     train_shard = next((tmp_path / "there" / "corpus" / "shards").glob("train-*.parquet"))
     assert "name" not in pq.read_schema(train_shard).names  # only what training reads
-    with pytest.raises(ValueError, match="not empty"):
+    with pytest.raises(ValueError, match="not an empty folder"):
         copy_for_training(tmp_path / "here", tmp_path / "there")
     # The copy runs the whole recipe: nothing is mined there (no sources), all is evaluated.
     done = run_recipe(tmp_path / "there", recipe=recipe, sources=(), eval_limit=2, progress=False)
@@ -171,8 +171,29 @@ def test_the_cpu_recipe_trains_in_bf16_only_where_the_cpu_has_it(
     meta = json.loads((tmp_path / "model" / "codemt.json").read_text())
     assert meta["settings"]["mixed_precision"] == ("bf16" if native else "no")
     assert ("no bfloat16 instructions" in capsys.readouterr().err) is not native
-    # The recipe stays the one recorded: the same run folder resumes on either kind of CPU.
+    # What the run folder records is the recipe itself, whatever this CPU trained it in.
     assert json.loads((tmp_path / "recipe.json").read_text())["train"]["mixed_precision"] == "bf16"
+
+
+def test_the_prepare_command_refuses_a_used_copy_folder_before_mining(
+    tmp_path, monkeypatch, capsys
+):
+    import codemt.recipe
+    from codemt.cli import main
+
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "something").write_text("")
+    mined = []
+    monkeypatch.setattr(codemt.recipe, "run_recipe", lambda *a, **k: mined.append(1))
+    command = ["recipe", "default", "--out", str(tmp_path / "run"), "--prepare"]
+    assert main([*command, str(tmp_path / "copy")]) == 2
+    assert "not an empty folder" in capsys.readouterr().err and not mined
+
+    monkeypatch.setattr(
+        codemt.recipe, "run_recipe", lambda *a, **k: {"status": "prepared", "hardware": "gpu"}
+    )
+    assert main([*command, "--preset", "base"]) == 0
+    assert "codemt recipe default --hardware gpu --preset base --out" in capsys.readouterr().out
 
 
 def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path):

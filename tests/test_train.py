@@ -459,7 +459,7 @@ def test_a_log_of_an_older_layout_gains_the_new_columns_on_resume(tmp_path, toke
 def test_the_log_says_what_share_of_the_time_went_to_getting_batches(tmp_path, tokenizer_dir):
     settings = tiny(max_steps=4, log_every=2)
     train(SyntheticData(n_batches=4), settings, tmp_path / "fast", tokenizer_dir, progress=False)
-    train(SlowData(SyntheticData(n_batches=4), 0.5), settings, tmp_path / "slow", tokenizer_dir,
+    train(SlowData(SyntheticData(n_batches=4), 0.25), settings, tmp_path / "slow", tokenizer_dir,
           progress=False)  # fmt: skip
     fast, slow = (
         column(read_log(tmp_path / "fast"), "input_share"),
@@ -467,6 +467,20 @@ def test_the_log_says_what_share_of_the_time_went_to_getting_batches(tmp_path, t
     )
     assert len(fast) == len(slow) == 2
     assert all(0 <= share < 0.5 for share in fast) and all(0.5 < share <= 1 for share in slow)
+
+
+def test_runs_of_two_precisions_in_one_process_and_emulated_bf16_is_warned_of(
+    tmp_path, tokenizer_dir, monkeypatch, capsys
+):
+    import codemt.train
+
+    monkeypatch.setattr(codemt.train, "cpu_has_bf16", lambda: False)
+    data = SyntheticData(n_batches=2)
+    train(data, tiny(max_steps=1, mixed_precision="bf16"), tmp_path / "bf16", tokenizer_dir,
+          progress=False)  # fmt: skip
+    assert "no bfloat16 instructions" in capsys.readouterr().err
+    train(data, tiny(max_steps=1), tmp_path / "fp32", tokenizer_dir, progress=False)
+    assert "no bfloat16" not in capsys.readouterr().err
 
 
 def test_refuses_to_overwrite_a_run(tmp_path, tokenizer_dir):
