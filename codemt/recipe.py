@@ -658,7 +658,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build the default model from scratch: mine, tokenize, train, evaluate, export",
         description=(
             "Run the default model's recipe: mine python:stdlib and python:site-packages, train "
-            "the tokenizer, pre-train (GPU recipe), multi-mode train, evaluate and export to "
+            "the tokenizer, pre-train (where the recipe does), multi-mode train, evaluate and export to "
             "OUT/model. "
             "Resumable: rerun the same command to continue."
         ),
