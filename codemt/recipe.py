@@ -501,6 +501,7 @@ def run_recipe(
     recipe: Recipe | None = None,
     preset: str | None = None,
     prepare_only: bool = False,
+    finish: bool = False,
     sources: tuple[str, ...] = SOURCES,
     eval_limit: int = 500,
     progress: bool = True,
@@ -508,7 +509,9 @@ def run_recipe(
     """Run (or resume) the default-model recipe in `out`; returns its status.
 
     Status `"done"` means the model is exported to `out/model`; `"stopped"` means the
-    budget ran out and the same call will continue; `"prepared"` (with `prepare_only`)
+    budget ran out and the same call will continue (`finish` exports and evaluates what is
+    trained so far instead, the best checkpoint of the last stage, also one trained
+    elsewhere and unpacked into its run folder); `"prepared"` (with `prepare_only`)
     means the corpus and the tokenizer are ready, so that `out` can be copied to the
     machine that trains (one without network: training needs nothing else). `preset`
     replaces the recipe's model size (recorded with the recipe, so a resume must repeat
@@ -516,6 +519,7 @@ def run_recipe(
     run the pipeline small this way).
     """
     from codemt.mine.pipeline import MineSettings, mine
+    from codemt.model import resolve_checkpoint
     from codemt.train import cpu_has_bf16
     from codemt.train_cli import prepare_tokenizer, run_training
 
@@ -570,7 +574,12 @@ def run_recipe(
         if target <= 0:  # a stage this recipe leaves out
             continue
         run_dir = out / stage
-        if _trained_tokens(run_dir) < target:
+        if finish:  # no more training: the stage as far as it got
+            if not _has_checkpoint(run_dir):
+                raise FileNotFoundError(
+                    f"{run_dir}: no checkpoint yet; train first (the same command without --finish)"
+                )
+        elif _trained_tokens(run_dir) < target:
             if deadline is not None and deadline - time.monotonic() <= 60:
                 return {"status": "stopped", "stage": stage, "hardware": kind}
             run_training(
@@ -592,15 +601,30 @@ def run_recipe(
         checkpoint = run_dir
 
     evaluation, model = out / "eval" / "metrics.json", out / "model"
-    if evaluation.is_file():
+    # The evaluation is reused only for the checkpoint it measured (a --finish before the
+    # end measured an earlier one).
+    evaluated = out / "eval" / "checkpoint.txt"
+    shipped = resolve_checkpoint(Path(checkpoint)).relative_to(out).as_posix()
+    if evaluation.is_file() and evaluated.is_file() and evaluated.read_text().strip() == shipped:
         export_model(Path(checkpoint), corpus, evaluation, model)
     else:
         # Measure what ships: the exported model, in the form the commands load (the int8
         # CTranslate2 export when ctranslate2 is installed, 4-5x faster than PyTorch here).
         export_model(Path(checkpoint), corpus, None, model)
         _evaluate(model, corpus, benchmark, out / "eval", eval_limit)
+        evaluated.write_text(shipped + "\n", encoding="utf-8")
         _attach_evaluation(model, evaluation)
     return {"status": "done", "hardware": kind, "model": str(model)}
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    from codemt.model import resolve_checkpoint
+
+    try:
+        resolve_checkpoint(run_dir)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _attach_evaluation(model: Path, evaluation: Path) -> None:
@@ -685,6 +709,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with --out COPY trains it there)",
     )
     parser.add_argument(
+        "--finish",
+        action="store_true",
+        help="train no further: export and evaluate the best checkpoint so far (also one "
+        "trained elsewhere and unpacked into OUT/multimode)",
+    )
+    parser.add_argument(
         "--benchmark", type=Path, help="CodeSearchNet/CodeXGLUE jsonl to evaluate docstrings on"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -705,6 +735,7 @@ def _recipe_command(args: argparse.Namespace) -> int:
             benchmark=args.benchmark,
             preset=args.preset,
             prepare_only=args.prepare is not None,
+            finish=args.finish,
             progress=not args.quiet,
         )
         if copy is not None:

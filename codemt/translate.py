@@ -26,6 +26,7 @@ import inspect
 import re
 import sys
 import textwrap
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,7 +266,9 @@ FINISHERS: dict[str, Callable[[str], str]] = {
 def parses(signature: str, body: str) -> bool:
     """Whether a signature and a body make a function that `ast.parse` accepts."""
     try:
-        ast.parse(f"{signature}\n{body or '    pass'}\n")
+        with warnings.catch_warnings():  # generated code's `1if`, "\d": not the user's to see
+            warnings.simplefilter("ignore", SyntaxWarning)
+            ast.parse(f"{signature}\n{body or '    pass'}\n")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     return True

@@ -196,6 +196,31 @@ def test_the_prepare_command_refuses_a_used_copy_folder_before_mining(
     assert "codemt recipe default --hardware gpu --preset base --out" in capsys.readouterr().out
 
 
+def test_finish_exports_and_evaluates_what_is_trained_so_far(tmp_path):
+    sources = tuple(str(STDLIB / m) for m in MODULES)
+    # A target far away, and training that stops after 2 steps: the run is unfinished.
+    recipe = dataclasses.replace(
+        TINY, pretrain_tokens=0, multimode_tokens=10**9, train=TINY.train | {"max_steps": 2}
+    )
+    run = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match="no checkpoint yet"):
+        run_recipe(run, recipe=recipe, sources=sources, finish=True, progress=False)
+    stopped = run_recipe(run, recipe=recipe, sources=sources, progress=False)
+    assert stopped["status"] == "stopped" and not (run / "model").exists()
+
+    done = run_recipe(
+        run, recipe=recipe, sources=sources, finish=True, eval_limit=2, progress=False
+    )
+    assert done["status"] == "done"
+    assert (run / "eval" / "checkpoint.txt").read_text().strip() == "multimode/step-000002"
+    assert json.loads((run / "model" / "codemt.json").read_text())["progress"]["step"] == 2
+    assert "docstring" in json.loads((run / "model" / "evaluation.json").read_text())["modes"]
+    # The same checkpoint again: its evaluation is reused, not measured twice.
+    stamp = (run / "eval" / "metrics.json").stat().st_mtime_ns
+    run_recipe(run, recipe=recipe, sources=sources, finish=True, eval_limit=2, progress=False)
+    assert (run / "eval" / "metrics.json").stat().st_mtime_ns == stamp
+
+
 def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path):
     benchmark = tmp_path / "bench.jsonl"
     benchmark.write_text(
