@@ -534,6 +534,10 @@ def run_recipe(
         get_preset(preset)  # a clear error for an unknown one
         recipe = replace(recipe, preset=preset)
     corpus = out / "corpus"
+    if finish and not _has_checkpoint(out / "multimode"):  # (before any mining)
+        raise FileNotFoundError(
+            f"{out / 'multimode'}: no checkpoint yet; train first (the same command without --finish)"
+        )
 
     # Mining settings first: a bad split is refused before the recipe is recorded.
     settings = MineSettings(
@@ -575,10 +579,7 @@ def run_recipe(
             continue
         run_dir = out / stage
         if finish:  # no more training: the stage as far as it got
-            if not _has_checkpoint(run_dir):
-                raise FileNotFoundError(
-                    f"{run_dir}: no checkpoint yet; train first (the same command without --finish)"
-                )
+            pass
         elif _trained_tokens(run_dir) < target:
             if deadline is not None and deadline - time.monotonic() <= 60:
                 return {"status": "stopped", "stage": stage, "hardware": kind}
