@@ -118,7 +118,7 @@ RECIPES = {
             "copy": True,
             # On a CPU with bfloat16 instructions (AVX512-BF16, AMX) bf16 autocast trained
             # 1.4x the tokens/s of float32 (2 cores, medians of 2) with the same losses (train
-            # and validation equal to 3 decimals at steps 150-600); `run_recipe` falls back
+            # and validation equal to 3 decimals at steps 25-475); `run_recipe` falls back
             # to float32 on other CPUs, where bfloat16 is emulated and slower.
             "mixed_precision": "bf16",
         },
