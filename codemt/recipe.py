@@ -578,9 +578,8 @@ def run_recipe(
         if target <= 0:  # a stage this recipe leaves out
             continue
         run_dir = out / stage
-        if finish:  # no more training: the stage as far as it got
-            pass
-        elif _trained_tokens(run_dir) < target:
+        # With `finish`, no more training: the stage as far as it got.
+        if not finish and _trained_tokens(run_dir) < target:
             if deadline is not None and deadline - time.monotonic() <= 60:
                 return {"status": "stopped", "stage": stage, "hardware": kind}
             run_training(

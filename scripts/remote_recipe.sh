@@ -38,8 +38,7 @@ python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_devic
 # A stop signal (SIGINT, SIGTERM) also makes it save: this shell and `tee` outlive it, so
 # its last words are logged and what it saved is packed; its status is this script's.
 status=0
-hardware=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["hardware"])' "$carry/recipe.json")
-preset=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["preset"])' "$carry/recipe.json")
+read -r hardware preset < <(python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["hardware"], r["preset"])' "$carry/recipe.json")
 trap ':' INT TERM
 python3 -m codemt.cli recipe default --out "$carry" --hardware "$hardware" --preset "$preset" \
     --budget "$budget" --quiet 2>&1 | (trap '' INT TERM; exec tee -a "$results/recipe.log") || status=$?
