@@ -522,6 +522,12 @@ class ExampleData:
         """Batches this rank sees in `epoch` (every rank sees the same number)."""
         return len(self.plan(epoch)[1]) // world_size
 
+    def tokens(self, epoch: int) -> int:
+        """The real tokens of the epoch's batches as planned, all ranks together: about 1%
+        over what they hold, their lengths being planned before examples are cut."""
+        planned, batches = self.plan(epoch)
+        return sum(planned[i].source_len + planned[i].target_len for b in batches for i in b)
+
     def batches(
         self, epoch: int, *, rank: int = 0, world_size: int = 1, start: int = 0
     ) -> Iterator[dict]:

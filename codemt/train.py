@@ -124,6 +124,11 @@ class TrainData(Protocol):
         """How many batches `batches` yields; equal on every rank."""
         ...
 
+    def tokens(self, epoch: int) -> int:
+        """The real (not padding) tokens of the epoch's batches, all ranks together. Needed
+        only where a decaying schedule ends at `max_tokens` rather than `max_steps`."""
+        ...
+
 
 # Schedules map (step, warmup, total) to a factor of the peak learning rate; `step` counts
 # optimiser updates from 1, so the first update already has a non-zero rate.
@@ -160,7 +165,8 @@ class TrainSettings:
             paper, 5e-4 for small).
         warmup_steps: linear warm-up length (default: the preset's, 5,000 for pymt5).
         schedule: "inverse_sqrt" (the paper's: lr * sqrt(warmup / step) after warm-up),
-            "linear" or "cosine" (both decay to 0 at `max_steps`, which they need).
+            "linear" or "cosine" (both decay to 0 at `max_steps`, or without it at the step
+            where `max_tokens` will be reached, from the tokens of the first epoch's batches).
         optimizer: "adamw" (the paper's), or "adafactor" (T5's: each update scaled by its
             parameter's RMS, with T5's initialisation that moves the tiny attention weights
             and the unit-scale embeddings alike; no momentum; `lr` around 1e-2).
@@ -236,9 +242,9 @@ class TrainSettings:
             raise ValueError(f"warmup_steps must be 0 or more, got {self.warmup_steps}")
         if self.schedule == "inverse_sqrt" and self.warmup_steps < 1:
             raise ValueError("the inverse_sqrt schedule needs warmup_steps of at least 1")
-        if self.schedule != "inverse_sqrt" and self.max_steps is None:
+        if self.schedule != "inverse_sqrt" and self.max_steps is None and self.max_tokens is None:
             raise ValueError(
-                f"the {self.schedule} schedule decays to 0 at max_steps: set max_steps"
+                f"the {self.schedule} schedule decays to 0 at max_steps or max_tokens: set one"
             )
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
@@ -285,11 +291,29 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def learning_rate(step: int, settings: TrainSettings) -> float:
-    """The learning rate of optimiser update number `step` (counted from 1)."""
+def learning_rate(step: int, settings: TrainSettings, total: int | None = None) -> float:
+    """The learning rate of optimiser update number `step` (counted from 1); a decaying
+    schedule reaches 0 at step `total` (default: `settings.max_steps`)."""
     assert settings.lr is not None and settings.warmup_steps is not None
-    factor = SCHEDULES[settings.schedule](step, settings.warmup_steps, settings.max_steps)
+    total = settings.max_steps if total is None else total
+    factor = SCHEDULES[settings.schedule](step, settings.warmup_steps, total)
     return settings.lr * factor
+
+
+def decay_steps(settings: TrainSettings, train_data: TrainData, world_size: int = 1) -> int | None:
+    """Where a decaying schedule reaches 0: `max_steps`, else the step that reaches
+    `max_tokens` at the first epoch's tokens per step (epochs differ a little: their examples
+    are drawn anew). None for `inverse_sqrt`, which never ends."""
+    if settings.schedule == "inverse_sqrt":
+        return None
+    if settings.max_steps is not None:
+        return settings.max_steps
+    assert settings.max_tokens is not None
+    batches = train_data.num_batches(0, world_size=world_size) * world_size
+    if not batches:
+        raise ValueError("no training batches: the schedule has nothing to decay over")
+    per_step = train_data.tokens(0) / batches * world_size * settings.grad_accum
+    return max(1, math.ceil(settings.max_tokens / per_step))
 
 
 class TrainingInterrupted(Exception):
@@ -381,8 +405,11 @@ def train(
     optimizer = _optimizer(model, settings, fused=accelerator.device.type == "cuda")
     # Not prepared by accelerate: its scheduler wrapper steps once per process per update,
     # and our schedule counts updates, whatever the number of processes.
+    total = decay_steps(settings, train_data, accelerator.num_processes)
+    if total is not None and settings.max_steps is None and accelerator.is_main_process:
+        print(f"{settings.schedule} schedule: the learning rate reaches 0 at step {total:,}")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda done: learning_rate(done + 1, settings) / settings.lr
+        optimizer, lambda done: learning_rate(done + 1, settings, total) / settings.lr
     )
     if task_data is not None and not task_data.num_batches(0, world_size=accelerator.num_processes):
         raise ValueError(

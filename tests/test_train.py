@@ -24,7 +24,15 @@ from safetensors.torch import load_file
 
 from codemt.model import LATEST_FILE, load_checkpoint, resolve_checkpoint
 from codemt.tokenizer import TokenizerSettings, save_tokenizer, train_tokenizer
-from codemt.train import LOG_FILE, TrainingInterrupted, TrainSettings, learning_rate, train
+from codemt.train import (
+    LOG_FILE,
+    TrainingInterrupted,
+    TrainSettings,
+    _real_tokens,
+    decay_steps,
+    learning_rate,
+    train,
+)
 
 ID_LIMIT = 500  # the batches' ids are below this; the tokenizer must have as many
 TEXTS = [
@@ -72,6 +80,9 @@ class SyntheticData:
 
     def num_batches(self, epoch: int, *, rank: int = 0, world_size: int = 1) -> int:
         return len(range(rank, self.n_batches, world_size))
+
+    def tokens(self, epoch: int) -> int:
+        return sum(_real_tokens(batch) for batch in self._epoch(epoch))
 
 
 class OneBatch:
@@ -241,6 +252,21 @@ def test_decaying_schedules_peak_after_warmup_and_reach_zero_after_max_steps(sch
     assert rates[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(rates[9:], rates[10:], strict=False))
     assert rates[99] > 0 and rates[100] == pytest.approx(0.0)
+
+
+def test_a_decaying_schedule_without_max_steps_reaches_zero_at_max_tokens(tmp_path, tokenizer_dir):
+    data = SyntheticData(n_batches=4)
+    settings = tiny(max_tokens=3 * data.tokens(0), schedule="linear", warmup_steps=2)
+    assert decay_steps(settings, data) == 12  # three epochs of four batches
+    assert decay_steps(replace(settings, grad_accum=2), data) == 6
+    assert decay_steps(replace(settings, schedule="inverse_sqrt"), data) is None
+    train(data, settings, tmp_path / "run", tokenizer_dir, progress=False)
+    rates = column(read_log(tmp_path / "run"), "lr")
+    # Epochs differ a little in tokens, so the run ends within a step of the estimate,
+    # its learning rate all but decayed.
+    assert abs(len(rates) - 12) <= 1
+    assert rates == pytest.approx([learning_rate(i, settings, 12) for i in range(1, len(rates) + 1)])
+    assert rates[1] == max(rates) and rates[-1] <= 2 / 11 * rates[1]
 
 
 @pytest.mark.parametrize("optimizer, lr", [("adamw", 3e-3), ("adafactor", 3e-2)])
