@@ -311,7 +311,7 @@ def decay_steps(settings: TrainSettings, train_data: TrainData, world_size: int 
     assert settings.max_tokens is not None
     batches = train_data.num_batches(0, world_size=world_size) * world_size
     if not batches:
-        raise ValueError("no training batches: the schedule has nothing to decay over")
+        raise ValueError("the training data has no batches for epoch 0")
     per_step = train_data.tokens(0) / batches * world_size * settings.grad_accum
     return max(1, math.ceil(settings.max_tokens / per_step))
 

@@ -7,7 +7,15 @@ import json
 import pytest
 import torch
 
-from codemt.recipe import Recipe, check_no_leak, copy_for_training, parse_budget, run_recipe
+from codemt.recipe import (
+    RECIPES,
+    Recipe,
+    check_no_leak,
+    copy_for_training,
+    parse_budget,
+    run_recipe,
+)
+from codemt.train import TrainSettings
 from tests.conftest import MODULES, STDLIB
 
 TINY = Recipe(
@@ -15,10 +23,18 @@ TINY = Recipe(
     vocab_size=1000,
     pretrain_tokens=3000,
     multimode_tokens=3000,
-    # name_words and copy as both recipes have them: trained, exported and evaluated end to end.
+    # name_words and copy as both recipes have them, and the GPU recipe's schedule, decaying
+    # to 0 at the token target: trained, resumed, exported and evaluated end to end.
     examples={"max_source_tokens": 64, "max_target_tokens": 32, "name_words": True},
     batching={"max_tokens": 1024},
-    train={"warmup_steps": 2, "save_every": 2, "eval_every": 0, "log_every": 1, "copy": True},
+    train={
+        "warmup_steps": 2,
+        "schedule": "linear",
+        "save_every": 2,
+        "eval_every": 0,
+        "log_every": 1,
+        "copy": True,
+    },
 )
 
 
@@ -238,6 +254,12 @@ def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path):
         check_no_leak(small_corpus, benchmark)
     benchmark.write_text(json.dumps({"repo": "openai/baselines"}) + "\n")
     check_no_leak(small_corpus, benchmark)
+
+
+@pytest.mark.parametrize("hardware", sorted(RECIPES))
+def test_each_recipe_makes_valid_training_settings(hardware):
+    recipe = RECIPES[hardware]
+    TrainSettings(preset=recipe.preset, **recipe.train, max_tokens=recipe.multimode_tokens)
 
 
 def test_budget_parsing():
