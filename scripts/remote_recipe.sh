@@ -2,11 +2,11 @@
 # Train the default-model recipe on a machine without network (a rented GPU, say) for a
 # fixed time, and pack what it trained into files of limited size to bring back.
 #
-# Here, once: the corpus and tokenizer, and their smallest copy that trains (~55 MB):
+# Here, once: the corpus and tokenizer, and their smallest copy that trains (~62 MB):
 #     codemt recipe default --hardware gpu [--preset base] --out RUN --prepare CARRY
-# There, from a checkout of codemt (installed, or its dependencies importable: training
-# needs torch, transformers, accelerate, tokenizers, safetensors, pyarrow, pyyaml, tqdm,
-# pathspec; the evaluation after a finished recipe also sacrebleu and rouge-score):
+# There, from a checkout of codemt (installed, or its dependencies importable: torch,
+# transformers, accelerate, tokenizers, safetensors, pyarrow, pyyaml, tqdm, pathspec;
+# it trains only, the export and evaluation are done back here):
 #     bash scripts/remote_recipe.sh CARRY RESULTS BUDGET [PART_MB]
 #   BUDGET as the recipe takes it (e.g. 8m); PART_MB the largest file to bring back
 #   (default 15). The recipe and preset are the ones CARRY was prepared with.
@@ -40,7 +40,7 @@ python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_devic
 status=0
 read -r hardware preset < <(python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["hardware"], r["preset"])' "$carry/recipe.json")
 trap ':' INT TERM
-python3 -m codemt.cli recipe default --out "$carry" --hardware "$hardware" --preset "$preset" \
+python3 -m codemt.cli recipe default --out "$carry" --hardware "$hardware" --preset "$preset" --train-only \
     --budget "$budget" --quiet 2>&1 | (trap '' INT TERM; exec tee -a "$results/recipe.log") || status=$?
 trap - INT TERM
 

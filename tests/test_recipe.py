@@ -3,6 +3,7 @@
 import dataclasses
 import importlib.util
 import json
+import shutil
 
 import pytest
 import torch
@@ -156,17 +157,34 @@ def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
     size = copy_for_training(tmp_path / "here", tmp_path / "there")
     assert size == sum(f.stat().st_size for f in (tmp_path / "there").rglob("*") if f.is_file())
     assert not (tmp_path / "there" / "cache").exists()
-    train_shard = next((tmp_path / "there" / "corpus" / "shards").glob("train-*.parquet"))
-    assert "name" not in pq.read_schema(train_shard).names  # only what training reads
+    shards = tmp_path / "there" / "corpus" / "shards"
+    assert not list(shards.glob("test-*"))  # evaluated here, not there
+    train_shard = next(shards.glob("train-*.parquet"))
+    table = pq.read_table(train_shard)
+    assert "name" not in table.schema.names  # only what training reads
+    # The context features that the recipe's examples leave out are left empty.
+    assert not any(table.column("imports").to_pylist())
+    whole = pq.read_table(tmp_path / "here" / "corpus" / "shards" / train_shard.name)
+    assert any(whole.column("imports").to_pylist())
     with pytest.raises(ValueError, match="not an empty folder"):
         copy_for_training(tmp_path / "here", tmp_path / "there")
-    # The copy runs the whole recipe: nothing is mined there (no sources), all is evaluated.
-    done = run_recipe(tmp_path / "there", recipe=recipe, sources=(), eval_limit=2, progress=False)
+    # The copy trains the recipe there, nothing mined (no sources); the model comes back here
+    # to be exported and evaluated.
+    trained = run_recipe(
+        tmp_path / "there", recipe=recipe, sources=(), train_only=True, progress=False
+    )
+    assert trained["status"] == "trained" and not (tmp_path / "there" / "model").exists()
+    shutil.copytree(tmp_path / "there" / "multimode", tmp_path / "here" / "multimode")
+    done = run_recipe(
+        tmp_path / "here", recipe=recipe, sources=sources, finish=True, eval_limit=2, progress=False
+    )
     assert done["status"] == "done"
     assert (
         "docstring"
-        in json.loads((tmp_path / "there" / "model" / "evaluation.json").read_text())["modes"]
+        in json.loads((tmp_path / "here" / "model" / "evaluation.json").read_text())["modes"]
     )
+    with pytest.raises(ValueError, match="choose one"):
+        run_recipe(tmp_path / "here", recipe=recipe, finish=True, train_only=True)
 
 
 @pytest.mark.parametrize("native", [True, False])

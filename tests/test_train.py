@@ -265,7 +265,9 @@ def test_a_decaying_schedule_without_max_steps_reaches_zero_at_max_tokens(tmp_pa
     # Epochs differ a little in tokens, so the run ends within a step of the estimate,
     # its learning rate all but decayed.
     assert abs(len(rates) - 12) <= 1
-    assert rates == pytest.approx([learning_rate(i, settings, 12) for i in range(1, len(rates) + 1)])
+    assert rates == pytest.approx(
+        [learning_rate(i, settings, 12) for i in range(1, len(rates) + 1)]
+    )
     assert rates[1] == max(rates) and rates[-1] <= 2 / 11 * rates[1]
 
 
