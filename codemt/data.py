@@ -522,11 +522,21 @@ class ExampleData:
         """Batches this rank sees in `epoch` (every rank sees the same number)."""
         return len(self.plan(epoch)[1]) // world_size
 
-    def tokens(self, epoch: int) -> int:
-        """The real tokens of the epoch's batches as planned, all ranks together: about 1%
-        over what they hold, their lengths being planned before examples are cut."""
+    def tokens(self, epoch: int, sample: int = 64) -> int:
+        """The real tokens of the epoch's batches, all ranks together. Planned lengths are
+        upper bounds (whole-line cutting only shortens, by about 1%), so they are scaled by
+        what `sample` batches spread over the epoch hold once built (all of them, if fewer)."""
         planned, batches = self.plan(epoch)
-        return sum(planned[i].source_len + planned[i].target_len for b in batches for i in b)
+        lengths = [sum(planned[i].source_len + planned[i].target_len for i in b) for b in batches]
+        chosen = spread_rows(len(batches), sample)
+        chosen = range(len(batches)) if chosen is None else chosen.tolist()
+        built = planned_there = 0
+        for index in chosen:
+            for i in batches[index]:
+                source, target = self.build(planned[i], epoch)
+                built += len(source) + len(target)
+            planned_there += lengths[index]
+        return round(sum(lengths) * built / planned_there) if planned_there else 0
 
     def batches(
         self, epoch: int, *, rank: int = 0, world_size: int = 1, start: int = 0

@@ -140,14 +140,14 @@ def _linear(step: int, warmup: int, total: int | None) -> float:
     assert total is not None
     if step < warmup:
         return step / warmup
-    return max(0.0, (total + 1 - step) / (total + 1 - warmup))
+    return max(0.0, (total + 1 - step) / max(1, total + 1 - warmup))
 
 
 def _cosine(step: int, warmup: int, total: int | None) -> float:
     assert total is not None
     if step < warmup:
         return step / warmup
-    progress = min(1.0, (step - warmup) / (total + 1 - warmup))
+    progress = min(1.0, (step - warmup) / max(1, total + 1 - warmup))
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -308,12 +308,24 @@ def decay_steps(settings: TrainSettings, train_data: TrainData, world_size: int 
         return None
     if settings.max_steps is not None:
         return settings.max_steps
-    assert settings.max_tokens is not None
-    batches = train_data.num_batches(0, world_size=world_size) * world_size
+    assert settings.max_tokens is not None and settings.warmup_steps is not None
+    if not hasattr(train_data, "tokens"):
+        raise ValueError(
+            f"the {settings.schedule} schedule ends at max_tokens only for training data that "
+            f"counts its tokens (TrainData.tokens): set max_steps"
+        )
+    batches = train_data.num_batches(0)  # all of them: `tokens` counts them all
     if not batches:
         raise ValueError("the training data has no batches for epoch 0")
     per_step = train_data.tokens(0) / batches * world_size * settings.grad_accum
-    return max(1, math.ceil(settings.max_tokens / per_step))
+    total = max(1, math.ceil(settings.max_tokens / per_step))
+    if total <= settings.warmup_steps:
+        raise ValueError(
+            f"the {settings.schedule} schedule would reach 0 at step {total:,} (max_tokens "
+            f"{settings.max_tokens:,}), within the {settings.warmup_steps:,} warm-up steps: "
+            f"set fewer warm-up steps or more tokens"
+        )
+    return total
 
 
 class TrainingInterrupted(Exception):

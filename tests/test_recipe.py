@@ -168,6 +168,7 @@ def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
     assert any(whole.column("imports").to_pylist())
     with pytest.raises(ValueError, match="not an empty folder"):
         copy_for_training(tmp_path / "here", tmp_path / "there")
+    assert _examples(tmp_path / "here", recipe) == _examples(tmp_path / "there", recipe)
     # The copy trains the recipe there, nothing mined (no sources); the model comes back here
     # to be exported and evaluated.
     trained = run_recipe(
@@ -185,6 +186,26 @@ def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
     )
     with pytest.raises(ValueError, match="choose one"):
         run_recipe(tmp_path / "here", recipe=recipe, finish=True, train_only=True)
+
+
+def _examples(run, recipe) -> list:
+    """Every training example of epoch 0 of a prepared run folder, as the recipe makes them."""
+    from tokenizers import Tokenizer
+
+    from codemt.data import BatchSettings, ExampleData, TokenCache
+    from codemt.examples import ExampleSettings, Vocabulary
+
+    tokenizer = Tokenizer.from_file(str(run / "tokenizer" / "tokenizer.json"))
+    cache = TokenCache.build(run / "corpus", "train", tokenizer, run / "tokens", workers=1)
+    data = ExampleData(
+        cache,
+        Vocabulary.from_tokenizer(tokenizer),
+        "multimode",
+        ExampleSettings(**recipe.examples),
+        BatchSettings(**recipe.batching),
+    )
+    planned, batches = data.plan(0)
+    return [data.build(planned[i], 0) for batch in batches for i in batch]
 
 
 @pytest.mark.parametrize("native", [True, False])

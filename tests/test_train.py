@@ -114,6 +114,9 @@ class SignalAfter:
     def num_batches(self, epoch: int, **kwargs) -> int:
         return self.data.num_batches(epoch, **kwargs)
 
+    def tokens(self, epoch: int) -> int:
+        return self.data.tokens(epoch)
+
 
 class SlowData:
     """Wraps data and takes `seconds` to hand out each batch, as an input-bound loop does."""
@@ -269,6 +272,27 @@ def test_a_decaying_schedule_without_max_steps_reaches_zero_at_max_tokens(tmp_pa
         [learning_rate(i, settings, 12) for i in range(1, len(rates) + 1)]
     )
     assert rates[1] == max(rates) and rates[-1] <= 2 / 11 * rates[1]
+
+
+def test_a_schedule_ending_at_max_tokens_resumes_exactly(tmp_path, tokenizer_dir):
+    data = SyntheticData(n_batches=4)
+    settings = tiny(max_tokens=2 * data.tokens(0), schedule="cosine", warmup_steps=2)
+    train(data, settings, tmp_path / "straight", tokenizer_dir, progress=False)
+    with pytest.raises(TrainingInterrupted):
+        train(SignalAfter(data, 5), settings, tmp_path / "resumed", tokenizer_dir, progress=False)
+    train(data, settings, tmp_path / "resumed", tokenizer_dir, resume=True, progress=False)
+    a, b = read_log(tmp_path / "straight"), read_log(tmp_path / "resumed")
+    assert len(a) == len(b) and column(a, "lr") == pytest.approx(column(b, "lr"), rel=1e-9)
+
+
+def test_a_schedule_ending_at_max_tokens_refuses_what_it_cannot_reckon():
+    data = SyntheticData(n_batches=4)
+    with pytest.raises(ValueError, match="within the 20 warm-up steps"):
+        decay_steps(tiny(max_tokens=data.tokens(0), schedule="linear", warmup_steps=20), data)
+    with pytest.raises(ValueError, match="set max_steps"):
+        decay_steps(tiny(max_tokens=1000, schedule="linear"), OneBatch(data))
+    # A total that ends right after the warm-up decays without dividing by zero.
+    assert learning_rate(5, tiny(max_steps=4, schedule="linear", warmup_steps=5)) == 0.0
 
 
 @pytest.mark.parametrize("optimizer, lr", [("adamw", 3e-3), ("adafactor", 3e-2)])
