@@ -548,10 +548,9 @@ def run_recipe(
     machine that trains (one without network: training needs nothing else); `"trained"`
     (with `train_only`) means training reached its target, and the export and evaluation
     are left to a `finish` where the model is brought back (a copy from `copy_for_training`
-    has no test split to evaluate on). `preset`
-    replaces the recipe's model size (recorded with the recipe, so a resume must repeat
-    it); `recipe` and `sources` replace the hardware's recipe and the mined sources (tests
-    run the pipeline small this way).
+    has no test split to evaluate on). `preset` replaces the recipe's model size (recorded
+    with the recipe, so a resume must repeat it); `recipe` and `sources` replace the
+    hardware's recipe and the mined sources (tests run the pipeline small this way).
     """
     from codemt.mine.pipeline import MineSettings, mine
     from codemt.model import resolve_checkpoint
