@@ -744,7 +744,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="COPY",
         help="mine and train the tokenizer, then stop; with COPY, also write there the "
         "smallest copy of OUT that trains, for a machine without network (the same command "
-        "with --out COPY trains it there)",
+        "with --out COPY --train-only trains it there)",
     )
     parser.add_argument(
         "--finish",
