@@ -46,6 +46,12 @@ class Generation(BaseModel):
         description="docstrings only in words of the training docstrings or the source "
         "(where GET /v1/model says real_words)",
     )
+    name_weight: float = Field(
+        GenerationSettings.name_weight,
+        ge=0,
+        description="docstrings: rank candidates by score plus this times the share of the "
+        "function's name and parameter words they mention (0: by score alone)",
+    )
     seed: int | None = Field(None, description="seeds sampling; batchmates share the seed")
 
 

@@ -340,6 +340,8 @@ def evaluate(
         "model": str(translator.path),
         "backend": translator.backend.name,
         "real_words": translator.settings.real_words and translator.has_word_list,
+        "num_beams": translator.settings.num_beams,
+        "name_weight": translator.settings.name_weight,
         "data": data.name,
         "skipped_rows": data.skipped,
         "modes": {key: result.metrics for key, result in results.items()},

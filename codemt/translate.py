@@ -15,7 +15,8 @@ A method is given as source text (parsed with the miner's extractor, so its feat
 exactly those the model was trained on) or as a corpus record. The model's input is built
 by `codemt.examples.build_translation` with the checkpoint's example settings, so it is the
 input of training to the token. Code targets are chosen syntax-aware: among the beams, the
-best-scored one that parses.
+best-scored one that parses. Docstrings are chosen by score plus a bonus for the share of the
+function's name and parameter words they mention (`GenerationSettings.name_weight`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from codemt.examples import (
     Vocabulary,
     build_translation,
     encode_fields,
+    name_words,
+    signature_names,
 )
 from codemt.mine.extract import extract_methods
 from codemt.mine.reading import SkipFile, parse_with_repairs
@@ -86,6 +89,9 @@ class GenerationSettings:
         length_penalty: beam search divides log-probabilities by length ** length_penalty.
         real_words: docstrings use only words of the training docstrings or of their source
             (`codemt.words`; torch backend, models that carry a word list).
+        name_weight: docstrings: each candidate (beam or sample) is ranked by its score plus
+            this times the share of the function's name and parameter words it mentions
+            (`name_coverage`); 0 ranks by score alone.
         batch_size: methods generated together.
         seed: seeds torch's global RNG before each batch when sampling (None: leave it).
     """
@@ -99,6 +105,7 @@ class GenerationSettings:
     no_repeat_ngram_size: int = 0
     length_penalty: float = 1.0
     real_words: bool = True
+    name_weight: float = 2.0
     batch_size: int = 16
     seed: int | None = None
 
@@ -117,6 +124,8 @@ class GenerationSettings:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.name_weight < 0:
+            raise ValueError(f"name_weight must be 0 (off) or more, got {self.name_weight}")
         if self.no_repeat_ngram_size < 0:
             raise ValueError(
                 f"no_repeat_ngram_size must be 0 (off) or more, got {self.no_repeat_ngram_size}"
@@ -135,6 +144,7 @@ class Candidate:
     text: str
     score: float  # the model's log-probability per token (beam search: its beam score)
     parsed: bool | None  # None for docstrings
+    coverage: float = 0.0  # docstrings: the share of the method's name words it mentions
 
 
 @dataclass(frozen=True)
@@ -285,9 +295,39 @@ def code_parses(record: dict[str, Any], target: str, text: str) -> bool | None:
     return None
 
 
-def choose_candidate(candidates: Sequence[Candidate]) -> Candidate:
-    """The best-scored candidate that parses, else the best-scored one."""
-    return max(candidates, key=lambda c: (c.parsed is True, c.score))
+def choose_candidate(candidates: Sequence[Candidate], name_weight: float = 0.0) -> Candidate:
+    """The best-scored candidate that parses, else the best-scored one; scores count
+    `name_weight` times each candidate's name coverage (docstrings) besides."""
+    return max(candidates, key=lambda c: (c.parsed is True, c.score + name_weight * c.coverage))
+
+
+_NAME_PARTS = re.compile(r"[a-z]+|\d+")
+_TEXT_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def method_name_words(record: dict[str, Any]) -> set[str]:
+    """The words of a method's name and parameter names (`signature_names`), in stem form;
+    one-letter names say nothing and are left out."""
+    names = signature_names(record.get("signature") or "") or name_words(record.get("name", ""))
+    return {_stem(w) for w in _NAME_PARTS.findall(names.lower()) if len(w) > 1}
+
+
+def name_coverage(words: set[str], text: str) -> float:
+    """The share of `words` (from `method_name_words`) that `text` mentions, camel-case
+    and snake_case identifiers split into their words, plurals counted (0 for no words).
+
+    A docstring that names what the function's own names say is more often the right one:
+    among the beams of the recipe's model, preferring it raises ROUGE-L on held-out
+    docstrings (the README, "Translation and evaluation").
+    """
+    if not words:
+        return 0.0
+    said = {_stem(w.lower()) for w in _TEXT_PARTS.findall(text)}
+    return len(words & said) / len(words)
 
 
 # ------------------------------------------------------------------ the translator
@@ -478,8 +518,10 @@ class Translator:
                     f"method {i}: {error}" if len(methods) > 1 else str(error)
                 ) from None
         inputs = self.encode(records, target, style, sources=sources)
-        # Code targets keep every candidate to choose a parsing one; docstrings need one.
-        n_return = settings.candidates if target != "docstring" else 1
+        # Code targets keep every candidate to choose a parsing one, docstrings to choose
+        # one that names what the method's names say (unless that is switched off).
+        ranked = target != "docstring" or settings.name_weight > 0
+        n_return = settings.candidates if ranked else 1
         # Longest first: similar lengths share a batch, and memory runs out early if at all.
         order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
         results: dict[int, Translation] = {}
@@ -490,19 +532,25 @@ class Translator:
                     [inputs[i] for i in batch], n_return, settings, words=target == "docstring"
                 )
                 for i, sequences in zip(batch, generated, strict=True):
-                    results[i] = self._finish(records[i], target, sequences)
+                    results[i] = self._finish(records[i], target, sequences, settings)
                 bar.update(len(batch))
         return [results[i] for i in range(len(inputs))]
 
     def _finish(
-        self, record: dict[str, Any], target: str, sequences: list[tuple[str, float]]
+        self,
+        record: dict[str, Any],
+        target: str,
+        sequences: list[tuple[str, float]],
+        settings: GenerationSettings,
     ) -> Translation:
-        candidates = [
-            Candidate(text, score, code_parses(record, target, text))
-            for text, score in ((FINISHERS[target](t), s) for t, s in sequences)
-        ]
+        texts = [(FINISHERS[target](t), s) for t, s in sequences]
+        if target == "docstring":
+            words = method_name_words(record)
+            candidates = [Candidate(t, s, None, name_coverage(words, t)) for t, s in texts]
+        else:
+            candidates = [Candidate(t, s, code_parses(record, target, t)) for t, s in texts]
         candidates.sort(key=lambda c: -c.score)
-        best = choose_candidate(candidates)
+        best = choose_candidate(candidates, settings.name_weight)  # code: coverage 0
         if target == "docstring":
             return Translation(best.text, best.score)
         return Translation(best.text, best.score, best.parsed, candidates)
@@ -633,19 +681,21 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def generation_settings(args: argparse.Namespace, **settings: Any) -> GenerationSettings:
-    """GenerationSettings from a command's `--max-new-tokens`, `--no-repeat-ngram` and
-    `--any-words`, and `settings` (beams, sampling, batch size) as the command decides them."""
+    """GenerationSettings from a command's `--max-new-tokens`, `--no-repeat-ngram`,
+    `--any-words` and `--name-weight`, and `settings` (beams, sampling, batch size) as the
+    command decides them."""
     return GenerationSettings(
         max_new_tokens=args.max_new_tokens,
         no_repeat_ngram_size=args.no_repeat_ngram,
         real_words=not args.any_words,
+        name_weight=args.name_weight,
         **settings,
     )
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add `--no-repeat-ngram N` and `--any-words` (GenerationSettings.no_repeat_ngram_size
-    and real_words)."""
+    """Add `--no-repeat-ngram N`, `--any-words` and `--name-weight W`
+    (GenerationSettings.no_repeat_ngram_size, real_words and name_weight)."""
     parser.add_argument(
         "--no-repeat-ngram",
         type=int,
@@ -661,6 +711,14 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
         "hold (by default a model with a word list writes only those: no 'restount' made "
         "of stray sub-words)",
     )
+    parser.add_argument(
+        "--name-weight",
+        type=float,
+        default=GenerationSettings.name_weight,
+        metavar="W",
+        help="docstrings: rank the beams by score plus W times the share of the function's "
+        "name and parameter words they mention (default: %(default)s; 0: by score alone)",
+    )
 
 
 def add_model_arguments(
@@ -673,7 +731,8 @@ def add_model_arguments(
 ) -> None:
     """The model options of the commands that put a model to use (translate, docstring,
     complete, lsp, serve): `--model` and `--backend`, and with `generation` also `--beams`,
-    `--max-new-tokens`, `--no-repeat-ngram` and `--any-words` (and `--batch-size` if asked)."""
+    `--max-new-tokens`, `--no-repeat-ngram`, `--any-words` and `--name-weight` (and
+    `--batch-size` if asked)."""
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,

@@ -21,6 +21,8 @@ from codemt.translate import (
     finish_body,
     finish_docstring,
     finish_signature,
+    method_name_words,
+    name_coverage,
     parse_method,
     source_features,
     split_location,
@@ -179,6 +181,29 @@ def test_syntax_aware_choice_prefers_a_parsing_candidate():
     assert choose_candidate([b, a]) is a
 
 
+def test_name_coverage_counts_the_method_names_a_docstring_mentions():
+    record = {"name": "loadConfig", "signature": "def loadConfig(self, file_paths, x=1):"}
+    words = method_name_words(record)
+    assert words == {"load", "config", "file", "path"}  # no self, no one-letter names
+    assert name_coverage(words, "Load the configuration.") == 0.25
+    assert name_coverage(words, "Load a `Config` from the file paths.") == 1.0
+    assert name_coverage(words, "Read settings from disk.") == 0.0
+    assert name_coverage(set(), "Anything.") == 0.0
+    # Without a signature, the name alone.
+    assert method_name_words({"name": "Parser.parse_header", "signature": ""}) == {
+        "parse",
+        "header",
+    }
+
+
+def test_name_weight_trades_score_for_coverage():
+    generic = Candidate("Return a list.", -0.9, None, coverage=0.0)
+    named = Candidate("Load the config.", -1.2, None, coverage=1.0)
+    assert choose_candidate([generic, named]) is generic
+    assert choose_candidate([generic, named], name_weight=2.0) is named
+    assert choose_candidate([generic, named], name_weight=0.2) is generic
+
+
 # ------------------------------------------------------------------ the model
 
 
@@ -245,6 +270,26 @@ def test_batches_keep_the_order_of_the_methods(translator):
     assert [t.parsed for t in together] == [None] * 3
     with pytest.raises(ValueError, match="method 1: line 1"):
         translator.translate_batch([ADD, "x = 1"], "docstring")
+
+
+def test_docstrings_are_chosen_by_score_and_name_coverage(translator, monkeypatch):
+    asked = []
+
+    def generate(sources, n_return, settings, *, words=False):
+        asked.append(n_return)
+        beams = [("Return a list.", -0.5), ("Load the config file.", -0.9)]
+        return [beams[:n_return] for _ in sources]
+
+    monkeypatch.setattr(translator, "_generate", generate)
+    method = "def load_config(path):\n    return open(path).read()\n"
+    settings = dataclasses.replace(translator.settings, num_beams=2)
+    chosen = translator.translate_batch([method], "docstring", settings=settings)[0]
+    assert (chosen.text, chosen.score) == ("Load the config file.", -0.9)
+    off = dataclasses.replace(settings, name_weight=0.0)
+    assert translator.translate_batch([method], "docstring", settings=off)[0].text == (
+        "Return a list."
+    )
+    assert asked == [2, 1]  # without the weight, the best beam alone
 
 
 def test_sampling_is_reproducible_with_a_seed(translator):
