@@ -518,7 +518,7 @@ def _check_same_recipe(out: Path, recipe: dict) -> None:
             raise ValueError(
                 f"{out} was started with another recipe (it differs in {', '.join(changed)}; "
                 f"it was started with {started}); continue it with the options (--hardware, "
-                f"--preset) and the codemt version that started it, or start afresh with "
+                f"--preset, --dropout) and the codemt version that started it, or start afresh with "
                 f"another --out"
             )
         return
@@ -536,6 +536,7 @@ def run_recipe(
     benchmark: Path | None = None,
     recipe: Recipe | None = None,
     preset: str | None = None,
+    dropout: float | None = None,
     prepare_only: bool = False,
     finish: bool = False,
     train_only: bool = False,
@@ -553,8 +554,9 @@ def run_recipe(
     machine that trains (one without network: training needs nothing else); `"trained"`
     (with `train_only`) means training reached its target, and the export and evaluation
     are left to a `finish` where the model is brought back (a copy from `copy_for_training`
-    has no test split to evaluate on). `preset` replaces the recipe's model size (recorded
-    with the recipe, so a resume must repeat it); `recipe` and `sources` replace the
+    has no test split to evaluate on). `preset` replaces the recipe's model size and
+    `dropout` its dropout rate (0; both recorded with the recipe, so a resume must repeat
+    them); `recipe` and `sources` replace the
     hardware's recipe and the mined sources (tests run the pipeline small this way).
     """
     from codemt.mine.pipeline import MineSettings, mine
@@ -572,6 +574,10 @@ def run_recipe(
 
         get_preset(preset)  # a clear error for an unknown one
         recipe = replace(recipe, preset=preset)
+    if dropout is not None:
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        recipe = replace(recipe, train={**recipe.train, "dropout": dropout})
     corpus = out / "corpus"
     if finish and train_only:
         raise ValueError("finish exports and evaluates, train_only does neither: choose one")
@@ -743,6 +749,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="another model size than the hardware's recipe (see `codemt presets`), e.g. base",
     )
     parser.add_argument(
+        "--dropout",
+        type=float,
+        metavar="P",
+        help="train with this dropout rate instead of the recipe's 0 (e.g. 0.1)",
+    )
+    parser.add_argument(
         "--prepare",
         nargs="?",
         const=True,
@@ -784,6 +796,7 @@ def _recipe_command(args: argparse.Namespace) -> int:
             budget=args.budget,
             benchmark=args.benchmark,
             preset=args.preset,
+            dropout=args.dropout,
             prepare_only=args.prepare is not None,
             finish=args.finish,
             train_only=args.train_only,
@@ -814,6 +827,7 @@ def _recipe_command(args: argparse.Namespace) -> int:
     else:
         # The options the run was prepared with: another machine's `auto` may differ.
         preset = f" --preset {args.preset}" if args.preset else ""
+        preset += f" --dropout {args.dropout:g}" if args.dropout is not None else ""
         train = f"codemt recipe default --hardware {status['hardware']}{preset}"
         if copy is None:
             print(

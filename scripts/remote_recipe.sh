@@ -3,13 +3,13 @@
 # fixed time, and pack what it trained into files of limited size to bring back.
 #
 # Here, once: the corpus and tokenizer, and their smallest copy that trains (~62 MB):
-#     codemt recipe default --hardware gpu [--preset base] --out RUN --prepare CARRY
+#     codemt recipe default --hardware gpu [--preset base] [--dropout 0.1] --out RUN --prepare CARRY
 # There, from a checkout of codemt (installed, or its dependencies importable: torch,
 # transformers, accelerate, tokenizers, safetensors, pyarrow, pyyaml, tqdm, pathspec;
 # it trains only, the export and evaluation are done back here):
 #     bash scripts/remote_recipe.sh CARRY RESULTS BUDGET [PART_MB]
 #   BUDGET as the recipe takes it (e.g. 8m); PART_MB the largest file to bring back
-#   (default 15). The recipe and preset are the ones CARRY was prepared with.
+#   (default 15). The recipe, preset and dropout are the ones CARRY was prepared with.
 # Back here:
 #     mkdir NEW && cat RESULTS/run.tgz.part-* | tar xzf - -C NEW
 #     codemt evaluate NEW/multimode --backend torch --modes docstring --data BENCHMARK.jsonl
@@ -39,10 +39,11 @@ python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_devic
 # A stop signal (SIGINT, SIGTERM) also makes it save: this shell and `tee` outlive it, so
 # its last words are logged and what it saved is packed; its status is this script's.
 status=0
-read -r hardware preset < <(python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["hardware"], r["preset"])' "$carry/recipe.json")
+# The options the copy was prepared with, as the recipe recorded them.
+read -r hardware preset dropout < <(python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["hardware"], r["preset"], r["train"].get("dropout", ""))' "$carry/recipe.json")
 trap ':' INT TERM
-python3 -m codemt.cli recipe default --out "$carry" --hardware "$hardware" --preset "$preset" --train-only \
-    --budget "$budget" --quiet 2>&1 | (trap '' INT TERM; exec tee -a "$results/recipe.log") || status=$?
+python3 -m codemt.cli recipe default --out "$carry" --hardware "$hardware" --preset "$preset" \
+    ${dropout:+--dropout "$dropout"} --train-only --budget "$budget" --quiet 2>&1 | (trap '' INT TERM; exec tee -a "$results/recipe.log") || status=$?
 trap - INT TERM
 
 python3 - "$carry" "$pack" <<'EOF' || { echo "nothing to pack" >&2; exit $(( status ? status : 1 )); }

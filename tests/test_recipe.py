@@ -148,6 +148,23 @@ def test_a_prepared_run_folder_holds_corpus_and_tokenizer_and_its_preset(tmp_pat
         run_recipe(tmp_path, recipe=TINY, sources=sources, progress=False)
 
 
+def test_dropout_is_part_of_the_recipe(tmp_path):
+    sources = tuple(str(STDLIB / m) for m in MODULES[:2])
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+        run_recipe(tmp_path, recipe=TINY, sources=sources, dropout=1.0, progress=False)
+    run_recipe(
+        tmp_path, recipe=TINY, sources=sources, dropout=0.1, prepare_only=True, progress=False
+    )
+    assert json.loads((tmp_path / "recipe.json").read_text())["train"]["dropout"] == 0.1
+    # Resuming without it (or with another rate) is another recipe.
+    with pytest.raises(ValueError, match="another recipe .*train"):
+        run_recipe(tmp_path, recipe=TINY, sources=sources, prepare_only=True, progress=False)
+    again = run_recipe(
+        tmp_path, recipe=TINY, sources=sources, dropout=0.1, prepare_only=True, progress=False
+    )
+    assert again["status"] == "prepared"
+
+
 def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
     import pyarrow.parquet as pq
 
@@ -249,6 +266,9 @@ def test_the_prepare_command_refuses_a_used_copy_folder_before_mining(
     )
     assert main([*command, "--preset", "base"]) == 0
     assert "codemt recipe default --hardware gpu --preset base --out" in capsys.readouterr().out
+    assert main([*command, "--preset", "base", "--dropout", "0.1"]) == 0
+    printed = capsys.readouterr().out
+    assert "codemt recipe default --hardware gpu --preset base --dropout 0.1 --out" in printed
 
 
 def test_finish_exports_and_evaluates_what_is_trained_so_far(tmp_path):
