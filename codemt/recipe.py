@@ -826,9 +826,9 @@ def _recipe_command(args: argparse.Namespace) -> int:
         )
     else:
         # The options the run was prepared with: another machine's `auto` may differ.
-        preset = f" --preset {args.preset}" if args.preset else ""
-        preset += f" --dropout {args.dropout:g}" if args.dropout is not None else ""
-        train = f"codemt recipe default --hardware {status['hardware']}{preset}"
+        options = f" --preset {args.preset}" if args.preset else ""
+        options += f" --dropout {args.dropout:g}" if args.dropout is not None else ""
+        train = f"codemt recipe default --hardware {status['hardware']}{options}"
         if copy is None:
             print(
                 f"corpus and tokenizer ready in {args.out}; train with `{train} --out {args.out}`"
