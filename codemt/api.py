@@ -49,6 +49,7 @@ class Generation(BaseModel):
     name_weight: float = Field(
         GenerationSettings.name_weight,
         ge=0,
+        allow_inf_nan=False,
         description="docstrings: rank candidates by score plus this times the share of the "
         "function's name and parameter words they mention (0: by score alone)",
     )

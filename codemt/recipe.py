@@ -132,12 +132,13 @@ RECIPES = {
     # sources and targets, every other undocumented method each epoch (the GPU has tokens to
     # spare and the docstring examples would otherwise repeat many times), batches of 64k
     # tokens with more padding allowed (fuller batches, fewer optimiser steps to pay for).
-    # Adafactor at T5's settings (lr 1e-2, 64k-token batches). `multimode_tokens` is what one
-    # H200 trained in 7.5 minutes (2,179 steps, 7 epochs, at 250-300k tokens/s). Training on
+    # Adafactor at T5's settings (lr 1e-2, 64k-token batches). `multimode_tokens` was first
+    # what one H200 trained in 7.5 minutes (2,179 steps, 7 epochs, at 250-300k tokens/s;
+    # it is now set by an H100's budget, see the end of this comment). Training on
     # to 5,157 steps (18 epochs) made bodies better but docstrings worse: the docstring task's
     # own validation loss rose from 4.45 to 5.09 while the all-mode one still fell, and its
     # CodeXGLUE smoothed BLEU-4 went from 11.9 to 9.7. So the run keeps the checkpoint with
-    # the lowest docstring-task validation loss (`select_on`), and the target stays here.
+    # the lowest docstring-task validation loss (`select_on`), and the target stayed there.
     # (Those runs mined an environment without the `corpus` extra: 37k documented methods
     # to train on, not 61k.) With the copy mechanism, from scratch on the larger corpus, one
     # H100 trained 97.9M tokens in 412 s and the docstring task's validation loss was still
@@ -492,7 +493,8 @@ def model_card(model: Path) -> str:
         lines += [
             "## Evaluation",
             "",
-            f"`codemt evaluate` of this model, 4 beams, on {measured}.",
+            f"`codemt evaluate` of this model, 4 beams (docstrings chosen among them with "
+            f"`--name-weight` as recorded in `evaluation.json`), on {measured}.",
             "",
             "Our test split (repositories never trained on):",
             "",
@@ -577,7 +579,8 @@ def run_recipe(
     if dropout is not None:
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        recipe = replace(recipe, train={**recipe.train, "dropout": dropout})
+        if dropout != recipe.train.get("dropout", 0.0):  # --dropout 0 is the recipe itself
+            recipe = replace(recipe, train={**recipe.train, "dropout": dropout})
     corpus = out / "corpus"
     if finish and train_only:
         raise ValueError("finish exports and evaluates, train_only does neither: choose one")
@@ -787,6 +790,9 @@ def _recipe_command(args: argparse.Namespace) -> int:
     from codemt.train import TrainingInterrupted
 
     copy = None if args.prepare in (None, True) else Path(args.prepare)
+    # The options a run was started with, which every later command on it must repeat.
+    options = f" --preset {args.preset}" if args.preset else ""
+    options += f" --dropout {args.dropout}" if args.dropout is not None else ""
     try:
         if copy is not None:
             check_copy_destination(copy)  # before mining, which takes minutes
@@ -818,7 +824,8 @@ def _recipe_command(args: argparse.Namespace) -> int:
     elif status["status"] == "trained":
         print(
             f"trained to the recipe's target in {args.out}; bring {args.out / 'multimode'} "
-            f"back into the prepared run folder and export and evaluate it there with --finish"
+            f"back into the prepared run folder and export and evaluate it there with "
+            f"`codemt recipe default --hardware {status['hardware']}{options} --out RUN --finish`"
         )
     elif status["status"] == "stopped":
         print(
@@ -826,8 +833,6 @@ def _recipe_command(args: argparse.Namespace) -> int:
         )
     else:
         # The options the run was prepared with: another machine's `auto` may differ.
-        options = f" --preset {args.preset}" if args.preset else ""
-        options += f" --dropout {args.dropout:g}" if args.dropout is not None else ""
         train = f"codemt recipe default --hardware {status['hardware']}{options}"
         if copy is None:
             print(

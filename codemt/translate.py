@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
+import math
 import re
 import sys
 import textwrap
@@ -80,9 +81,10 @@ class GenerationSettings:
     """How to generate.
 
     Attributes:
-        num_beams: beam width; 1 is greedy decoding. Code targets choose among the beams.
+        num_beams: beam width; 1 is greedy decoding. The result is chosen among the beams.
         sample: draw sequences at random (temperature, top-p) instead of searching.
-        num_samples: sequences drawn per method when sampling (code targets choose among them).
+        num_samples: sequences drawn per method when sampling (the result is chosen among
+            them).
         temperature, top_p: the sampling distribution.
         max_new_tokens: the longest output, in tokens.
         no_repeat_ngram_size: forbid repeating any n-gram of this size (0: allow).
@@ -91,7 +93,8 @@ class GenerationSettings:
             (`codemt.words`; torch backend, models that carry a word list).
         name_weight: docstrings: each candidate (beam or sample) is ranked by its score plus
             this times the share of the function's name and parameter words it mentions
-            (`name_coverage`); 0 ranks by score alone.
+            (`name_coverage`; only when the signature is among the sources); 0 ranks by score
+            alone. Tuned with length_penalty 1, where scores are mean token log-probabilities.
         batch_size: methods generated together.
         seed: seeds torch's global RNG before each batch when sampling (None: leave it).
     """
@@ -124,7 +127,7 @@ class GenerationSettings:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.name_weight < 0:
+        if not (math.isfinite(self.name_weight) and self.name_weight >= 0):
             raise ValueError(f"name_weight must be 0 (off) or more, got {self.name_weight}")
         if self.no_repeat_ngram_size < 0:
             raise ValueError(
@@ -305,20 +308,32 @@ _NAME_PARTS = re.compile(r"[a-z]+|\d+")
 _TEXT_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 
+_PLURAL_ES = re.compile(r"(?:ss|x|ch|sh)es$")
+# Names that docstrings hardly ever spell out.
+_UNSAID_NAMES = frozenset({"args", "kwargs"})
+
+
 def _stem(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+    """`paths` -> `path`, `matches` -> `match`, `class` and `classes` -> `class`."""
+    if _PLURAL_ES.search(word):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
 
 
 def method_name_words(record: dict[str, Any]) -> set[str]:
     """The words of a method's name and parameter names (`signature_names`), in stem form;
-    one-letter names say nothing and are left out."""
+    one-letter names, `args` and `kwargs` say nothing and are left out."""
     names = signature_names(record.get("signature") or "") or name_words(record.get("name", ""))
-    return {_stem(w) for w in _NAME_PARTS.findall(names.lower()) if len(w) > 1}
+    words = _NAME_PARTS.findall(names.lower())
+    return {_stem(w) for w in words if len(w) > 1 and w not in _UNSAID_NAMES}
 
 
 def name_coverage(words: set[str], text: str) -> float:
     """The share of `words` (from `method_name_words`) that `text` mentions, camel-case
-    and snake_case identifiers split into their words, plurals counted (0 for no words).
+    and snake_case identifiers split into their words, regular plurals counted (0 for no
+    words).
 
     A docstring that names what the function's own names say is more often the right one:
     among the beams of the recipe's model, preferring it raises ROUGE-L on held-out
@@ -518,10 +533,10 @@ class Translator:
                     f"method {i}: {error}" if len(methods) > 1 else str(error)
                 ) from None
         inputs = self.encode(records, target, style, sources=sources)
-        # Code targets keep every candidate to choose a parsing one, docstrings to choose
-        # one that names what the method's names say (unless that is switched off).
-        ranked = target != "docstring" or settings.name_weight > 0
-        n_return = settings.candidates if ranked else 1
+        # Every candidate comes back (beam search runs the same search for one or all):
+        # code targets choose a parsing one, docstrings one that names what the method's
+        # names say, where the model sees them.
+        n_return = settings.candidates
         # Longest first: similar lengths share a batch, and memory runs out early if at all.
         order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
         results: dict[int, Translation] = {}
@@ -532,7 +547,8 @@ class Translator:
                     [inputs[i] for i in batch], n_return, settings, words=target == "docstring"
                 )
                 for i, sequences in zip(batch, generated, strict=True):
-                    results[i] = self._finish(records[i], target, sequences, settings)
+                    named = "signature" in (sources or source_features(records[i], target))
+                    results[i] = self._finish(records[i], target, sequences, settings, named)
                 bar.update(len(batch))
         return [results[i] for i in range(len(inputs))]
 
@@ -542,10 +558,13 @@ class Translator:
         target: str,
         sequences: list[tuple[str, float]],
         settings: GenerationSettings,
+        named: bool,
     ) -> Translation:
+        """The chosen candidate; `named`: the source held the signature, whose names a
+        docstring is then rewarded for mentioning."""
         texts = [(FINISHERS[target](t), s) for t, s in sequences]
         if target == "docstring":
-            words = method_name_words(record)
+            words = method_name_words(record) if named else set()
             candidates = [Candidate(t, s, None, name_coverage(words, t)) for t, s in texts]
         else:
             candidates = [Candidate(t, s, code_parses(record, target, t)) for t, s in texts]

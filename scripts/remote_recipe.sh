@@ -15,13 +15,14 @@
 #     codemt evaluate NEW/multimode --backend torch --modes docstring --data BENCHMARK.jsonl
 #   NEW/multimode holds the run's best checkpoint (its lowest docstring validation loss,
 #   else its newest) in 8 bits, with the training log beside it. Moved into RUN,
-#   `codemt recipe default --hardware gpu --out RUN --finish` exports and evaluates it.
+#   `codemt recipe default --hardware gpu [--preset/--dropout as prepared] --out RUN --finish`
+#   exports and evaluates it.
 #   Run again on the same machine, the same command resumes from CARRY's newest checkpoint
 #   there; CARRY copied over afresh has none, and the run starts over.
 set -euo pipefail
 
 if [[ $# -lt 3 ]]; then
-    sed -n '2,20p' "$0" >&2
+    sed -n '2,21p' "$0" >&2
     exit 2
 fi
 carry=$1 results=$2 budget=$3 part_mb=${4:-15}

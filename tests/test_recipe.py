@@ -163,6 +163,17 @@ def test_dropout_is_part_of_the_recipe(tmp_path):
         tmp_path, recipe=TINY, sources=sources, dropout=0.1, prepare_only=True, progress=False
     )
     assert again["status"] == "prepared"
+    # --dropout 0 is the recipe itself, not another one.
+    same = run_recipe(
+        tmp_path / "zero",
+        recipe=TINY,
+        sources=sources,
+        dropout=0.0,
+        prepare_only=True,
+        progress=False,
+    )
+    assert same["status"] == "prepared"
+    assert "dropout" not in json.loads((tmp_path / "zero" / "recipe.json").read_text())["train"]
 
 
 def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
@@ -261,14 +272,19 @@ def test_the_prepare_command_refuses_a_used_copy_folder_before_mining(
     assert main([*command, str(tmp_path / "copy")]) == 2
     assert "not an empty folder" in capsys.readouterr().err and not mined
 
-    monkeypatch.setattr(
-        codemt.recipe, "run_recipe", lambda *a, **k: {"status": "prepared", "hardware": "gpu"}
-    )
+    called = {}
+
+    def prepared(*args, **kwargs):
+        called.update(kwargs)
+        return {"status": "prepared", "hardware": "gpu"}
+
+    monkeypatch.setattr(codemt.recipe, "run_recipe", prepared)
     assert main([*command, "--preset", "base"]) == 0
     assert "codemt recipe default --hardware gpu --preset base --out" in capsys.readouterr().out
     assert main([*command, "--preset", "base", "--dropout", "0.1"]) == 0
     printed = capsys.readouterr().out
     assert "codemt recipe default --hardware gpu --preset base --dropout 0.1 --out" in printed
+    assert called["dropout"] == 0.1 and called["preset"] == "base"
 
 
 def test_finish_exports_and_evaluates_what_is_trained_so_far(tmp_path):

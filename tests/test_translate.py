@@ -80,6 +80,9 @@ def test_generation_settings_reject_bad_values():
         {"num_beams": 1, "sample": True, "top_p": 0.0},
         {"num_beams": 1, "sample": True, "top_p": 1.5},
         {"no_repeat_ngram_size": -1},
+        {"name_weight": -1.0},
+        {"name_weight": float("inf")},
+        {"name_weight": float("nan")},
     ]
     for kwargs in bad:
         with pytest.raises(ValueError):
@@ -185,6 +188,9 @@ def test_name_coverage_counts_the_method_names_a_docstring_mentions():
     record = {"name": "loadConfig", "signature": "def loadConfig(self, file_paths, x=1):"}
     words = method_name_words(record)
     assert words == {"load", "config", "file", "path"}  # no self, no one-letter names
+    assert method_name_words({"name": "f", "signature": "def f(matches, *args, **kwargs):"}) == {
+        "match"
+    }
     assert name_coverage(words, "Load the configuration.") == 0.25
     assert name_coverage(words, "Load a `Config` from the file paths.") == 1.0
     assert name_coverage(words, "Read settings from disk.") == 0.0
@@ -289,7 +295,12 @@ def test_docstrings_are_chosen_by_score_and_name_coverage(translator, monkeypatc
     assert translator.translate_batch([method], "docstring", settings=off)[0].text == (
         "Return a list."
     )
-    assert asked == [2, 1]  # without the weight, the best beam alone
+    assert asked == [2, 2]
+    # A source without the signature gives the model no names to reward.
+    body_only = translator.translate_batch(
+        [method], "docstring", sources=["body"], settings=settings
+    )[0]
+    assert body_only.text == "Return a list."
 
 
 def test_sampling_is_reproducible_with_a_seed(translator):
