@@ -39,7 +39,12 @@ class Generation(BaseModel):
         description="longest output in tokens; the server refuses more than its limit "
         "(GET /health shows it)",
     )
-    no_repeat_ngram_size: int = Field(0, ge=0)
+    no_repeat_ngram_size: int | None = Field(
+        None,
+        ge=0,
+        description="never repeat this many tokens (0: allow; default: 4 for "
+        "docstrings, 0 for code)",
+    )
     length_penalty: float = 1.0
     real_words: bool = Field(
         GenerationSettings.real_words,

@@ -192,7 +192,8 @@ class TorchBackend:
         options: dict[str, Any] = {
             "max_new_tokens": settings.max_new_tokens,
             "num_return_sequences": n_return,
-            "no_repeat_ngram_size": settings.no_repeat_ngram_size,
+            # None (not set for a target: `GenerationSettings.for_target`): allow.
+            "no_repeat_ngram_size": settings.no_repeat_ngram_size or 0,
         }
         if settings.sample:
             options |= {"do_sample": True, "temperature": settings.temperature}
@@ -323,7 +324,8 @@ class CTranslate2Backend:
             "max_decoding_length": settings.max_new_tokens,
             "min_decoding_length": 0,  # as transformers: </s> may come first
             "max_input_length": 0,  # inputs are built to the model's length already
-            "no_repeat_ngram_size": settings.no_repeat_ngram_size,
+            # None (not set for a target: `GenerationSettings.for_target`): allow.
+            "no_repeat_ngram_size": settings.no_repeat_ngram_size or 0,
             "return_scores": True,
         }
         model = self.model

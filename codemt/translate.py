@@ -30,7 +30,7 @@ import sys
 import textwrap
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +87,8 @@ class GenerationSettings:
             them).
         temperature, top_p: the sampling distribution.
         max_new_tokens: the longest output, in tokens.
-        no_repeat_ngram_size: forbid repeating any n-gram of this size (0: allow).
+        no_repeat_ngram_size: forbid repeating any n-gram of tokens of this size (0: allow;
+            None: by target, `NO_REPEAT_NGRAM`).
         length_penalty: beam search divides log-probabilities by length ** length_penalty.
         real_words: docstrings use only words of the training docstrings or of their source
             (`codemt.words`; torch backend, models that carry a word list).
@@ -105,7 +106,7 @@ class GenerationSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 128
-    no_repeat_ngram_size: int = 0
+    no_repeat_ngram_size: int | None = None
     length_penalty: float = 1.0
     real_words: bool = True
     name_weight: float = 2.0
@@ -129,7 +130,7 @@ class GenerationSettings:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not (math.isfinite(self.name_weight) and self.name_weight >= 0):
             raise ValueError(f"name_weight must be 0 (off) or more, got {self.name_weight}")
-        if self.no_repeat_ngram_size < 0:
+        if self.no_repeat_ngram_size is not None and self.no_repeat_ngram_size < 0:
             raise ValueError(
                 f"no_repeat_ngram_size must be 0 (off) or more, got {self.no_repeat_ngram_size}"
             )
@@ -138,6 +139,19 @@ class GenerationSettings:
     def candidates(self) -> int:
         """How many sequences one method's generation yields."""
         return self.num_samples if self.sample else self.num_beams
+
+    def for_target(self, target: str) -> GenerationSettings:
+        """These settings with the target's own `no_repeat_ngram_size` where none is set."""
+        if self.no_repeat_ngram_size is not None:
+            return self
+        return replace(self, no_repeat_ngram_size=NO_REPEAT_NGRAM[target])
+
+
+# Docstrings never repeat 4 tokens: an under-trained model's "the total number of the total
+# number of ..." goes, and on the recipe's model smoothed BLEU-4 / ROUGE-L F of 300 valid
+# docstrings went from 13.28 / 19.71 to 13.44 / 20.16 (CodeXGLUE sample: 13.84 / 20.58 ->
+# 13.82 / 20.66). Code repeats itself by nature (`self.x = x` lines), so it may.
+NO_REPEAT_NGRAM = {"docstring": 4, "body": 0, "signature": 0}
 
 
 @dataclass(frozen=True)
@@ -523,7 +537,7 @@ class Translator:
         from tqdm.auto import tqdm
 
         check_target(target)
-        settings = settings or self.settings
+        settings = (settings or self.settings).for_target(target)
         records = []
         for i, method in enumerate(methods):
             try:
@@ -718,10 +732,10 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-repeat-ngram",
         type=int,
-        default=GenerationSettings.no_repeat_ngram_size,
+        default=None,
         metavar="N",
-        help="never repeat a sequence of N tokens (0, the default: allow); 4 to 6 stops the "
-        "runaway repetition of an under-trained model in code bodies",
+        help="never repeat a sequence of N tokens (0: allow; default: 4 for docstrings, 0 for "
+        "code); 4 to 6 stops the runaway repetition of an under-trained model in code bodies",
     )
     parser.add_argument(
         "--any-words",

@@ -89,6 +89,15 @@ def test_generation_settings_reject_bad_values():
             GenerationSettings(**kwargs)
 
 
+def test_no_repeat_ngram_is_set_by_target_unless_given():
+    settings = GenerationSettings()
+    assert settings.for_target("docstring").no_repeat_ngram_size == 4
+    assert settings.for_target("body").no_repeat_ngram_size == 0
+    assert settings.for_target("signature").no_repeat_ngram_size == 0
+    allowed = GenerationSettings(no_repeat_ngram_size=0)
+    assert allowed.for_target("docstring") is allowed
+
+
 def test_example_settings_come_from_the_checkpoint_meta():
     recorded = {"max_source_tokens": 100, "max_target_tokens": 20}
     assert example_settings({"examples": recorded}).max_source_tokens == 100
@@ -282,7 +291,7 @@ def test_docstrings_are_chosen_by_score_and_name_coverage(translator, monkeypatc
     asked = []
 
     def generate(sources, n_return, settings, *, words=False):
-        asked.append(n_return)
+        asked.append((n_return, settings.no_repeat_ngram_size))
         beams = [("Return a list.", -0.5), ("Load the config file.", -0.9)]
         return [beams[:n_return] for _ in sources]
 
@@ -295,7 +304,7 @@ def test_docstrings_are_chosen_by_score_and_name_coverage(translator, monkeypatc
     assert translator.translate_batch([method], "docstring", settings=off)[0].text == (
         "Return a list."
     )
-    assert asked == [2, 2]
+    assert asked == [(2, 4), (2, 4)]  # every beam; docstrings never repeat 4 tokens
     # A source without the signature gives the model no names to reward.
     body_only = translator.translate_batch(
         [method], "docstring", sources=["body"], settings=settings
