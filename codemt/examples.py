@@ -136,9 +136,13 @@ class ExampleSettings:
 # ------------------------------------------------------------------ feature texts
 
 
+# The words of an identifier: camel-case humps, lower-case runs, numbers (`_` splits too).
+WORD_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
 def name_words(name: str) -> str:
     """A function's name as lower-case words: `Cls.getHTTPResponse_code` -> `get http response code`."""
-    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name.rsplit(".", 1)[-1])
+    words = WORD_PARTS.findall(name.rsplit(".", 1)[-1])
     return " ".join(words).lower()
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from codemt.examples import (
     DOCSTRING_STYLES,
     FEATURES,
+    WORD_PARTS,
     ExampleSettings,
     Mode,
     Vocabulary,
@@ -318,10 +319,7 @@ def choose_candidate(candidates: Sequence[Candidate], name_weight: float = 0.0) 
     return max(candidates, key=lambda c: (c.parsed is True, c.score + name_weight * c.coverage))
 
 
-_NAME_PARTS = re.compile(r"[a-z]+|\d+")
-_TEXT_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-
-
+_NAME_PARTS = re.compile(r"[a-z]+|\d+")  # of `signature_names`' lower-case words
 _PLURAL_ES = re.compile(r"(?:ss|x|ch|sh)es$")
 # Names that docstrings hardly ever spell out.
 _UNSAID_NAMES = frozenset({"args", "kwargs"})
@@ -355,7 +353,7 @@ def name_coverage(words: set[str], text: str) -> float:
     """
     if not words:
         return 0.0
-    said = {_stem(w.lower()) for w in _TEXT_PARTS.findall(text)}
+    said = {_stem(w.lower()) for w in WORD_PARTS.findall(text)}
     return len(words & said) / len(words)
 
 
