@@ -21,7 +21,7 @@ import os
 import shutil
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +52,7 @@ from codemt.examples import (
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4  # 4: `key.npy`
 TOKENS_FILE = "tokens.int32"  # every id of every field, back to back, raw little-endian int32
 STAGES = ("pretrain", "multimode")
 _STYLE_CODES = ("", "summary", "google", "numpy", "rest", "other")
@@ -117,6 +117,7 @@ class TokenCache:
         self.lengths = np.diff(self.offsets, axis=1)  # (methods, fields)
         self.style = np.load(self.folder / "style.npy")  # index into _STYLE_CODES
         self.docstring_task = np.load(self.folder / "docstring_task.npy")
+        self.key = np.load(self.folder / "key.npy")  # `method_keys`
         self.meta = json.loads((self.folder / "meta.json").read_text())
 
     def __len__(self) -> int:
@@ -192,12 +193,13 @@ class TokenCache:
     @classmethod
     def _write(cls, tmp, corpus_dir, split, tokenizer, limit, batch_size, workers) -> None:
         """Tokenise the split into the folder `tmp`, `meta.json` last."""
-        offsets, styles, eligible = cls._tokenize(
+        offsets, styles, eligible, keys = cls._tokenize(
             corpus_dir, split, tokenizer, tmp / TOKENS_FILE, limit, batch_size, workers
         )
         np.save(tmp / "offsets.npy", offsets)
         np.save(tmp / "style.npy", styles)
         np.save(tmp / "docstring_task.npy", eligible)
+        np.save(tmp / "key.npy", keys)
         meta = {
             "corpus": str(corpus_dir),
             "split": split,
@@ -209,7 +211,7 @@ class TokenCache:
     @staticmethod
     def _tokenize(corpus_dir, split, tokenizer, path, limit, batch_size, workers):
         """Stream the split's records, append every field's ids to `path`; return the
-        offsets (methods, fields + 1), style codes and docstring-task flags."""
+        offsets (methods, fields + 1), style codes, docstring-task flags and keys."""
         columns = list(CACHED_COLUMNS)
         shards = corpus.shard_paths(corpus_dir, split)
         total = sum(pq.ParquetFile(p).metadata.num_rows for p in shards)
@@ -272,9 +274,9 @@ def _feature_tokenizer(tokenizer_json: str) -> Tokenizer:
 
 def _tokenize_batch(
     batch: pa.RecordBatch, tokenizer: Tokenizer | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One batch of methods: every field's ids back to back (int32), the fields' lengths
-    (methods, fields), style codes and docstring-task flags."""
+    (methods, fields), style codes, docstring-task flags and keys (`method_keys`)."""
     tokenizer = _TOKENIZER if tokenizer is None else tokenizer
     records = batch.to_pylist()
     texts = [feature_texts(r) for r in records]
@@ -291,7 +293,19 @@ def _tokenize_batch(
         [_STYLE_CODES.index(r["docstring_style"] or "") for r in records], dtype=np.int8
     )
     eligible = np.asarray([bool(r["docstring_task"]) for r in records], dtype=bool)
-    return ids, lengths, styles, eligible
+    keys = method_keys([r["signature"] for r in records], [r["body"] or "" for r in records])
+    return ids, lengths, styles, eligible, keys
+
+
+def method_keys(signatures: Sequence[str], bodies: Sequence[str]) -> np.ndarray:
+    """A number in [0, 1) per method, from its signature and body alone (float64): the
+    same for a method wherever it is stored, so a share of methods chosen by key
+    (`ExampleSettings.undocumented_kept`) is the same in a corpus and in a copy of it."""
+    keys = np.empty(len(signatures), dtype=np.float64)
+    for i, (signature, body) in enumerate(zip(signatures, bodies, strict=True)):
+        digest = hashlib.blake2b(f"{signature}\0{body}".encode(), digest_size=8).digest()
+        keys[i] = int.from_bytes(digest, "little") / 2**64
+    return keys
 
 
 def _in_order(pool: ProcessPoolExecutor, fn, items: Iterator, ahead: int) -> Iterator:
@@ -305,23 +319,27 @@ def _in_order(pool: ProcessPoolExecutor, fn, items: Iterator, ahead: int) -> Ite
         yield pending.popleft().result()
 
 
-def _write_tokens(encoded: Iterator, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _write_tokens(
+    encoded: Iterator, path: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Write the ids of `_tokenize_batch` results to `path`; return the offsets into them
-    (methods, fields + 1), the style codes and the docstring-task flags."""
-    lengths, styles, eligible = [], [], []
+    (methods, fields + 1), the style codes, the docstring-task flags and the keys."""
+    lengths, styles, eligible, keys = [], [], [], []
     with open(path, "wb") as out:
-        for ids, field_lengths, batch_styles, batch_eligible in encoded:
+        for ids, field_lengths, batch_styles, batch_eligible, batch_keys in encoded:
             out.write(ids.tobytes())
             lengths.append(field_lengths)
             styles.append(batch_styles)
             eligible.append(batch_eligible)
+            keys.append(batch_keys)
     if not lengths:
         empty = np.zeros((0, len(TOKEN_FIELDS) + 1), dtype=np.int64)
-        return empty, np.zeros(0, np.int8), np.zeros(0, bool)
+        return empty, np.zeros(0, np.int8), np.zeros(0, bool), np.zeros(0, np.float64)
     flat = np.concatenate(lengths).reshape(-1)  # every field of every method, in file order
     ends = np.cumsum(flat).reshape(-1, len(TOKEN_FIELDS))
     starts = ends[:, :1] - flat.reshape(-1, len(TOKEN_FIELDS))[:, :1]
-    return np.hstack([starts, ends]), np.concatenate(styles), np.concatenate(eligible)
+    offsets = np.hstack([starts, ends])
+    return offsets, np.concatenate(styles), np.concatenate(eligible), np.concatenate(keys)
 
 
 @dataclass(frozen=True)
@@ -379,6 +397,11 @@ class ExampleData:
         has = cache.lengths[:, [TOKEN_FIELDS.index(f) for f in FEATURES]] > 0
         bits = np.column_stack([has, cache.docstring_task.astype(bool)]).reshape(len(cache), 4)
         self._kinds: list[int] = (bits * (1 << np.arange(4))).sum(axis=1).tolist()
+        # The methods that take part at all: every documented one, and the undocumented
+        # ones whose key is below the share kept. Left out before any random draw, so a
+        # copy of the corpus without them plans the very same epochs.
+        kept = cache.docstring_task.astype(bool) | (cache.key < examples.undocumented_kept)
+        self._kept: list[bool] = kept.tolist()
         self._choices: dict[int, tuple[list[Mode], np.ndarray | None, bool]] = {}
         self._lengths: dict[tuple[int, int, str | None], tuple[int, int]] = {}
 
@@ -464,6 +487,8 @@ class ExampleData:
         )
         planned: list[Planned] = []
         for method in range(len(self.cache)):
+            if not self._kept[method]:
+                continue
             item = (
                 self._plan_translation(method, rng)
                 if self.stage == "multimode"

@@ -100,6 +100,11 @@ class ExampleSettings:
     # each multi-mode epoch (afresh every epoch): below 1, the docstring task gets more of
     # the training tokens. Most mined methods have no docstring.
     undocumented_share: float = 1.0
+    # Of those methods, the share that takes part in training at all: a fixed set, the
+    # methods whose key (`codemt.data.method_keys`, a hash of signature and body) is below
+    # it. `undocumented_share` is then drawn from this set. The others can be left out of
+    # a copy of the corpus made to train elsewhere (`codemt.recipe.copy_for_training`).
+    undocumented_kept: float = 1.0
     # Follow a source signature with its names as words, `# save act (path)`: summaries
     # reuse those words, spelled as prose tokens (` path`), not as identifier pieces
     # (`_path`), so the model can copy them instead of learning to respell each one.
@@ -119,6 +124,8 @@ class ExampleSettings:
             raise ValueError(f"summary_fraction must be in [0, 1], got {self.summary_fraction}")
         if not 0.0 <= self.undocumented_share <= 1.0:
             raise ValueError(f"undocumented_share must be in [0, 1], got {self.undocumented_share}")
+        if not 0.0 <= self.undocumented_kept <= 1.0:
+            raise ValueError(f"undocumented_kept must be in [0, 1], got {self.undocumented_kept}")
         if not 0.0 < self.noise_density < 1.0:
             raise ValueError(f"noise_density must be in (0, 1), got {self.noise_density}")
         if self.mean_noise_span < 1.0:

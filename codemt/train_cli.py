@@ -48,7 +48,13 @@ def _task_data(cache, vocab, stage: str, examples, batching, mode_name: str):
             f"{', '.join(names)}"
         )
     weights = {name: float(name == mode_name) for name in names}
-    only = replace(examples, mode_weights=weights, undocumented_share=1.0, summary_fraction=1.0)
+    only = replace(
+        examples,
+        mode_weights=weights,
+        undocumented_share=1.0,
+        undocumented_kept=1.0,
+        summary_fraction=1.0,
+    )
     data = ExampleData(cache, vocab, stage, only, batching)
     if not len(cache) or not data.num_batches(0):
         raise ValueError(f"select_on {mode_name!r}: the validation split has no such examples")
@@ -182,7 +188,11 @@ def run_training(
         valid_data = (
             # Every valid method, whatever the share trained on: losses stay comparable.
             ExampleData(
-                valid_cache, vocab, name, replace(examples, undocumented_share=1.0), batching
+                valid_cache,
+                vocab,
+                name,
+                replace(examples, undocumented_share=1.0, undocumented_kept=1.0),
+                batching,
             )
             if len(valid_cache)
             else None

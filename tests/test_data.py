@@ -66,7 +66,7 @@ def test_worker_processes_build_the_same_cache(
         workers=2,
     )  # fmt: skip
     assert parallel.folder.name == serial.folder.name and len(parallel) == (limit or len(cache))
-    for name in ("tokens.int32", "offsets.npy", "style.npy", "docstring_task.npy"):
+    for name in ("tokens.int32", "offsets.npy", "style.npy", "docstring_task.npy", "key.npy"):
         assert (parallel.folder / name).read_bytes() == (serial.folder / name).read_bytes(), name
     assert not small_tokenizer.encode_special_tokens  # the caller's tokenizer as it was
 
@@ -226,6 +226,39 @@ def test_undocumented_share_thins_only_methods_without_a_task_docstring(cache, s
     assert {p.method for p in planned(0.0)} == documented
     with pytest.raises(ValueError, match="undocumented_share"):
         ExampleSettings(undocumented_share=1.5)
+
+
+def test_undocumented_kept_is_a_fixed_set_of_methods_without_a_task_docstring(
+    cache, small_tokenizer
+):
+    vocab = Vocabulary.from_tokenizer(small_tokenizer)
+
+    def methods(epoch: int = 0, **settings) -> set[int]:
+        data = ExampleData(
+            cache, vocab, "multimode", ExampleSettings(**settings), BatchSettings()
+        )
+        return {p.method for p in data.plan(epoch)[0]}
+
+    documented = {i for i in range(len(cache)) if cache.docstring_task[i]}
+    everything = methods()
+    kept = methods(undocumented_kept=0.4)
+    assert documented <= kept < everything
+    chosen = {i for i in range(len(cache)) if cache.key[i] < 0.4}
+    assert kept == everything & (documented | chosen)
+    # The same methods every epoch, a share of them drawn each epoch, none outside them.
+    assert methods(1, undocumented_kept=0.4) == kept
+    assert methods(1, undocumented_kept=0.4, undocumented_share=0.5) < kept
+    assert methods(undocumented_kept=0.0) == everything & documented
+    with pytest.raises(ValueError, match="undocumented_kept"):
+        ExampleSettings(undocumented_kept=-0.1)
+
+
+def test_method_keys_depend_on_signature_and_body_alone():
+    from codemt.data import method_keys
+
+    keys = method_keys(["def f(x):", "def f(x):", "def g(x):"], ["return x", "return x", ""])
+    assert keys[0] == keys[1] != keys[2] and ((0 <= keys) & (keys < 1)).all()
+    assert method_keys(["def f(x):"], ["return x"])[0] == keys[0]
 
 
 def test_plan_draws_modes_as_rng_choice_does(cache, small_tokenizer):

@@ -180,7 +180,10 @@ def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
     import pyarrow.parquet as pq
 
     sources = tuple(str(STDLIB / m) for m in MODULES)  # enough projects for a test split
-    recipe = dataclasses.replace(TINY, pretrain_tokens=0)
+    # Half the undocumented methods take part: the copy leaves the others out.
+    recipe = dataclasses.replace(
+        TINY, pretrain_tokens=0, examples=TINY.examples | {"undocumented_kept": 0.5}
+    )
     run_recipe(tmp_path / "here", recipe=recipe, sources=sources, prepare_only=True, progress=False)
     size = copy_for_training(tmp_path / "here", tmp_path / "there")
     assert size == sum(f.stat().st_size for f in (tmp_path / "there").rglob("*") if f.is_file())
@@ -192,8 +195,15 @@ def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
     assert "name" not in table.schema.names  # only what training reads
     # The context features that the recipe's examples leave out are left empty.
     assert not any(table.column("imports").to_pylist())
-    whole = pq.read_table(tmp_path / "here" / "corpus" / "shards" / train_shard.name)
+    whole_shards = tmp_path / "here" / "corpus" / "shards"
+    whole = pq.read_table(whole_shards / train_shard.name)
     assert any(whole.column("imports").to_pylist())
+    documented = sum(whole.column("docstring_task").to_pylist())
+    assert documented == sum(table.column("docstring_task").to_pylist())
+    undocumented = (len(whole) - documented, len(table) - documented)
+    assert 0.3 * undocumented[0] < undocumented[1] < 0.7 * undocumented[0]
+    valid = next(shards.glob("valid-*.parquet"))  # validation keeps every method
+    assert len(pq.read_table(valid)) == len(pq.read_table(whole_shards / valid.name))
     with pytest.raises(ValueError, match="not an empty folder"):
         copy_for_training(tmp_path / "here", tmp_path / "there")
     assert _examples(tmp_path / "here", recipe) == _examples(tmp_path / "there", recipe)
