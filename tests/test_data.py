@@ -234,9 +234,7 @@ def test_undocumented_kept_is_a_fixed_set_of_methods_without_a_task_docstring(
     vocab = Vocabulary.from_tokenizer(small_tokenizer)
 
     def methods(epoch: int = 0, **settings) -> set[int]:
-        data = ExampleData(
-            cache, vocab, "multimode", ExampleSettings(**settings), BatchSettings()
-        )
+        data = ExampleData(cache, vocab, "multimode", ExampleSettings(**settings), BatchSettings())
         return {p.method for p in data.plan(epoch)[0]}
 
     documented = {i for i in range(len(cache)) if cache.docstring_task[i]}
@@ -257,7 +255,7 @@ def test_method_keys_depend_on_signature_and_body_alone():
     from codemt.data import method_keys
 
     keys = method_keys(["def f(x):", "def f(x):", "def g(x):"], ["return x", "return x", ""])
-    assert keys[0] == keys[1] != keys[2] and ((0 <= keys) & (keys < 1)).all()
+    assert keys[0] == keys[1] != keys[2] and ((keys >= 0) & (keys < 1)).all()
     assert method_keys(["def f(x):"], ["return x"])[0] == keys[0]
 
 
