@@ -238,8 +238,20 @@ def missing_corpus_packages() -> list[str]:
 
 
 def check_no_leak(corpus: Path, benchmark: Path) -> None:
-    """Refuse a corpus that holds a project of the evaluation file."""
-    from codemt.corpus import iter_batches
+    """Refuse a corpus that holds a project of the evaluation file; warn when it was mined
+    without keeping the file's methods out (`MineSettings.exclude`): other projects may
+    have copied some of them."""
+    from codemt.corpus import iter_batches, read_manifest
+
+    excluded = read_manifest(corpus)["settings"].get("exclude", [])
+    # By name too: the corpus may have been mined from another folder.
+    if not any(Path(source).name == Path(benchmark).name for source in excluded):
+        print(
+            f"codemt recipe: warning: {corpus} was mined without excluding the methods of "
+            f"{benchmark}: copies of them in other projects may be trained on. Mine it again "
+            f"with `codemt mine ... --exclude {benchmark}` (or a new run folder does).",
+            file=sys.stderr,
+        )
 
     evaluated = set()
     with open(benchmark, encoding="utf-8") as handle:
@@ -611,8 +623,12 @@ def run_recipe(
         )
 
     # Mining settings first: a bad split is refused before the recipe is recorded.
+    # The evaluation file's methods, and their copies in other projects, are mined out.
     settings = MineSettings(
-        split_ratios=tuple(recipe.split), progress=progress, cache_dir=out / "cache"
+        split_ratios=tuple(recipe.split),
+        progress=progress,
+        cache_dir=out / "cache",
+        exclude=() if benchmark is None else (str(benchmark),),
     )
     _check_same_recipe(out, {"hardware": kind, **asdict(recipe)})
     if not (corpus / "manifest.json").is_file():

@@ -227,3 +227,46 @@ def test_cli_mines_and_prints_the_report(tmp_path, capsys):
 def test_invalid_settings_are_explained():
     with pytest.raises(ValueError, match="add up to 1"):
         MineSettings(split_ratios=(0.5, 0.1, 0.1))
+
+
+COPIED = '''
+def clear_env_vars(prefixes):
+    """Remove the environment variables that start with any of the prefixes."""
+    removed = {}
+    for key, value in list(os.environ.items()):
+        for prefix in prefixes:
+            if key.startswith(prefix):
+                removed[key] = value
+                del os.environ[key]
+    return removed
+'''
+
+
+def test_excluded_sources_and_their_copies_stay_out_of_the_corpus(tmp_path, capsys):
+    sources = make_repos(tmp_path / "src", 3)
+    # Another project copied the evaluated method, with a type annotation added.
+    copied = COPIED.replace("(prefixes):", "(prefixes: list[str]) -> dict[str, str]:")
+    (tmp_path / "src" / "repo01" / "env.py").write_text(textwrap.dedent(copied))
+    benchmark = tmp_path / "benchmark.jsonl"
+    benchmark.write_text(
+        json.dumps({"repo": "someone/evaluated", "path": "env.py", "func_name": "clear_env_vars",
+                    "code": textwrap.dedent(COPIED).strip(), "docstring": "", "language": "python"})
+        + "\n"
+    )  # fmt: skip
+    kept = mine(sources, tmp_path / "kept", settings(tmp_path))
+    names = lambda corpus: {r["name"] for r in iter_records(corpus)}  # noqa: E731
+    assert "clear_env_vars" in names(tmp_path / "kept") and kept["dedup"].get("excluded") == 0
+
+    manifest = mine(sources, tmp_path / "corpus", settings(tmp_path, exclude=(str(benchmark),)))
+    assert "clear_env_vars" not in names(tmp_path / "corpus")
+    assert manifest["dedup"]["excluded"] == 1
+    assert manifest["dedup"]["methods_after"] == kept["dedup"]["methods_after"] - 1
+    assert manifest["settings"]["exclude"] == [str(benchmark)]
+    assert {r["repo"] for r in iter_records(tmp_path / "corpus")} == {
+        r["repo"] for r in iter_records(tmp_path / "kept")
+    }  # the benchmark's own methods are not mined
+
+    # From the command line, with the count in the report.
+    main(["mine", *sources, "--out", str(tmp_path / "cli"), "--exclude", str(benchmark),
+          "--workers", "1", "--cache-dir", str(tmp_path / "cache"), "--quiet"])  # fmt: skip
+    assert "excluded: 1 copies of methods of" in capsys.readouterr().out

@@ -322,7 +322,7 @@ def test_finish_exports_and_evaluates_what_is_trained_so_far(tmp_path):
     assert (run / "eval" / "metrics.json").stat().st_mtime_ns == stamp
 
 
-def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path):
+def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path, capsys):
     benchmark = tmp_path / "bench.jsonl"
     benchmark.write_text(
         json.dumps({"repo": "someone/json"}) + "\n" + json.dumps({"repo": "x/other"}) + "\n"
@@ -339,6 +339,26 @@ def test_benchmark_projects_in_the_corpus_are_refused(small_corpus, tmp_path):
         check_no_leak(small_corpus, benchmark)
     benchmark.write_text(json.dumps({"repo": "openai/baselines"}) + "\n")
     check_no_leak(small_corpus, benchmark)
+    # That corpus was mined without keeping the file's methods out: a warning says so.
+    assert "mined without excluding the methods of" in capsys.readouterr().err
+
+
+def test_the_recipe_mines_out_the_benchmark_s_methods(tmp_path, capsys):
+    benchmark = tmp_path / "bench.jsonl"
+    code = "def clamp(value, low, high):\n    return max(low, min(value, high))"
+    benchmark.write_text(json.dumps({"repo": "x/other", "path": "m.py", "code": code}) + "\n")
+    sources = tuple(str(STDLIB / m) for m in MODULES[:2])
+    run_recipe(
+        tmp_path / "run",
+        recipe=TINY,
+        sources=sources,
+        benchmark=benchmark,
+        prepare_only=True,
+        progress=False,
+    )
+    manifest = json.loads((tmp_path / "run" / "corpus" / "manifest.json").read_text())
+    assert manifest["settings"]["exclude"] == [str(benchmark)]
+    assert "mined without excluding" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("hardware", sorted(RECIPES))

@@ -69,6 +69,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=Path.home() / ".cache" / "codemt",
         help="where git clones and extracted archives are kept",
     )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="keep this source's methods and every exact or near copy of them out of the "
+        "corpus (evaluation data, e.g. a CodeSearchNet .jsonl file); repeatable",
+    )
     parser.add_argument("--shard-rows", type=int, default=100_000, help="rows per Parquet shard")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -106,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             jsonl=args.format == "jsonl",
             cache_dir=args.cache_dir,
             progress=not args.quiet,
+            exclude=tuple(args.exclude),
         )
         manifest = mine(args.sources, args.out, settings)
     except ValueError as exc:

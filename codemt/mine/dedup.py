@@ -199,14 +199,25 @@ class Deduplicator:
 
     def offer(self, exact: int, bands: Iterable[int] | None) -> str | None:
         """Return None if the method is kept, else "exact_duplicate" or "near_duplicate"."""
-        if self.settings.exact:
-            if exact in self._exact:
-                return "exact_duplicate"
-            self._exact.add(exact)
-        if self.settings.near and bands is not None:
-            bands = list(bands)
-            if any(key in table for key, table in zip(bands, self._bands, strict=True)):
-                return "near_duplicate"
-            for key, table in zip(bands, self._bands, strict=True):
-                table.add(key)
+        bands = None if bands is None else list(bands)
+        verdict = self.match(exact, bands)
+        if verdict is None:
+            if self.settings.exact:
+                self._exact.add(exact)
+            if self.settings.near and bands is not None:
+                for key, table in zip(bands, self._bands, strict=True):
+                    table.add(key)
+        return verdict
+
+    def match(self, exact: int, bands: Iterable[int] | None) -> str | None:
+        """What `offer` would say of the method, without keeping it: None if no kept method
+        is a duplicate of it, else "exact_duplicate" or "near_duplicate"."""
+        if self.settings.exact and exact in self._exact:
+            return "exact_duplicate"
+        if (
+            self.settings.near
+            and bands is not None
+            and any(key in table for key, table in zip(bands, self._bands, strict=True))
+        ):
+            return "near_duplicate"
         return None

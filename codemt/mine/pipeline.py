@@ -101,6 +101,9 @@ class MineSettings:
     jsonl: bool = False
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "codemt")
     progress: bool = True
+    # Sources kept out of the corpus with every copy of their methods, exact or near (the
+    # de-duplication's rules): evaluation data, whose code other projects may have copied.
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -459,15 +462,27 @@ def _stage_sources(specs: list[str], stage: _Stage, settings: MineSettings) -> l
 
 
 def _deduplicate(
-    paths: list[Path], settings: MineSettings
+    paths: list[Path], settings: MineSettings, excluded: Sequence[Path] = ()
 ) -> tuple[list[np.ndarray], Counter, Counter]:
     """Decide which staged rows survive global de-duplication.
 
+    Rows that copy a row of the `excluded` files are removed first ("excluded"): exact or
+    near duplicates, and methods with the very same body (a copy whose signature gained
+    type annotations, say) unless the body is too short to tell.
     Returns a keep-mask per file, the count of removed rows per kind, and the count of
     kept methods per repository.
     """
     columns = ["repo", "path", "lineno", "docstring", "exact_key", "band_keys"]
+    blocked = Deduplicator(settings.dedup)
+    blocked_bodies: set[int] = set()
+    for path in excluded:
+        table = pq.read_table(path, columns=["exact_key", "band_keys"])
+        exact_keys, band_lists = table.column("exact_key"), table.column("band_keys")
+        for key, row_bands in zip(exact_keys.to_numpy(), band_lists.to_pylist(), strict=True):
+            blocked.offer(int(key), row_bands)
+        blocked_bodies.update(k for k in _body_keys(path) if k is not None)
     tables = [pq.read_table(p, columns=columns) for p in paths]
+    bodies = [_body_keys(p) if excluded else None for p in paths]
     order_keys = []
     for file_index, table in enumerate(tables):
         has_doc = [bool(d) for d in table.column("docstring").to_pylist()]
@@ -487,13 +502,26 @@ def _deduplicate(
     removed: Counter = Counter()
     kept: Counter = Counter()
     for _, repo, *_, file_index, row in order_keys:
-        verdict = dedup.offer(int(exact[file_index][row]), bands[file_index][row])
+        key, row_bands = int(exact[file_index][row]), bands[file_index][row]
+        verdict = None
+        if excluded and (
+            blocked.match(key, row_bands) or bodies[file_index][row] in blocked_bodies
+        ):
+            verdict = "excluded"
+        verdict = verdict or dedup.offer(key, row_bands)
         if verdict:
             masks[file_index][row] = False
             removed[verdict] += 1
         else:
             kept[repo] += 1
     return masks, removed, kept
+
+
+def _body_keys(path: Path) -> list[int | None]:
+    """A hash of each staged method's body; None for a body of fewer than 10 words, which
+    many unrelated methods may share."""
+    bodies = pq.read_table(path, columns=["body"]).column("body").to_pylist()
+    return [exact_key("", body) if body and len(body.split()) >= 10 else None for body in bodies]
 
 
 def _write_shards(
@@ -572,15 +600,16 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
         raise ValueError(
             "no sources given; pass directories, git URLs, archives, list files or python:stdlib"
         )
+    excluded = expand_sources(list(settings.exclude)) if settings.exclude else []
     stage = _Stage(out, settings)
-    already = _stage_sources(specs, stage, settings)
+    already = _stage_sources([*specs, *excluded], stage, settings)
 
     paths = [stage.records_path(s) for s in specs]
     statuses = [stage.status(s) for s in specs]
     counts: Counter = Counter()
     for status in statuses:
         counts.update(status["counts"])
-    masks, removed, kept = _deduplicate(paths, settings)
+    masks, removed, kept = _deduplicate(paths, settings, [stage.records_path(s) for s in excluded])
     splits = assign_splits(kept, settings.split_ratios, settings.split_by)
     split_stats = _write_shards(paths, masks, splits, out, settings)
     manifest = {
@@ -604,12 +633,14 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
             "split_ratios": list(settings.split_ratios),
             "split_by": settings.split_by,
             "shard_rows": settings.shard_rows,
+            "exclude": [str(source) for source in settings.exclude],
         },
         "counts": dict(sorted(counts.items())),
         "dedup": {
             "methods_before": int(sum(len(m) for m in masks)),
             "exact_duplicates": removed["exact_duplicate"],
             "near_duplicates": removed["near_duplicate"],
+            "excluded": removed["excluded"],
             "methods_after": int(sum(int(m.sum()) for m in masks)),
         },
         "splits": {
@@ -662,6 +693,11 @@ def format_report(manifest: dict) -> str:
         f"methods: {dedup['methods_before']} extracted, {dedup['exact_duplicates']} exact and "
         f"{dedup['near_duplicates']} near duplicates removed, {dedup['methods_after']} kept"
     )
+    if manifest["settings"].get("exclude"):
+        lines.append(
+            f"excluded: {dedup['excluded']} copies of methods of "
+            + ", ".join(manifest["settings"]["exclude"])
+        )
     excluded = {
         k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("docstring_task_excluded:")
     }
