@@ -201,12 +201,12 @@ class Deduplicator:
         """Return None if the method is kept, else "exact_duplicate" or "near_duplicate"."""
         bands = None if bands is None else list(bands)
         verdict = self.match(exact, bands)
-        if verdict is None:
-            if self.settings.exact:
-                self._exact.add(exact)
-            if self.settings.near and bands is not None:
-                for key, table in zip(bands, self._bands, strict=True):
-                    table.add(key)
+        # A near duplicate's code is still remembered: its exact copies count as exact.
+        if self.settings.exact:
+            self._exact.add(exact)
+        if verdict is None and self.settings.near and bands is not None:
+            for key, table in zip(bands, self._bands, strict=True):
+                table.add(key)
         return verdict
 
     def match(self, exact: int, bands: Iterable[int] | None) -> str | None:
