@@ -275,9 +275,10 @@ def check_no_leak(corpus: Path, benchmark: Path) -> None:
 def copy_for_training(out: Path, dest: Path) -> int:
     """Write to `dest` the smallest copy of the prepared run folder `out` that trains: the
     recipe, the tokenizer, the corpus manifest and the train and valid shards with only the
-    columns training reads (and `repo`, for the leak check), recompressed harder. Returns
-    the bytes written. For a machine without network that trains what was mined here (the
-    `corpus`-extra environment: ~130 MB of shards, ~62 MB so), with the recipe's
+    columns training reads (and `repo`, for the leak check) and, in the train split, only
+    the methods training draws from (`ExampleSettings.undocumented_kept`), recompressed
+    harder. Returns the bytes written. For a machine without network that trains what was
+    mined here (the `corpus`-extra environment: 472 MB of shards, 62.7 MB so), with the recipe's
     `train_only` (`--train-only`): the copy has no test split, so the evaluation and export
     are done back here (`finish`). Its manifest is the whole corpus's, and other commands
     reading its shards would miss columns.

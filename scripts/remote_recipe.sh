@@ -2,7 +2,7 @@
 # Train the default-model recipe on a machine without network (a rented GPU, say) for a
 # fixed time, and pack what it trained into files of limited size to bring back.
 #
-# Here, once: the corpus and tokenizer, and their smallest copy that trains (~62 MB):
+# Here, once: the corpus and tokenizer, and their smallest copy that trains (~63 MB):
 #     codemt recipe default --hardware gpu [--preset base] [--dropout 0.1] --out RUN --prepare CARRY
 # There, from a checkout of codemt (installed, or its dependencies importable: torch,
 # transformers, accelerate, tokenizers, safetensors, pyarrow, pyyaml, tqdm, pathspec;
