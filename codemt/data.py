@@ -304,7 +304,7 @@ def method_keys(signatures: Sequence[str], bodies: Sequence[str]) -> np.ndarray:
     keys = np.empty(len(signatures), dtype=np.float64)
     for i, (signature, body) in enumerate(zip(signatures, bodies, strict=True)):
         digest = hashlib.blake2b(f"{signature}\0{body}".encode(), digest_size=8).digest()
-        keys[i] = int.from_bytes(digest, "little") / 2**64
+        keys[i] = (int.from_bytes(digest, "little") >> 11) / 2**53  # exact in a float64
     return keys
 
 
@@ -402,6 +402,9 @@ class ExampleData:
         # copy of the corpus without them plans the very same epochs.
         kept = cache.docstring_task.astype(bool) | (cache.key < examples.undocumented_kept)
         self._kept: list[bool] = kept.tolist()
+        # A method's place among those taking part: what seeds its span masking, the same
+        # in such a copy as here.
+        self._rank: list[int] = (np.cumsum(kept) - 1).tolist()
         self._choices: dict[int, tuple[list[Mode], np.ndarray | None, bool]] = {}
         self._lengths: dict[tuple[int, int, str | None], tuple[int, int]] = {}
 
@@ -583,7 +586,7 @@ class ExampleData:
             # Python ints: cutting at line breaks looks at single ids, which numpy makes slow.
             tokens = {name: ids.tolist() for name, ids in tokens.items()}
             return build_translation(tokens, item.mode, item.style, self.vocab, self.examples)
-        rng = np.random.default_rng([self.examples.seed, epoch, item.method])
+        rng = np.random.default_rng([self.examples.seed, epoch, self._rank[item.method]])
         return build_span_masking(
             pretraining_ids(tokens, self.vocab, self.examples), self.vocab, self.examples, rng
         )

@@ -100,10 +100,11 @@ class ExampleSettings:
     # each multi-mode epoch (afresh every epoch): below 1, the docstring task gets more of
     # the training tokens. Most mined methods have no docstring.
     undocumented_share: float = 1.0
-    # Of those methods, the share that takes part in training at all: a fixed set, the
-    # methods whose key (`codemt.data.method_keys`, a hash of signature and body) is below
-    # it. `undocumented_share` is then drawn from this set. The others can be left out of
-    # a copy of the corpus made to train elsewhere (`codemt.recipe.copy_for_training`).
+    # Of those methods, the share that takes part in training at all (pre-training too): a
+    # fixed set, the methods whose key (`codemt.data.method_keys`, a hash of signature and
+    # body) is below it. `undocumented_share` is then drawn from this set. The others can
+    # be left out of a copy of the corpus made to train elsewhere
+    # (`codemt.recipe.copy_for_training`): the copy makes the very same examples.
     undocumented_kept: float = 1.0
     # Follow a source signature with its names as words, `# save act (path)`: summaries
     # reuse those words, spelled as prose tokens (` path`), not as identifier pieces

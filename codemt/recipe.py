@@ -17,6 +17,7 @@ projects.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import re
@@ -247,8 +248,9 @@ def check_no_leak(corpus: Path, benchmark: Path) -> None:
     from codemt.corpus import iter_batches, read_manifest
 
     excluded = read_manifest(corpus)["settings"].get("exclude", [])
-    # By name too: the corpus may have been mined from another folder.
-    if not any(Path(source).name == Path(benchmark).name for source in excluded):
+    # By content: the corpus may have been mined where the file had another path.
+    digest = hashlib.sha256(Path(benchmark).read_bytes()).hexdigest()
+    if not any(isinstance(e, dict) and e.get("sha256") == digest for e in excluded):
         print(
             f"codemt recipe: warning: {corpus} was mined without excluding the methods of "
             f"{benchmark}: copies of them in other projects may be trained on. Mine it again "

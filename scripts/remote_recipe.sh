@@ -3,7 +3,8 @@
 # fixed time, and pack what it trained into files of limited size to bring back.
 #
 # Here, once: the corpus and tokenizer, and their smallest copy that trains (~63 MB):
-#     codemt recipe default --hardware gpu [--preset base] [--dropout 0.1] --out RUN --prepare CARRY
+#     codemt recipe default --hardware gpu [--preset base] [--dropout 0.1] --out RUN \
+#         --benchmark BENCHMARK.jsonl --prepare CARRY
 # There, from a checkout of codemt (installed, or its dependencies importable: torch,
 # transformers, accelerate, tokenizers, safetensors, pyarrow, pyyaml, tqdm, pathspec;
 # it trains only, the export and evaluation are done back here):
@@ -22,7 +23,7 @@
 set -euo pipefail
 
 if [[ $# -lt 3 ]]; then
-    sed -n '2,21p' "$0" >&2
+    sed -n '2,22p' "$0" >&2
     exit 2
 fi
 carry=$1 results=$2 budget=$3 part_mb=${4:-15}

@@ -94,3 +94,16 @@ def test_switches():
     dedup = Deduplicator(DedupSettings(exact=False, near=False))
     assert dedup.offer(*keys(ORIGINAL)) is None
     assert dedup.offer(*keys(ORIGINAL)) is None
+
+
+def test_match_asks_what_offer_would_say_and_remember_keeps_anything():
+    bands_of = lambda n: list(range(n, n + 9))  # noqa: E731 (9 bands at the default plan)
+    dedup = Deduplicator(DedupSettings())
+    assert dedup.match(1, bands_of(0)) is None and dedup.offer(1, bands_of(0)) is None
+    assert dedup.match(1, bands_of(100)) == "exact_duplicate"  # asking kept nothing new
+    assert dedup.match(2, [0, *bands_of(200)[1:]]) == "near_duplicate"
+    assert dedup.offer(2, [0, *bands_of(200)[1:]]) == "near_duplicate"
+    # A near duplicate's bands are not kept by offer; remember keeps them.
+    assert dedup.match(3, [-1, 201, *bands_of(300)[2:]]) is None
+    dedup.remember(2, [0, *bands_of(200)[1:]])
+    assert dedup.match(3, [-1, 201, *bands_of(300)[2:]]) == "near_duplicate"

@@ -1,5 +1,6 @@
 """End-to-end mining: sources in, a de-duplicated corpus split by repository out."""
 
+import hashlib
 import json
 import textwrap
 from collections import Counter
@@ -241,27 +242,54 @@ def clear_env_vars(prefixes):
     return removed
 '''
 
+SHORT = '''
+def twice(value):
+    """Twice the value, whatever its type is."""
+    doubled = value + value
+    return doubled
+'''
 
-def test_excluded_sources_and_their_copies_stay_out_of_the_corpus(tmp_path, capsys):
+
+def _benchmark_file(path, *methods):
+    rows = [
+        {"repo": "someone/evaluated", "path": "m.py", "func_name": f"f{i}", "language": "python",
+         "code": textwrap.dedent(code).strip(), "docstring": ""}
+        for i, code in enumerate(methods)
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    "copy, excluded",
+    [
+        (COPIED, True),  # exact
+        # A type annotation added: the very same body.
+        (COPIED.replace("(prefixes):", "(prefixes: list[str]) -> dict[str, str]:"), True),
+        # A line added: a near duplicate, not the same body.
+        (COPIED.replace("    return removed", "    print(removed)\n    return removed"), True),
+        # The same short body under another signature: many unrelated methods share one.
+        (SHORT.replace("twice(value)", "double(item, other=None)"), False),
+    ],
+)
+def test_excluded_sources_and_their_copies_stay_out_of_the_corpus(tmp_path, capsys, copy, excluded):
     sources = make_repos(tmp_path / "src", 3)
-    # Another project copied the evaluated method, with a type annotation added.
-    copied = COPIED.replace("(prefixes):", "(prefixes: list[str]) -> dict[str, str]:")
-    (tmp_path / "src" / "repo01" / "env.py").write_text(textwrap.dedent(copied))
-    benchmark = tmp_path / "benchmark.jsonl"
-    benchmark.write_text(
-        json.dumps({"repo": "someone/evaluated", "path": "env.py", "func_name": "clear_env_vars",
-                    "code": textwrap.dedent(COPIED).strip(), "docstring": "", "language": "python"})
-        + "\n"
-    )  # fmt: skip
+    # Another project copied an evaluated method.
+    (tmp_path / "src" / "repo01" / "env.py").write_text(textwrap.dedent(copy))
+    name = "double" if "double" in copy else "clear_env_vars"
+    benchmark = _benchmark_file(tmp_path / "benchmark.jsonl", COPIED, SHORT)
     kept = mine(sources, tmp_path / "kept", settings(tmp_path))
     names = lambda corpus: {r["name"] for r in iter_records(corpus)}  # noqa: E731
-    assert "clear_env_vars" in names(tmp_path / "kept") and kept["dedup"].get("excluded") == 0
+    assert name in names(tmp_path / "kept") and kept["dedup"].get("excluded") == 0
 
     manifest = mine(sources, tmp_path / "corpus", settings(tmp_path, exclude=(str(benchmark),)))
-    assert "clear_env_vars" not in names(tmp_path / "corpus")
-    assert manifest["dedup"]["excluded"] == 1
-    assert manifest["dedup"]["methods_after"] == kept["dedup"]["methods_after"] - 1
-    assert manifest["settings"]["exclude"] == [str(benchmark)]
+    assert (name not in names(tmp_path / "corpus")) is excluded
+    assert manifest["dedup"]["excluded"] == int(excluded)
+    assert manifest["dedup"]["methods_after"] == kept["dedup"]["methods_after"] - excluded
+    digest = hashlib.sha256(benchmark.read_bytes()).hexdigest()
+    assert manifest["settings"]["exclude"] == [
+        {"source": str(benchmark), "methods": 2, "sha256": digest}
+    ]
     assert {r["repo"] for r in iter_records(tmp_path / "corpus")} == {
         r["repo"] for r in iter_records(tmp_path / "kept")
     }  # the benchmark's own methods are not mined
@@ -269,4 +297,15 @@ def test_excluded_sources_and_their_copies_stay_out_of_the_corpus(tmp_path, caps
     # From the command line, with the count in the report.
     main(["mine", *sources, "--out", str(tmp_path / "cli"), "--exclude", str(benchmark),
           "--workers", "1", "--cache-dir", str(tmp_path / "cache"), "--quiet"])  # fmt: skip
-    assert "excluded: 1 copies of methods of" in capsys.readouterr().out
+    assert f"excluded: {int(excluded)} methods removed as copies" in capsys.readouterr().out
+
+
+def test_an_excluded_source_that_keeps_nothing_out_is_refused(tmp_path):
+    sources = make_repos(tmp_path / "src", 2)
+    missing = tmp_path / "benchmark.jsonl"
+    with pytest.raises(ValueError, match="--exclude .*benchmark.jsonl"):
+        mine(sources, tmp_path / "corpus", settings(tmp_path, exclude=(str(missing),)))
+    # Once the file is there, the same command reads it (nothing stale was kept).
+    _benchmark_file(missing, COPIED)
+    manifest = mine(sources, tmp_path / "corpus", settings(tmp_path, exclude=(str(missing),)))
+    assert manifest["settings"]["exclude"][0]["methods"] == 1

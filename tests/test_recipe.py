@@ -206,7 +206,9 @@ def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
     assert len(pq.read_table(valid)) == len(pq.read_table(whole_shards / valid.name))
     with pytest.raises(ValueError, match="not an empty folder"):
         copy_for_training(tmp_path / "here", tmp_path / "there")
-    assert _examples(tmp_path / "here", recipe) == _examples(tmp_path / "there", recipe)
+    for stage in ("multimode", "pretrain"):  # span masking's draws are the same there too
+        here, there = (_examples(tmp_path / run, recipe, stage) for run in ("here", "there"))
+        assert here == there, stage
     # The copy trains the recipe there, nothing mined (no sources); the model comes back here
     # to be exported and evaluated.
     trained = run_recipe(
@@ -226,8 +228,9 @@ def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
         run_recipe(tmp_path / "here", recipe=recipe, finish=True, train_only=True)
 
 
-def _examples(run, recipe) -> list:
-    """Every training example of epoch 0 of a prepared run folder, as the recipe makes them."""
+def _examples(run, recipe, stage: str = "multimode") -> list:
+    """Every training example of a stage's epoch 0 in a prepared run folder, as the recipe
+    makes them."""
     from tokenizers import Tokenizer
 
     from codemt.data import BatchSettings, ExampleData, TokenCache
@@ -238,7 +241,7 @@ def _examples(run, recipe) -> list:
     data = ExampleData(
         cache,
         Vocabulary.from_tokenizer(tokenizer),
-        "multimode",
+        stage,
         ExampleSettings(**recipe.examples),
         BatchSettings(**recipe.batching),
     )
@@ -357,7 +360,7 @@ def test_the_recipe_mines_out_the_benchmark_s_methods(tmp_path, capsys):
         progress=False,
     )
     manifest = json.loads((tmp_path / "run" / "corpus" / "manifest.json").read_text())
-    assert manifest["settings"]["exclude"] == [str(benchmark)]
+    assert [e["source"] for e in manifest["settings"]["exclude"]] == [str(benchmark)]
     assert "mined without excluding" not in capsys.readouterr().err
 
 

@@ -209,6 +209,13 @@ class Deduplicator:
                 table.add(key)
         return verdict
 
+    def remember(self, exact: int, bands: Iterable[int] | None) -> None:
+        """Keep the method, whatever it duplicates: `match` then finds its copies too."""
+        self._exact.add(exact)
+        if bands is not None:
+            for key, table in zip(bands, self._bands, strict=True):
+                table.add(key)
+
     def match(self, exact: int, bands: Iterable[int] | None) -> str | None:
         """What `offer` would say of the method, without keeping it: None if no kept method
         is a duplicate of it, else "exact_duplicate" or "near_duplicate"."""

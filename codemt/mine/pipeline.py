@@ -479,8 +479,8 @@ def _deduplicate(
         table = pq.read_table(path, columns=["exact_key", "band_keys"])
         exact_keys, band_lists = table.column("exact_key"), table.column("band_keys")
         for key, row_bands in zip(exact_keys.to_numpy(), band_lists.to_pylist(), strict=True):
-            blocked.offer(int(key), row_bands)
-        blocked_bodies.update(k for k in _body_keys(path) if k is not None)
+            blocked.remember(int(key), row_bands)
+        blocked_bodies.update(int(k) for k in _body_keys(path) if k)
     tables = [pq.read_table(p, columns=columns) for p in paths]
     bodies = [_body_keys(p) if excluded else None for p in paths]
     order_keys = []
@@ -505,7 +505,7 @@ def _deduplicate(
         key, row_bands = int(exact[file_index][row]), bands[file_index][row]
         verdict = None
         if excluded and (
-            blocked.match(key, row_bands) or bodies[file_index][row] in blocked_bodies
+            blocked.match(key, row_bands) or int(bodies[file_index][row]) in blocked_bodies
         ):
             verdict = "excluded"
         verdict = verdict or dedup.offer(key, row_bands)
@@ -517,11 +517,45 @@ def _deduplicate(
     return masks, removed, kept
 
 
-def _body_keys(path: Path) -> list[int | None]:
-    """A hash of each staged method's body; None for a body of fewer than 10 words, which
-    many unrelated methods may share."""
-    bodies = pq.read_table(path, columns=["body"]).column("body").to_pylist()
-    return [exact_key("", body) if body and len(body.split()) >= 10 else None for body in bodies]
+def _check_excluded(specs: list[str], stage: _Stage) -> None:
+    """Refuse an excluded source that could not be read whole or holds no method: nothing
+    would be kept out, silently. Its staged result is dropped, so a rerun reads it again."""
+    for spec in specs:
+        status = stage.status(spec)
+        if status["failures"]:
+            problem = "; ".join(f["message"] for f in status["failures"])
+        elif not status["counts"].get("methods"):
+            problem = "no Python function found in it"
+        else:
+            continue
+        stage.done_path(spec).unlink()
+        raise ValueError(
+            f"--exclude {spec}: {problem}; give a source whose methods are to be kept out "
+            f"(a CodeSearchNet jsonl file, a directory, ...)"
+        )
+
+
+def _excluded_source(spec: str, stage: _Stage) -> dict:
+    """How the manifest records an excluded source: as given, its methods, and for a file
+    its SHA-256, by which `codemt recipe` recognises its benchmark wherever it lies."""
+    path = Path(spec)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return {
+        "source": spec,
+        "methods": stage.status(spec)["counts"].get("methods", 0),
+        "sha256": digest,
+    }
+
+
+def _body_keys(path: Path) -> np.ndarray:
+    """A hash of each staged method's body (uint64); 0 for a body of fewer than 10 words,
+    which many unrelated methods may share."""
+    keys = [np.zeros(0, dtype=np.uint64)]
+    for batch in pq.ParquetFile(path).iter_batches(columns=["body"], batch_size=65536):
+        bodies = batch.column(0).to_pylist()
+        hashed = (exact_key("", b) if b and len(b.split()) >= 10 else 0 for b in bodies)
+        keys.append(np.fromiter(hashed, dtype=np.uint64, count=len(bodies)))
+    return np.concatenate(keys)
 
 
 def _write_shards(
@@ -603,6 +637,7 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
     excluded = expand_sources(list(settings.exclude)) if settings.exclude else []
     stage = _Stage(out, settings)
     already = _stage_sources([*specs, *excluded], stage, settings)
+    _check_excluded(excluded, stage)
 
     paths = [stage.records_path(s) for s in specs]
     statuses = [stage.status(s) for s in specs]
@@ -633,7 +668,7 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
             "split_ratios": list(settings.split_ratios),
             "split_by": settings.split_by,
             "shard_rows": settings.shard_rows,
-            "exclude": [str(source) for source in settings.exclude],
+            "exclude": [_excluded_source(spec, stage) for spec in excluded],
         },
         "counts": dict(sorted(counts.items())),
         "dedup": {
@@ -695,8 +730,8 @@ def format_report(manifest: dict) -> str:
     )
     if manifest["settings"].get("exclude"):
         lines.append(
-            f"excluded: {dedup['excluded']} copies of methods of "
-            + ", ".join(manifest["settings"]["exclude"])
+            f"excluded: {dedup['excluded']} methods removed as copies of those of "
+            + ", ".join(source["source"] for source in manifest["settings"]["exclude"])
         )
     excluded = {
         k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("docstring_task_excluded:")
