@@ -52,7 +52,7 @@ from codemt.examples import (
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-CACHE_FORMAT = 4  # 4: `key.npy`
+CACHE_FORMAT = 5  # 4: `key.npy`; 5: keys from `exact_key`
 TOKENS_FILE = "tokens.int32"  # every id of every field, back to back, raw little-endian int32
 STAGES = ("pretrain", "multimode")
 _STYLE_CODES = ("", "summary", "google", "numpy", "rest", "other")
@@ -301,11 +301,13 @@ def method_keys(signatures: Sequence[str], bodies: Sequence[str]) -> np.ndarray:
     """A number in [0, 1) per method, from its signature and body alone (float64): the
     same for a method wherever it is stored, so a share of methods chosen by key
     (`ExampleSettings.undocumented_kept`) is the same in a corpus and in a copy of it."""
-    keys = np.empty(len(signatures), dtype=np.float64)
-    for i, (signature, body) in enumerate(zip(signatures, bodies, strict=True)):
-        digest = hashlib.blake2b(f"{signature}\0{body}".encode(), digest_size=8).digest()
-        keys[i] = (int.from_bytes(digest, "little") >> 11) / 2**53  # exact in a float64
-    return keys
+    from codemt.mine.dedup import exact_key  # mining's hash of a method's code: 63 bits
+
+    # The top 53 bits: exact in a float64, so never rounded up to 1.
+    pairs = zip(signatures, bodies, strict=True)
+    return np.fromiter(
+        ((exact_key(s, b) >> 10) / 2**53 for s, b in pairs), dtype=np.float64, count=len(signatures)
+    )
 
 
 def _in_order(pool: ProcessPoolExecutor, fn, items: Iterator, ahead: int) -> Iterator:
