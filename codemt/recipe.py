@@ -280,7 +280,7 @@ def copy_for_training(out: Path, dest: Path) -> int:
     columns training reads (and `repo`, for the leak check) and, in the train split, only
     the methods training draws from (`ExampleSettings.undocumented_kept`), recompressed
     harder. Returns the bytes written. For a machine without network that trains what was
-    mined here (the `corpus`-extra environment: 472 MB of shards, 62.7 MB so), with the recipe's
+    mined here (the `corpus`-extra environment: 472 MB of shards, 62.8 MB so), with the recipe's
     `train_only` (`--train-only`): the copy has no test split, so the evaluation and export
     are done back here (`finish`). Its manifest is the whole corpus's, and other commands
     reading its shards would miss columns.
