@@ -159,7 +159,11 @@ RECIPES = {
     # stopped at 94.9M of 105.8M tokens, the rate at 14% of its peak; 2.1M more tokens
     # taking it to 0 raised valid docstrings from 12.90 / 18.93 to 13.28 / 19.71. So the
     # target is now 86M tokens, which one H100 trains in about 7 minutes, the decay ending
-    # within such a budget with some 40 s to spare (an H200 finishes sooner).
+    # within such a budget with some 40 s to spare (an H200 finishes sooner). On the
+    # 144-package corpus one H100 trained it in 347 s (1,467 steps): 13.89 / 21.96 on the
+    # CodeXGLUE sample, below the CPU recipe's 3,814 steps of 4k tokens (14.37 / 22.74 at
+    # 13.3M tokens). A step took ~0.2 s there with 16k-token batches too, so smaller
+    # batches buy no more updates on a GPU until that per-step cost is found (README).
     "gpu": Recipe(
         preset="small",
         vocab_size=8192,
