@@ -2,7 +2,8 @@
 
 `benchmarks/gpu_step_time.py` times one step of fixed shape; the loop also builds batches,
 copies them to the device, changes shapes every step, logs and counts. This runs
-`codemt.train.train` itself for `--steps` steps of the GPU recipe's model and settings on
+`codemt.train.train` itself for `--steps` steps of the GPU recipe's model and settings (its
+copy mechanism included) on
 
     synthetic batches  shaped like the recipe's (a 64k-token budget, sources of 8-256 and
                        targets of 4-128 tokens, random ids turned into Python lists and
@@ -17,9 +18,12 @@ in variants:
     fixed shape  workers, every batch of the same shape (synthetic only)
 
 and reports the loop's tokens/s (real tokens, padding excluded), median over the logged
-intervals after the first. Measured on an H200 so far: batches built ahead in a thread ran
-the synthetic loop at 660k tokens/s (226k with pinned memory) but the recipe's training at
-250-300k, where building a batch holds the interpreter ~30 ms.
+intervals after the first. Measured on an H200 so far, for the model without the copy
+mechanism (the recipe's then): batches built ahead in a thread ran the synthetic loop at
+660k tokens/s (226k with pinned memory) but the recipe's training at 250-300k, where
+building a batch holds the interpreter ~30 ms. The recipe's training with the copy
+mechanism and batches built in workers ran at 230-400k tokens/s on one H100, and at
+75-95k with 16k-token batches: ~0.2 s a step whatever its size, which this is to explain.
 
     python benchmarks/gpu_loop_overhead.py --tokenizer TOKENIZER_DIR [--run RUN] [--steps 60]
 """
@@ -100,16 +104,21 @@ def run(variant: str, tokenizer: Path, steps: int, budget: int, vocab: int, data
     training.GPU_WORKERS = options["workers"]
     if data is None:
         data = SyntheticData(budget, vocab, steps + 10, options["fixed"])
+    from codemt.recipe import RECIPES
+
+    # The GPU recipe's training (its copy mechanism included), without evaluations.
+    recipe = RECIPES["gpu"]
+    kept = {k: v for k, v in recipe.train.items() if k not in ("eval_every", "select_on")}
     settings = training.TrainSettings(
-        preset="small",
-        optimizer="adafactor",
-        lr=1e-2,
-        warmup_steps=500,
-        mixed_precision="bf16" if torch.cuda.is_available() else "no",
-        max_steps=steps,
-        eval_every=0,
-        save_every=10 * steps,
-        log_every=10,
+        preset=recipe.preset,
+        **{
+            **kept,
+            "mixed_precision": "bf16" if torch.cuda.is_available() else "no",
+            "max_steps": steps,
+            "eval_every": 0,
+            "save_every": 10 * steps,
+            "log_every": 10,
+        },
     )
     with tempfile.TemporaryDirectory() as out:
         training.train(data, settings, Path(out) / "run", tokenizer, progress=False)
