@@ -42,6 +42,7 @@ import torch
 
 import codemt.train as training
 from codemt.data import collate
+from codemt.recipe import RECIPES
 
 
 class SyntheticData:
@@ -104,22 +105,16 @@ def run(variant: str, tokenizer: Path, steps: int, budget: int, vocab: int, data
     training.GPU_WORKERS = options["workers"]
     if data is None:
         data = SyntheticData(budget, vocab, steps + 10, options["fixed"])
-    from codemt.recipe import RECIPES
-
     # The GPU recipe's training (its copy mechanism included), without evaluations.
     recipe = RECIPES["gpu"]
-    kept = {k: v for k, v in recipe.train.items() if k not in ("eval_every", "select_on")}
-    settings = training.TrainSettings(
-        preset=recipe.preset,
-        **{
-            **kept,
-            "mixed_precision": "bf16" if torch.cuda.is_available() else "no",
-            "max_steps": steps,
-            "eval_every": 0,
-            "save_every": 10 * steps,
-            "log_every": 10,
-        },
-    )
+    train = {k: v for k, v in recipe.train.items() if k != "select_on"} | {
+        "mixed_precision": "bf16" if torch.cuda.is_available() else "no",
+        "max_steps": steps,
+        "eval_every": 0,
+        "save_every": 10 * steps,
+        "log_every": 10,
+    }
+    settings = training.TrainSettings(preset=recipe.preset, **train)
     with tempfile.TemporaryDirectory() as out:
         training.train(data, settings, Path(out) / "run", tokenizer, progress=False)
         with open(Path(out) / "run" / training.LOG_FILE, newline="") as handle:
