@@ -366,10 +366,11 @@ def default_model_path() -> Path:
         if folder.is_dir():
             return folder
     raise FileNotFoundError(
-        f"the default model is not shipped yet (looked in {DEFAULT_MODEL_DIRS[0]} and "
-        f"{DEFAULT_MODEL_DIRS[1]}); pass --model with a checkpoint path, e.g. a run folder "
-        f"written by `codemt train`, or the model `codemt recipe default` builds "
-        f"(~/.cache/codemt/runs/default/model)"
+        f"the default model is not installed (looked in {DEFAULT_MODEL_DIRS[0]} and "
+        f"{DEFAULT_MODEL_DIRS[1]}): it ships in the source checkout's models/default, so "
+        f"install codemt from a checkout (`pip install -e .`), or pass --model with a "
+        f"checkpoint path, e.g. a run folder written by `codemt train`, or the model "
+        f"`codemt recipe default` builds (~/.cache/codemt/runs/default/model)"
     )
 
 

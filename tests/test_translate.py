@@ -320,8 +320,16 @@ def test_sampling_is_reproducible_with_a_seed(translator):
     assert first == second
 
 
-def test_the_default_model_is_not_shipped_yet():
-    with pytest.raises(FileNotFoundError, match="not shipped yet.*checkpoint path"):
+@pytest.fixture
+def no_default_model(tmp_path, monkeypatch):
+    """An installation without the shipped model (a wheel built without models/)."""
+    monkeypatch.setattr(
+        "codemt.translate.DEFAULT_MODEL_DIRS", (tmp_path / "package", tmp_path / "checkout")
+    )
+
+
+def test_a_missing_default_model_says_where_it_looked(no_default_model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not installed.*package.*checkpoint path"):
         Translator.load("default")
 
 
@@ -370,7 +378,7 @@ def test_translate_command(tmp_path, tiny_model, capsys, monkeypatch):
     assert capsys.readouterr().out.startswith("# f\n")
 
 
-def test_translate_command_errors(tmp_path, tiny_model, capsys):
+def test_translate_command_errors(tmp_path, tiny_model, capsys, no_default_model):
     path = tmp_path / "module.py"
     path.write_text(MODULE, encoding="utf-8")
     model = ["--target", "docstring", "--model", str(tiny_model)]
@@ -389,7 +397,7 @@ def test_translate_command_errors(tmp_path, tiny_model, capsys):
     assert f"{broken}:2: " in err and "Traceback" not in err
 
     assert main(["translate", str(path), "--target", "body", "--model", "default"]) == 2
-    assert "not shipped yet" in capsys.readouterr().err
+    assert "default model is not installed" in capsys.readouterr().err
 
     # A run folder's checkpoint copied elsewhere loads as a checkpoint folder.
     checkpoint = tmp_path / "checkpoint"

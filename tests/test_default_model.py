@@ -1,0 +1,82 @@
+"""The shipped default model (`models/default`): complete, within its size, above the
+quality gate its card reports, and doing the README's first command's job."""
+
+import ast
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from codemt.cli import main
+from codemt.translate import DEFAULT_MODEL_DIRS, Translator
+
+MODEL = DEFAULT_MODEL_DIRS[1]
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "undocumented.py"
+# What the model may weigh in git, and what it must score on the CodeXGLUE sample
+# (smoothed BLEU-4, ROUGE-L F): the quality gate of the README's "The default model".
+MAX_BYTES = 60_000_000
+GATE = {"smoothed_bleu4": 15.0, "rougeL_f": 25.0}
+
+pytestmark = [
+    pytest.mark.skipif(not MODEL.is_dir(), reason="this checkout has no models/default"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
+
+
+def test_the_model_folder_is_complete_and_small_enough():
+    files = {p.name for p in MODEL.iterdir()}
+    needed = {"codemt.json", "config.json", "model.safetensors", "tokenizer.json"}
+    needed |= {"evaluation.json", "README.md", "corpus_manifest.json", "train_log.csv"}
+    assert needed <= files
+    assert sum(p.stat().st_size for p in MODEL.rglob("*") if p.is_file()) <= MAX_BYTES
+
+
+def test_the_card_reports_an_evaluation_above_the_gate():
+    evaluation = json.loads((MODEL / "evaluation.json").read_text(encoding="utf-8"))
+    (docstrings,) = evaluation["benchmark"]["modes"].values()
+    for metric, least in GATE.items():
+        assert docstrings[metric] >= least, metric
+    body = evaluation["modes"]["signature+docstring->body"]
+    assert body["parse_rate"] >= 90
+    card = (MODEL / "README.md").read_text(encoding="utf-8")
+    assert "## Evaluation" in card and "## Hand checks" in card
+
+
+def functions_without_docstrings(source: str) -> list[str]:
+    return [
+        node.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and ast.get_docstring(node) is None
+    ]
+
+
+def test_docstring_documents_the_example_file(tmp_path, capsys):
+    path = tmp_path / EXAMPLE.name
+    shutil.copy(EXAMPLE, path)
+    assert functions_without_docstrings(path.read_text(encoding="utf-8"))
+
+    assert main(["docstring", str(path), "--write"]) == 0
+    written = path.read_text(encoding="utf-8")
+    assert functions_without_docstrings(written) == []
+    # Only docstrings were added: the code is the same once they are taken out.
+    before, after = ast.parse(EXAMPLE.read_text(encoding="utf-8")), ast.parse(written)
+    for node in ast.walk(after):
+        if isinstance(node, ast.FunctionDef) and ast.get_docstring(node) is not None:
+            node.body = node.body[1:]
+    assert ast.dump(before) == ast.dump(after)
+    for node in ast.walk(ast.parse(written)):
+        if isinstance(node, ast.FunctionDef):
+            assert len(ast.get_docstring(node).split()) >= 2, node.name
+
+
+def test_a_body_drafted_from_signature_and_docstring_parses():
+    translator = Translator.load("default")
+    (drafted,) = translator.translate_batch(
+        [
+            'def count_words(text: str) -> int:\n    """Return the number of words in text."""\n',
+        ],
+        "body",
+    )
+    ast.parse("def count_words(text: str) -> int:\n" + drafted.text)
