@@ -396,7 +396,7 @@ def select_backend(path: Path | str, name: str = "auto") -> tuple[str, Path]:
 def _missing_library(name: str) -> str:
     hints = {
         "ctranslate2": f"the ctranslate2 backend needs the ctranslate2 package: {INSTALL_HINT}",
-        "torch": "the torch backend needs torch and transformers: pip install 'codemt[train]'",
+        "torch": "the torch backend needs torch and transformers: pip install 'codemt[model]'",
     }
     return hints[name]
 
