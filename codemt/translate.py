@@ -367,10 +367,10 @@ def default_model_path() -> Path:
             return folder
     raise FileNotFoundError(
         f"the default model is not installed (looked in {DEFAULT_MODEL_DIRS[0]} and "
-        f"{DEFAULT_MODEL_DIRS[1]}): it ships in the source checkout's models/default, so "
-        f"install codemt from a checkout (`pip install -e .`), or pass --model with a "
-        f"checkpoint path, e.g. a run folder written by `codemt train`, or the model "
-        f"`codemt recipe default` builds (~/.cache/codemt/runs/default/model)"
+        f"{DEFAULT_MODEL_DIRS[1]}): reinstall codemt from its source checkout, which holds it "
+        f"in models/default (`pip install -e .`), or pass --model with a checkpoint path, "
+        f"e.g. a run folder written by `codemt train`, or the model `codemt recipe default` "
+        f"builds (~/.cache/codemt/runs/default/model)"
     )
 
 
