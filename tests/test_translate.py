@@ -328,7 +328,7 @@ def no_default_model(tmp_path, monkeypatch):
     )
 
 
-def test_a_missing_default_model_says_where_it_looked(no_default_model, tmp_path):
+def test_a_missing_default_model_says_where_it_looked(no_default_model):
     with pytest.raises(FileNotFoundError, match="not installed.*package.*checkpoint path"):
         Translator.load("default")
 
