@@ -1,5 +1,7 @@
-"""Shared fixtures: a small real corpus mined from a few standard-library modules, and a tokenizer."""
+"""Shared fixtures (a small real corpus mined from a few standard-library modules, a tokenizer,
+a tiny model) and helpers."""
 
+import ast
 import sysconfig
 from pathlib import Path
 
@@ -79,3 +81,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def without_docstrings(tree: ast.Module, keep_for: ast.Module | None = None) -> str:
+    """`ast.dump` of a tree without function docstrings (only where `keep_for` has none)."""
+    reference = None
+    if keep_for is not None:
+        reference = [
+            n for n in ast.walk(keep_for) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+        ]
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    for i, node in enumerate(functions):
+        if reference is not None and ast.get_docstring(reference[i]) is not None:
+            continue
+        if ast.get_docstring(node) is not None:
+            node.body = node.body[1:]
+    return ast.dump(tree)

@@ -19,6 +19,7 @@ from codemt.cli import main
 from codemt.docstring import DocstringSettings, document, find_files, project_style
 from codemt.templates import Facts, Parameter, build_docstring, facts_of, parse_descriptions
 from codemt.translate import Translation
+from tests.conftest import without_docstrings
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 STDLIB_PIECES = ["textwrap.py", "shlex.py", "json"]
@@ -52,22 +53,6 @@ def comments(data: bytes) -> list[str]:
     return [
         t.string for t in tokenize.tokenize(io.BytesIO(data).readline) if t.type == tokenize.COMMENT
     ]
-
-
-def without_docstrings(tree: ast.Module, keep_for: ast.Module | None = None) -> str:
-    """`ast.dump` of a tree without function docstrings (only where `keep_for` has none)."""
-    reference = None
-    if keep_for is not None:
-        reference = [
-            n for n in ast.walk(keep_for) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
-        ]
-    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-    for i, node in enumerate(functions):
-        if reference is not None and ast.get_docstring(reference[i]) is not None:
-            continue
-        if ast.get_docstring(node) is not None:
-            node.body = node.body[1:]
-    return ast.dump(tree)
 
 
 class _StripDocstrings(cst.CSTTransformer):
