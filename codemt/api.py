@@ -16,6 +16,8 @@ from codemt.translate import GenerationSettings
 
 # Beam widths and samples beyond this cost much and gain nothing on a shared server.
 MAX_CANDIDATES = 8
+# The most neighbours a request may carry (a model reads a few; the rest is waste).
+MAX_CONTEXT = 16
 
 Target = Literal["docstring", "body", "signature"]
 Style = Literal["summary", "google", "numpy", "rest"]
@@ -61,7 +63,29 @@ class Generation(BaseModel):
     seed: int | None = Field(None, description="seeds sampling; batchmates share the seed")
 
 
-class TranslateRequest(Generation):
+class ContextItem(BaseModel):
+    """Another documented function of the project, for the model to read beside this one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signature: str = Field(max_length=2_000, description="its `def` line")
+    docstring: str = Field(max_length=10_000, description="its docstring (the summary is read)")
+    body: str = Field("", max_length=10_000, description="its body (read for body targets)")
+
+
+class WithContext(BaseModel):
+    """Project memory a request may carry."""
+
+    context: list[ContextItem] | None = Field(
+        None,
+        max_length=MAX_CONTEXT,
+        description="the project's documented functions most like this one, most alike first "
+        "(a model trained with project memory reads a few); none given: the memory of the "
+        "project the server was started with (`--project`), if any; [] for none at all",
+    )
+
+
+class TranslateRequest(Generation, WithContext):
     """A function's source and the feature to write for it."""
 
     source: str = Field(
@@ -72,7 +96,7 @@ class TranslateRequest(Generation):
     style: Style | None = Field(None, description="docstrings only; default summary")
 
 
-class DocstringRequest(Generation):
+class DocstringRequest(Generation, WithContext):
     """A file and which of its functions should get a docstring (by line, name or both)."""
 
     text: str = Field(description="the whole file; it is parsed, never run")
@@ -160,6 +184,12 @@ class ModelInfo(BaseModel):
     targets: list[str]
     styles: list[str]
     modes: list[str] = Field(description="source features -> target the model can translate")
+    reads_context: bool = Field(
+        False, description="whether the model was trained to read project memory (`context`)"
+    )
+    project_functions: int = Field(
+        0, description="documented functions in the memory of the server's --project"
+    )
     codemt_version: str | None
 
 

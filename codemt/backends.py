@@ -239,6 +239,57 @@ class TorchBackend:
         return [hypotheses[i : i + n_return] for i in range(0, len(hypotheses), n_return)]
 
 
+# The parts of a T5 model whose linear layers the int8 backend quantizes.
+_QUANTIZED = frozenset({"encoder", "decoder", "lm_head"})
+
+
+class TorchInt8Backend(TorchBackend):
+    """The PyTorch model with its linear layers quantized to int8 on the fly (PyTorch's
+    dynamic quantization: int8 weights, activations quantized per batch), on CPU only; on
+    a GPU it is the float model. Runs every model the torch backend runs, copy mechanism
+    included, and keeps docstrings in real words; the README's "Fast CPU inference" has
+    its speed and quality beside the float32 reference."""
+
+    name = "torch-int8"
+
+    @staticmethod
+    def installed() -> bool:
+        """Whether torch and transformers can be imported and torch has a quantized engine."""
+        if not TorchBackend.installed():
+            return False
+        import torch
+
+        return any(e != "none" for e in torch.backends.quantized.supported_engines)
+
+    @classmethod
+    def open(
+        cls,
+        folder: Path,
+        tokenizer: Tokenizer,
+        vocab: Vocabulary,
+        *,
+        device: str | torch.device | None = None,
+        threads: int | None = None,
+    ) -> TorchBackend:
+        """Load the checkpoint and quantize it (on a GPU: the float torch backend)."""
+        import torch
+
+        opened = TorchBackend.open(folder, tokenizer, vocab, device=device, threads=threads)
+        if opened.device.type != "cpu":
+            return opened
+        # The transformer's linear layers; the copy mechanism's (`codemt.pointer`) read
+        # their weights directly and stay float.
+        layers = {
+            name
+            for name, module in opened.model.named_modules()
+            if isinstance(module, torch.nn.Linear) and name.split(".")[0] in _QUANTIZED
+        }
+        model = torch.ao.quantization.quantize_dynamic(
+            opened.model.float(), layers, dtype=torch.qint8
+        )
+        return cls(model, tokenizer, vocab, opened.device, opened.words)
+
+
 # ------------------------------------------------------------------ ctranslate2
 
 
@@ -360,6 +411,7 @@ class CTranslate2Backend:
 
 BACKENDS: dict[str, type[TorchBackend] | type[CTranslate2Backend]] = {
     "torch": TorchBackend,
+    "torch-int8": TorchInt8Backend,
     "ctranslate2": CTranslate2Backend,
 }
 # What `auto` tries, in order: the first installed backend that finds its form of the model.
@@ -397,12 +449,14 @@ def _missing_library(name: str) -> str:
     hints = {
         "ctranslate2": f"the ctranslate2 backend needs the ctranslate2 package: {INSTALL_HINT}",
         "torch": "the torch backend needs torch and transformers: pip install 'codemt[model]'",
+        "torch-int8": "the torch-int8 backend needs torch (with a quantized engine) and "
+        "transformers: pip install 'codemt[model]'",
     }
     return hints[name]
 
 
 def _missing_form(name: str, path: Path) -> str:
-    if name == "torch":
+    if name in ("torch", "torch-int8"):
         source = read_meta(path).get("export", {}).get("source", "the checkpoint")
         return (
             f"{path}: a CTranslate2 export holds no PyTorch weights; use the ctranslate2 "

@@ -30,12 +30,13 @@ from codemt.apply import (
     verify_edit,
 )
 from codemt.docstring import Generator
+from codemt.memory import add_memory_arguments
 from codemt.mine.extract import docstring_node
 from codemt.translate import (
     GenerationSettings,
-    Translator,
     add_model_arguments,
     generation_settings,
+    load_for_project,
     split_location,
 )
 
@@ -138,9 +139,7 @@ def _complete_command(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = _generation(args)
-        change, _ = complete(
-            path, name, Translator.load(args.model, backend=args.backend), settings
-        )
+        change, _ = complete(path, name, load_for_project(args, [path]), settings)
     except CompleteError as error:
         print(f"codemt complete: error: {error}", file=sys.stderr)
         return error.exit_code
@@ -177,4 +176,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for --samples")
     add_model_arguments(parser)
+    add_memory_arguments(parser)
     parser.set_defaults(func=_complete_command)

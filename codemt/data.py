@@ -43,6 +43,7 @@ from codemt.examples import (
     build_translation,
     control_ids,
     feature_texts,
+    neighbor_length,
     pretraining_ids,
     source_budgets,
     span_counts,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 CACHE_FORMAT = 5  # 4: `key.npy`; 5: keys from `exact_key`
+NEIGHBORS_FORMAT = 1  # of the `neighbors-*.npz` files beside a cache
 TOKENS_FILE = "tokens.int32"  # every id of every field, back to back, raw little-endian int32
 STAGES = ("pretrain", "multimode")
 _STYLE_CODES = ("", "summary", "google", "numpy", "rest", "other")
@@ -132,6 +134,34 @@ class TokenCache:
         """All token fields of one method."""
         return {name: self.ids(method, name) for name in TOKEN_FIELDS}
 
+    def rows(self) -> np.ndarray | None:
+        """The split's rows this cache holds (None: all of them, in order)."""
+        limit = self.meta.get("limit")
+        if limit is None and "-spread" in self.folder.name:  # caches written before `limit`
+            limit = int(self.folder.name.rsplit("-spread", 1)[1])
+        if limit is None:
+            return None
+        shards = corpus.shard_paths(Path(self.meta["corpus"]), self.meta["split"])
+        total = sum(pq.ParquetFile(p).metadata.num_rows for p in shards)
+        return spread_rows(total, limit)
+
+    def neighbors(self, k: int, *, progress: bool = True) -> dict[str, np.ndarray]:
+        """Each method's training neighbours per target (`codemt.memory.split_neighbors`,
+        indices into this cache), searched once and kept beside the tokens."""
+        path = self.folder / f"neighbors-{NEIGHBORS_FORMAT}-{k}.npz"
+        if path.is_file():
+            with np.load(path) as stored:
+                return {name: stored[name] for name in stored.files}
+        from codemt.memory import split_neighbors
+
+        found = split_neighbors(
+            Path(self.meta["corpus"]), self.meta["split"], k, self.rows(), progress=progress
+        )
+        tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz")
+        np.savez(tmp, **found)
+        tmp.replace(path)  # whole, whoever finishes last
+        return found
+
     @staticmethod
     def fingerprint(corpus_dir: Path, split: str, tokenizer_json: str) -> str:
         """What the cache depends on: corpus (its manifest), split, tokenizer and format."""
@@ -203,6 +233,7 @@ class TokenCache:
         meta = {
             "corpus": str(corpus_dir),
             "split": split,
+            "limit": limit,
             "methods": len(offsets),
             "tokens": int(offsets[-1, -1]) if len(offsets) else 0,
         }
@@ -371,6 +402,7 @@ class Planned:
     style: str | None
     source_len: int
     target_len: int
+    neighbors: bool = False  # read with its project neighbours (`ExampleSettings.neighbors`)
 
 
 class ExampleData:
@@ -408,7 +440,13 @@ class ExampleData:
         # in such a copy as here.
         self._rank: list[int] = (np.cumsum(kept) - 1).tolist()
         self._choices: dict[int, tuple[list[Mode], np.ndarray | None, bool]] = {}
-        self._lengths: dict[tuple[int, int, str | None], tuple[int, int]] = {}
+        self._lengths: dict[tuple[int, int, str | None, bool], tuple[int, int]] = {}
+        # Project memory: each method's neighbours per target, indices into the cache.
+        self._neighbors: dict[str, np.ndarray] = (
+            cache.neighbors(examples.neighbors)
+            if examples.neighbors and stage == "multimode"
+            else {}
+        )
 
     # -- planning
 
@@ -427,11 +465,21 @@ class ExampleData:
         if mode.target == "docstring":
             ask_summary = rng.random() < self.examples.summary_fraction
             style = target_style(_STYLE_CODES[self.cache.style[method]], ask_summary)
-        key = (method, index, style)
+        # Drawn only where neighbours are trained with: other plans stay as they were.
+        with_neighbors = bool(self._neighbors) and rng.random() < self.examples.neighbor_share
+        with_neighbors = with_neighbors and len(self._neighbor_list(method, mode)) > 0
+        key = (method, index, style, with_neighbors)
         if key not in self._lengths:
-            self._lengths[key] = self._translation_lengths(method, mode, style)
+            self._lengths[key] = self._translation_lengths(method, mode, style, with_neighbors)
         source_len, target_len = self._lengths[key]
-        return Planned(method, mode, style, source_len, target_len)
+        return Planned(method, mode, style, source_len, target_len, with_neighbors)
+
+    def _neighbor_list(self, method: int, mode: Mode) -> list[int]:
+        """A method's neighbours for a mode's target, most alike first (none for signatures)."""
+        found = self._neighbors.get(mode.target)
+        if found is None:
+            return []
+        return [int(i) for i in found[method, : self.examples.neighbors] if i >= 0]
 
     def _mode_choices(self, method: int) -> tuple[list[Mode], np.ndarray | None, bool]:
         """The modes a method supports, the cumulative distribution to draw one from (None:
@@ -449,7 +497,9 @@ class ExampleData:
             self._choices[kind] = (modes, cdf, documented)
         return self._choices[kind]
 
-    def _translation_lengths(self, method: int, mode: Mode, style: str | None) -> tuple[int, int]:
+    def _translation_lengths(
+        self, method: int, mode: Mode, style: str | None, with_neighbors: bool = False
+    ) -> tuple[int, int]:
         """An example's source and target lengths, computed without building it."""
         lengths = dict(zip(TOKEN_FIELDS, self.cache.lengths[method].tolist(), strict=True))
         if self.examples.names_follow_signature(mode):
@@ -464,6 +514,12 @@ class ExampleData:
         target_field = "summary" if style == "summary" else mode.target
         # Whole-line cutting can only shorten, so these are upper bounds; close enough to sort by.
         source_len = fixed + sum(budgets.values())
+        if with_neighbors:
+            for other in self._neighbor_list(method, mode):
+                other_lengths = dict(
+                    zip(TOKEN_FIELDS, self.cache.lengths[other].tolist(), strict=True)
+                )
+                source_len += neighbor_length(other_lengths, mode.target, self.examples)
         target_len = min(lengths[target_field], self.examples.max_target_tokens - 1) + 1
         return source_len, target_len
 
@@ -587,7 +643,13 @@ class ExampleData:
         if item.mode is not None:
             # Python ints: cutting at line breaks looks at single ids, which numpy makes slow.
             tokens = {name: ids.tolist() for name, ids in tokens.items()}
-            return build_translation(tokens, item.mode, item.style, self.vocab, self.examples)
+            neighbors = [
+                {name: ids.tolist() for name, ids in self.cache.fields(other).items()}
+                for other in (self._neighbor_list(item.method, item.mode) if item.neighbors else [])
+            ]
+            return build_translation(
+                tokens, item.mode, item.style, self.vocab, self.examples, neighbors
+            )
         rng = np.random.default_rng([self.examples.seed, epoch, self._rank[item.method]])
         return build_span_masking(
             pretraining_ids(tokens, self.vocab, self.examples), self.vocab, self.examples, rng

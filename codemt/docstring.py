@@ -40,6 +40,7 @@ from codemt.apply import (
     show_or_write,
     verify_edit,
 )
+from codemt.memory import add_memory_arguments
 from codemt.mine.docstrings import SUMMARY, detect_style, summary_of
 from codemt.templates import (
     STRUCTURED,
@@ -50,9 +51,9 @@ from codemt.templates import (
 )
 from codemt.translate import (
     Translation,
-    Translator,
     add_model_arguments,
     generation_settings,
+    load_for_project,
 )
 
 AUTO = "auto"
@@ -242,6 +243,15 @@ def _walk(root: Path, settings: DocstringSettings) -> list[Path]:
     return [f for f in found if f not in ignored]
 
 
+def _identity(file: Path) -> Path:
+    """What makes two paths the same file: the resolved path; a symlink loop (`a.py ->
+    b.py -> a.py`) is its own, and reading it later fails with a message naming it."""
+    try:
+        return file.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: pathlib's "Symlink loop" before 3.13
+        return file.absolute()
+
+
 def find_files(paths: Iterable[str | Path], settings: DocstringSettings) -> list[Path]:
     """The Python files to document under files and folders, each once, in a stable order.
 
@@ -254,7 +264,7 @@ def find_files(paths: Iterable[str | Path], settings: DocstringSettings) -> list
     for given in map(Path, paths):
         if given.is_dir():
             for file in _walk(given, settings):
-                files.setdefault(file.resolve(), file)
+                files.setdefault(_identity(file), file)
         elif given.is_file():
             if not exclude.match_file(given.as_posix()):
                 files.setdefault(given.resolve(), given)
@@ -443,7 +453,7 @@ def _docstring_command(args: argparse.Namespace) -> int:
             args.paths,
             settings,
             mode,
-            lambda: Translator.load(args.model, settings=generation, backend=args.backend),
+            lambda: load_for_project(args, args.paths, generation),
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"codemt docstring: error: {error}", file=sys.stderr)
@@ -519,4 +529,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--public-only", action="store_true", help="skip private functions")
     parser.add_argument("--overwrite", action="store_true", help="redo existing docstrings too")
     add_model_arguments(parser, batch_size=True)
+    add_memory_arguments(parser)
     parser.set_defaults(func=_docstring_command)

@@ -15,7 +15,13 @@ Metrics, in percent (0-100):
   syntax-aware selection; `top_beam_parse_rate`: the same for the best-scored beam alone.
 
 Beside every docstring evaluation stand two trivial baselines: the function name split into
-words (`save act`), and a sentence made of them (`Returns the save act.`).
+words (`save act`), and a sentence made of them (`Returns the save act.`); and, where the
+methods have a repository, `nearest_docstring`: the summary of the most alike documented
+other method of the same repository (`codemt.memory`, leave-one-out).
+
+`memory="repo"` evaluates with project memory as a user's project gives it: each method is
+translated with its neighbours among the other methods of its repository in the data
+(leave-one-out); "none" (the default) is the standard protocol, each method alone.
 """
 
 from __future__ import annotations
@@ -151,6 +157,8 @@ def score_texts(predictions: Sequence[str], references: Sequence[str]) -> dict[s
 # ------------------------------------------------------------------ baselines
 
 
+MEMORIES = ("none", "repo")
+
 BASELINES: dict[str, Callable[[str], str]] = {
     "name_words": name_words,
     # A sentence, as summaries are written: the period matters to BLEU (references end in one).
@@ -189,6 +197,31 @@ class EvalData:
         if limit is None or limit >= len(chosen):
             return chosen
         return sorted(random.Random(0).sample(chosen, limit))
+
+    def with_neighbors(self, chosen: Sequence[int], target: str, k: int) -> list[dict[str, Any]]:
+        """The chosen methods' records, each carrying its `k` neighbours among the other
+        documented methods of its repository in this data (leave-one-out), for `target`."""
+        memories = self._repo_memories()
+        records = []
+        for i in chosen:
+            record = self.records[i]
+            memory = memories.get(record.get("repo") or "")
+            found = memory.neighbors(record, k, target=target) if memory is not None else []
+            records.append({**record, "neighbors": found})
+        return records
+
+    def _repo_memories(self) -> dict[str, Any]:
+        """A `codemt.memory.Memory` per repository of the data (built once)."""
+        if "memories" not in self.__dict__:
+            from codemt.memory import Memory
+
+            by_repo: dict[str, list[dict[str, Any]]] = {}
+            for record in self.records:
+                if record.get("repo"):
+                    by_repo.setdefault(record["repo"], []).append(record)
+            memories = {repo: Memory.from_records(rows) for repo, rows in by_repo.items()}
+            object.__setattr__(self, "memories", memories)
+        return self.__dict__["memories"]
 
 
 def load_corpus(corpus: Path, split: str = "test") -> EvalData:
@@ -230,6 +263,8 @@ def load_codesearchnet(path: Path) -> EvalData:
             # As the miner reads such rows: the qualified name, and the class it implies.
             name = str(row.get("func_name") or record["name"])
             record["name"] = name
+            record["repo"] = str(row.get("repo") or "")
+            record["path"] = str(row.get("path") or "")
             if "." in name and not record["class_name"]:
                 record["class_name"] = name.rsplit(".", 1)[0].rsplit(".", 1)[-1]
             records.append(record)
@@ -289,12 +324,17 @@ def evaluate_mode(
     *,
     limit: int | None = None,
     progress: bool = False,
+    memory: str = "none",
 ) -> ModeResult:
-    """Generate for every example of `mode` and score against the references."""
+    """Generate for every example of `mode` and score against the references; `memory`
+    "repo" gives each method its neighbours in its repository (`EvalData.with_neighbors`)."""
     chosen = data.examples(mode, limit)
     if not chosen:
         raise ValueError(f"{data.name}: no method has the features of mode {mode.name}")
-    records = [data.records[i] for i in chosen]
+    if memory == "repo" and translator.reads_neighbors:
+        records = data.with_neighbors(chosen, mode.target, translator.examples.neighbors)
+    else:
+        records = [{**data.records[i], "neighbors": []} for i in chosen]
     references = [data.references[i][mode.target] for i in chosen]
     t0 = time.perf_counter()
     translations = translator.translate_batch(
@@ -317,10 +357,16 @@ def evaluate_baselines(data: EvalData, limit: int | None = None) -> dict[str, di
     if not chosen:
         return {}
     references = [data.references[i]["docstring"] for i in chosen]
-    return {
+    scores = {
         name: score_texts([baseline(data.records[i]["name"]) for i in chosen], references)
         for name, baseline in BASELINES.items()
     }
+    if any(data.records[i].get("repo") for i in chosen):
+        nearest = [n["neighbors"] for n in data.with_neighbors(chosen, "docstring", 1)]
+        scores["nearest_docstring"] = score_texts(
+            [found[0].docstring if found else "" for found in nearest], references
+        )
+    return scores
 
 
 def evaluate(
@@ -330,11 +376,19 @@ def evaluate(
     *,
     limit: int | None = None,
     progress: bool = False,
+    memory: str = "none",
 ) -> tuple[dict[str, Any], dict[str, ModeResult]]:
-    """Evaluate a model on every mode: the report (`metrics.json`'s shape) and the results."""
+    """Evaluate a model on every mode: the report (`metrics.json`'s shape) and the results.
+
+    `memory`: "none" (each method alone, the standard protocol) or "repo" (with its
+    neighbours among the other methods of its repository, leave-one-out)."""
+    if memory not in MEMORIES:
+        raise ValueError(f"unknown memory {memory!r}; choose one of {', '.join(MEMORIES)}")
     results = {}
     for mode in modes:
-        result = evaluate_mode(translator, data, mode, limit=limit, progress=progress)
+        result = evaluate_mode(
+            translator, data, mode, limit=limit, progress=progress, memory=memory
+        )
         results[result.key] = result
     report = {
         "model": str(translator.path),
@@ -342,6 +396,8 @@ def evaluate(
         "real_words": translator.settings.real_words and translator.has_word_list,
         "num_beams": translator.settings.num_beams,
         "name_weight": translator.settings.name_weight,
+        # What the model read beside each method: "repo" only where it was trained to.
+        "memory": memory if translator.reads_neighbors else "none",
         "data": data.name,
         "skipped_rows": data.skipped,
         "modes": {key: result.metrics for key, result in results.items()},
@@ -447,7 +503,8 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         models = [args.model] + ([args.compare] if args.compare else [])
         translators = [Translator.load(m, settings=settings, backend=args.backend) for m in models]
         evaluations = [
-            evaluate(t, data, modes, limit=args.limit, progress=args.progress) for t in translators
+            evaluate(t, data, modes, limit=args.limit, progress=args.progress, memory=args.memory)
+            for t in translators
         ]
     except (ValueError, FileNotFoundError) as error:
         print(f"codemt evaluate: error: {error}", file=sys.stderr)
@@ -512,6 +569,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="N examples per mode")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="write files here")
     parser.add_argument("--compare", metavar="MODEL2", help="a second model to show beside")
+    parser.add_argument(
+        "--memory",
+        choices=MEMORIES,
+        default="none",
+        help="none: each method alone (CodeXGLUE's protocol, the default); repo: each with "
+        "its neighbours among the other methods of its repository in the data "
+        "(leave-one-out), as project memory gives them, for a model trained to read them",
+    )
     parser.add_argument("--beams", type=int, default=4, metavar="N", help="beam width")
     parser.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
     add_decoding_arguments(parser)

@@ -110,6 +110,16 @@ class ExampleSettings:
     # reuse those words, spelled as prose tokens (` path`), not as identifier pieces
     # (`_path`), so the model can copy them instead of learning to respell each one.
     name_words: bool = False
+    # Project memory (`codemt.memory`): up to this many documented functions of the same
+    # repository follow the source, each as the docstring marker, its summary and its name
+    # words (for body targets also the body marker and its first lines), at most
+    # `neighbor_tokens` tokens each (twice that for body targets), after the method's own
+    # features, which keep `max_source_tokens`. 0: no neighbours ever.
+    neighbors: int = 0
+    # Of the translation examples, the share given neighbours (where the method has any),
+    # so that a model trained with them still works alone.
+    neighbor_share: float = 0.7
+    neighbor_tokens: int = 48
     noise_density: float = 0.15
     mean_noise_span: float = 3.0
     seed: int = 0
@@ -127,6 +137,10 @@ class ExampleSettings:
             raise ValueError(f"undocumented_share must be in [0, 1], got {self.undocumented_share}")
         if not 0.0 <= self.undocumented_kept <= 1.0:
             raise ValueError(f"undocumented_kept must be in [0, 1], got {self.undocumented_kept}")
+        if self.neighbors < 0 or self.neighbor_tokens < 8:
+            raise ValueError("neighbors must be >= 0 and neighbor_tokens >= 8")
+        if not 0.0 <= self.neighbor_share <= 1.0:
+            raise ValueError(f"neighbor_share must be in [0, 1], got {self.neighbor_share}")
         if not 0.0 < self.noise_density < 1.0:
             raise ValueError(f"noise_density must be in (0, 1), got {self.noise_density}")
         if self.mean_noise_span < 1.0:
@@ -295,18 +309,46 @@ def control_ids(mode: Mode, style: str | None, vocab: Vocabulary) -> list[int]:
     return ids
 
 
+def neighbor_budget(target: str, settings: ExampleSettings) -> int:
+    """The tokens one neighbour may take in a source for `target`."""
+    return settings.neighbor_tokens * (2 if target == "body" else 1)
+
+
+def neighbor_length(lengths: dict[str, int], target: str, settings: ExampleSettings) -> int:
+    """How many tokens a neighbour with these field lengths takes (`neighbor_ids`)."""
+    length = 1 + lengths["summary"] + lengths["names"]
+    if target == "body" and lengths["body"]:
+        length += 1 + lengths["body"]
+    return min(length, neighbor_budget(target, settings))
+
+
+def neighbor_ids(
+    tokens: dict[str, Sequence[int]], target: str, vocab: Vocabulary, settings: ExampleSettings
+) -> list[int]:
+    """One neighbour as the model reads it: the docstring marker, its summary and its name
+    words (`# load config (path)`), for body targets the body marker and its first lines;
+    cut to `neighbor_budget`, so the summary is what stays."""
+    ids = [vocab.features["docstring"], *tokens["summary"], *tokens["names"]]
+    if target == "body" and len(tokens["body"]):
+        ids += [vocab.features["body"], *tokens["body"]]
+    return ids[: neighbor_budget(target, settings)]
+
+
 def build_translation(
     tokens: dict[str, Sequence[int]],
     mode: Mode,
     style: str | None,
     vocab: Vocabulary,
     settings: ExampleSettings,
+    neighbors: Sequence[dict[str, Sequence[int]]] = (),
 ) -> tuple[list[int], list[int]]:
     """Source and target ids of one multi-mode example.
 
     `tokens` maps token fields to ids. The control code is never cut; source features
     are cut by priority (signature first kept, context last), each keeping whole lines;
-    the target keeps whole lines too and ends with </s>.
+    the target keeps whole lines too and ends with </s>. `neighbors` (token fields of
+    other documented functions, most alike first; at most `settings.neighbors` are read)
+    follow the method's own features.
     """
     sources = list(mode.sources)
     if settings.context:
@@ -323,6 +365,8 @@ def build_translation(
         if name in budgets:
             source.append(vocab.features[name])
             source.extend(cut_at_line(tokens[name], budgets[name], vocab.newline_ids))
+    for neighbor in neighbors[: settings.neighbors]:
+        source.extend(neighbor_ids(neighbor, mode.target, vocab, settings))
     source.append(vocab.eos)
     target_field = "summary" if mode.target == "docstring" and style == "summary" else mode.target
     target = cut_at_line(tokens[target_field], settings.max_target_tokens - 1, vocab.newline_ids)

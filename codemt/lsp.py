@@ -11,6 +11,10 @@ itself is loaded on the first resolve, so the editor starts the server instantly
 
 The edits are the smallest that insert the text (see `codemt.edits`): the rest of the file
 keeps its bytes. Submitted code is parsed, never run.
+
+Project memory (`codemt.memory`): for a model trained to read it, the workspace's documented
+functions are indexed in the background when the editor has initialised the server (cached
+on disk, so a restart reads only what changed), and a saved file is read again.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from codemt import __version__, edits
@@ -38,6 +43,8 @@ from codemt.translate import (
 if TYPE_CHECKING:
     from lsprotocol import types
     from pygls.lsp.server import LanguageServer
+
+    from codemt.memory import ProjectMemory
 
 # What each action writes: its title and whether a function qualifies for it.
 ACTIONS: dict[str, tuple[str, Callable[[edits.Function], bool]]] = {
@@ -63,6 +70,7 @@ class LspSettings:
     backend: str = "auto"
     style: str = "summary"
     generation: GenerationSettings = GenerationSettings()
+    memory: bool = True  # the workspace's project memory, for a model that reads one
 
     def __post_init__(self) -> None:
         resolve_style("docstring", self.style)  # raises ValueError naming the known styles
@@ -74,8 +82,21 @@ class _Model:
     def __init__(self, path: str, backend: str) -> None:
         self.path = path
         self.backend = backend
+        self.memory: ProjectMemory | None = None  # set once built, in the background
         self._translator: Translator | None = None
         self._lock = threading.Lock()
+
+    def reads_neighbors(self) -> bool:
+        """Whether the model reads project memory (read from its folder, not loaded)."""
+        from codemt.backends import read_meta, select_backend
+        from codemt.translate import default_model_path, example_settings
+
+        path = default_model_path() if self.path == DEFAULT_MODEL else self.path
+        try:
+            folder = select_backend(path, self.backend)[1]
+            return example_settings(read_meta(folder)).neighbors > 0
+        except (ValueError, FileNotFoundError, OSError):
+            return False
 
     def translate(
         self,
@@ -88,7 +109,9 @@ class _Model:
         with self._lock:
             if self._translator is None:
                 self._translator = Translator.load(self.path, backend=self.backend)
-            return self._translator.translate_batch([record], target, style, settings=settings)[0]
+            return self._translator.translate_batch(
+                [record], target, style, settings=settings, memory=self.memory
+            )[0]
 
 
 def function_at(tree: ast.Module, line: int) -> edits.Function | None:
@@ -103,6 +126,15 @@ def function_at(tree: ast.Module, line: int) -> edits.Function | None:
     return max(found, key=edits.first_line, default=None)
 
 
+def _inside(path: str, root: Path) -> bool:
+    """Whether a file is inside a folder (resolved, so a symlink out of it is not)."""
+    try:
+        Path(path).resolve().relative_to(root)
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
 def create_server(settings: LspSettings) -> LanguageServer:
     """A language server offering codemt's code actions (start it with `.start_io()`)."""
     from lsprotocol import types
@@ -111,6 +143,40 @@ def create_server(settings: LspSettings) -> LanguageServer:
 
     server = LanguageServer("codemt", __version__)
     model = _Model(settings.model, settings.backend)
+
+    def build_memory() -> None:
+        """The workspace's memory, off the message loop; the editor is told once if not."""
+        from codemt.memory import open_memory
+
+        root = server.workspace.root_path
+        if not settings.memory or not root or not model.reads_neighbors():
+            return
+
+        class Options:
+            memory, project = "project", root
+
+        def say(line: str) -> None:
+            server.window_log_message(
+                types.LogMessageParams(type=types.MessageType.Info, message=line)
+            )
+
+        model.memory = open_memory(Options(), [root], say=say, progress=False)
+
+    @server.feature(types.INITIALIZED)
+    def initialized(params: types.InitializedParams) -> None:
+        threading.Thread(target=build_memory, name="codemt-memory", daemon=True).start()
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    @server.thread()
+    def saved(params: types.DidSaveTextDocumentParams) -> None:
+        """A saved Python file of the workspace is read into the memory again."""
+        memory = model.memory
+        if memory is None:
+            return
+        document = server.workspace.get_text_document(params.text_document.uri)
+        path = document.path
+        if path and path.endswith(".py") and _inside(path, memory.root):
+            memory.refresh(path)
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
@@ -164,6 +230,8 @@ def create_server(settings: LspSettings) -> LanguageServer:
         if not ACTIONS[target][1](node):
             raise JsonRpcContentModified(f"{data['name']} no longer needs a {target}")
         style = settings.style if target == "docstring" else None
+        # The document's own path: the memory never offers a function as its own neighbour.
+        record = {**record, "path": document.path or ""}
         result = model.translate(record, target, style, settings.generation)
         try:
             if target == "docstring":
@@ -226,6 +294,7 @@ def _lsp_command(args: argparse.Namespace) -> int:
             backend=args.backend,
             style=args.style,
             generation=generation_settings(args, num_beams=args.beams),
+            memory=args.memory != "none",
         )
         # Fail now, not on the first code action (the model loads then).
         from codemt.backends import select_backend
@@ -257,4 +326,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="docstring style (default: %(default)s)",
     )
     add_model_arguments(parser)
+    parser.add_argument(
+        "--memory",
+        choices=("project", "none"),
+        default="project",
+        help="project: write with the workspace's documented functions beside each one "
+        "(default, for a model trained to read them); none: each function alone",
+    )
     parser.set_defaults(func=_lsp_command)

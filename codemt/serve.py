@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from codemt import __version__
 from codemt.examples import all_modes
+from codemt.memory import neighbors_from_request, open_memory
 from codemt.mine.extract import docstring_node
 from codemt.translate import (
     TARGETS,
@@ -262,6 +263,8 @@ def _model_info(translator: Translator) -> dict[str, Any]:
         "styles": list(get_args(api.Style)),
         "modes": [mode.name for mode in all_modes()],
         "codemt_version": meta.get("codemt_version"),
+        "reads_context": translator.reads_neighbors,
+        "project_functions": len(translator.memory) if translator.memory is not None else 0,
     }
 
 
@@ -362,6 +365,16 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         if size > limit:
             raise HTTPException(413, f"the {what} is {size} bytes, over the limit of {limit}")
 
+    def with_context(record: dict[str, Any], body: api.WithContext) -> dict[str, Any]:
+        """The record with the request's neighbours (data only: never a path to read)."""
+        if body.context is None:
+            return record  # the server's project memory, if it has one
+        items = [item.model_dump() for item in body.context]
+        try:
+            return {**record, "neighbors": neighbors_from_request(items)}
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
+
     async def generate(record: dict[str, Any], key: BatchKey) -> BatchResult:
         try:
             source_features(record, key.target)
@@ -395,7 +408,7 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
             record = await asyncio.to_thread(parse_method, body.source)
         except ValueError as error:
             raise HTTPException(400, str(error)) from None
-        result = await generate(record, BatchKey(body.target, style, options))
+        result = await generate(with_context(record, body), BatchKey(body.target, style, options))
         best = result.translation
         return api.TranslateResponse(
             text=best.text,
@@ -428,7 +441,7 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
                 409, f"{record['name']} (line {node.lineno}) already has a docstring"
             )
         style = resolve_style("docstring", body.style)
-        result = await generate(record, BatchKey("docstring", style, options))
+        result = await generate(with_context(record, body), BatchKey("docstring", style, options))
         edit = edits.docstring_edit(body.text, node, result.translation.text)
         start, end = edits.lsp_range(body.text, edit.start, edit.end)
         return api.DocstringResponse(
@@ -527,6 +540,15 @@ def _serve_command(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"codemt serve: error: {error}", file=sys.stderr)
         return 2
+    if args.project is not None:
+        if not translator.reads_neighbors:
+            print(
+                f"codemt serve: {translator.path} was not trained to read project memory: "
+                f"--project is ignored",
+                file=sys.stderr,
+            )
+        else:
+            translator.memory = open_memory(args, [args.project])
     if not _is_loopback(args.host):
         print(
             f"codemt serve: warning: listening on {args.host}, not loopback; the server has no "
@@ -549,6 +571,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(pip install 'codemt[serve]').",
     )
     add_model_arguments(parser, generation=False)
+    parser.add_argument(
+        "--project",
+        metavar="DIR",
+        default=None,
+        help="answer with this project's memory: its documented functions most like each "
+        "requested one are read beside it (requests may bring their own, `context`)",
+    )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback)"
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
+import itertools
 import math
 import re
 import sys
@@ -55,6 +56,9 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from codemt.backends import Backend
+    from codemt.memory import Memory, ProjectMemory
+
+    MemoryLike = Memory | ProjectMemory
 
 TARGETS = FEATURES
 DEFAULT_MODEL = "default"
@@ -408,6 +412,7 @@ class Translator:
         vocab: Vocabulary,
         *,
         settings: GenerationSettings | None = None,
+        memory: MemoryLike | None = None,
     ) -> None:
         self.backend = backend
         self.path = path
@@ -416,6 +421,28 @@ class Translator:
         self.examples = example_settings(meta)
         self.tokenizer = tokenizer
         self.vocab = vocab
+        self.memory = memory
+
+    @property
+    def reads_neighbors(self) -> bool:
+        """Whether the model was trained to read project neighbours (`codemt.memory`)."""
+        return self.examples.neighbors > 0
+
+    def neighbors_of(
+        self, record: dict[str, Any], target: str, memory: MemoryLike | None = None
+    ) -> list[dict[str, Any]]:
+        """The neighbours a method is translated with: those its record carries
+        (`record["neighbors"]`, a list of Neighbor or {signature, docstring[, body]}), else
+        the memory's; none for a model that does not read them."""
+        if not self.reads_neighbors:
+            return []
+        k = self.examples.neighbors
+        if "neighbors" in record:
+            given = record["neighbors"] or []
+        else:
+            memory = self.memory if memory is None else memory
+            given = memory.neighbors(record, k, target=target) if memory is not None else []
+        return [n.as_record() if hasattr(n, "as_record") else dict(n) for n in given[:k]]
 
     @classmethod
     def load(
@@ -426,6 +453,7 @@ class Translator:
         device: str | torch.device | None = None,
         backend: str = "auto",
         threads: int | None = None,
+        memory: MemoryLike | None = None,
     ) -> Translator:
         """Load a checkpoint folder, a run folder (its best, else newest checkpoint), an export
         or `default`.
@@ -446,7 +474,8 @@ class Translator:
         tokenizer = load_tokenizer(folder)
         vocab = Vocabulary.from_tokenizer(tokenizer)
         opened = BACKENDS[name].open(folder, tokenizer, vocab, device=device, threads=threads)
-        return cls(opened, folder, read_meta(folder), tokenizer, vocab, settings=settings)
+        meta = read_meta(folder)
+        return cls(opened, folder, meta, tokenizer, vocab, settings=settings, memory=memory)
 
     @property
     def model(self) -> Any:
@@ -492,11 +521,13 @@ class Translator:
         style: str | None = None,
         *,
         sources: Sequence[str] | None = None,
+        memory: MemoryLike | None = None,
     ) -> list[list[int]]:
         """The model inputs of methods, exactly as training builds them (ending with </s>).
 
         `sources` fixes the source features (every method must have them); by default
-        each method's other non-empty features are used.
+        each method's other non-empty features are used. Neighbours follow, for a model
+        that reads them (`neighbors_of`; `memory` stands for the translator's own).
         """
         style = resolve_style(target, style)
         records = [method_record(m) for m in methods]
@@ -513,9 +544,15 @@ class Translator:
                     )
             modes.append(Mode(features, target))
         tokens = encode_fields(records, self.tokenizer)
+        neighbors = [self.neighbors_of(r, target, memory) for r in records]
+        counts = [len(n) for n in neighbors]
+        flat = encode_fields([n for found in neighbors for n in found], self.tokenizer)
+        starts = [0, *itertools.accumulate(counts)][:-1]
         return [
-            build_translation(t, mode, style, self.vocab, self.examples)[0]
-            for t, mode in zip(tokens, modes, strict=True)
+            build_translation(
+                t, mode, style, self.vocab, self.examples, flat[start : start + count]
+            )[0]
+            for t, mode, start, count in zip(tokens, modes, starts, counts, strict=True)
         ]
 
     def translate_batch(
@@ -527,11 +564,13 @@ class Translator:
         sources: Sequence[str] | None = None,
         settings: GenerationSettings | None = None,
         progress: bool = False,
+        memory: MemoryLike | None = None,
     ) -> list[Translation]:
         """Translate many methods into `target`, in batches of similar length.
 
         Results come in the order of `methods`. `sources` fixes the source features, as
-        in `encode`. A method that cannot be read raises ValueError naming it.
+        in `encode`; `memory` the project memory, as there. A method that cannot be read
+        raises ValueError naming it.
         """
         from tqdm.auto import tqdm
 
@@ -545,7 +584,7 @@ class Translator:
                 raise ValueError(
                     f"method {i}: {error}" if len(methods) > 1 else str(error)
                 ) from None
-        inputs = self.encode(records, target, style, sources=sources)
+        inputs = self.encode(records, target, style, sources=sources, memory=memory)
         # Every candidate comes back (beam search runs the same search for one or all):
         # code targets choose a parsing one, docstrings one that names what the method's
         # names say, where the model sees them.
@@ -677,9 +716,7 @@ def _translate_command(args: argparse.Namespace) -> int:
             records = chosen
         if not records:
             raise CommandError(f"{path}: no function in this file")
-        translator = Translator.load(
-            args.model, settings=_settings_from_args(args), backend=args.backend
-        )
+        translator = load_for_project(args, [path], _settings_from_args(args))
         results = translator.translate_batch(
             records, args.target, args.style, progress=len(records) > 32
         )
@@ -693,6 +730,27 @@ def _translate_command(args: argparse.Namespace) -> int:
         if function is None:
             print()
     return 0
+
+
+def load_for_project(
+    args: argparse.Namespace,
+    paths: Sequence[str | Path],
+    settings: GenerationSettings | None = None,
+) -> Translator:
+    """The model of a command that writes for a project's files (`--model`, `--backend`),
+    with the project's memory (`--project`, `--memory`) where the model reads one."""
+    from codemt.memory import open_memory
+
+    translator = Translator.load(args.model, settings=settings, backend=args.backend)
+    if translator.reads_neighbors:
+        translator.memory = open_memory(args, [p for p in paths if p != "-"])
+    elif getattr(args, "project", None):
+        print(
+            f"codemt: {translator.path} was not trained to read project memory: --project "
+            f"is ignored",
+            file=sys.stderr,
+        )
+    return translator
 
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:
@@ -828,4 +886,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=None, help="seed for --sample (--beams: how many)"
     )
     add_model_arguments(parser, beams_default=None, beams_help="; with --sample, samples drawn")
+    from codemt.memory import add_memory_arguments
+
+    add_memory_arguments(parser)
     parser.set_defaults(func=_translate_command)

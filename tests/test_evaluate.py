@@ -200,7 +200,8 @@ def test_evaluate_command_on_codexglue_jsonl(tiny_model, tmp_path, capsys):
         assert mode["n"] == 6
         assert all(0 <= v <= 100 for k, v in mode.items() if k not in ("n", "seconds"))
     baselines = metrics["baselines"]["docstring"]
-    assert set(baselines) == {"name_words", "returns_name_words"}
+    assert set(baselines) == {"name_words", "returns_name_words", "nearest_docstring"}
+    assert metrics["memory"] == "none"
     assert baselines["name_words"]["n"] == 6
     assert metrics["compare"]["modes"]["docstring"]["n"] == 6
 

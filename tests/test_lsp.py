@@ -39,8 +39,8 @@ REQUEST_FAILED = -32803
 class LspClient:
     """A minimal JSON-RPC client: Content-Length framing over a subprocess's stdin/stdout."""
 
-    def __init__(self, command: list[str], stderr) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a tiny model on a busy machine
+    def __init__(self, command: list[str], stderr, env: dict[str, str] | None = None) -> None:
+        env = {**(env or os.environ), "OMP_NUM_THREADS": "1"}  # a tiny model on a busy machine
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env
         )

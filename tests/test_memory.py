@@ -1,0 +1,454 @@
+"""Project memory: retrieval, the on-disk cache, leave-one-out evaluation, training neighbours."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codemt import memory as memory_module
+from codemt.memory import (
+    Memory,
+    Neighbor,
+    ProjectMemory,
+    code_words,
+    neighbors_from_request,
+    open_memory,
+    project_root,
+    split_neighbors,
+)
+
+VIDEO_SITE = '''\
+def download_sina(url, output_dir="."):
+    """Downloads Sina videos by URL."""
+    html = get_content(url)
+    return save_video(html, output_dir)
+
+
+def download_cbs(url, output_dir="."):
+    """Downloads CBS videos by URL."""
+    html = get_content(url)
+    return save_video(html, output_dir)
+
+
+def parse_config(path):
+    """Reads the configuration file."""
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def download_youku(url, output_dir="."):
+    html = get_content(url)
+    return save_video(html, output_dir)
+'''
+
+
+def record(name, signature, body, docstring="", path="site.py"):
+    return {"name": name, "signature": signature, "body": body, "docstring": docstring,
+            "path": path}  # fmt: skip
+
+
+def test_code_words_split_identifiers_and_drop_keywords():
+    words = code_words("def getHTTPResponse_code(self, url):\n    return None")
+    assert words == ["get", "http", "response", "code", "url"]
+
+
+def test_the_most_alike_function_comes_first_and_never_the_function_itself():
+    records = [
+        record("download_sina", 'def download_sina(url):', "    return get_video(url)",
+               "Downloads Sina videos by URL."),
+        record("download_cbs", 'def download_cbs(url):', "    return get_video(url)",
+               "Downloads CBS videos by URL."),
+        record("parse_config", "def parse_config(path):", "    return json.load(open(path))",
+               "Reads the configuration file."),
+    ]  # fmt: skip
+    memory = Memory.from_records(records)
+    found = memory.neighbors(records[0], k=3)
+    assert [n.name for n in found][0] == "download_cbs"
+    assert "download_sina" not in [n.name for n in found]
+    # The same code elsewhere (a copy in another file) is the function itself too.
+    copy = {**records[1], "path": "other.py", "name": "copy_of_cbs"}
+    assert "download_cbs" not in [n.name for n in memory.neighbors(copy, k=3)]
+    # Nothing in common: no neighbour rather than a random one.
+    stranger = record("zzz", "def zzz(qq):", "    return qq")
+    assert memory.neighbors(stranger, k=3) == []
+
+
+def test_an_empty_memory_and_k_zero_find_nothing():
+    assert Memory([]).neighbors(record("f", "def f(x):", "    return x"), k=3) == []
+    memory = Memory([Neighbor("g", "def g(x):", "Does g.", "    return x")])
+    assert memory.neighbors(record("f", "def f(x):", "    return x"), k=0) == []
+
+
+def make_project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (root / "pkg" / "site.py").write_text(VIDEO_SITE)
+    return root
+
+
+def test_project_root_is_the_nearest_folder_with_a_marker(tmp_path):
+    root = make_project(tmp_path)
+    assert project_root([root / "pkg" / "site.py"]) == root
+    assert project_root([root / "pkg"]) == root
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert project_root([bare / "x.py"]) == bare
+
+
+def test_project_memory_reads_documented_functions_and_caches_them(tmp_path):
+    root, cache = make_project(tmp_path), tmp_path / "cache"
+    memory = ProjectMemory.open(root, cache_dir=cache)
+    assert sorted(n.name for n in memory.memory.entries) == [
+        "download_cbs", "download_sina", "parse_config"
+    ]  # fmt: skip
+    target = record(
+        "download_youku", 'def download_youku(url, output_dir="."):',
+        "    html = get_content(url)\n    return save_video(html, output_dir)",
+        path=str(root / "pkg" / "site.py"),
+    )  # fmt: skip
+    found = memory.neighbors(target, k=2)
+    assert {n.name for n in found} == {"download_sina", "download_cbs"}
+    assert found[0].path == "pkg/site.py" and found[0].docstring.startswith("Downloads")
+    [stored] = list(cache.glob("*.json"))
+    assert json.loads(stored.read_text())["root"] == str(root.resolve())
+
+
+def test_a_changed_file_is_read_again_and_an_unchanged_one_is_not(tmp_path, monkeypatch):
+    root, cache = make_project(tmp_path), tmp_path / "cache"
+    ProjectMemory.open(root, cache_dir=cache)
+    parsed = []
+    real = memory_module._documented_functions
+    monkeypatch.setattr(
+        memory_module, "_documented_functions", lambda d, r: parsed.append(r) or real(d, r)
+    )
+    ProjectMemory.open(root, cache_dir=cache)
+    assert parsed == []  # all from the cache
+    site = root / "pkg" / "site.py"
+    site.write_text(VIDEO_SITE.replace("Reads the configuration", "Loads the settings"))
+    memory = ProjectMemory.open(root, cache_dir=cache)
+    assert parsed == ["pkg/site.py"]
+    assert "Loads the settings file." in {n.docstring for n in memory.memory.entries}
+
+
+def test_a_cache_of_another_version_or_damaged_is_rebuilt_not_trusted(tmp_path):
+    root, cache = make_project(tmp_path), tmp_path / "cache"
+    ProjectMemory.open(root, cache_dir=cache)
+    [stored] = list(cache.glob("*.json"))
+    data = json.loads(stored.read_text())
+    # A forged entry under another format: must not be believed.
+    data["format"] = -1
+    entry = data["files"]["pkg/site.py"]
+    entry["functions"] = [{**entry["functions"][0], "docstring": "FORGED"}]
+    stored.write_text(json.dumps(data))
+    memory = ProjectMemory.open(root, cache_dir=cache)
+    assert "FORGED" not in {n.docstring for n in memory.memory.entries}
+    assert any("another version" in note for note in memory.notes)
+    stored.write_text("{not json")
+    memory = ProjectMemory.open(root, cache_dir=cache)
+    assert len(memory) == 3 and any("unreadable" in note for note in memory.notes)
+    assert json.loads(stored.read_text())["format"] == memory_module.CACHE_FORMAT
+
+
+def test_unreadable_and_unparsable_files_are_skipped_and_counted(tmp_path):
+    root = make_project(tmp_path)
+    (root / "pkg" / "broken.py").write_text("def broken(:\n    pass\n")
+    (root / "pkg" / "latin.py").write_bytes(b'def f():\n    "Caf\xe9 au lait."\n    return 1\n')
+    loop = root / "pkg" / "loop.py"
+    os.symlink(loop, loop)  # a symlink to itself
+    memory = ProjectMemory.open(root, cache_dir=tmp_path / "cache")
+    assert "pkg/broken.py" in memory.skipped
+    assert len(memory) >= 3  # the good file is read whatever the others are
+
+
+def test_open_memory_falls_back_to_none_saying_so_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(memory_module, "CACHE_DIR", tmp_path / "cache")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "a.py").write_text("def f(x):\n    return x\n")
+
+    class Args:
+        memory, project = "project", str(empty)
+
+    said = []
+    assert open_memory(Args(), [], say=said.append, progress=False) is None
+    assert len(said) == 1 and "no documented function" in said[0]
+    Args.project = str(tmp_path / "missing")
+    said.clear()
+    assert open_memory(Args(), [], say=said.append, progress=False) is None
+    assert len(said) == 1 and "project memory off" in said[0]
+    Args.memory = "none"
+    assert open_memory(Args(), [], say=said.append, progress=False) is None
+
+
+def test_refresh_takes_a_saved_file_and_forgets_a_deleted_one(tmp_path):
+    root = make_project(tmp_path)
+    memory = ProjectMemory.open(root, cache_dir=None)
+    extra = root / "pkg" / "extra.py"
+    extra.write_text('def stream_video(url):\n    """Streams a video."""\n    return url\n')
+    memory.refresh(extra)
+    assert "Streams a video." in {n.docstring for n in memory.memory.entries}
+    extra.unlink()
+    memory.refresh(extra)
+    assert "Streams a video." not in {n.docstring for n in memory.memory.entries}
+
+
+def test_two_processes_saving_the_cache_leave_a_whole_one(tmp_path):
+    root, cache = make_project(tmp_path), tmp_path / "cache"
+    first = ProjectMemory.open(root, cache_dir=cache)
+    second = ProjectMemory.open(root, cache_dir=cache)
+    first._save_cache()
+    second._save_cache()
+    [stored] = list(cache.glob("*"))  # no temporary file left behind
+    assert len(json.loads(stored.read_text())["files"]["pkg/site.py"]["functions"]) == 3
+
+
+def test_neighbors_from_request_checks_every_item():
+    found = neighbors_from_request([{"signature": "def f():", "docstring": "Does f.\n\nMore."}])
+    assert found == [Neighbor("", "def f():", "Does f.")]
+    with pytest.raises(ValueError, match="context item 0"):
+        neighbors_from_request([{"signature": 1, "docstring": "x"}])
+    with pytest.raises(ValueError, match="context item 1"):
+        neighbors_from_request([{"signature": "def f():", "docstring": "x"}, "nope"])
+
+
+# ------------------------------------------------------------------ training and evaluation
+
+
+def test_split_neighbors_come_from_the_same_repository_and_never_the_method(small_corpus):
+    from codemt.corpus import iter_records
+
+    records = list(iter_records(small_corpus, "train"))
+    found = split_neighbors(small_corpus, "train", 3)
+    assert found["docstring"].shape == (len(records), 3)
+    some = 0
+    for target, rows in found.items():
+        for i, row in enumerate(rows.tolist()):
+            for j in row:
+                if j < 0:
+                    continue
+                some += 1
+                assert j != i and records[j]["repo"] == records[i]["repo"]
+                assert records[j]["docstring"]
+                if target == "docstring":
+                    assert records[i]["docstring_task"]
+    assert some > 50
+
+
+def test_training_examples_with_neighbors_fit_their_planned_length(small_corpus, small_tokenizer,
+                                                                   tmp_path):  # fmt: skip
+    from codemt.data import BatchSettings, ExampleData, TokenCache
+    from codemt.examples import ExampleSettings, Vocabulary
+
+    cache = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path / "cache")
+    vocab = Vocabulary.from_tokenizer(small_tokenizer)
+    settings = ExampleSettings(max_source_tokens=64, max_target_tokens=32, neighbors=2)
+    data = ExampleData(cache, vocab, "multimode", settings, BatchSettings(max_tokens=2048))
+    planned, _ = data.plan(0)
+    with_neighbors = [p for p in planned if p.neighbors]
+    # Of the examples whose method has neighbours for the target, `neighbor_share` (0.7).
+    could = [p for p in planned if data._neighbor_list(p.method, p.mode)]
+    assert 0.55 * len(could) < len(with_neighbors) < 0.85 * len(could)
+    for item in with_neighbors[:200]:
+        source, target = data.build(item, 0)
+        assert len(source) <= item.source_len and len(target) <= item.target_len
+        assert len(source) <= 64 + 2 * 2 * settings.neighbor_tokens
+    # The neighbours are kept beside the cache and the plan is the same the next time.
+    assert list(cache.folder.glob("neighbors-*.npz"))
+    again = ExampleData(cache, vocab, "multimode", settings, BatchSettings(max_tokens=2048))
+    assert again.plan(0)[0] == planned
+    # Without neighbours, the plans are those of before (no extra random draw).
+    plain = ExampleData(
+        cache, vocab, "multimode", ExampleSettings(max_source_tokens=64, max_target_tokens=32),
+        BatchSettings(max_tokens=2048),
+    )  # fmt: skip
+    assert not any(p.neighbors for p in plain.plan(0)[0])
+
+
+def tiny_jsonl(path: Path) -> Path:
+    rows = [
+        ("a/videos", "sina.py", "download_sina", "Downloads Sina videos by URL."),
+        ("a/videos", "cbs.py", "download_cbs", "Downloads CBS videos by URL."),
+        ("a/videos", "youku.py", "download_youku", "Downloads Youku videos by URL."),
+        ("b/other", "conf.py", "download_conf", "Fetches the remote configuration."),
+    ]
+    lines = []
+    for repo, file, name, doc in rows:
+        code = (
+            f'def {name}(url, output_dir="."):\n    """{doc}"""\n'
+            f"    html = get_content(url)\n    return save_video(html, output_dir)\n"
+        )
+        lines.append(json.dumps({
+            "repo": repo, "path": file, "func_name": name, "code": code,
+            "docstring": doc, "docstring_tokens": doc.rstrip(".").split() + ["."],
+        }))  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_leave_one_out_memory_on_a_tiny_jsonl(tmp_path):
+    from codemt.evaluate import evaluate_baselines, load_data, parse_mode
+
+    data = load_data(tiny_jsonl(tmp_path / "rows.jsonl"))
+    chosen = data.examples(parse_mode("docstring"))
+    with_memory = data.with_neighbors(chosen, "docstring", 3)
+    for row in with_memory:
+        names = [n.name for n in row["neighbors"]]
+        assert row["name"] not in names  # never the row itself
+        if row["repo"] == "a/videos":
+            assert len(names) == 2
+        else:
+            assert names == []  # nothing else in its repository
+    baselines = evaluate_baselines(data)
+    # Three of four rows find a sibling written the same way.
+    assert (
+        baselines["nearest_docstring"]["smoothed_bleu4"] > baselines["name_words"]["smoothed_bleu4"]
+    )
+
+
+@pytest.fixture(scope="module")
+def memory_model(tiny_model, tmp_path_factory):
+    """The tiny model, told that it reads two neighbours (its weights do not care)."""
+    import shutil
+
+    from codemt.model import resolve_checkpoint
+
+    folder = tmp_path_factory.mktemp("memory_model") / "model"
+    shutil.copytree(resolve_checkpoint(tiny_model), folder)
+    meta = json.loads((folder / "codemt.json").read_text())
+    meta["modes"]["examples"]["neighbors"] = 2
+    (folder / "codemt.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_a_translator_reads_neighbors_from_its_memory_or_the_record(memory_model):
+    from codemt.translate import Translator
+
+    translator = Translator.load(memory_model, backend="torch")
+    assert translator.reads_neighbors
+    method = record("download_youku", "def download_youku(url):", "    return get_video(url)")
+    alone = translator.encode([{**method, "neighbors": []}], "docstring")[0]
+    sibling = Neighbor("download_cbs", "def download_cbs(url):", "Downloads CBS videos.")
+    given = translator.encode([{**method, "neighbors": [sibling]}], "docstring")[0]
+    assert len(given) > len(alone)
+    assert "Downloads CBS videos." in translator.tokenizer.decode(given)
+    translator.memory = Memory([sibling])
+    assert translator.encode([method], "docstring")[0] == given
+    # A request's dicts work as well as Neighbor objects.
+    as_dict = {"signature": sibling.signature, "docstring": sibling.docstring}
+    assert translator.encode([{**method, "neighbors": [as_dict]}], "docstring")[0] == given
+
+
+def test_evaluate_with_repo_memory_records_it(memory_model, tmp_path, capsys):
+    from codemt.cli import main
+
+    data = tiny_jsonl(tmp_path / "rows.jsonl")
+    out = tmp_path / "eval"
+    command = ["evaluate", str(memory_model), "--data", str(data), "--modes", "docstring"]
+    command += ["--beams", "1", "--max-new-tokens", "8", "--no-progress", "--backend", "torch"]
+    assert main([*command, "--memory", "repo", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["memory"] == "repo"
+    assert "nearest_docstring" in metrics["baselines"]["docstring"]
+    assert "baseline:nearest_docstring" in capsys.readouterr().out
+
+
+def test_a_memory_array_on_disk_is_reused(small_corpus, small_tokenizer, tmp_path, monkeypatch):
+    from codemt.data import TokenCache
+
+    cache = TokenCache.build(small_corpus, "valid", small_tokenizer, tmp_path / "c", limit=20)
+    first = cache.neighbors(2, progress=False)
+    assert first["docstring"].shape == (len(cache), 2)
+    monkeypatch.setattr(memory_module, "split_neighbors", lambda *a, **k: 1 / 0)
+    again = cache.neighbors(2, progress=False)
+    assert all(np.array_equal(first[t], again[t]) for t in first)
+
+
+# ------------------------------------------------------------------ serving with memory
+
+
+def test_the_http_api_reads_a_requests_context_and_else_the_servers_project(memory_model):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    from fastapi.testclient import TestClient
+
+    from codemt.serve import create_app
+    from codemt.translate import Translator
+
+    translator = Translator.load(memory_model, backend="torch", device="cpu")
+    seen = []
+    real = translator.translate_batch
+
+    def spy(records, *args, **kwargs):
+        seen.extend(translator.encode(records, args[0] if args else kwargs["target"]))
+        return real(records, *args, **kwargs)
+
+    translator.translate_batch = spy
+    sibling = Neighbor("download_cbs", "def download_cbs(url):", "Downloads CBS videos.")
+    translator.memory = Memory([sibling])
+    source = "def download_sina(url):\n    return get_video(url)\n"
+    request = {"source": source, "target": "docstring", "num_beams": 1, "max_new_tokens": 8}
+    context = [{"signature": "def fetch(url):", "docstring": "Fetches one page."}]
+    with TestClient(create_app(translator)) as client:
+        assert client.get("/v1/model").json()["reads_context"] is True
+        assert client.post("/v1/translate", json={**request, "context": context}).status_code == 200
+        assert client.post("/v1/translate", json=request).status_code == 200
+        assert client.post("/v1/translate", json={**request, "context": []}).status_code == 200
+        too_many = {**request, "context": context * 17}
+        assert client.post("/v1/translate", json=too_many).status_code == 422
+        a_path = {**request, "context": [{"signature": "x", "docstring": "y", "path": "/etc"}]}
+        assert client.post("/v1/translate", json=a_path).status_code == 422
+    texts = [translator.tokenizer.decode(ids) for ids in seen]
+    assert "Fetches one page." in texts[0] and "Downloads CBS" not in texts[0]
+    assert "Downloads CBS videos." in texts[1]  # the server's own memory
+    assert "Downloads CBS" not in texts[2] and "Fetches" not in texts[2]
+
+
+def test_the_language_server_builds_the_workspace_memory(memory_model, tmp_path):
+    import sys
+    import time
+
+    pytest.importorskip("pygls", reason="the serve extra is not installed")
+    from test_lsp import LspClient, apply_edits
+
+    root = make_project(tmp_path)
+    target = root / "pkg" / "site.py"
+    uri = target.as_uri()
+    env = {**os.environ, "CODEMT_CACHE": str(tmp_path / "cache")}
+    log = (tmp_path / "stderr.log").open("wb")
+    command = [sys.executable, "-m", "codemt.cli", "lsp", "--model", str(memory_model)]
+    client = LspClient([*command, "--beams", "1", "--max-new-tokens", "8"], log, env=env)
+    try:
+        client.request(
+            "initialize", {"processId": os.getpid(), "rootUri": root.as_uri(), "capabilities": {}}
+        )
+        client.notify("initialized", {})
+        text = target.read_text()
+        client.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}},
+        )
+        for _ in range(100):  # the memory is built in the background and cached on disk
+            if list((tmp_path / "cache" / "memory").glob("*.json")):
+                break
+            time.sleep(0.1)
+        assert list((tmp_path / "cache" / "memory").glob("*.json"))
+        line = text.split("\n").index('def download_youku(url, output_dir="."):')
+        position = {"line": line, "character": 4}
+        actions = client.request(
+            "textDocument/codeAction",
+            {"textDocument": {"uri": uri}, "range": {"start": position, "end": position},
+             "context": {"diagnostics": []}},
+        )["result"]  # fmt: skip
+        resolved = client.request("codeAction/resolve", actions[0])["result"]
+        edited = apply_edits(text, resolved["edit"]["changes"][uri])
+        assert edited != text
+        client.notify("textDocument/didSave", {"textDocument": {"uri": uri}})
+        assert client.request("shutdown")["result"] is None
+        client.notify("exit")
+        assert client.process.wait(timeout=30) == 0
+    finally:
+        if client.process.poll() is None:
+            client.process.kill()
+        log.close()
