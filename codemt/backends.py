@@ -238,6 +238,33 @@ class TorchBackend:
         hypotheses = [Hypothesis(i, s) for i, s in zip(ids, scores.float().tolist(), strict=True)]
         return [hypotheses[i : i + n_return] for i in range(0, len(hypotheses), n_return)]
 
+    def score(self, pairs: list[tuple[list[int], list[int]]], batch_size: int = 16) -> list[float]:
+        """The mean log-probability per token of each target given its source (targets
+        without </s>; it is scored too), as greedy decoding scores what it generates."""
+        import torch
+
+        from codemt.data import collate
+
+        scores: list[float] = []
+        for start in range(0, len(pairs), batch_size):
+            chunk = [(s, [*t, self.vocab.eos]) for s, t in pairs[start : start + batch_size]]
+            batch = collate(chunk, self.vocab.pad, torch)
+            labels = batch["labels"].to(self.device)
+            with torch.inference_mode():
+                out = self.model(
+                    input_ids=batch["input_ids"].to(self.device),
+                    attention_mask=batch["attention_mask"].to(self.device),
+                    labels=labels,
+                )
+                # log_softmax: a plain T5 returns logits, the copy model log-probabilities
+                # (which log_softmax leaves as they are).
+                log_p = out.logits.float().log_softmax(-1)
+                counted = labels != -100
+                picked = log_p.gather(-1, labels.clamp_min(0)[..., None]).squeeze(-1)
+                mean = (picked * counted).sum(1) / counted.sum(1).clamp(min=1)
+            scores.extend(mean.tolist())
+        return scores
+
 
 # The parts of a T5 model whose linear layers the int8 backend quantizes.
 _QUANTIZED = frozenset({"encoder", "decoder", "lm_head"})

@@ -168,7 +168,7 @@ def name_words(name: str) -> str:
     return " ".join(words).lower()
 
 
-_DEF_NAME = re.compile(r"\bdef\s+(\w+)")
+DEF_NAME = re.compile(r"\bdef\s+(\w+)")
 
 
 def signature_names(signature: str) -> str:
@@ -190,7 +190,7 @@ def signature_names(signature: str) -> str:
             if a is not None and a.arg not in ("self", "cls")
         ]  # fmt: skip
     except (SyntaxError, IndexError, ValueError, RecursionError, MemoryError):
-        match = _DEF_NAME.search(signature)
+        match = DEF_NAME.search(signature)
         if not match:
             return ""
         name, parameters = match.group(1), []

@@ -139,9 +139,12 @@ FORMATS: dict[str, Callable[[Path | str, Path | str, str], Path]] = {
 
 
 def _export_command(args: argparse.Namespace) -> int:
+    from codemt.translate import DEFAULT_MODEL, default_model_path
+
     try:
-        out = args.out or resolve_checkpoint(args.model) / CTRANSLATE2_SUBFOLDER
-        FORMATS[args.format](args.model, out, args.quantization)
+        model = default_model_path() if args.model == DEFAULT_MODEL else args.model
+        out = args.out or resolve_checkpoint(model) / CTRANSLATE2_SUBFOLDER
+        FORMATS[args.format](model, out, args.quantization)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"codemt export: error: {error}", file=sys.stderr)
         return 2
@@ -158,7 +161,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "int8, that `codemt translate`, `evaluate` and the Translator API load like the "
         "checkpoint itself.",
     )
-    parser.add_argument("model", metavar="MODEL", help="checkpoint or run folder")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="checkpoint or run folder, or 'default' for the shipped model",
+    )
     parser.add_argument("--format", choices=list(FORMATS), default=CTRANSLATE2_FORMAT)
     parser.add_argument(
         "--quantization",

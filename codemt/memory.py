@@ -38,12 +38,14 @@ from codemt.mine.docstrings import summary_of
 
 # Bumped whenever what a cache file holds changes: an older cache is rebuilt, not trusted.
 CACHE_FORMAT = 1
-CACHE_DIR = Path(os.environ.get("CODEMT_CACHE", Path.home() / ".cache" / "codemt")) / "memory"
+# `ProjectMemory`'s default cache folder: `user_cache_dir()`, read when a memory is made.
+USER_CACHE = "user"
 # Folders (or files) that mark a project's root.
 ROOT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg")
 # A memory holds at most this many functions: a huge tree (a monorepo, a home folder) is
 # cut, and said so, rather than making every request slow.
 MAX_FUNCTIONS = 50_000
+MAX_FILES = 20_000
 # What a neighbour's body keeps: its first lines, enough to show how siblings are written.
 BODY_CHARS = 600
 
@@ -53,6 +55,13 @@ _STOP_WORDS = frozenset(keyword.kwlist) | {
     "self", "cls", "args", "kwargs", "none", "true", "false", "return", "def", "str", "int",
     "len", "isinstance", "is", "not", "in", "the", "a", "an", "of", "to", "and", "or",
 }  # fmt: skip
+
+
+def user_cache_dir() -> Path:
+    """Where project memories are cached: `$CODEMT_CACHE/memory`, by default
+    `~/.cache/codemt/memory`."""
+    base = os.environ.get("CODEMT_CACHE") or Path.home() / ".cache" / "codemt"
+    return Path(base) / "memory"
 
 
 def code_words(text: str) -> list[str]:
@@ -237,9 +246,10 @@ class ProjectMemory:
     from others.
     """
 
-    def __init__(self, root: Path, cache_dir: Path | None = CACHE_DIR) -> None:
+    def __init__(self, root: Path, cache_dir: Path | str | None = USER_CACHE) -> None:
         self.root = Path(root).resolve()
-        self.cache_dir = cache_dir
+        # None: no cache at all (nothing read or written).
+        self.cache_dir = user_cache_dir() if cache_dir == USER_CACHE else cache_dir
         self.files: dict[str, _FileEntry] = {}
         self.skipped: dict[str, str] = {}  # relative path -> why
         self.notes: list[str] = []  # what a user should be told once (a cut, a rebuilt cache)
@@ -253,7 +263,7 @@ class ProjectMemory:
         cls,
         root: str | Path,
         *,
-        cache_dir: Path | None = CACHE_DIR,
+        cache_dir: Path | str | None = USER_CACHE,
         progress: bool = False,
         files: Sequence[Path] | None = None,
     ) -> ProjectMemory:
@@ -268,6 +278,12 @@ class ProjectMemory:
         memory = cls(root, cache_dir)
         cached = memory._read_cache()
         paths = memory._project_files() if files is None else list(files)
+        if len(paths) > MAX_FILES:
+            memory.notes.append(
+                f"{memory.root} has {len(paths):,} Python files: the project memory reads the "
+                f"first {MAX_FILES:,} (use --project on a smaller folder)"
+            )
+            paths = paths[:MAX_FILES]
         from tqdm.auto import tqdm
 
         bar = tqdm(

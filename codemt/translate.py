@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from codemt.examples import (
+    DEF_NAME,
     DOCSTRING_STYLES,
     FEATURES,
     WORD_PARTS,
@@ -101,6 +102,9 @@ class GenerationSettings:
             this times the share of the function's name and parameter words it mentions
             (`name_coverage`; only when the signature is among the sources); 0 ranks by score
             alone. Tuned with length_penalty 1, where scores are mean token log-probabilities.
+        neighbor_candidates: summaries written with project memory: the neighbours' own
+            summaries (adapted to the method's names where they differ by a word or two)
+            are candidates beside the beams, scored by the model (torch backend).
         batch_size: methods generated together.
         seed: seeds torch's global RNG before each batch when sampling (None: leave it).
     """
@@ -115,6 +119,7 @@ class GenerationSettings:
     length_penalty: float = 1.0
     real_words: bool = True
     name_weight: float = 2.0
+    neighbor_candidates: bool = True
     batch_size: int = 16
     seed: int | None = None
 
@@ -361,6 +366,30 @@ def name_coverage(words: set[str], text: str) -> float:
     return len(words & said) / len(words)
 
 
+def adapt_summary(summary: str, neighbor_signature: str, record: dict[str, Any]) -> str:
+    """A neighbour's summary with the words in which its name differs from the method's
+    replaced, where the names have as many words and differ in one or two: "Downloads CBS
+    videos by URL." of `download_cbs`, for `download_sina`, is "Downloads Sina videos by
+    URL.". "" when the names do not line up or nothing was replaced."""
+    match = DEF_NAME.search(neighbor_signature)
+    own = name_words(str(record.get("name") or "")).split()
+    theirs = name_words(match.group(1)).split() if match else []
+    if not own or len(own) != len(theirs):
+        return ""
+    pairs = [(t, o) for t, o in zip(theirs, own, strict=True) if t != o]
+    if not 1 <= len(pairs) <= 2:
+        return ""
+    adapted = summary
+    for theirs_word, own_word in pairs:
+        adapted = re.sub(
+            rf"\b{re.escape(theirs_word)}\b",
+            lambda m, w=own_word: w.capitalize() if m.group(0)[0].isupper() else w,
+            adapted,
+            flags=re.IGNORECASE,
+        )
+    return adapted if adapted != summary else ""
+
+
 # ------------------------------------------------------------------ the translator
 
 
@@ -522,12 +551,14 @@ class Translator:
         *,
         sources: Sequence[str] | None = None,
         memory: MemoryLike | None = None,
+        neighbors: Sequence[list[dict[str, Any]]] | None = None,
     ) -> list[list[int]]:
         """The model inputs of methods, exactly as training builds them (ending with </s>).
 
         `sources` fixes the source features (every method must have them); by default
         each method's other non-empty features are used. Neighbours follow, for a model
-        that reads them (`neighbors_of`; `memory` stands for the translator's own).
+        that reads them (`neighbors_of`; `memory` stands for the translator's own), or
+        those given per method (`neighbors`).
         """
         style = resolve_style(target, style)
         records = [method_record(m) for m in methods]
@@ -544,7 +575,8 @@ class Translator:
                     )
             modes.append(Mode(features, target))
         tokens = encode_fields(records, self.tokenizer)
-        neighbors = [self.neighbors_of(r, target, memory) for r in records]
+        if neighbors is None:
+            neighbors = [self.neighbors_of(r, target, memory) for r in records]
         counts = [len(n) for n in neighbors]
         flat = encode_fields([n for found in neighbors for n in found], self.tokenizer)
         starts = [0, *itertools.accumulate(counts)][:-1]
@@ -584,7 +616,12 @@ class Translator:
                 raise ValueError(
                     f"method {i}: {error}" if len(methods) > 1 else str(error)
                 ) from None
-        inputs = self.encode(records, target, style, sources=sources, memory=memory)
+        neighbors = [self.neighbors_of(r, target, memory) for r in records]
+        inputs = self.encode(records, target, style, sources=sources, neighbors=neighbors)
+        # Summaries written in the project: the neighbours' own (and, where names differ by a
+        # word or two, adapted to this method's names) join the beams as candidates, scored
+        # by the model as it scores what it writes.
+        offered = self._offered(records, neighbors, target, style, settings)
         # Every candidate comes back (beam search runs the same search for one or all):
         # code targets choose a parsing one, docstrings one that names what the method's
         # names say, where the model sees them.
@@ -600,9 +637,51 @@ class Translator:
                 )
                 for i, sequences in zip(batch, generated, strict=True):
                     named = "signature" in (sources or source_features(records[i], target))
+                    sequences = sequences + self._scored(inputs[i], offered[i])
                     results[i] = self._finish(records[i], target, sequences, settings, named)
                 bar.update(len(batch))
         return [results[i] for i in range(len(inputs))]
+
+    def _offered(
+        self,
+        records: list[dict[str, Any]],
+        neighbors: list[list[dict[str, Any]]],
+        target: str,
+        style: str | None,
+        settings: GenerationSettings,
+    ) -> list[list[str]]:
+        """Per method, the neighbours' summaries offered as candidates (none unless the
+        target is a summary, the settings ask for it and the backend can score text)."""
+        wanted = (
+            target == "docstring"
+            and (style or "summary") == "summary"
+            and settings.neighbor_candidates
+            and hasattr(self.backend, "score")
+        )
+        if not wanted:
+            return [[] for _ in records]
+        offered = []
+        for record, found in zip(records, neighbors, strict=True):
+            texts: list[str] = []
+            for neighbor in found:
+                summary = neighbor.get("docstring") or ""
+                adapted = adapt_summary(summary, neighbor.get("signature") or "", record)
+                texts.extend(t for t in (adapted, summary) if t and t not in texts)
+            offered.append(texts)
+        return offered
+
+    def _scored(self, source: list[int], texts: list[str]) -> list[tuple[str, float]]:
+        """(text, score) pairs for given texts as targets of `source`, on the model's scale."""
+        if not texts:
+            return []
+        literal = self.tokenizer.encode_special_tokens
+        self.tokenizer.encode_special_tokens = True
+        try:
+            encoded = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        finally:
+            self.tokenizer.encode_special_tokens = literal
+        scores = self.backend.score([(source, e.ids) for e in encoded])
+        return list(zip(texts, scores, strict=True))
 
     def _finish(
         self,

@@ -164,7 +164,7 @@ def test_unreadable_and_unparsable_files_are_skipped_and_counted(tmp_path):
 
 
 def test_open_memory_falls_back_to_none_saying_so_once(tmp_path, monkeypatch):
-    monkeypatch.setattr(memory_module, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setenv("CODEMT_CACHE", str(tmp_path / "cache"))
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "a.py").write_text("def f(x):\n    return x\n")
@@ -452,3 +452,89 @@ def test_the_language_server_builds_the_workspace_memory(memory_model, tmp_path)
         if client.process.poll() is None:
             client.process.kill()
         log.close()
+
+
+def test_docstring_command_writes_with_the_projects_memory(memory_model, tmp_path, monkeypatch,
+                                                          capsys):  # fmt: skip
+    import shutil
+
+    from codemt import translate
+    from codemt.cli import main
+
+    monkeypatch.setenv("CODEMT_CACHE", str(tmp_path / "cache"))
+    project = tmp_path / "examples"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "examples", project)
+    seen = []
+    real = translate.Translator.encode
+
+    def spy(self, methods, target, style=None, **kwargs):
+        ids = real(self, methods, target, style, **kwargs)
+        seen.extend(self.tokenizer.decode(i) for i in ids)
+        return ids
+
+    monkeypatch.setattr(translate.Translator, "encode", spy)
+    command = ["docstring", str(project / "undocumented.py"), "--model", str(memory_model)]
+    command += ["--beams", "1", "--max-new-tokens", "6", "--backend", "torch"]
+    assert main(command) == 0
+    # The documented sibling module is the memory: its summaries are read beside.
+    assert any("Return the total price of all orders." in text for text in seen)
+    assert list((tmp_path / "cache" / "memory").glob("*.json"))
+    seen.clear()
+    assert main([*command, "--memory", "none"]) == 0
+    assert seen and not any("orders" in text for text in seen)
+    seen.clear()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert main([*command, "--project", str(elsewhere)]) == 0
+    assert "no documented function" in capsys.readouterr().err
+
+
+def test_a_huge_project_is_cut_and_said_so(tmp_path, monkeypatch):
+    root = make_project(tmp_path)
+    for i in range(4):
+        (root / "pkg" / f"more{i}.py").write_text(f'def f{i}(x):\n    """Does {i}."""\n')
+    monkeypatch.setattr(memory_module, "MAX_FILES", 3)
+    monkeypatch.setattr(memory_module, "MAX_FUNCTIONS", 2)
+    memory = ProjectMemory.open(root, cache_dir=None)
+    assert len(memory) == 2 and memory.memory.truncated
+    assert any("Python files" in note for note in memory.notes)
+    assert any("documented functions" in note for note in memory.notes)
+
+
+def test_adapt_summary_swaps_the_words_in_which_names_differ():
+    from codemt.translate import adapt_summary
+
+    own = {"name": "Site.download_sina"}
+    assert adapt_summary("Downloads CBS videos.", "def download_cbs(url):", own) == (
+        "Downloads Sina videos."
+    )
+    assert adapt_summary("downloads cbs videos.", "def download_cbs(url):", own) == (
+        "downloads sina videos."
+    )
+    # Names of other shapes, or nothing to replace: no adapted text.
+    assert adapt_summary("Fetches a page.", "def fetch_web_page(url):", own) == ""
+    assert adapt_summary("Gets the video.", "def download_cbs(url):", own) == ""
+    assert adapt_summary("Downloads CBS videos.", "", own) == ""
+
+
+def test_neighbor_summaries_are_scored_candidates(memory_model):
+    from codemt.translate import GenerationSettings, Translator
+
+    translator = Translator.load(memory_model, backend="torch")
+    method = record("download_sina", "def download_sina(url):", "    return get_video(url)")
+    sibling = Neighbor("download_cbs", "def download_cbs(url):", "Downloads CBS videos.")
+    settings = GenerationSettings(num_beams=2, max_new_tokens=6)
+    records = [{**method, "neighbors": [sibling.as_record()]}]
+    [offered] = translator._offered(records, [[sibling.as_record()]], "docstring", None, settings)
+    assert offered == ["Downloads Sina videos.", "Downloads CBS videos."]
+    source = translator.encode(records, "docstring")[0]
+    scored = translator._scored(source, offered)
+    assert [t for t, _ in scored] == offered and all(-50 < s < 0 for _, s in scored)
+    # A very large name weight picks the candidate that names the method: the adapted one.
+    heavy = GenerationSettings(num_beams=2, max_new_tokens=6, name_weight=1000)
+    assert translator.translate_batch(records, "docstring", settings=heavy)[0].text == (
+        "Downloads Sina videos."
+    )
+    off = GenerationSettings(num_beams=2, max_new_tokens=6, neighbor_candidates=False)
+    assert translator._offered(records, [[sibling.as_record()]], "docstring", None, off) == [[]]
+    assert translator._offered(records, [[sibling.as_record()]], "body", None, settings) == [[]]
