@@ -546,6 +546,23 @@ def model_card(model: Path) -> str:
         if "benchmark" in evaluation:
             bench = evaluation["benchmark"]
             lines += [f"Docstrings on `{Path(bench['data']).name}`:", "", *_metrics_table(bench)]
+        if "with_memory" in evaluation:
+            memory = evaluation["with_memory"]
+            lines += [
+                "With project memory (`codemt evaluate --memory repo`: each method's "
+                "neighbours among the other methods of its repository, leave-one-out; "
+                "`nearest_docstring` takes the nearest one's summary as the prediction), "
+                "our test split:",
+                "",
+                *_metrics_table(memory),
+            ]
+            if "benchmark" in memory:
+                bench = memory["benchmark"]
+                lines += [
+                    f"With project memory, docstrings on `{Path(bench['data']).name}`:",
+                    "",
+                    *_metrics_table(bench),
+                ]
     return "\n".join(lines)
 
 
@@ -759,6 +776,19 @@ def _evaluate(model: Path, corpus: Path, benchmark: Path | None, out: Path, limi
         bench = load_data(benchmark)
         report["benchmark"], bench_results = evaluate(translator, bench, [parse_mode("docstring")])
         write_results(out / "benchmark", bench_results)
+    if translator.reads_neighbors:
+        # With project memory too: each method's neighbours among the other methods of its
+        # repository (leave-one-out), for the two headline tasks and the benchmark.
+        tasks = [parse_mode("docstring"), parse_mode("body")]
+        report["with_memory"], memory_results = evaluate(
+            translator, data, tasks, limit=limit, memory="repo"
+        )
+        write_results(out / "memory", memory_results)
+        if benchmark is not None:
+            report["with_memory"]["benchmark"], bench_results = evaluate(
+                translator, bench, [parse_mode("docstring")], memory="repo"
+            )
+            write_results(out / "memory" / "benchmark", bench_results)
     write_results(out, results)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "metrics.json.tmp"
