@@ -502,3 +502,15 @@ def test_errors_name_the_file(tmp_path, capsys):
     with pytest.raises(ValueError, match="style"):
         DocstringSettings(style="fancy")
     assert str(SourceError("a.py", 3, "bad")) == "a.py:3: bad"
+
+
+def test_symlink_loops_are_reported_not_fatal(tmp_path, capsys):
+    (tmp_path / "good.py").write_text("def f(x):\n    return x\n")
+    os.symlink(tmp_path / "b.py", tmp_path / "a.py")
+    os.symlink(tmp_path / "a.py", tmp_path / "b.py")
+    os.symlink(tmp_path / "x.py", tmp_path / "x.py")
+    assert main(["docstring", str(tmp_path), "--check"]) == 1
+    captured = capsys.readouterr()
+    assert "good.py:1: f has no docstring" in captured.out
+    for name in ("a.py", "b.py", "x.py"):
+        assert f"{name}" in captured.err and "symbolic links" in captured.err
