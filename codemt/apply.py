@@ -439,14 +439,28 @@ def verify_edit(source: Source, new_data: bytes, indices: Iterable[int], changed
 # ------------------------------------------------------------------ writing
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+class NotWritten(OSError):
+    """A file that is not rewritten because doing so would lose something of the user's."""
+
+
+def write_atomically(path: Path, data: bytes, expected: bytes | None = None) -> None:
     """Replace a file's content at once: a temporary file beside it, then `os.replace`.
 
-    The file keeps its permission bits; a symbolic link stays a link to the rewritten file.
-    If anything fails, the temporary file is removed and the old file is untouched.
+    The file keeps its permission bits and its owner; a symbolic link stays a link to the
+    rewritten file. Refused (NotWritten, saying why) when the file has other hard links
+    (replacing it would split them), when its owner cannot be kept (another user's file
+    would become the writer's), or when `expected` is given and the file no longer holds
+    it (it changed since it was read: writing would revert that change). If anything
+    fails, the temporary file is removed and the old file is untouched.
     """
     target = path.resolve()
-    mode = stat.S_IMODE(target.stat().st_mode)
+    status = target.stat()
+    if status.st_nlink > 1:
+        raise NotWritten(
+            f"{path} has {status.st_nlink} hard links; replacing it would split them: not "
+            f"written (apply the --diff output with patch instead)"
+        )
+    mode = stat.S_IMODE(status.st_mode)
     # Hidden and not ending in .py: a temporary file is never taken for a source file.
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".codemt-tmp")
     try:
@@ -455,11 +469,34 @@ def write_atomically(path: Path, data: bytes) -> None:
             file.flush()
             os.fsync(file.fileno())  # the data is on disk before the name points at it
         os.chmod(temp, mode)
+        _keep_owner(temp, path, status)
+        if expected is not None and target.read_bytes() != expected:
+            raise NotWritten(f"{path} changed since it was read: not written (run again)")
         os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
+
+
+def _keep_owner(temp: str, path: Path, status: os.stat_result) -> None:
+    """Give the temporary file the owner and group of the file it replaces, or refuse."""
+    new = os.stat(temp)
+    if (new.st_uid, new.st_gid) == (status.st_uid, status.st_gid):
+        return
+    try:
+        os.chown(temp, status.st_uid, status.st_gid)
+    except PermissionError:
+        if new.st_uid != status.st_uid:
+            raise NotWritten(
+                f"{path} belongs to user {status.st_uid}; rewriting it would make it yours: "
+                f"not written"
+            ) from None
+        # The same owner, another group we are not in: the group cannot be kept. Group
+        # permissions then apply to the writer's group, so say it rather than change it.
+        raise NotWritten(
+            f"{path} belongs to group {status.st_gid}, which cannot be kept: not written"
+        ) from None
 
 
 def unified_diff(name: str, old: str, new: str) -> str:
@@ -498,7 +535,9 @@ def show_or_write(changes: Iterable[Change], mode: str) -> list[SourceError]:
             sys.stdout.write(unified_diff(path.as_posix(), old, new))
             continue
         try:
-            write_atomically(path, change.new_data)
+            write_atomically(path, change.new_data, expected=change.source.data)
+        except NotWritten as error:
+            errors.append(SourceError(path, 0, str(error).removeprefix(f"{path} ")))
         except OSError as error:
             errors.append(SourceError(path, 0, f"not written: {error}"))
     return errors

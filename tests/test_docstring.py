@@ -514,3 +514,78 @@ def test_symlink_loops_are_reported_not_fatal(tmp_path, capsys):
     assert "good.py:1: f has no docstring" in captured.out
     for name in ("a.py", "b.py", "x.py"):
         assert f"{name}" in captured.err and "symbolic links" in captured.err
+
+
+# ------------------------------------------------------------------ what --write keeps
+
+UNDOCUMENTED = "def f(x):\n    return x\n"
+
+
+def test_a_file_changed_while_the_model_ran_is_not_written(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text(UNDOCUMENTED)
+    edited = UNDOCUMENTED + "\n\ndef added(y):\n    return y\n"
+
+    class EditingModel(FixedText):
+        def translate_batch(self, methods, target, style=None, **options):
+            path.write_text(edited)  # the user saves meanwhile
+            return super().translate_batch(methods, target, style, **options)
+
+    report = run([path], generator=EditingModel())
+    assert path.read_text() == edited  # the user's change stands
+    assert [e.message for e in report.errors] == [
+        "changed since it was read: not written (run again)"
+    ]
+
+
+def test_write_keeps_mode_and_writes_through_a_symlink(tmp_path):
+    real = tmp_path / "real.py"
+    real.write_text(UNDOCUMENTED)
+    real.chmod(0o640)
+    link = tmp_path / "link.py"
+    link.symlink_to(real)
+    report = run([link])
+    assert not report.errors
+    assert link.is_symlink() and link.resolve() == real
+    assert ast.get_docstring(ast.parse(real.read_text()).body[0]) is not None
+    assert real.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_file_with_hard_links_is_refused_not_split(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text(UNDOCUMENTED)
+    other = tmp_path / "other.py"
+    os.link(path, other)
+    report = run([path])
+    assert path.read_text() == UNDOCUMENTED and os.path.samefile(path, other)
+    assert "2 hard links" in report.errors[0].message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_write_keeps_another_users_file_theirs(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text(UNDOCUMENTED)
+    os.chown(path, 4321, 4321)
+    report = run([path])
+    assert not report.errors
+    assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4321)
+    assert ast.get_docstring(ast.parse(path.read_text()).body[0]) is not None
+
+
+def test_write_refuses_what_would_change_the_owner(tmp_path, monkeypatch):
+    from codemt import apply
+
+    path = tmp_path / "m.py"
+    path.write_text(UNDOCUMENTED)
+    status = path.stat()
+
+    class Foreign:  # the file as seen when it belongs to someone else
+        def __getattr__(self, name):
+            return {"st_uid": status.st_uid + 1}.get(name, getattr(status, name))
+
+    def no_chown(*args):
+        raise PermissionError("not permitted")
+
+    monkeypatch.setattr(os, "chown", no_chown)
+    with pytest.raises(apply.NotWritten, match="belongs to user"):
+        apply._keep_owner(str(path), path, Foreign())
