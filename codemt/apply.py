@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import difflib
+import glob
 import inspect
 import os
 import re
@@ -22,6 +23,7 @@ import stat
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -461,6 +463,7 @@ def write_atomically(path: Path, data: bytes, expected: bytes | None = None) -> 
             f"written (apply the --diff output with patch instead)"
         )
     mode = stat.S_IMODE(status.st_mode)
+    _remove_leftovers(target)
     # Hidden and not ending in .py: a temporary file is never taken for a source file.
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".codemt-tmp")
     try:
@@ -477,6 +480,20 @@ def write_atomically(path: Path, data: bytes, expected: bytes | None = None) -> 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
+
+
+# A temporary file older than this was left by a run that was killed mid-write (a live one
+# replaces its temporary file within milliseconds).
+LEFTOVER_SECONDS = 60
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Delete the temporary files that killed runs left beside `target`."""
+    now = time.time()
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.codemt-tmp"):
+        with contextlib.suppress(OSError):
+            if now - leftover.lstat().st_mtime > LEFTOVER_SECONDS:
+                leftover.unlink()
 
 
 def _keep_owner(temp: str, path: Path, status: os.stat_result) -> None:

@@ -589,3 +589,15 @@ def test_write_refuses_what_would_change_the_owner(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "chown", no_chown)
     with pytest.raises(apply.NotWritten, match="belongs to user"):
         apply._keep_owner(str(path), path, Foreign())
+
+
+def test_a_killed_runs_temporary_file_is_removed_by_the_next_write(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text(UNDOCUMENTED)
+    stale = tmp_path / ".m.py.x1y2.codemt-tmp"
+    stale.write_text("half a file")
+    os.utime(stale, (1, 1))
+    fresh = tmp_path / ".m.py.z3.codemt-tmp"  # another run's, being written now
+    fresh.write_text("")
+    assert not run([path]).errors
+    assert not stale.exists() and fresh.exists()
