@@ -252,6 +252,21 @@ def _identity(file: Path) -> Path:
         return file.absolute()
 
 
+def _inside_given(paths: Iterable[str | Path]) -> Callable[[Path], bool]:
+    """Whether a file found under `paths` is, once its links are followed, one of the files
+    named or inside one of the folders named: `--write` never writes through a link out of
+    them."""
+    folders, files = [], set()
+    for given in map(Path, paths):
+        (folders.append if given.is_dir() else files.add)(_identity(given))
+
+    def inside(path: Path) -> bool:
+        real = _identity(path)
+        return real in files or any(real.is_relative_to(folder) for folder in folders)
+
+    return inside
+
+
 def find_files(paths: Iterable[str | Path], settings: DocstringSettings) -> list[Path]:
     """The Python files to document under files and folders, each once, in a stable order.
 
@@ -416,8 +431,19 @@ def document(
         by_file.setdefault(target.source.path, {})[target.function.index] = docstring
     # Every file is edited and verified before any is written.
     changes = []
+    inside = _inside_given(paths)
     for source in sources:
         if source.path not in by_file:
+            continue
+        if mode == "write" and not inside(source.path):
+            report.errors.append(
+                SourceError(
+                    source.path,
+                    0,
+                    f"a link to {_identity(source.path)}, outside the paths given: not written "
+                    f"(name that file itself to document it)",
+                )
+            )
             continue
         try:
             changes.append(apply_docstrings(source, by_file[source.path], settings))

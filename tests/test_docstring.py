@@ -601,3 +601,21 @@ def test_a_killed_runs_temporary_file_is_removed_by_the_next_write(tmp_path):
     fresh.write_text("")
     assert not run([path]).errors
     assert not stale.exists() and fresh.exists()
+
+
+def test_write_never_follows_a_link_out_of_the_given_paths(tmp_path):
+    outside = tmp_path / "outside.py"
+    outside.write_text(UNDOCUMENTED)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "own.py").write_text(UNDOCUMENTED)
+    (project / "escape.py").symlink_to(outside)
+    (project / "inner.py").symlink_to(project / "own.py")  # a link inside: the same file
+    report = run([project])
+    assert outside.read_text() == UNDOCUMENTED
+    assert [e.path for e in report.errors] == [str(project / "escape.py")]
+    assert "outside the paths given" in report.errors[0].message
+    assert ast.get_docstring(ast.parse((project / "own.py").read_text()).body[0])
+    # Named on the command line, the link's file is the user's choice.
+    assert not run([project / "escape.py"]).errors
+    assert ast.get_docstring(ast.parse(outside.read_text()).body[0])
