@@ -138,7 +138,7 @@ def _inside(path: str, root: Path) -> bool:
 def create_server(settings: LspSettings) -> LanguageServer:
     """A language server offering codemt's code actions (start it with `.start_io()`)."""
     from lsprotocol import types
-    from pygls.exceptions import JsonRpcContentModified, JsonRpcException
+    from pygls.exceptions import JsonRpcContentModified, JsonRpcException, JsonRpcInvalidParams
     from pygls.lsp.server import LanguageServer
 
     server = LanguageServer("codemt", __version__)
@@ -162,6 +162,13 @@ def create_server(settings: LspSettings) -> LanguageServer:
 
         model.memory = open_memory(Options(), [root], say=say, progress=False)
 
+    def opened(uri: str) -> Any:
+        """The document the editor opened at `uri`, else None: the server never reads a
+        file from disk for a request (an unopened `file:///etc/passwd`, say)."""
+        from urllib.parse import unquote
+
+        return server.workspace.text_documents.get(unquote(uri))
+
     @server.feature(types.INITIALIZED)
     def initialized(params: types.InitializedParams) -> None:
         threading.Thread(target=build_memory, name="codemt-memory", daemon=True).start()
@@ -173,8 +180,9 @@ def create_server(settings: LspSettings) -> LanguageServer:
         memory = model.memory
         if memory is None:
             return
-        document = server.workspace.get_text_document(params.text_document.uri)
-        path = document.path
+        from pygls.uris import to_fs_path
+
+        path = to_fs_path(params.text_document.uri)
         if path and path.endswith(".py") and _inside(path, memory.root):
             memory.refresh(path)
 
@@ -190,7 +198,9 @@ def create_server(settings: LspSettings) -> LanguageServer:
         only = params.context.only
         if only and not any(kind.value.startswith(wanted) for wanted in only):
             return []  # the editor asked for other kinds (quick fixes, say)
-        document = server.workspace.get_text_document(params.text_document.uri)
+        document = opened(params.text_document.uri)
+        if document is None:
+            return []
         try:
             tree = ast.parse(document.source)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -218,7 +228,13 @@ def create_server(settings: LspSettings) -> LanguageServer:
     def resolve(action: types.CodeAction) -> types.CodeAction:
         """Run the model and attach the edit that writes its text into the document."""
         data = action.data
-        document = server.workspace.get_text_document(data["uri"])
+        if not isinstance(data, dict) or not {"uri", "target", "line", "name"} <= set(data):
+            raise JsonRpcInvalidParams("not an action of codemt's: ask for the actions again")
+        if data["target"] not in ACTIONS or not isinstance(data["line"], int):
+            raise JsonRpcInvalidParams("not an action of codemt's: ask for the actions again")
+        document = opened(data["uri"])
+        if document is None:
+            raise JsonRpcInvalidParams(f"{data['uri']} is not open in the editor")
         text = document.source
         target = data["target"]
         try:

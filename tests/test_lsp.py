@@ -172,3 +172,26 @@ def test_function_at_picks_the_innermost():
     assert function_at(tree, 3).name == "inner"
     assert function_at(tree, 4).name == "outer"
     assert function_at(tree, 9) is None
+
+
+def test_files_the_editor_did_not_open_are_never_read(client, tmp_path):
+    secret = tmp_path / "secret.py"
+    secret.write_text("def leak():\n    return 'secret'\n")
+    position = {"line": 0, "character": 4}
+    response = client.request(
+        "textDocument/codeAction",
+        {
+            "textDocument": {"uri": secret.as_uri()},
+            "range": {"start": position, "end": position},
+            "context": {"diagnostics": []},
+        },
+    )
+    assert response["result"] in (None, [])
+    forged = {"title": "x", "data": {"uri": secret.as_uri(), "target": "docstring",
+                                     "line": 1, "name": "leak"}}  # fmt: skip
+    answer = client.request("codeAction/resolve", forged)
+    assert answer["error"]["code"] == -32602 and "not open" in answer["error"]["message"]
+    for data in ({"uri": URI}, "nonsense", {"uri": URI, "target": "x", "line": 1, "name": "f"}):
+        answer = client.request("codeAction/resolve", {"title": "x", "data": data})
+        assert answer["error"]["code"] == -32602
+        assert "Traceback" not in answer["error"]["message"]
