@@ -26,14 +26,15 @@ Style = Literal["summary", "google", "numpy", "rest"]
 class Generation(BaseModel):
     """How to generate (see `codemt.translate.GenerationSettings`); unknown fields are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities are refused (422), not carried into generation.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     num_beams: int = Field(
         GenerationSettings.num_beams, ge=1, le=MAX_CANDIDATES, description="1: greedy"
     )
     sample: bool = Field(False, description="sample instead of searching (needs num_beams=1)")
     num_samples: int = Field(1, ge=1, le=MAX_CANDIDATES, description="sequences drawn")
-    temperature: float = Field(1.0, gt=0)
+    temperature: float = Field(1.0, gt=0, le=100)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(
         GenerationSettings.max_new_tokens,
@@ -47,7 +48,7 @@ class Generation(BaseModel):
         description="never repeat this many tokens (0: allow; default: 4 for "
         "docstrings, 0 for code)",
     )
-    length_penalty: float = 1.0
+    length_penalty: float = Field(1.0, ge=-10, le=10)
     real_words: bool = Field(
         GenerationSettings.real_words,
         description="docstrings only in words of the training docstrings or the source "

@@ -302,7 +302,8 @@ class _BodyLimit:
 def create_app(translator: Translator, settings: ServeSettings | None = None) -> "FastAPI":
     """The FastAPI app serving `translator` (see the module's docstring for the endpoints)."""
     from fastapi import FastAPI, HTTPException
-    from fastapi.responses import HTMLResponse
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse
 
     from codemt import api, edits
 
@@ -331,6 +332,17 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         lifespan=lifespan,
     )
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Any, error: RequestValidationError) -> JSONResponse:
+        """422 with where and what, without echoing the input (a NaN in it cannot be
+        written as JSON, which made such requests fail with a 500)."""
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            for e in error.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": detail})
+
     errors: dict[int | str, dict[str, Any]] = {
         code: {"model": api.Error, "description": why}
         for code, why in {

@@ -310,3 +310,24 @@ def test_running_server_stops(translator):
     with running_server(create_app(translator)) as url:
         assert httpx.get(f"{url}/health").json()["status"] == "ok"
     assert threading.active_count() <= before
+
+
+@pytest.mark.parametrize("field", ["temperature", "top_p", "length_penalty", "name_weight"])
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_numbers_get_422_and_the_connection_stays_usable(client, field, literal):
+    body = '{"source": "def f(x):\\n    return x\\n", "target": "docstring", "%s": %s}' % (
+        field,
+        literal,
+    )
+    response = client.post(
+        "/v1/translate", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == field
+    assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize(("field", "value"), [("temperature", 1e9), ("length_penalty", -1e6)])
+def test_extreme_settings_are_refused(client, field, value):
+    body = {"source": ADD, "target": "docstring", **FAST, field: value}
+    assert client.post("/v1/translate", json=body).status_code == 422
