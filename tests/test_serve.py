@@ -1,6 +1,7 @@
 """`codemt serve`: the dynamic batcher, the JSON API against its own OpenAPI schema, limits."""
 
 import ast
+import json
 import asyncio
 import threading
 import time
@@ -315,10 +316,8 @@ def test_running_server_stops(translator):
 @pytest.mark.parametrize("field", ["temperature", "top_p", "length_penalty", "name_weight"])
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_non_finite_numbers_get_422_and_the_connection_stays_usable(client, field, literal):
-    body = '{"source": "def f(x):\\n    return x\\n", "target": "docstring", "%s": %s}' % (
-        field,
-        literal,
-    )
+    source = json.dumps({"source": ADD, "target": "docstring"})
+    body = source[:-1] + f', "{field}": {literal}}}'
     response = client.post(
         "/v1/translate", content=body, headers={"Content-Type": "application/json"}
     )
