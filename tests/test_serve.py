@@ -1,8 +1,8 @@
 """`codemt serve`: the dynamic batcher, the JSON API against its own OpenAPI schema, limits."""
 
 import ast
-import json
 import asyncio
+import json
 import threading
 import time
 
