@@ -105,6 +105,9 @@ class GenerationSettings:
         neighbor_candidates: summaries written with project memory: the neighbours' own
             summaries (adapted to the method's names where they differ by a word or two)
             are candidates beside the beams, scored by the model (torch backend).
+        neighbor_bonus: added to a neighbour summary's score when ranking: a sentence
+            the project's authors wrote is worth more than the model's score says (chosen
+            on our valid split: 0.5 against 0 raised smoothed BLEU-4 from 22.85 to 24.52).
         batch_size: methods generated together.
         seed: seeds torch's global RNG before each batch when sampling (None: leave it).
     """
@@ -120,6 +123,7 @@ class GenerationSettings:
     real_words: bool = True
     name_weight: float = 2.0
     neighbor_candidates: bool = True
+    neighbor_bonus: float = 0.5
     batch_size: int = 16
     seed: int | None = None
 
@@ -138,6 +142,8 @@ class GenerationSettings:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not math.isfinite(self.neighbor_bonus):
+            raise ValueError(f"neighbor_bonus must be a finite number, got {self.neighbor_bonus}")
         if not (math.isfinite(self.name_weight) and self.name_weight >= 0):
             raise ValueError(f"name_weight must be 0 (off) or more, got {self.name_weight}")
         if self.no_repeat_ngram_size is not None and self.no_repeat_ngram_size < 0:
@@ -172,6 +178,7 @@ class Candidate:
     score: float  # the model's log-probability per token (beam search: its beam score)
     parsed: bool | None  # None for docstrings
     coverage: float = 0.0  # docstrings: the share of the method's name words it mentions
+    bonus: float = 0.0  # added when ranking: a neighbour's summary gets `neighbor_bonus`
 
 
 @dataclass(frozen=True)
@@ -324,8 +331,11 @@ def code_parses(record: dict[str, Any], target: str, text: str) -> bool | None:
 
 def choose_candidate(candidates: Sequence[Candidate], name_weight: float = 0.0) -> Candidate:
     """The best-scored candidate that parses, else the best-scored one; scores count
-    `name_weight` times each candidate's name coverage (docstrings) besides."""
-    return max(candidates, key=lambda c: (c.parsed is True, c.score + name_weight * c.coverage))
+    `name_weight` times each candidate's name coverage (docstrings) and its bonus besides."""
+    return max(
+        candidates,
+        key=lambda c: (c.parsed is True, c.score + name_weight * c.coverage + c.bonus),
+    )
 
 
 _NAME_PARTS = re.compile(r"[a-z]+|\d+")  # of `signature_names`' lower-case words
@@ -637,8 +647,14 @@ class Translator:
                 )
                 for i, sequences in zip(batch, generated, strict=True):
                     named = "signature" in (sources or source_features(records[i], target))
-                    sequences = sequences + self._scored(inputs[i], offered[i])
-                    results[i] = self._finish(records[i], target, sequences, settings, named)
+                    results[i] = self._finish(
+                        records[i],
+                        target,
+                        sequences,
+                        settings,
+                        named,
+                        offered=self._scored(inputs[i], offered[i]),
+                    )
                 bar.update(len(batch))
         return [results[i] for i in range(len(inputs))]
 
@@ -690,13 +706,18 @@ class Translator:
         sequences: list[tuple[str, float]],
         settings: GenerationSettings,
         named: bool,
+        offered: Sequence[tuple[str, float]] = (),
     ) -> Translation:
         """The chosen candidate; `named`: the source held the signature, whose names a
-        docstring is then rewarded for mentioning."""
+        docstring is then rewarded for mentioning; `offered`: scored neighbour summaries."""
         texts = [(FINISHERS[target](t), s) for t, s in sequences]
         if target == "docstring":
             words = method_name_words(record) if named else set()
             candidates = [Candidate(t, s, None, name_coverage(words, t)) for t, s in texts]
+            candidates += [
+                Candidate(t, s, None, name_coverage(words, t), settings.neighbor_bonus)
+                for t, s in offered
+            ]
         else:
             candidates = [Candidate(t, s, code_parses(record, target, t)) for t, s in texts]
         candidates.sort(key=lambda c: -c.score)
