@@ -864,9 +864,10 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKEND_CHOICES,
         default="auto",
-        help="what runs the model: torch, or ctranslate2 for a model exported with "
-        "`codemt export` (faster on CPU); auto (default) takes ctranslate2 when it is "
-        "installed and the model has an export",
+        help="what runs the model: torch; torch-int8 (its linear layers quantized as it "
+        "loads, CPU); or ctranslate2 for a model exported with `codemt export` (faster on "
+        "CPU); auto (default) takes ctranslate2 when it is installed and the model has an "
+        "export, else torch",
     )
 
 

@@ -538,3 +538,19 @@ def test_neighbor_summaries_are_scored_candidates(memory_model):
     off = GenerationSettings(num_beams=2, max_new_tokens=6, neighbor_candidates=False)
     assert translator._offered(records, [[sibling.as_record()]], "docstring", None, off) == [[]]
     assert translator._offered(records, [[sibling.as_record()]], "body", None, settings) == [[]]
+
+
+def test_the_int8_backend_quantizes_the_transformer_and_generates(memory_model):
+    import torch
+
+    from codemt.translate import GenerationSettings, Translator
+
+    translator = Translator.load(memory_model, backend="torch-int8", device="cpu")
+    assert translator.backend.name == "torch-int8"
+    kinds = {type(m).__module__ for m in translator.model.modules()}
+    assert any("quantized" in k for k in kinds)
+    assert not any(type(m) is torch.nn.Linear for m in translator.model.encoder.modules())
+    settings = GenerationSettings(num_beams=2, max_new_tokens=6)
+    method = record("f", "def f(url):", "    return get(url)")
+    [result] = translator.translate_batch([method], "docstring", settings=settings)
+    assert result.text.strip() and result.score < 0
