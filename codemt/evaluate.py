@@ -37,6 +37,7 @@ import xml.sax.saxutils
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -201,7 +202,7 @@ class EvalData:
     def with_neighbors(self, chosen: Sequence[int], target: str, k: int) -> list[dict[str, Any]]:
         """The chosen methods' records, each carrying its `k` neighbours among the other
         documented methods of its repository in this data (leave-one-out), for `target`."""
-        memories = self._repo_memories()
+        memories = self._repo_memories
         records = []
         for i in chosen:
             record = self.records[i]
@@ -210,18 +211,16 @@ class EvalData:
             records.append({**record, "neighbors": found})
         return records
 
+    @cached_property
     def _repo_memories(self) -> dict[str, Any]:
         """A `codemt.memory.Memory` per repository of the data (built once)."""
-        if "memories" not in self.__dict__:
-            from codemt.memory import Memory
+        from codemt.memory import Memory
 
-            by_repo: dict[str, list[dict[str, Any]]] = {}
-            for record in self.records:
-                if record.get("repo"):
-                    by_repo.setdefault(record["repo"], []).append(record)
-            memories = {repo: Memory.from_records(rows) for repo, rows in by_repo.items()}
-            object.__setattr__(self, "memories", memories)
-        return self.__dict__["memories"]
+        by_repo: dict[str, list[dict[str, Any]]] = {}
+        for record in self.records:
+            if record.get("repo"):
+                by_repo.setdefault(record["repo"], []).append(record)
+        return {repo: Memory.from_records(rows) for repo, rows in by_repo.items()}
 
 
 def load_corpus(corpus: Path, split: str = "test") -> EvalData:

@@ -254,6 +254,7 @@ class ProjectMemory:
         self.skipped: dict[str, str] = {}  # relative path -> why
         self.notes: list[str] = []  # what a user should be told once (a cut, a rebuilt cache)
         self._memory: Memory | None = None
+        self._memory_cut_said = False  # the cut is said once, however often it is rebuilt
         self._lock = threading.RLock()
 
     # -- building
@@ -415,7 +416,8 @@ class ProjectMemory:
                     Neighbor(**f) for name in sorted(self.files) for f in self.files[name].functions
                 ]
                 truncated = len(entries) > MAX_FUNCTIONS
-                if truncated:
+                if truncated and not self._memory_cut_said:
+                    self._memory_cut_said = True
                     self.notes.append(
                         f"{self.root} has {len(entries):,} documented functions: the project "
                         f"memory keeps the first {MAX_FUNCTIONS:,} (use --project on a smaller "
