@@ -5,7 +5,7 @@ gradients over its rows and over its columns instead of one per entry, has no fi
 moment, clips each update to an RMS of at most `clip_threshold`, and scales it by the RMS
 of the weight it changes, so that every weight moves relative to its own size. That last
 part is what keeps T5's mixed initial scales (unit embeddings, attention weights of std
-~0.01) in balance (README, "Why Adafactor").
+~0.01) in balance (docs/default-model.md, "Why Adafactor").
 
 The arithmetic is that of `transformers.optimization.Adafactor(scale_parameter=True,
 relative_step=False, warmup_init=False)` with the learning rate given by the schedule;

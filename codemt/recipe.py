@@ -92,7 +92,7 @@ class Recipe:
 # 15.09 -> 10.67 / 15.25, CodeXGLUE sample 12.53 / 16.51 -> 12.84 / 17.65). From scratch
 # with the CPU recipe's settings it is what makes the model use its source early: after
 # 800 steps source gain 0.05 -> 0.56, validation loss 4.41 -> 4.07, CodeXGLUE sample
-# 10.40 / 9.54 -> 12.05 / 14.29 (README, "The default model"). Such a model ships without
+# 10.40 / 9.54 -> 12.05 / 14.29 (docs/default-model.md). Such a model ships without
 # the CTranslate2 form, which has no copy mechanism.
 RECIPES = {
     "cpu": Recipe(
@@ -116,7 +116,7 @@ RECIPES = {
             # Decaying to 0 at the token target, as on the GPU (see there): from the CPU
             # run's step 3,600, 300 more steps at linear decay against inverse-sqrt gave
             # 13.14 / 19.16 against 12.63 / 17.81 on the CodeXGLUE sample and 10.57 / 17.49
-            # against 10.18 / 16.01 on 200 valid docstrings (README, "Annealing").
+            # against 10.18 / 16.01 on 200 valid docstrings (docs/default-model.md, "Annealing").
             "schedule": "linear",
             "eval_every": 500,
             "save_every": 200,
@@ -153,7 +153,7 @@ RECIPES = {
     # `base` model, 82M tokens on one H200 at inverse-sqrt (docstring-task loss 3.97), went
     # from 12.04 / 18.46 to 13.64 / 20.79 smoothed BLEU-4 / ROUGE-L F on the CodeXGLUE sample
     # (9.61 / 15.47 -> 10.62 / 18.55 on 200 valid docstrings) with 22M more tokens decaying
-    # linearly from its rate there (README, "Annealing"). A run stopped by its budget before
+    # linearly from its rate there (docs/default-model.md, "Annealing"). A run stopped by its budget before
     # the target ends with its rate part-way down: on the 65-package corpus, an 8.5-minute
     # budget on one H100 (203k tokens/s with validation, after 42 s building token caches)
     # stopped at 94.9M of 105.8M tokens, the rate at 14% of its peak; 2.1M more tokens

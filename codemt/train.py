@@ -193,7 +193,7 @@ class TrainSettings:
         copy_lr_scale: the copy mechanism's parameters train at `lr` times this (their
             weight decay scaled alike). A fresh pointer in a trained model learns slowly at
             the model's fine-tuning rate; 10 did a little better in a 300-step fine-tune
-            (README, "The default model"). From scratch, 1 is enough.
+            (docs/default-model.md). From scratch, 1 is enough.
     """
 
     preset: str = "small"
