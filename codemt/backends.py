@@ -240,29 +240,52 @@ class TorchBackend:
 
     def score(self, pairs: list[tuple[list[int], list[int]]], batch_size: int = 16) -> list[float]:
         """The mean log-probability per token of each target given its source (targets
-        without </s>; it is scored too), as greedy decoding scores what it generates."""
+        without </s>; it is scored too), as greedy decoding scores what it generates.
+
+        Each distinct source is encoded once, however many targets it has: scoring a
+        method's candidates costs one encoder pass and the decoder passes.
+        """
         import torch
+        from transformers.modeling_outputs import BaseModelOutput
 
         from codemt.data import collate
 
-        scores: list[float] = []
-        for start in range(0, len(pairs), batch_size):
-            chunk = [(s, [*t, self.vocab.eos]) for s, t in pairs[start : start + batch_size]]
-            batch = collate(chunk, self.vocab.pad, torch)
-            labels = batch["labels"].to(self.device)
+        by_source: dict[tuple[int, ...], list[int]] = {}
+        for i, (source, _) in enumerate(pairs):
+            by_source.setdefault(tuple(source), []).append(i)
+        sources = list(by_source)
+        scores = [0.0] * len(pairs)
+        for start in range(0, len(sources), batch_size):
+            chunk = sources[start : start + batch_size]
+            batch = collate([(list(s), [self.vocab.eos]) for s in chunk], self.vocab.pad, torch)
+            input_ids = batch["input_ids"].to(self.device)
+            mask = batch["attention_mask"].to(self.device)
+            rows = [(j, i) for j, source in enumerate(chunk) for i in by_source[source]]
             with torch.inference_mode():
-                out = self.model(
-                    input_ids=batch["input_ids"].to(self.device),
-                    attention_mask=batch["attention_mask"].to(self.device),
-                    labels=labels,
-                )
-                # log_softmax: a plain T5 returns logits, the copy model log-probabilities
-                # (which log_softmax leaves as they are).
-                log_p = out.logits.float().log_softmax(-1)
-                counted = labels != -100
-                picked = log_p.gather(-1, labels.clamp_min(0)[..., None]).squeeze(-1)
-                mean = (picked * counted).sum(1) / counted.sum(1).clamp(min=1)
-            scores.extend(mean.tolist())
+                encoded = self.model.get_encoder()(input_ids=input_ids, attention_mask=mask)
+                for first in range(0, len(rows), 4 * batch_size):
+                    part = rows[first : first + 4 * batch_size]
+                    which = torch.tensor([j for j, _ in part], device=self.device)
+                    targets = [(pairs[i][0], [*pairs[i][1], self.vocab.eos]) for _, i in part]
+                    labels = collate(targets, self.vocab.pad, torch)["labels"].to(self.device)
+                    outputs = BaseModelOutput(last_hidden_state=encoded.last_hidden_state[which])
+                    if hasattr(self.model, "label_log_probs"):  # the copy model
+                        picked = self.model.label_log_probs(
+                            input_ids[which], mask[which], labels, outputs
+                        )
+                    else:
+                        logits = self.model(
+                            input_ids=input_ids[which],
+                            attention_mask=mask[which],
+                            encoder_outputs=outputs,
+                            labels=labels,
+                        ).logits.float()
+                        picked = logits.log_softmax(-1).gather(-1, labels.clamp_min(0)[..., None])
+                        picked = picked.squeeze(-1)
+                    counted = labels != -100
+                    mean = (picked * counted).sum(1) / counted.sum(1).clamp(min=1)
+                    for (_, i), value in zip(part, mean.tolist(), strict=True):
+                        scores[i] = value
         return scores
 
 

@@ -25,6 +25,8 @@ Needs transformers 5.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import transformers
 from torch import nn
@@ -114,34 +116,23 @@ class PointerT5(T5ForConditionalGeneration):
             raise ValueError("PointerT5 copies source tokens: pass ids, not embeddings")
         kwargs.pop("inputs_embeds", None)
         kwargs.pop("decoder_inputs_embeds", None)
-        if source_ids is None:
-            source_ids = input_ids
-        if source_ids is None:
-            raise ValueError("PointerT5 needs the source ids: pass input_ids or source_ids")
-        if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        elif not isinstance(encoder_outputs, BaseModelOutput):
-            encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])
-        encoded = encoder_outputs.last_hidden_state
         if labels is not None and decoder_input_ids is None:
             decoder_input_ids = self._shift_right(labels)
-        decoded = self.decoder(
-            input_ids=decoder_input_ids,
-            attention_mask=decoder_attention_mask,
-            encoder_hidden_states=encoded,
-            encoder_attention_mask=attention_mask,
+        decoded, mixed = self._decode(
+            input_ids,
+            attention_mask,
+            decoder_input_ids,
+            decoder_attention_mask,
+            encoder_outputs,
+            source_ids,
             use_cache=use_cache,
             **kwargs,
         )
-        state = decoded[0]
-        if getattr(self.config, "scale_decoder_outputs", False):
-            state = state * (self.model_dim**-0.5)
-        logits = self.lm_head(state)
+        logits, _, encoded = mixed[:3]
         log_probs = loss = None
         if labels is not None:
             labels = labels.to(logits.device)
         with torch.autocast(logits.device.type, enabled=False):
-            mixed = (logits.float(), state.float(), encoded.float(), source_ids, attention_mask)
             if labels is not None and self.training:
                 # Training needs p at the labels alone: no (batch, steps, vocab) mixture.
                 # A masked mean, not indexing by the mask: no wait for the device.
@@ -160,6 +151,57 @@ class PointerT5(T5ForConditionalGeneration):
         return Seq2SeqLMOutput(
             loss=loss, logits=log_probs, encoder_last_hidden_state=encoded, **cache
         )
+
+    def label_log_probs(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        labels: torch.LongTensor,
+        encoder_outputs: BaseModelOutput | None = None,
+    ) -> torch.Tensor:
+        """log p of each label, (batch, steps), in float32 (-100 labels: any value): what
+        scoring texts needs, without the (batch, steps, vocabulary) mixture."""
+        _, mixed = self._decode(
+            input_ids, attention_mask, self._shift_right(labels), None, encoder_outputs, None
+        )
+        with torch.autocast(mixed[0].device.type, enabled=False):
+            return self._log_p(*mixed, labels.to(mixed[0].device)).squeeze(-1)
+
+    def _decode(
+        self,
+        input_ids: torch.LongTensor | None,
+        attention_mask: torch.Tensor | None,
+        decoder_input_ids: torch.LongTensor | None,
+        decoder_attention_mask: torch.Tensor | None,
+        encoder_outputs: BaseModelOutput | tuple | None,
+        source_ids: torch.LongTensor | None,
+        **kwargs,
+    ) -> tuple[Any, tuple]:
+        """The decoder's output and the float32 inputs of `_log_p` (logits, state, encoder
+        outputs, source ids, attention mask); the encoder runs unless its outputs are given."""
+        if source_ids is None:
+            source_ids = input_ids
+        if source_ids is None:
+            raise ValueError("PointerT5 needs the source ids: pass input_ids or source_ids")
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])
+        encoded = encoder_outputs.last_hidden_state
+        decoded = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoded,
+            encoder_attention_mask=attention_mask,
+            **kwargs,
+        )
+        state = decoded[0]
+        if getattr(self.config, "scale_decoder_outputs", False):
+            state = state * (self.model_dim**-0.5)
+        logits = self.lm_head(state)
+        with torch.autocast(logits.device.type, enabled=False):
+            mixed = (logits.float(), state.float(), encoded.float(), source_ids, attention_mask)
+        return decoded, mixed
 
     def point(
         self,

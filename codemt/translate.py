@@ -645,7 +645,8 @@ class Translator:
                 generated = self._generate(
                     [inputs[i] for i in batch], n_return, settings, words=target == "docstring"
                 )
-                for i, sequences in zip(batch, generated, strict=True):
+                scored = self._scored([inputs[i] for i in batch], [offered[i] for i in batch])
+                for i, sequences, own in zip(batch, generated, scored, strict=True):
                     named = "signature" in (sources or source_features(records[i], target))
                     results[i] = self._finish(
                         records[i],
@@ -653,7 +654,7 @@ class Translator:
                         sequences,
                         settings,
                         named,
-                        offered=self._scored(inputs[i], offered[i]),
+                        offered=own,
                     )
                 bar.update(len(batch))
         return [results[i] for i in range(len(inputs))]
@@ -686,18 +687,23 @@ class Translator:
             offered.append(texts)
         return offered
 
-    def _scored(self, source: list[int], texts: list[str]) -> list[tuple[str, float]]:
-        """(text, score) pairs for given texts as targets of `source`, on the model's scale."""
-        if not texts:
-            return []
+    def _scored(
+        self, sources: list[list[int]], texts: list[list[str]]
+    ) -> list[list[tuple[str, float]]]:
+        """Per source, (text, score) pairs for its texts as targets, on the model's scale:
+        one scoring call for them all."""
+        flat = [t for found in texts for t in found]
+        if not flat:
+            return [[] for _ in sources]
         literal = self.tokenizer.encode_special_tokens
         self.tokenizer.encode_special_tokens = True
         try:
-            encoded = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+            encoded = self.tokenizer.encode_batch(flat, add_special_tokens=False)
         finally:
             self.tokenizer.encode_special_tokens = literal
-        scores = self.backend.score([(source, e.ids) for e in encoded])
-        return list(zip(texts, scores, strict=True))
+        owners = [source for source, found in zip(sources, texts, strict=True) for _ in found]
+        scores = iter(self.backend.score([(s, e.ids) for s, e in zip(owners, encoded, strict=True)]))
+        return [[(t, next(scores)) for t in found] for found in texts]
 
     def _finish(
         self,

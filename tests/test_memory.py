@@ -528,7 +528,7 @@ def test_neighbor_summaries_are_scored_candidates(memory_model):
     [offered] = translator._offered(records, [[sibling.as_record()]], "docstring", None, settings)
     assert offered == ["Downloads Sina videos.", "Downloads CBS videos."]
     source = translator.encode(records, "docstring")[0]
-    scored = translator._scored(source, offered)
+    [scored] = translator._scored([source], [offered])
     assert [t for t, _ in scored] == offered and all(-50 < s < 0 for _, s in scored)
     # A very large name weight picks the candidate that names the method: the adapted one.
     heavy = GenerationSettings(num_beams=2, max_new_tokens=6, name_weight=1000)
@@ -538,6 +538,35 @@ def test_neighbor_summaries_are_scored_candidates(memory_model):
     off = GenerationSettings(num_beams=2, max_new_tokens=6, neighbor_candidates=False)
     assert translator._offered(records, [[sibling.as_record()]], "docstring", None, off) == [[]]
     assert translator._offered(records, [[sibling.as_record()]], "body", None, settings) == [[]]
+
+
+def test_scoring_encodes_each_source_once_and_scores_as_one_pair_alone(memory_model):
+    from codemt.translate import Translator
+
+    translator = Translator.load(memory_model, backend="torch")
+    methods = [
+        record("add", "def add(a, b):", "    return a + b"),
+        record("read_config", "def read_config(path):", "    return json.load(open(path))"),
+    ]
+    sources = translator.encode(methods, "docstring")
+    texts = ["Add two numbers.", "Read the configuration file at path.", "Return a sum."]
+    targets = [translator.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+    pairs = [(sources[0], targets[0]), (sources[1], targets[1]), (sources[0], targets[2])]
+    encoder = translator.model.get_encoder()
+    calls = []
+    hook = encoder.register_forward_hook(lambda module, args, out: calls.append(1))
+    try:
+        together = translator.backend.score(pairs)
+    finally:
+        hook.remove()
+    assert len(calls) == 1  # two sources, one batch: the encoder ran once for three targets
+    alone = [translator.backend.score([pair])[0] for pair in pairs]
+    assert together == pytest.approx(alone, abs=1e-4)
+    assert together[0] != pytest.approx(together[2], abs=1e-3)
+    # Per source, in the order given, and nothing for a source offered nothing.
+    scored = translator._scored(sources, [texts[:2], []])
+    assert [t for t, _ in scored[0]] == texts[:2] and scored[1] == []
+    assert translator._scored(sources, [[], []]) == [[], []]
 
 
 def test_the_int8_backend_quantizes_the_transformer_and_generates(memory_model):

@@ -73,6 +73,20 @@ def test_training_computes_the_same_loss_and_gradients_at_the_labels_alone(point
         torch.testing.assert_close(results[True][1][name], grad, rtol=1e-4, atol=1e-6)
 
 
+def test_label_log_probs_are_the_full_mixture_at_the_labels(pointer, batch):
+    with torch.inference_mode():
+        full = pointer(**batch).logits
+        at_labels = full.gather(-1, batch["labels"][..., None]).squeeze(-1)
+        encoded = pointer.get_encoder()(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        )
+        for outputs in (None, encoded):  # the encoder run inside or given
+            picked = pointer.label_log_probs(
+                batch["input_ids"], batch["attention_mask"], batch["labels"], outputs
+            )
+            torch.testing.assert_close(picked, at_labels)
+
+
 def test_a_plain_model_gains_a_pointer_and_keeps_its_weights(batch):
     torch.manual_seed(0)
     plain = build_model("tiny", VOCAB, 0, 1, 0).eval()
