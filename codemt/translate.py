@@ -702,7 +702,9 @@ class Translator:
         finally:
             self.tokenizer.encode_special_tokens = literal
         owners = [source for source, found in zip(sources, texts, strict=True) for _ in found]
-        scores = iter(self.backend.score([(s, e.ids) for s, e in zip(owners, encoded, strict=True)]))
+        scores = iter(
+            self.backend.score([(s, e.ids) for s, e in zip(owners, encoded, strict=True)])
+        )
         return [[(t, next(scores)) for t in found] for found in texts]
 
     def _finish(
