@@ -382,23 +382,33 @@ def load_checkpoint(path: Path | str, *, dropout: float | None = None) -> Checkp
 
     path = resolve_checkpoint(path)
     overrides = {} if dropout is None else {"dropout_rate": dropout}
-    config = T5Config.from_pretrained(path, **overrides)
-    model_class = T5ForConditionalGeneration
-    if has_pointer(config):
-        from codemt.pointer import PointerT5
+    reading = path / "config.json"
+    try:
+        config = T5Config.from_pretrained(path, **overrides)
+        model_class = T5ForConditionalGeneration
+        if has_pointer(config):
+            from codemt.pointer import PointerT5
 
-        model_class = PointerT5
-    with _quiet_transformers():
-        if (path / INT8_WEIGHTS).is_file():
-            model = model_class(config)
-            _untie_output_projection(model)
-            _load_int8_weights(model, path / INT8_WEIGHTS)
-        else:
-            model = model_class.from_pretrained(path, config=config)
+            model_class = PointerT5
+        with _quiet_transformers():
+            if (path / INT8_WEIGHTS).is_file():
+                reading = path / INT8_WEIGHTS
+                model = model_class(config)
+                _untie_output_projection(model)
+                _load_int8_weights(model, path / INT8_WEIGHTS)
+            else:
+                reading = path / "model.safetensors"
+                model = model_class.from_pretrained(path, config=config)
+        reading = path / CODEMT_FILE
+        meta = json.loads(reading.read_text(encoding="utf-8"))
+    except Exception as error:  # noqa: BLE001 - whatever the library raises, name the file
+        raise ValueError(
+            f"{reading}: damaged or unreadable ({type(error).__name__}: {error}); copy the "
+            f"checkpoint again, or use another (a training run keeps its previous ones)"
+        ) from error
     assert model.lm_head.weight is not model.shared.weight, f"{path}: lm_head loaded tied"
     # Shipped models may be stored in float16 or int8 to be small; compute in float32.
     model = model.float()
-    meta = json.loads((path / CODEMT_FILE).read_text(encoding="utf-8"))
     return Checkpoint(path=path, model=model.eval(), meta=meta)
 
 

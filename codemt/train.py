@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import math
 import os
@@ -78,6 +79,8 @@ if TYPE_CHECKING:
     from transformers import T5ForConditionalGeneration
 
 LOG_FILE = "train_log.csv"
+# Every file of a checkpoint with its size and SHA-256, written last: what resuming checks.
+CHECKSUM_FILE = "checksums.json"
 STATE_DIR = "state"
 LOG_FIELDS = (
     "step",
@@ -460,14 +463,106 @@ def train(
 
 
 def _resume_point(out_dir: Path, resume: bool) -> Path | None:
-    if not (out_dir / LATEST_FILE).is_file():
+    """The checkpoint a run resumes from: the one `latest` names, or, where that one is
+    damaged or gone, the newest intact one (saying which and why); None for a new run."""
+    saved = sorted(
+        (p for p in out_dir.glob("step-*") if p.is_dir() and p.name[5:].isdigit()),
+        key=_checkpoint_step,
+        reverse=True,
+    )
+    if not (out_dir / LATEST_FILE).is_file() and not saved:
         return None
     if not resume:
         raise ValueError(
             f"{out_dir} already holds checkpoints; resume the run (resume=True, --resume) "
             f"or choose another output folder"
         )
-    return resolve_checkpoint(out_dir, newest=True)
+    named = None
+    if (out_dir / LATEST_FILE).is_file():
+        name = (out_dir / LATEST_FILE).read_text(encoding="utf-8", errors="replace").strip()
+        named = out_dir / name if name and "/" not in name and name not in (".", "..") else None
+    if named is not None and named in saved:
+        saved = [named, *(p for p in saved if p != named)]
+    problems = []
+    if named is None or not named.is_dir():
+        problems.append(f"{out_dir / LATEST_FILE} names no checkpoint of this run")
+    for checkpoint in saved:
+        problem = checkpoint_damage(checkpoint)
+        if problem is None:
+            if problems:
+                print(
+                    f"warning: {'; '.join(problems)}: resuming from {checkpoint}",
+                    file=sys.stderr,
+                )
+            return checkpoint
+        problems.append(f"{checkpoint.name} is damaged ({problem})")
+    raise ValueError(
+        f"{out_dir}: no intact checkpoint to resume from ({'; '.join(problems)}); start a new "
+        f"run in another folder, or from a checkpoint you trust with --init"
+    )
+
+
+def checkpoint_damage(checkpoint: Path) -> str | None:
+    """Why `checkpoint` (a folder `_Loop.save` wrote) cannot be resumed from, or None if it
+    can: every file its checksum list names present with its size and SHA-256, and the
+    list itself readable. A checkpoint older than checksum lists is read instead."""
+    listing = checkpoint / CHECKSUM_FILE
+    if not listing.is_file():
+        return _unlisted_damage(checkpoint)
+    try:
+        expected = json.loads(listing.read_text(encoding="utf-8"))
+        files = dict(expected["files"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"{CHECKSUM_FILE} unreadable: {error}"
+    for name, (size, digest) in sorted(files.items()):
+        path = checkpoint / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size:,} bytes, {size:,} were written"
+        if _sha256(path) != digest:
+            return f"{name} is not the file that was written (its SHA-256 differs)"
+    return None
+
+
+def _unlisted_damage(checkpoint: Path) -> str | None:
+    """Why a checkpoint without a checksum list cannot be resumed from: a file missing or
+    one that does not load."""
+    from safetensors import safe_open
+
+    def weights(path: Path) -> None:
+        with safe_open(path, framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+                f.get_tensor(key)
+
+    def json_file(path: Path) -> None:
+        json.loads(path.read_text(encoding="utf-8"))
+
+    def torch_file(path: Path) -> None:
+        # rng-*.pt holds numpy's state, which weights_only loading refuses.
+        torch.load(path, map_location="cpu", weights_only=not path.name.startswith("rng-"))
+
+    loaders = {"config.json": json_file, CODEMT_FILE: json_file}
+    loaders |= {"model.safetensors": weights, f"{STATE_DIR}/progress.json": json_file}
+    loaders |= {f"{STATE_DIR}/optimizer.pt": torch_file, f"{STATE_DIR}/scheduler.pt": torch_file}
+    rngs = sorted((checkpoint / STATE_DIR).glob("rng-*.pt"))
+    loaders |= {path.relative_to(checkpoint).as_posix(): torch_file for path in rngs}
+    for name, load in loaders.items():
+        if not (checkpoint / name).is_file():
+            return f"{name} is missing"
+        try:
+            load(checkpoint / name)
+        except Exception as error:  # noqa: BLE001 - any failure to load is damage, named
+            return f"{name} does not load: {type(error).__name__}: {error}"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _initial_model(
@@ -604,8 +699,11 @@ def _restore(
     _set_rng_state(rng)
     if accelerator.is_main_process:
         # Rows logged after the checkpoint (before a crash) would be logged again.
-        shutil.copy2(checkpoint / LOG_FILE, out_dir / LOG_FILE)
-        _upgrade_log(out_dir / LOG_FILE)
+        if (checkpoint / LOG_FILE).is_file():
+            shutil.copy2(checkpoint / LOG_FILE, out_dir / LOG_FILE)
+            _upgrade_log(out_dir / LOG_FILE)
+        else:  # saved before the first log row
+            (out_dir / LOG_FILE).unlink(missing_ok=True)
     accelerator.wait_for_everyone()
     return TrainState(**progress["state"])
 
@@ -932,9 +1030,11 @@ class _Loop:
             (tmp / STATE_DIR / "progress.json").write_text(
                 json.dumps(progress, indent=2), encoding="utf-8"
             )
-            shutil.copy2(self.out_dir / LOG_FILE, tmp / LOG_FILE)
+            if (self.out_dir / LOG_FILE).is_file():  # none yet before the first log row
+                shutil.copy2(self.out_dir / LOG_FILE, tmp / LOG_FILE)
         accelerator.wait_for_everyone()
         if self.is_main:
+            _write_checksums(tmp)
             _publish(tmp, self.out_dir, name, self.settings.keep_last, best)
         accelerator.wait_for_everyone()
         return self.out_dir / name
@@ -1057,6 +1157,16 @@ def _upgrade_log(path: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
+
+
+def _write_checksums(checkpoint: Path) -> None:
+    """List every file of `checkpoint` with its size and SHA-256 (`checkpoint_damage`)."""
+    files = {
+        path.relative_to(checkpoint).as_posix(): [path.stat().st_size, _sha256(path)]
+        for path in sorted(checkpoint.rglob("*"))
+        if path.is_file()
+    }
+    (checkpoint / CHECKSUM_FILE).write_text(json.dumps({"files": files}, indent=1), "utf-8")
 
 
 def _checkpoint_step(path: Path) -> int:
