@@ -172,7 +172,10 @@ class DocstringResponse(BaseModel):
 class ModelInfo(BaseModel):
     """Which model serves."""
 
-    path: str
+    name: str = Field(
+        description="the model's folder name (`run/step-000040`), or `default` for the shipped "
+        "model; never a path of the server's machine"
+    )
     preset: str | None
     parameters: int
     stage: str | None

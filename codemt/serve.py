@@ -2,11 +2,12 @@
 
     codemt serve [--model PATH|default] [--host 127.0.0.1] [--port 8000]
 
-Endpoints (the OpenAPI schema is at /openapi.json, browsable at /docs):
+Endpoints:
 
     POST /v1/translate   a function's source -> its docstring, body or signature
     POST /v1/docstring   a file and a line or function name -> the edited file and the edit
-    GET  /v1/model       which model serves: path, preset, parameters, stage, modes
+    GET  /v1/model       which model serves: name, preset, parameters, stage, modes
+    GET  /openapi.json   the API's schema
     GET  /health         up, how busy, and the limits
     GET  /               the playground: a page to try the model in a browser
 
@@ -38,13 +39,17 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from codemt import __version__
+from codemt.backends import CTRANSLATE2_SUBFOLDER
 from codemt.examples import all_modes
 from codemt.memory import neighbors_from_request, open_memory
 from codemt.mine.extract import docstring_node
 from codemt.translate import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_DIRS,
     TARGETS,
     GenerationSettings,
     Translation,
@@ -247,12 +252,31 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def model_name(folder: Path) -> str:
+    """How the server names the model loaded from `folder`: `default` for the shipped one,
+    else the folder's name, after the run's for a checkpoint (`run/step-000040`) and the
+    checkpoint's for an export (`run/step-000040/ctranslate2`).
+
+    Never a path: a client has no need to know this machine's folders (its user name, say).
+    """
+    folder = folder.resolve()
+    if any(folder.is_relative_to(shipped.resolve()) for shipped in DEFAULT_MODEL_DIRS):
+        return DEFAULT_MODEL
+    names = [folder.name]
+    if folder.name == CTRANSLATE2_SUBFOLDER:  # an export, inside its checkpoint
+        folder = folder.parent
+        names.insert(0, folder.name)
+    if folder.name.startswith("step-"):  # a checkpoint, inside its run
+        names.insert(0, folder.parent.name)
+    return "/".join(name for name in names if name)
+
+
 def _model_info(translator: Translator) -> dict[str, Any]:
     from codemt import api
 
     meta = translator.meta
     return {
-        "path": str(translator.path),
+        "name": model_name(translator.path),
         "preset": meta.get("preset"),
         "parameters": translator.parameters,
         "stage": meta.get("stage"),
@@ -330,6 +354,10 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         version=__version__,
         description="Translate between Python code and natural language (an open PyMT5).",
         lifespan=lifespan,
+        # FastAPI's docs pages load their scripts from a CDN: blank offline, and a page of
+        # ours running another site's code. The schema stays at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
 

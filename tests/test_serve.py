@@ -20,6 +20,7 @@ from codemt.serve import (  # noqa: E402
     Overloaded,
     ServeSettings,
     create_app,
+    model_name,
     running_server,
 )
 from codemt.translate import GenerationSettings, Translation, Translator  # noqa: E402
@@ -181,8 +182,38 @@ def test_health_and_model_identity(client, tiny_model):
     assert health["status"] == "ok" and health["limits"]["max_new_tokens"] == 256
     model = checked(client, "GET", "/v1/model", 200)
     assert model["preset"] == "tiny" and model["stage"] == "multimode"
-    assert model["parameters"] > 1000 and str(tiny_model) in model["path"]
+    assert model["parameters"] > 1000 and model["name"] == f"{tiny_model.name}/step-000040"
     assert "signature+body->docstring" in model["modes"]
+
+
+def test_no_response_reveals_where_the_model_lives(client, translator, tiny_model):
+    responses = [
+        client.get(path) for path in ("/v1/model", "/health", "/openapi.json", "/", "/nowhere")
+    ]
+    responses.append(client.post("/v1/translate", json={"source": "x = 1", "target": "body"}))
+    folders = {str(translator.path), str(tiny_model), str(tiny_model.parent)}
+    for response in responses:
+        assert not any(folder in response.text for folder in folders), response.url
+
+
+def test_model_names_are_folder_names_never_paths(tmp_path):
+    from codemt.translate import DEFAULT_MODEL_DIRS
+
+    assert model_name(DEFAULT_MODEL_DIRS[0]) == "default"
+    assert model_name(DEFAULT_MODEL_DIRS[0] / "ctranslate2") == "default"
+    assert model_name(tmp_path / "home" / "me" / "my-model") == "my-model"
+    run = tmp_path / "runs" / "docstrings"
+    assert model_name(run / "step-000100") == "docstrings/step-000100"
+    assert model_name(run / "step-000100" / "ctranslate2") == "docstrings/step-000100/ctranslate2"
+
+
+def test_docs_pages_are_off_and_the_schema_stays(client):
+    # FastAPI's pages load their scripts from a CDN: blank offline, someone else's code.
+    for page in ("/docs", "/redoc"):
+        response = client.get(page)
+        assert response.status_code == 404 and response.json() == {"detail": "Not Found"}
+    schema = client.get("/openapi.json").json()
+    assert "/v1/translate" in schema["paths"] and "/docs" not in schema["paths"]
 
 
 @pytest.mark.parametrize("target", ["docstring", "body", "signature"])
