@@ -9,6 +9,12 @@ The work is done in two phases so a long run can stop and resume:
 2. Finish: the staged records of the sources asked for are de-duplicated globally (across
    sources and shards), split by repository, and written as Parquet shards with a
    manifest. This phase is rerun each time; it replaces the previous shards atomically.
+
+What cannot be read is skipped at the smallest unit (a folder, the damaged end of an
+archive, a file, a jsonl row, a method) and the run goes on. Every skip is counted in the
+manifest's `counts` under `<unit>_skipped:<reason>`, and each source's first
+`MAX_LISTED_SKIPS` skips are listed in its `skipped` entry with where and why. Parts larger
+than a file (`parts_skipped:...`) are also reported on stderr.
 """
 
 from __future__ import annotations
@@ -46,15 +52,23 @@ from codemt.mine.dedup import (
     local_names,
 )
 from codemt.mine.extract import extract_methods
-from codemt.mine.sources import JsonlSource, Repository, SourceFailure, expand_sources, resolve
+from codemt.mine.sources import (
+    JsonlSource,
+    Repository,
+    Skip,
+    SourceFailure,
+    expand_sources,
+    resolve,
+)
 
 STAGED_SCHEMA = SCHEMA.append(pa.field("exact_key", pa.int64())).append(
     pa.field("band_keys", pa.list_(pa.int64()))
 )
 # Bump when staged records or their dedup keys change meaning, so stale stages are redone.
-STAGE_FORMAT = 3
+STAGE_FORMAT = 4
 FILES_PER_TASK = 16
 JSONL_ROWS_PER_TASK = 512
+MAX_LISTED_SKIPS = 100  # per source in the manifest; the counts hold every skip
 
 
 @dataclass(frozen=True)
@@ -207,8 +221,30 @@ class _Task:
     root: str = ""
     files: tuple[str, ...] = ()
     jsonl_rows: tuple[str, ...] = ()
-    counts: tuple[tuple[str, int], ...] = ()  # counted during discovery, attached to one task
+    jsonl_path: str = ""
+    first_line: int = 1  # line number of jsonl_rows[0] in jsonl_path
+    # Found while discovering the source; attached to its first task.
+    counts: tuple[tuple[str, int], ...] = ()
     failures: tuple[SourceFailure, ...] = ()
+    left_out: tuple[Skip, ...] = ()
+
+
+@dataclass
+class _Tally:
+    """What mining part of a source counted, and the first skips it met, with where and why."""
+
+    counts: Counter = field(default_factory=Counter)
+    skipped: list[dict] = field(default_factory=list)  # {"reason": count key, "message": ...}
+
+    def skip(self, key: str, message: str) -> None:
+        """Count a unit left out under `key` (e.g. "files_skipped:syntax_error") and list it."""
+        self.counts[key] += 1
+        if len(self.skipped) < MAX_LISTED_SKIPS:
+            self.skipped.append({"reason": key, "message": message})
+
+    def add(self, other: _Tally) -> None:
+        self.counts.update(other.counts)
+        self.skipped.extend(other.skipped[: MAX_LISTED_SKIPS - len(self.skipped)])
 
 
 def _keyed(
@@ -233,9 +269,10 @@ def _keyed(
 
 
 def _mine_file(
-    path: Path, root: Path, repo: str, settings: MineSettings, counts: Counter
+    path: Path, root: Path, repo: str, settings: MineSettings, tally: _Tally
 ) -> list[dict]:
     relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    counts = tally.counts
     try:
         data = path.read_bytes()
         text = reading.decode_source(data, max_bytes=settings.max_file_bytes)
@@ -244,24 +281,28 @@ def _mine_file(
             counts[f"files:{repair}"] += 1
         records = _keyed(list(extract_methods(tree, repo=repo, path=relative)), settings, counts)
     except reading.SkipFile as skip:
-        counts[f"files_skipped:{skip.reason}"] += 1
+        tally.skip(f"files_skipped:{skip.reason}", f"{path}: {skip}")
         return []
-    except OSError:
-        counts[f"files_skipped:{reading.UNREADABLE}"] += 1
+    except OSError as error:
+        tally.skip(f"files_skipped:{reading.UNREADABLE}", f"{path}: {error.strerror or error}")
         return []
     except RecursionError:
-        counts[f"files_skipped:{reading.TOO_DEEP}"] += 1
+        tally.skip(f"files_skipped:{reading.TOO_DEEP}", f"{path}: nesting too deep")
         return []
     except MemoryError:
-        counts[f"files_skipped:{reading.OUT_OF_MEMORY}"] += 1
+        tally.skip(f"files_skipped:{reading.OUT_OF_MEMORY}", f"{path}: ran out of memory")
         return []
     counts["files_parsed"] += 1
     counts["methods"] += len(records)
     return records
 
 
-def _mine_jsonl_row(line: str, settings: MineSettings, counts: Counter) -> list[dict]:
-    """One CodeSearchNet/CodeXGLUE row: its `original_string` (or `code`) is one function."""
+def _mine_jsonl_row(line: str, where: str, settings: MineSettings, tally: _Tally) -> list[dict]:
+    """One CodeSearchNet/CodeXGLUE row: its `original_string` (or `code`) is one function.
+
+    `where` is the row's file and line number ("train.jsonl:12"), for the skip messages.
+    """
+    counts = tally.counts
     try:
         row = json.loads(line)
         code = row.get("original_string") or row["code"]
@@ -273,17 +314,20 @@ def _mine_jsonl_row(line: str, settings: MineSettings, counts: Counter) -> list[
             extract_methods(tree, repo=str(row.get("repo", "")), path=str(row.get("path", ""))),
             None,
         )
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-        counts["rows_skipped:bad_row"] += 1
+    except json.JSONDecodeError as error:
+        tally.skip("rows_skipped:bad_row", f"{where}: not JSON ({error})")
+        return []
+    except (KeyError, TypeError, AttributeError):
+        tally.skip("rows_skipped:bad_row", f"{where}: no code string in original_string or code")
         return []
     except reading.SkipFile as skip:
-        counts[f"rows_skipped:{skip.reason}"] += 1
+        tally.skip(f"rows_skipped:{skip.reason}", f"{where}: {skip}")
         return []
     except (RecursionError, MemoryError):
-        counts[f"rows_skipped:{reading.TOO_DEEP}"] += 1
+        tally.skip(f"rows_skipped:{reading.TOO_DEEP}", f"{where}: nesting too deep")
         return []
     if found is None:
-        counts["rows_skipped:no_function"] += 1
+        tally.skip("rows_skipped:no_function", f"{where}: its code holds no function")
         return []
     node, record = found
     func_name = str(row.get("func_name") or record["name"])
@@ -296,18 +340,21 @@ def _mine_jsonl_row(line: str, settings: MineSettings, counts: Counter) -> list[
     return _keyed([(node, record)], settings, counts)
 
 
-def _run_task(task_and_settings: tuple[_Task, MineSettings]) -> tuple[int, list[dict], Counter]:
+def _run_task(task_and_settings: tuple[_Task, MineSettings]) -> tuple[int, list[dict], _Tally]:
     """Worker entry point: mine one chunk of a source."""
     task, settings = task_and_settings
-    counts: Counter = Counter(dict(task.counts))
+    tally = _Tally(Counter(dict(task.counts)))
+    for part in task.left_out:
+        tally.skip(f"parts_skipped:{part.reason}", part.message)
     records: list[dict] = []
     root = Path(task.root)
     for name in task.files:
-        records.extend(_mine_file(Path(name), root, task.repo, settings, counts))
-    for line in task.jsonl_rows:
+        records.extend(_mine_file(Path(name), root, task.repo, settings, tally))
+    for offset, line in enumerate(task.jsonl_rows):
         if line.strip():
-            records.extend(_mine_jsonl_row(line, settings, counts))
-    return task.source, records, counts
+            where = f"{task.jsonl_path}:{task.first_line + offset}"
+            records.extend(_mine_jsonl_row(line, where, settings, tally))
+    return task.source, records, tally
 
 
 def _jsonl_lines(path: Path) -> Iterator[str]:
@@ -324,6 +371,7 @@ def _tasks_for_source(index: int, spec: str, settings: MineSettings) -> list[_Ta
     """Resolve one source (cloning or extracting it if needed) into tasks."""
     parts: list[dict] = []
     failures: list[SourceFailure] = []
+    left_out: list[Skip] = []
     counts: Counter = Counter()
     for unit in resolve(spec, settings.cache_dir, max_file_bytes=settings.max_file_bytes):
         if isinstance(unit, SourceFailure):
@@ -333,6 +381,7 @@ def _tasks_for_source(index: int, spec: str, settings: MineSettings) -> list[_Ta
             counts["files_seen"] += len(unit.files)
             for reason, number in unit.skipped:
                 counts[f"files_skipped:{reason}"] += number
+            left_out.extend(unit.left_out)
             for chunk in _chunks([str(p) for p in unit.files], FILES_PER_TASK):
                 parts.append({"repo": unit.name, "root": str(unit.root), "files": chunk})
         elif isinstance(unit, JsonlSource):
@@ -342,10 +391,22 @@ def _tasks_for_source(index: int, spec: str, settings: MineSettings) -> list[_Ta
                 failures.append(SourceFailure(spec, "unreadable", f"{unit.path}: {exc}"))
                 continue
             counts["jsonl_rows"] += len(lines)
-            parts.extend({"jsonl_rows": chunk} for chunk in _chunks(lines, JSONL_ROWS_PER_TASK))
+            parts.extend(
+                {"jsonl_rows": chunk, "jsonl_path": str(unit.path), "first_line": 1 + number}
+                for number, chunk in zip(
+                    range(0, len(lines), JSONL_ROWS_PER_TASK),
+                    _chunks(lines, JSONL_ROWS_PER_TASK),
+                    strict=True,
+                )
+            )
     if not parts:
         parts.append({})
-    parts[0] = {**parts[0], "counts": tuple(counts.items()), "failures": tuple(failures)}
+    parts[0] = {
+        **parts[0],
+        "counts": tuple(counts.items()),
+        "failures": tuple(failures),
+        "left_out": tuple(left_out),
+    }
     return [_Task(source=index, tasks_in_source=len(parts), **part) for part in parts]
 
 
@@ -378,7 +439,7 @@ class _Stage:
         return self.done_path(spec).is_file() and self.records_path(spec).is_file()
 
     def save(
-        self, spec: str, records: list[dict], counts: Counter, failures: list[SourceFailure]
+        self, spec: str, records: list[dict], tally: _Tally, failures: list[SourceFailure]
     ) -> None:
         """Write a source's records, then its done-marker (both atomically, marker last)."""
         records.sort(key=lambda r: (r["repo"], r["path"], r["lineno"], r["name"]))
@@ -388,8 +449,9 @@ class _Stage:
         tmp.replace(self.records_path(spec))
         status = {
             "source": spec,
-            "counts": dict(counts),
+            "counts": dict(tally.counts),
             "failures": [asdict(f) for f in failures],
+            "skipped": tally.skipped,
         }
         tmp = self.done_path(spec).with_suffix(".tmp")
         tmp.write_text(json.dumps(status, indent=1))
@@ -416,23 +478,25 @@ def _stage_sources(specs: list[str], stage: _Stage, settings: MineSettings) -> l
                 yield task, settings
 
     records: dict[int, list[dict]] = {}
-    counts: dict[int, Counter] = {}
+    tallies: dict[int, _Tally] = {}
     failures: dict[int, list[SourceFailure]] = {}
     remaining: dict[int, int] = {}
     bar = _progress(settings, desc="mining", unit="file")
 
-    def collect(task: _Task, result: tuple[int, list[dict], Counter]) -> None:
-        index, found, counted = result
+    def collect(task: _Task, result: tuple[int, list[dict], _Tally]) -> None:
+        index, found, tally = result
         remaining.setdefault(index, task.tasks_in_source)
         records.setdefault(index, []).extend(found)
-        counts.setdefault(index, Counter()).update(counted)
+        tallies.setdefault(index, _Tally()).add(tally)
         failures.setdefault(index, []).extend(task.failures)
         for failure in task.failures:
             print(f"warning: {failure.source}: {failure.message}", file=sys.stderr)
+        for part in task.left_out:
+            print(f"warning: {specs[index]}: {part.message}", file=sys.stderr)
         bar.update(len(task.files) + len(task.jsonl_rows))
         remaining[index] -= 1
         if remaining[index] == 0:
-            stage.save(specs[index], records.pop(index), counts.pop(index), failures.pop(index))
+            stage.save(specs[index], records.pop(index), tallies.pop(index), failures.pop(index))
 
     try:
         if settings.workers == 1:
@@ -657,6 +721,7 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
                 "repos": status["counts"].get("repos", 0),
                 "methods": status["counts"].get("methods", 0),
                 "failures": status["failures"],
+                "skipped": status["skipped"],
             }
             for status in statuses
         ],
@@ -713,11 +778,11 @@ def format_report(manifest: dict) -> str:
     ]
     if counts.get("jsonl_rows"):
         lines.append(f"jsonl rows: {counts['jsonl_rows']}, parsed {counts.get('rows_parsed', 0)}")
-    skipped = {
-        k.split(":", 1)[1]: v
-        for k, v in counts.items()
-        if k.startswith(("files_skipped:", "rows_skipped:"))
-    }
+    skipped: Counter = Counter()
+    for key, number in counts.items():
+        unit, _, reason = key.partition("_skipped:")
+        if reason and unit:
+            skipped[reason] += number
     if skipped:
         lines.append("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
     failures = [f for s in manifest["sources"] for f in s["failures"]]

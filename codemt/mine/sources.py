@@ -14,9 +14,14 @@ Files left out while discovering a repository are counted, not dropped silently:
 stays frozen and hashable (`dict(repo.skipped)` gives a mapping). The reasons are
 "too_large", "symlink_outside" (a link leading out of the root), "missing" (a file listed in
 a RECORD or a broken link), "not_regular" (a fifo or device named like a .py file),
-"unsafe_member" (an archive member that is a link or device or would land outside the
-extraction folder) and "outside_site" (a RECORD entry outside site-packages, as with
-editable installs).
+"unreadable" (a file whose status cannot be read), "unsafe_member" (an archive member that
+is a link or device or would land outside the extraction folder) and "outside_site" (a
+RECORD entry outside site-packages, as with editable installs).
+
+A part larger than a file that cannot be read is left out alone, never the whole source:
+`Repository.left_out` holds one `Skip` for each, with where and why. The reasons are
+"unreadable_folder" (a folder that cannot be listed) and "damaged_archive" (an archive
+damaged part way: the members before the damage are kept).
 
 Mined code is data: nothing here imports, runs or installs it. Git clones run with hooks
 off and never prompt; archives are extracted by hand, Python files only.
@@ -81,6 +86,15 @@ class Repository:
     root: Path  # record paths are made relative to this
     files: tuple[Path, ...]  # absolute paths of the .py/.pyw files, sorted
     skipped: tuple[tuple[str, int], ...] = ()  # (reason, count) of files left out, sorted
+    left_out: tuple[Skip, ...] = ()  # folders or archive ends that could not be read
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A part of a source that could not be read and was left out; the rest is mined."""
+
+    reason: str  # "unreadable_folder" or "damaged_archive"
+    message: str  # one line: where, what went wrong, what was kept
 
 
 @dataclass(frozen=True)
@@ -275,33 +289,59 @@ def _has_file_suffix(name: str) -> bool:
 
 
 def _directory_repository(name: str, spec: str, root: Path, limits: _Limits) -> Repository:
-    files, skipped = _walk(root, limits.max_file_bytes)
-    return Repository(name, spec, root, tuple(files), _sorted_counts(skipped))
+    walk = _walk(root, limits.max_file_bytes)
+    return Repository(
+        name, spec, root, tuple(walk.files), _sorted_counts(walk.skipped), tuple(walk.left_out)
+    )
 
 
-def _walk(root: Path, max_file_bytes: int) -> tuple[list[Path], Counter[str]]:
-    """The Python files under the resolved `root`, never leaving it, and counts of those left out."""
-    files: list[Path] = []
-    skipped: Counter[str] = Counter()
-    for dirpath, dirnames, filenames in os.walk(root):  # does not descend into linked folders
+@dataclass
+class _Walk:
+    files: list[Path]
+    skipped: Counter[str]  # files left out, by reason
+    left_out: list[Skip]  # folders that could not be listed
+
+
+def _walk(root: Path, max_file_bytes: int) -> _Walk:
+    """The Python files under the resolved `root`, never leaving it, and what was left out.
+
+    A folder that cannot be listed (no permission, gone meanwhile) is left out alone.
+    """
+    walk = _Walk([], Counter(), [])
+
+    def unlistable(error: OSError) -> None:
+        folder = error.filename or root
+        walk.left_out.append(
+            Skip(
+                "unreadable_folder",
+                f"{folder}: cannot list this folder ({error.strerror or error}); its files are "
+                "left out, check its permissions",
+            )
+        )
+
+    # os.walk does not descend into linked folders.
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable):
         folder = Path(dirpath)
         dirnames[:] = [name for name in dirnames if not _is_skipped_dir(folder / name)]
         for filename in filenames:
             if filename.endswith(PYTHON_SUFFIXES):
                 file_paths, file_skipped = _single_file(folder / filename, root, max_file_bytes)
-                files += file_paths
-                skipped += file_skipped
-    return sorted(files), skipped
+                walk.files += file_paths
+                walk.skipped += file_skipped
+    walk.files.sort()
+    return walk
 
 
 def _single_file(path: Path, root: Path, max_file_bytes: int) -> tuple[list[Path], Counter[str]]:
     """`[path]` if it is a regular file of allowed size inside `root`, else the reason it is not."""
-    if path.is_symlink() and not path.resolve().is_relative_to(root):
-        return [], Counter(["symlink_outside"])
     try:
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            return [], Counter(["symlink_outside"])
         status = path.stat()
     except FileNotFoundError:
         return [], Counter(["missing"])
+    except OSError:  # no permission to look inside its folder, a link loop, ...
+        return [], Counter(["unreadable"])
     if not stat.S_ISREG(status.st_mode):
         return [], Counter(["not_regular"])
     if status.st_size > max_file_bytes:
@@ -311,18 +351,22 @@ def _single_file(path: Path, root: Path, max_file_bytes: int) -> tuple[list[Path
 
 def _is_skipped_dir(path: Path) -> bool:
     name = path.name
-    return (
-        name.startswith(".")
-        or name in SKIPPED_DIR_NAMES
-        or name.endswith(".egg-info")
-        or (path / "pyvenv.cfg").is_file()
-    )
+    if name.startswith(".") or name in SKIPPED_DIR_NAMES or name.endswith(".egg-info"):
+        return True
+    try:
+        return (path / "pyvenv.cfg").is_file()
+    except OSError:  # a folder we may not look into: the walk records it when listing fails
+        return False
 
 
 def _local_directory_name(root: Path) -> str:
     """A git working tree is named after its origin (host/owner/name), other folders by name."""
     git_config = root / ".git" / "config"
-    if git_config.is_file():
+    try:
+        is_git_tree = git_config.is_file()
+    except OSError:  # an unreadable .git folder: name the folder itself
+        return root.name
+    if is_git_tree:
         command = ["git", "config", "--file", str(git_config), "--get", "remote.origin.url"]
         try:
             result = subprocess.run(
@@ -515,9 +559,16 @@ def _archive_repository(
     summary = json.loads(manifest.read_text(encoding="utf-8"))
     skipped = Counter(summary["skipped"])
     root = (extract_dir / summary["root"]).resolve()
-    files, walk_skipped = _walk(root, limits.max_file_bytes)
+    walk = _walk(root, limits.max_file_bytes)
     name = _archive_name(path.name, suffix)
-    return Repository(name, spec, root, tuple(files), _sorted_counts(skipped + walk_skipped))
+    return Repository(
+        name,
+        spec,
+        root,
+        tuple(walk.files),
+        _sorted_counts(skipped + walk.skipped),
+        tuple(walk.left_out),
+    )
 
 
 class _Extraction:
@@ -676,15 +727,20 @@ def _stdlib_repositories(spec: str, limits: _Limits) -> Iterator[Resolved]:
     # Only importable names: this leaves out site-packages, lib-dynload, config-3.x-..., etc.
     for entry in sorted(stdlib.iterdir()):
         if entry.is_dir() and entry.name.isidentifier() and entry.name != "__pycache__":
-            files, skipped = _walk(entry, limits.max_file_bytes)
+            walk = _walk(entry, limits.max_file_bytes)
             name = entry.name
         elif entry.name.endswith(PYTHON_SUFFIXES) and entry.stem.isidentifier():
-            files, skipped = _single_file(entry, stdlib, limits.max_file_bytes)
+            walk = _Walk(*_single_file(entry, stdlib, limits.max_file_bytes), [])
             name = entry.stem
         else:
             continue
         yield Repository(
-            f"python/stdlib/{name}", spec, stdlib, tuple(files), _sorted_counts(skipped)
+            f"python/stdlib/{name}",
+            spec,
+            stdlib,
+            tuple(walk.files),
+            _sorted_counts(walk.skipped),
+            tuple(walk.left_out),
         )
 
 
