@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import ipaddress
 import math
+import re
 import sys
 import threading
 import time
@@ -323,6 +324,84 @@ class _BodyLimit:
         await self.app(scope, receive, send)
 
 
+# The names a loopback server answers to, as a Host header writes them.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+# A Host header: a name or a bracketed IPv6 address, then a port, which may be empty.
+HOST_HEADER = re.compile(r"(\[[0-9a-f:.]+\]|[^\s:/@\[\]]+)(?::[0-9]*)?")
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header or a host argument (`name[:port]`, or an IPv6 address bare or
+    bracketed), in lower case, IPv6 bracketed as Host writes it; ValueError if it is none."""
+    host = host.strip().lower()
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    match = HOST_HEADER.fullmatch(host)
+    if match is None:
+        raise ValueError(
+            f"{host!r} is not a host name (expected a name or address, e.g. "
+            f"localhost or docs.example.com, optionally with :port)"
+        )
+    return match.group(1)
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "[::1]"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class HostCheck:
+    """ASGI middleware refusing (400) HTTP requests whose Host header names another server.
+
+    It defeats DNS rebinding: a page of another site can reach a loopback server by making
+    its own name resolve to 127.0.0.1, but the browser then sends that name as Host.
+    Accepted: the host the server is bound to, the address a connection came in on (and
+    `localhost`, `127.0.0.1`, `[::1]` when that address is loopback) and the names in
+    `allow` (a proxy's); with any port or none, since a tunnel or proxy forwards from its own.
+    Raises ValueError if `host` or a name of `allow` is not a host name.
+    """
+
+    def __init__(self, app: Any, host: str, allow: Sequence[str] = ()) -> None:
+        self.app = app
+        self.names = {host_name(host), *(host_name(name) for name in allow)}
+
+    def refusal(self, hosts: list[str], local: tuple[str, int] | None) -> str | None:
+        """Why a request with these Host headers, arrived on address `local`, is refused."""
+        if len(hosts) != 1:
+            return "send one Host header"
+        try:
+            name = host_name(hosts[0])
+        except ValueError as error:
+            return f"the Host header: {error}"
+        names = set(self.names)
+        if local is not None:
+            with contextlib.suppress(ValueError):  # a Unix socket's path is no host
+                names.add(host_name(local[0]))
+            if _is_loopback(local[0]):
+                names.update(LOOPBACK_NAMES)
+        if name in names:
+            return None
+        return (
+            f"this server does not answer to {name!r} (a page of another site, through DNS "
+            f"rebinding?); if a proxy of that name serves it, start it with --allow-host {name}"
+        )
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        from starlette.responses import JSONResponse
+
+        if scope["type"] == "http":
+            hosts = [value.decode("latin-1") for key, value in scope["headers"] if key == b"host"]
+            detail = self.refusal(hosts, scope.get("server"))
+            if detail is not None:
+                return await JSONResponse({"detail": detail}, 400)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 def create_app(translator: Translator, settings: ServeSettings | None = None) -> "FastAPI":
     """The FastAPI app serving `translator` (see the module's docstring for the endpoints)."""
     from fastapi import FastAPI, HTTPException
@@ -525,14 +604,18 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
 
 
 @contextlib.contextmanager
-def running_server(app: "FastAPI", host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def running_server(
+    app: "FastAPI", host: str = "127.0.0.1", port: int = 0, allow_hosts: Sequence[str] = ()
+) -> Iterator[str]:
     """Serve `app` with uvicorn in a background thread; yield its base URL (port 0: any free one).
 
-    For tests and for embedding the server in a program that does other things.
+    For tests and for embedding the server in a program that does other things. Requests
+    must name the server in their Host header (see `HostCheck`), or one of `allow_hosts`.
     """
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    checked = HostCheck(app, host, allow_hosts)
+    server = uvicorn.Server(uvicorn.Config(checked, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -548,15 +631,6 @@ def running_server(app: "FastAPI", host: str = "127.0.0.1", port: int = 0) -> It
 
 
 # ------------------------------------------------------------------ the command line
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _serve_command(args: argparse.Namespace) -> int:
@@ -576,6 +650,8 @@ def _serve_command(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             max_new_tokens=args.max_new_tokens,
         )
+        for name in (args.host, *args.allow_host):  # before the model loads, which takes a while
+            host_name(name)
         translator = Translator.load(args.model, backend=args.backend, threads=args.threads)
     except (ValueError, FileNotFoundError) as error:
         print(f"codemt serve: error: {error}", file=sys.stderr)
@@ -596,7 +672,8 @@ def _serve_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"codemt serve: {translator.path} on http://{args.host}:{args.port}/", file=sys.stderr)
-    uvicorn.run(create_app(translator, settings), host=args.host, port=args.port)
+    app = HostCheck(create_app(translator, settings), args.host, args.allow_host)
+    uvicorn.run(app, host=args.host, port=args.port)
     return 0
 
 
@@ -607,8 +684,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="serve a model over HTTP: JSON API and a web playground",
         description="Serve a model over HTTP: POST /v1/translate, POST /v1/docstring, "
-        "GET /v1/model, GET /health, and a playground page at /. Needs the serve extra "
-        "(pip install 'codemt[serve]').",
+        "GET /v1/model, GET /health, GET /openapi.json, and a playground page at /. It answers "
+        "requests addressed to its --host (or loopback names) and to --allow-host names only. "
+        "Needs the serve extra (pip install 'codemt[serve]').",
     )
     add_model_arguments(parser, generation=False)
     parser.add_argument(
@@ -622,6 +700,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback)"
     )
     parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests whose Host header is NAME, e.g. a proxy's name (repeatable). "
+        "Others are refused, so that pages of other sites cannot reach the server through DNS "
+        "rebinding: only the --host, and localhost, 127.0.0.1 and [::1] on loopback, are accepted",
+    )
     parser.add_argument(
         "--max-batch",
         type=int,

@@ -17,9 +17,11 @@ from fastapi.testclient import TestClient  # noqa: E402
 from codemt.serve import (  # noqa: E402
     Batcher,
     BatchKey,
+    HostCheck,
     Overloaded,
     ServeSettings,
     create_app,
+    host_name,
     model_name,
     running_server,
 )
@@ -361,3 +363,60 @@ def test_non_finite_numbers_get_422_and_the_connection_stays_usable(client, fiel
 def test_extreme_settings_are_refused(client, field, value):
     body = {"source": ADD, "target": "docstring", **FAST, field: value}
     assert client.post("/v1/translate", json=body).status_code == 422
+
+
+# ------------------------------------------------------------------ who may call
+
+
+def test_requests_naming_another_host_are_refused(translator):
+    """DNS rebinding: a page of attacker.example makes its name resolve to 127.0.0.1 and
+    posts to the server; the browser sends Host: attacker.example."""
+    with running_server(create_app(translator)) as url:
+        port = url.rsplit(":", 1)[1]
+        for host in ("attacker.example", f"attacker.example:{port}", "127.0.0.1.attacker.example"):
+            response = httpx.post(
+                f"{url}/v1/translate",
+                json={"source": ADD, "target": "docstring", **FAST},
+                headers={"Host": host},
+            )
+            assert response.status_code == 400, host
+            assert "--allow-host" in response.json()["detail"]
+        for host in ("localhost", f"localhost:{port}", f"127.0.0.1:{port}", "[::1]", "LocalHost"):
+            response = httpx.get(f"{url}/health", headers={"Host": host})
+            assert response.status_code == 200, host
+
+
+def test_allowed_hosts_are_answered(translator):
+    with running_server(create_app(translator), allow_hosts=["codemt.internal"]) as url:
+        for host in ("codemt.internal", "codemt.internal:443", "CODEMT.internal"):
+            assert httpx.get(f"{url}/health", headers={"Host": host}).status_code == 200
+        assert httpx.get(f"{url}/health", headers={"Host": "other.internal"}).status_code == 400
+
+
+def test_host_names():
+    assert host_name("LocalHost:8000") == "localhost"
+    assert host_name("[::1]:8000") == host_name("::1") == "[::1]"
+    assert host_name("127.0.0.1:") == "127.0.0.1"
+    for bad in ("http://localhost", "a b", "", "[::1", "user@host"):
+        with pytest.raises(ValueError, match="not a host name"):
+            host_name(bad)
+    check = HostCheck(None, "0.0.0.0", allow=["proxy.example"])
+    assert check.refusal(["192.168.1.5:8000"], ("192.168.1.5", 8000)) is None  # by address
+    assert check.refusal(["localhost"], ("192.168.1.5", 8000)) is not None  # not loopback
+    assert check.refusal([], ("127.0.0.1", 8000)) == "send one Host header"
+    assert check.refusal(["localhost", "localhost"], ("127.0.0.1", 8000)) is not None
+
+
+def test_serve_command_checks_hosts(tiny_model, monkeypatch, capsys):
+    import uvicorn
+
+    from codemt.cli import main
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(app=app, **kwargs))
+    command = ["serve", "--model", str(tiny_model), "--backend", "torch", "--threads", "1"]
+    assert main([*command, "--allow-host", "proxy.example", "--allow-host", "b.example"]) == 0
+    assert isinstance(served["app"], HostCheck)
+    assert served["app"].names == {"127.0.0.1", "proxy.example", "b.example"}
+    assert main([*command, "--allow-host", "https://proxy.example"]) == 2
+    assert "not a host name" in capsys.readouterr().err
