@@ -2,12 +2,16 @@
 
 import ast
 
+import numpy as np
+
 from codemt.mine.dedup import (
     Deduplicator,
     DedupSettings,
     band_keys,
+    band_keys_batch,
     code_tokens,
     exact_key,
+    fold_bands,
     local_names,
 )
 from codemt.mine.extract import extract_methods
@@ -107,3 +111,52 @@ def test_match_asks_what_offer_would_say_and_remember_keeps_anything():
     assert dedup.match(3, [-1, 201, *bands_of(300)[2:]]) is None
     dedup.remember(2, [0, *bands_of(200)[1:]])
     assert dedup.match(3, [-1, 201, *bands_of(300)[2:]]) == "near_duplicate"
+
+
+def test_methods_agreeing_in_one_band_only_are_candidates_in_that_band_alone():
+    bands, rows = 4, 3
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 2**32, size=bands * rows, dtype=np.uint64)
+    second = rng.integers(0, 2**32, size=bands * rows, dtype=np.uint64)
+    # Band b holds permutations b * rows ... b * rows + rows - 1.
+    band_two = [2 * rows + r for r in range(rows)]
+    second[band_two] = first[band_two]
+    a, b = fold_bands(np.stack([first, second]), bands, rows)
+    assert [x == y for x, y in zip(a, b, strict=True)] == [False, False, True, False]
+    # One row of the band differing is enough to part them.
+    second[band_two[1]] ^= 1
+    a, b = fold_bands(np.stack([first, second]), bands, rows)
+    assert not set(a) & set(b)
+
+
+def test_the_same_rows_in_different_bands_never_make_the_same_key():
+    bands, rows = 4, 3
+    band_rows = np.arange(1, rows + 1, dtype=np.uint64) * 977
+    every_band_alike = np.tile(band_rows, bands)  # each band's rows: 977, 1954, 2931
+    [keys] = fold_bands(every_band_alike[None, :], bands, rows)
+    assert len(set(keys)) == bands
+    # A method whose band 0 holds what another's band 1 holds shares no key with it.
+    rng = np.random.default_rng(1)
+    first = rng.integers(0, 2**32, size=bands * rows, dtype=np.uint64)
+    second = rng.integers(0, 2**32, size=bands * rows, dtype=np.uint64)
+    second[rows : 2 * rows] = first[:rows]
+    a, b = fold_bands(np.stack([first, second]), bands, rows)
+    assert not set(a) & set(b)
+    assert all(0 <= k < 2**63 for k in a + b)  # fits Parquet's int64 column
+
+
+def test_band_keys_batch_matches_one_method_at_a_time_and_skips_short_ones():
+    methods = [ORIGINAL, RENAMED, EDITED, DIFFERENT]
+    token_lists = []
+    for source in methods:
+        ((node, record),) = extract_methods(ast.parse(source), repo="r", path="p.py")
+        body = record["body"]
+        token_lists.append(code_tokens(record["signature"], body, local_names(node, body)))
+    settings = DedupSettings()
+    short = token_lists[0][: settings.min_tokens - 1]
+    batch = band_keys_batch([*token_lists, short], settings)
+    assert batch[:4] == [band_keys(t, settings) for t in token_lists]
+    assert batch[4] is None
+    assert batch[0] == batch[1]  # a renamed-variable clone
+    assert set(batch[0]) & set(batch[2])  # an edited copy shares a band
+    assert not set(batch[0]) & set(batch[3])

@@ -168,15 +168,22 @@ def band_keys_batch(
     shingles = _mix32(windows[inside])
     permuted = shingles[:, None] * a[None, :] + b[None, :]  # (shingles, perms), mod 2^32
     starts = np.concatenate([[0], np.cumsum(per_method)[:-1]])
-    signatures = np.minimum.reduceat(permuted, starts, axis=0).astype(np.uint64)  # (methods, perms)
-    # One 63-bit key per band: the band's rows folded together polynomially (mod 2^64).
-    folded = np.zeros((len(eligible), bands), dtype=np.uint64)
-    for row in range(rows):
-        folded = folded * np.uint64(0x100000001B3) + signatures[:, row : bands * rows : rows]
-    folded = (folded + np.arange(bands, dtype=np.uint64)) >> np.uint64(1)
-    for index, band_row in zip(eligible, folded.tolist(), strict=True):
+    signatures = np.minimum.reduceat(permuted, starts, axis=0)  # (methods, perms)
+    for index, band_row in zip(eligible, fold_bands(signatures, bands, rows), strict=True):
         keys[index] = band_row
     return keys
+
+
+def fold_bands(signatures: np.ndarray, bands: int, rows: int) -> list[list[int]]:
+    """One 63-bit key per band of each MinHash signature, (methods, permutations) -> per
+    method `bands` keys: the band's index and rows folded together polynomially (mod 2^64),
+    so that the same rows in two bands make different keys (an offset added after the fold
+    would not survive the shift to 63 bits: bands 2k and 2k + 1 would collide)."""
+    signatures = signatures.astype(np.uint64)
+    folded = np.tile(np.arange(1, bands + 1, dtype=np.uint64), (len(signatures), 1))
+    for row in range(rows):
+        folded = folded * np.uint64(0x100000001B3) + signatures[:, row : bands * rows : rows]
+    return (folded >> np.uint64(1)).tolist()
 
 
 def band_keys(tokens: list[str], settings: DedupSettings) -> list[int] | None:
