@@ -34,7 +34,9 @@ class Generation(BaseModel):
     )
     sample: bool = Field(False, description="sample instead of searching (needs num_beams=1)")
     num_samples: int = Field(1, ge=1, le=MAX_CANDIDATES, description="sequences drawn")
-    temperature: float = Field(1.0, gt=0, le=100)
+    # Far below 0.01 float32 logits divided by it overflow, and sampling fails; and 0.01
+    # already samples all but greedily.
+    temperature: float = Field(1.0, ge=0.01, le=100)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(
         GenerationSettings.max_new_tokens,

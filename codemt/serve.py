@@ -298,11 +298,13 @@ def playground_html() -> str:
     return resources.files("codemt").joinpath("static/playground.html").read_text("utf-8")
 
 
-class _BodyLimit:
-    """ASGI middleware refusing bodies above a size before anything reads them.
+class _BodyCheck:
+    """ASGI middleware refusing bodies above a size, or not JSON, before anything reads them.
 
     Requests that send a body must declare its length: a chunked body of unknown size
-    would have to be read to be measured, which is what this guards against.
+    would have to be read to be measured, which is what this guards against. A body of
+    another content type would be handed to the endpoints as bytes, and refused with a
+    confusing message about fields.
     """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
@@ -321,6 +323,10 @@ class _BodyLimit:
             if int(length) > self.max_bytes:
                 detail = f"the request body is over this server's limit of {self.max_bytes} bytes"
                 return await JSONResponse({"detail": detail}, 413)(scope, receive, send)
+            media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if media_type != b"application/json":
+                detail = "send the body as JSON, with Content-Type: application/json"
+                return await JSONResponse({"detail": detail}, 415)(scope, receive, send)
         await self.app(scope, receive, send)
 
 
@@ -438,7 +444,7 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         docs_url=None,
         redoc_url=None,
     )
-    app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(_BodyCheck, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Any, error: RequestValidationError) -> JSONResponse:
@@ -450,6 +456,13 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         ]
         return JSONResponse(status_code=422, content={"detail": detail})
 
+    @app.exception_handler(Exception)
+    async def failed(request: Any, error: Exception) -> JSONResponse:
+        """A fault of the server's, not the request's: JSON like every answer, and without
+        the error's text, which may name this machine's files (the log has it all)."""
+        detail = f"the server failed ({type(error).__name__}); its log says why"
+        return JSONResponse(status_code=500, content={"detail": detail})
+
     errors: dict[int | str, dict[str, Any]] = {
         code: {"model": api.Error, "description": why}
         for code, why in {
@@ -457,8 +470,10 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
             409: "the function already has a docstring",
             411: "no Content-Length",
             413: "the source, file or body is too large",
+            415: "the body is not JSON",
             503: "the queue is full: retry later",
             504: "the request timed out and was cancelled",
+            500: "a fault of the server's (its log says why)",
         }.items()
     }
 

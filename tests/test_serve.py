@@ -256,6 +256,54 @@ def test_a_lone_surrogate_is_invalid_input(client):
     assert "not valid Unicode" in body["detail"]
 
 
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status"),
+    [
+        (b"def f(): pass", JSON, 422),  # not JSON
+        (b'{"source": "def f(): pass", "target": "body"', JSON, 422),  # cut short
+        (b"[]", JSON, 422),
+        (b"null", JSON, 422),
+        (b'{"source": "def f(): pass", "target": "body"}', {"Content-Type": "text/plain"}, 415),
+        (b'{"source": "def f(): pass", "target": "body"}', {}, 415),
+        (b"source=def+f%28%29&target=body", {"Content-Type": "x-www-form-urlencoded"}, 415),
+        (b"[" * 100_000 + b"]" * 100_000, JSON, 400),  # nested past the JSON parser's depth
+        (
+            b'{"source": "x", "target": "body", "context": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+            JSON,
+            400,
+        ),
+        (b'{"source": "\xff\xfe", "target": "body"}', JSON, 400),  # not UTF-8
+    ],
+)
+def test_bodies_that_are_not_a_request_get_a_json_4xx(client, content, headers, status):
+    for path in ("/v1/translate", "/v1/docstring"):
+        body = checked(client, "POST", path, status, content=content, headers=headers)
+        assert body["detail"]
+    assert client.get("/health").status_code == 200
+
+
+def test_a_temperature_too_small_to_sample_with_is_refused(client):
+    # 1e-300 is 0 in float32: the logits divided by it made sampling fail with a 500.
+    body = {"source": ADD, "target": "docstring", **FAST, "sample": True, "temperature": 1e-300}
+    detail = checked(client, "POST", "/v1/translate", 422, json=body)["detail"]
+    assert detail[0]["loc"][-1] == "temperature"
+
+
+def test_a_fault_of_the_server_is_a_json_500_that_names_no_file(translator, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot read /home/someone/models/secret/model.safetensors")
+
+    monkeypatch.setattr(translator, "translate_batch", broken)
+    with TestClient(create_app(translator), raise_server_exceptions=False) as faulty:
+        body = checked(
+            faulty, "POST", "/v1/translate", 500, json={"source": ADD, "target": "body", **FAST}
+        )
+    assert "RuntimeError" in body["detail"] and "/home" not in body["detail"]
+
+
 def test_a_body_too_large_is_refused_before_it_is_read(translator):
     app = create_app(translator, ServeSettings(max_source_bytes=100, max_file_bytes=100))
     with TestClient(app) as small:
