@@ -126,6 +126,42 @@ def test_edge_cases_round_trip(tok):
         assert round_trip(tok, text) == text
 
 
+# Texts that a normalizer (NFC, NFKC, lowercasing, stripping), a changed pre-tokenizer or a
+# lost byte fallback would change: fixed, so that such a change fails every time.
+EXACT_TEXTS = [
+    "\uf900",  # a CJK compatibility ideograph: NFC and NFKC both map it to U+8C48
+    "\ufb01le = 1",  # the "fi" ligature: NFKC spells it out
+    "x\u00b2",  # superscript two: NFKC makes it "2"
+    "e\u0301",  # e + combining acute: NFC makes one character
+    "\u00e9",  # precomposed é: NFD splits it
+    "a\u0308\u0323\u0301z",  # combining marks in a non-canonical order
+    "\u212b",  # the angstrom sign: NFC makes it U+00C5
+    "A\x00B",  # NUL
+    "x = 1\ry = 2",  # a lone CR
+    "x = 1\r\r\ny = 2",
+    "a\tb\x0bc\x0cd\x1ce\x1df\x1eg\x85h\xa0i\u1680j\u2000k\u2009l\u200am",
+    "\u2028\u2029\u202f\u205f\u3000\ufeff",  # separators, no-break spaces, BOM
+    "  trailing  \t ",
+    "\n\n\n\t \n",
+    "MiXeD CaSe ΣΑΣ straße İ",  # lowercasing or case folding would change these
+    "\U0001f600\U0001f468\u200d\U0001f469",  # astral plane, a zero-width joiner sequence
+    "\x7f\x01\x1b[0m",  # DEL and control characters
+]
+
+
+@pytest.mark.parametrize("text", EXACT_TEXTS)
+def test_texts_a_normalizer_would_change_round_trip_exactly(tok, text):
+    assert round_trip(tok, text) == text
+    saved = tokenizer.Tokenizer.from_str(tok.to_str())  # the saved form too
+    assert saved.decode(saved.encode(text).ids, skip_special_tokens=False) == text
+
+
+def test_the_tokenizer_has_no_normalizer_and_a_byte_level_decoder(tok):
+    config = json.loads(tok.to_str())
+    assert config["normalizer"] is None
+    assert config["decoder"]["type"] == "ByteLevel"
+
+
 def test_indentation_is_one_token(tok):
     assert tok.encode("\n        return x").tokens == ["\n        ", "return", "Ġx"]
     for indent in ["\n    ", "\n" + " " * 48, "\n\n        ", "\n\t\t", "  ", "\t\t\t"]:
