@@ -4,8 +4,11 @@ the source is mined and the run finishes."""
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -110,3 +113,93 @@ def test_mining_records_an_unreadable_folder_and_mines_the_rest(tmp_path, monkey
     (skip,) = skipped_of(manifest)
     assert skip["reason"] == "parts_skipped:unreadable_folder" and str(locked) in skip["message"]
     assert capsys.readouterr().err.count(str(locked)) == 1
+
+
+# --- archives ---------------------------------------------------------------------------------
+
+
+def python_members(count: int) -> list[tuple[str, bytes]]:
+    """`count` distinct small Python files for an sdist named pkg-1.0."""
+    return [
+        (f"pkg-1.0/pkg/m{i:03d}.py", f"def f{i}(x):\n    return x * {i} + {i**3}\n".encode())
+        for i in range(count)
+    ]
+
+
+def tar_archive(path: Path, members: list[tuple[str, bytes]], mode: str) -> bytes:
+    with tarfile.open(path, mode) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path.read_bytes()
+
+
+def garble_header(data: bytes, member_index: int) -> bytes:
+    """A plain tar whose `member_index`th header (each member: header + one data block) is
+    overwritten with garbage, as a bad disk block would."""
+    offset = member_index * 2 * tarfile.BLOCKSIZE
+    return data[:offset] + b"\xff" * tarfile.BLOCKSIZE + data[offset + tarfile.BLOCKSIZE :]
+
+
+@pytest.mark.parametrize(
+    ("filename", "mode", "damage"),
+    [
+        ("pkg-1.0.tar.gz", "w:gz", lambda data: data[: len(data) // 2]),
+        ("pkg-1.0.tar.xz", "w:xz", lambda data: data[: len(data) // 2]),
+        ("pkg-1.0.tar", "w", lambda data: data[: len(data) // 2 + 100]),  # cut inside a header
+        ("pkg-1.0.tar", "w", lambda data: data[: 2 * tarfile.BLOCKSIZE * 150]),  # no end marker
+        ("pkg-1.0.tar", "w", lambda data: garble_header(data, 120)),
+    ],
+    ids=["tar.gz cut", "tar.xz cut", "tar cut in a header", "tar cut between members", "garbled"],
+)
+def test_a_damaged_tar_keeps_the_members_before_the_damage(tmp_path, filename, mode, damage):
+    members = python_members(200)
+    archive = tmp_path / "downloads" / filename
+    archive.parent.mkdir()
+    archive.write_bytes(damage(tar_archive(tmp_path / filename, members, mode)))
+
+    (repo,) = resolve(str(archive), tmp_path / "cache")
+    (again,) = resolve(str(archive), tmp_path / "cache")  # from the extraction cache
+
+    assert isinstance(repo, Repository) and again == repo
+    kept = {file.relative_to(repo.root.parent).as_posix(): file for file in repo.files}
+    assert 50 < len(kept) < 200
+    by_name = dict(members)
+    assert all(file.read_bytes() == by_name[name] for name, file in kept.items())  # none cut
+    (skip,) = repo.left_out
+    assert skip.reason == "damaged_archive" and "damaged" in skip.message
+
+
+def test_mining_a_truncated_tar_gz_warns_once_and_keeps_its_first_methods(tmp_path, capsys):
+    archive = tmp_path / "pkg-1.0.tar.gz"
+    data = tar_archive(archive, python_members(200), "w:gz")
+    archive.write_bytes(data[: len(data) // 2])
+
+    manifest = mine([str(archive)], tmp_path / "corpus", settings(tmp_path))
+
+    counts = manifest["counts"]
+    assert 50 < counts["files_parsed"] == counts["methods"] < 200
+    assert counts["parts_skipped:damaged_archive"] == 1
+    assert manifest["sources"][0]["failures"] == []
+    assert [s["reason"] for s in skipped_of(manifest)] == ["parts_skipped:damaged_archive"]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "damaged" in line]
+    assert len(warnings) == 1 and str(archive) in warnings[0]
+
+
+def test_a_zip_member_that_cannot_be_read_is_skipped_alone(tmp_path):
+    archive = tmp_path / "snapshot.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zip_file:
+        for name, data in python_members(3):
+            zip_file.writestr(name, data * 20)
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zip_file:
+        damaged = zip_file.infolist()[1]
+    start = damaged.header_offset + 30 + len(damaged.filename)  # its compressed bytes
+    data[start + 5 : start + 15] = bytes(10)
+    archive.write_bytes(bytes(data))
+
+    (repo,) = resolve(str(archive), tmp_path / "cache")
+
+    assert [file.name for file in repo.files] == ["m000.py", "m002.py"]
+    assert dict(repo.skipped) == {"damaged_member": 1}

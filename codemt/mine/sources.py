@@ -15,8 +15,9 @@ stays frozen and hashable (`dict(repo.skipped)` gives a mapping). The reasons ar
 "too_large", "symlink_outside" (a link leading out of the root), "missing" (a file listed in
 a RECORD or a broken link), "not_regular" (a fifo or device named like a .py file),
 "unreadable" (a file whose status cannot be read), "unsafe_member" (an archive member that
-is a link or device or would land outside the extraction folder) and "outside_site" (a
-RECORD entry outside site-packages, as with editable installs).
+is a link or device or would land outside the extraction folder), "damaged_member" (a zip
+member that cannot be decompressed) and "outside_site" (a RECORD entry outside
+site-packages, as with editable installs).
 
 A part larger than a file that cannot be read is left out alone, never the whole source:
 `Repository.left_out` holds one `Skip` for each, with where and why. The reasons are
@@ -30,7 +31,7 @@ Cache layout (reused across runs; each entry is built in a temp folder and renam
 
     CACHE/git/<name>-<url hash>/            shallow clone, complete once .git/codemt-complete exists
     CACHE/archives/<sha256[:16]>/           extracted .py/.pyw members + .codemt-extracted.json
-                                            (root folder and skipped counts, for reuse)
+                                            (root folder, skipped counts and damage, for reuse)
 """
 
 from __future__ import annotations
@@ -515,6 +516,10 @@ class _BadArchive(Exception):
     """An archive over the extraction limits (the message says which and what to do)."""
 
 
+class _Damaged(Exception):
+    """Reading an archive failed part way (the message says where); what came before is good."""
+
+
 # Whatever a damaged or hostile archive makes tarfile, zipfile or the decompressors raise.
 _ARCHIVE_ERRORS = (
     tarfile.TarError,
@@ -553,13 +558,19 @@ def _archive_repository(
                 f"{spec}: cannot read the archive ({err}); check that it is a complete "
                 f"{suffix} file, e.g. download it again",
             )
-        summary = {"root": extraction.root_folder(), "skipped": extraction.skipped}
+        summary = {
+            "root": extraction.root_folder(),
+            "skipped": extraction.skipped,
+            "damage": extraction.damage,
+        }
         (temp_dir / _EXTRACTED).write_text(json.dumps(summary), encoding="utf-8")
         _move_into_place(temp_dir, extract_dir)
     summary = json.loads(manifest.read_text(encoding="utf-8"))
     skipped = Counter(summary["skipped"])
     root = (extract_dir / summary["root"]).resolve()
     walk = _walk(root, limits.max_file_bytes)
+    if summary.get("damage"):
+        walk.left_out.insert(0, Skip("damaged_archive", summary["damage"]))
     name = _archive_name(path.name, suffix)
     return Repository(
         name,
@@ -581,6 +592,14 @@ class _Extraction:
         self.total_bytes = 0
         self.skipped: Counter[str] = Counter()
         self.top_level: set[tuple[str, bool]] = set()  # (first path part, is a folder)
+        self.damage: str | None = None  # where and why reading stopped part way, if it did
+
+    def stop_at(self, damage: _Damaged) -> None:
+        """Record that the rest of the archive cannot be read; the members so far are kept."""
+        self.damage = (
+            f"archive damaged {damage}; its Python files before the damage are mined, the "
+            "rest is left out (download it again to mine it whole)"
+        )
 
     def count_member(self) -> None:
         self.members += 1
@@ -616,11 +635,16 @@ class _Extraction:
                 f"its Python files hold more than {self.limits.max_archive_bytes} bytes, which "
                 "looks like an archive bomb; raise the size limit if you trust this archive"
             )
+        # Read whole before writing, so that damage leaves no cut file behind; tarfile and
+        # zipfile stop reading at the size in the member's header.
+        try:
+            with open_member() as member:
+                data = member.read()
+        except _ARCHIVE_ERRORS as err:
+            raise _Damaged(f"in member {self.members} ({name}): {err}") from None
         target = self.dest.joinpath(*relative.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # tarfile and zipfile stop reading at the size in the member's header.
-        with open_member() as member, target.open("wb") as out:
-            shutil.copyfileobj(member, out)
+        target.write_bytes(data)
 
     def root_folder(self) -> str:
         """The one folder holding every member (an sdist's name-1.2.3/), else ""."""
@@ -632,21 +656,57 @@ class _Extraction:
 
 
 def _extract_tar(archive: Path, dest: Path, limits: _Limits) -> _Extraction:
+    """A tar is read in order: damage part way stops it, keeping the members before."""
     extraction = _Extraction(dest, limits)
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tar:
-            extraction.count_member()
-            if member.isdir():
-                extraction.add_folder(member.name)
-                continue
-            if not member.isreg() or not _passes_data_filter(member, dest):
-                extraction.refuse()  # links, devices and fifos: never extracted
-                continue
-            extraction.add(member.name, member.size, partial(tar.extractfile, member))
+    with tarfile.open(archive, "r:*", tarinfo=_StrictTarInfo) as tar:
+        try:
+            for member in _tar_members(tar, extraction):
+                if member.isdir():
+                    extraction.add_folder(member.name)
+                    continue
+                if not member.isreg() or not _passes_data_filter(member, dest):
+                    extraction.refuse()  # links, devices and fifos: never extracted
+                    continue
+                extraction.add(member.name, member.size, partial(tar.extractfile, member))
+        except _Damaged as damage:
+            extraction.stop_at(damage)
     return extraction
 
 
+def _tar_members(tar: tarfile.TarFile, extraction: _Extraction) -> Iterator[tarfile.TarInfo]:
+    """The members of `tar`, each counted; raises _Damaged where a header cannot be read."""
+    members = iter(tar)
+    last = "the start"
+    while True:
+        try:
+            member = next(members)
+        except StopIteration:
+            return
+        except _ARCHIVE_ERRORS as err:
+            raise _Damaged(f"after member {extraction.members} ({last}): {err}") from None
+        extraction.count_member()
+        last = member.name
+        yield member
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """Makes tarfile raise at a cut or garbled member header, where it would end quietly as
+    if the archive ended there (it does so for any header but the first)."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        try:
+            return super().fromtarfile(tarfile_)
+        except tarfile.EOFHeaderError:
+            raise  # a block of zeros: the end-of-archive marker
+        except tarfile.EmptyHeaderError:
+            raise tarfile.ReadError("the file ends without the end-of-archive marker") from None
+        except tarfile.HeaderError as err:
+            raise tarfile.ReadError(f"bad member header ({err})") from None
+
+
 def _extract_zip(archive: Path, dest: Path, limits: _Limits) -> _Extraction:
+    """A zip's members are read one by one from its directory: a damaged one is skipped."""
     extraction = _Extraction(dest, limits)
     with zipfile.ZipFile(archive) as zip_file:
         for info in zip_file.infolist():
@@ -658,7 +718,10 @@ def _extract_zip(archive: Path, dest: Path, limits: _Limits) -> _Extraction:
             if stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG):
                 extraction.refuse()  # a symlink or device stored by a unix zip tool
                 continue
-            extraction.add(info.filename, info.file_size, partial(zip_file.open, info))
+            try:
+                extraction.add(info.filename, info.file_size, partial(zip_file.open, info))
+            except _Damaged:
+                extraction.skipped["damaged_member"] += 1
     return extraction
 
 
