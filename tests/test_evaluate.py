@@ -2,12 +2,14 @@
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
 
 from codemt.cli import main
 from codemt.evaluate import (
+    BASELINES,
     bleu_tokens,
     escape_line,
     evaluate_baselines,
@@ -25,14 +27,23 @@ from codemt.evaluate import (
     write_lines,
 )
 
-CODEXGLUE_SAMPLE = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "benchmarks"
-    / "codexglue_python_valid_sample.jsonl"
-)
+# Rows written for these tests in CodeSearchNet/CodeXGLUE's layout (two repositories).
+ROWS = Path(__file__).parent / "data" / "codesearchnet_rows.jsonl"
+
+
+def codexglue_sample() -> Path | None:
+    """The CodeXGLUE sample the design measures against: $CODEMT_BENCHMARKS, or a
+    `shared/benchmarks` folder beside the repository or any folder above it."""
+    name = "codexglue_python_valid_sample.jsonl"
+    folders = [Path(os.environ["CODEMT_BENCHMARKS"])] if "CODEMT_BENCHMARKS" in os.environ else []
+    folders += [parent / "shared" / "benchmarks" for parent in Path(__file__).resolve().parents]
+    return next((f / name for f in folders if (f / name).is_file()), None)
+
+
+CODEXGLUE_SAMPLE = codexglue_sample()
 needs_sample = pytest.mark.skipif(
-    not CODEXGLUE_SAMPLE.is_file(), reason=f"{CODEXGLUE_SAMPLE} is not there"
+    CODEXGLUE_SAMPLE is None,
+    reason="the CodeXGLUE sample is not there (set CODEMT_BENCHMARKS to its folder)",
 )
 MODE_METRICS = {
     "n", "smoothed_bleu4", "bleu", "rouge1_p", "rouge1_r", "rouge1_f", "rouge2_p", "rouge2_r",
@@ -151,19 +162,49 @@ def test_prediction_files_round_trip(tmp_path):
 # ------------------------------------------------------------------ CodeXGLUE data
 
 
-@needs_sample
-def test_codexglue_jsonl_loads_as_codexglue_reads_it():
-    data = load_codesearchnet(CODEXGLUE_SAMPLE)
-    rows = [json.loads(line) for line in CODEXGLUE_SAMPLE.read_text().splitlines()]
-    assert len(data.records) == len(rows) == 120 and data.skipped == 0
+def test_codesearchnet_jsonl_loads_as_codexglue_reads_it(tmp_path):
+    rows = [json.loads(line) for line in ROWS.read_text().splitlines()]
+    data = load_codesearchnet(ROWS)
+    assert len(data.records) == len(rows) == 8 and data.skipped == 0
     first, refs = data.records[0], data.references[0]
-    assert first["name"] == "ActWrapper.save_act" and first["class_name"] == "ActWrapper"
-    assert first["signature"] == "def save_act(self, path=None):"
-    assert refs["docstring"] == "Save model to a pickle located at path"
+    assert first["name"] == "DiskCache.save_entry" and first["class_name"] == "DiskCache"
+    assert first["repo"] == "acme/storage" and first["path"] == "storage/cache.py"
+    assert first["signature"] == "def save_entry(self, key, value=None):"
+    # The reference is the docstring's tokens joined, as CodeXGLUE builds it: no backticks.
+    assert refs["docstring"] == "Save an entry to the cache file located at key"
     assert refs["docstring"] == " ".join(rows[0]["docstring_tokens"])
     # The extractor separated the docstring: it is no source of docstring generation.
-    assert "Save model" not in first["body"] and first["body"].startswith("    if path is None:")
+    assert "Save an entry" not in first["body"]
+    assert first["body"].startswith("    if value is None:")
     assert refs["body"] == first["body"]
+    assert data.records[3]["class_name"] in ("", None)  # a function, not a method
+    # A row whose code does not parse is skipped and counted.
+    broken = {**rows[0], "code": "def broken(:\n    pass", "original_string": ""}
+    path = tmp_path / "rows.jsonl"
+    path.write_text(ROWS.read_text() + json.dumps(broken) + "\n")
+    assert load_codesearchnet(path).skipped == 1
+
+
+def test_baselines_name_the_words_and_take_the_nearest_docstring_of_the_same_repo():
+    data = load_codesearchnet(ROWS)
+    assert BASELINES["name_words"]("DiskCache.save_entry") == "save entry"
+    assert BASELINES["returns_name_words"]("DiskCache.save_entry") == "Returns the save entry."
+    chosen = data.examples(parse_mode("docstring"), None)
+    nearest = data.with_neighbors(chosen, "docstring", 1)
+    found = {
+        data.records[i]["name"]: n["neighbors"][0].name
+        for i, n in zip(chosen, nearest, strict=True)
+    }
+    assert found["DiskCache.save_entry"] == "DiskCache.load_entry"
+    assert found["count_words"] == "count_lines"
+    for i, rows in zip(chosen, nearest, strict=True):  # leave-one-out, same repository
+        assert rows["neighbors"][0].name != data.records[i]["name"]
+        names = [r["name"] for r in data.records if r["repo"] == data.records[i]["repo"]]
+        assert rows["neighbors"][0].name in names
+    baselines = evaluate_baselines(data)
+    assert set(baselines) == {"name_words", "returns_name_words", "nearest_docstring"}
+    scores = {k: v["smoothed_bleu4"] for k, v in baselines.items()}
+    assert scores["name_words"] < scores["returns_name_words"] < scores["nearest_docstring"]
 
 
 @needs_sample
@@ -180,10 +221,9 @@ def test_trivial_baselines_reproduce_the_published_levels():
 # ------------------------------------------------------------------ the commands
 
 
-@needs_sample
 def test_evaluate_command_on_codexglue_jsonl(tiny_model, tmp_path, capsys):
     out = tmp_path / "eval"
-    command = ["evaluate", str(tiny_model), "--data", str(CODEXGLUE_SAMPLE), "--limit", "6"]
+    command = ["evaluate", str(tiny_model), "--data", str(ROWS), "--limit", "6"]
     command += ["--beams", "2", "--max-new-tokens", "12", "--out", str(out), "--no-progress"]
     assert main([*command, "--compare", str(tiny_model)]) == 0
     table = capsys.readouterr().out
@@ -210,7 +250,7 @@ def test_evaluate_command_on_codexglue_jsonl(tiny_model, tmp_path, capsys):
         references = read_lines(out / f"{mode}.references.txt")
         assert len(predictions) == len(references) == 6
         assert (out / "compare" / f"{mode}.predictions.txt").is_file()
-    data = load_data(CODEXGLUE_SAMPLE)
+    data = load_data(ROWS)
     first = data.examples(parse_mode("docstring"), 6)[0]  # the limit samples the file
     assert read_lines(out / "docstring.references.txt")[0] == data.references[first]["docstring"]
 

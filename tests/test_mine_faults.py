@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from codemt.cli import main
+from codemt.corpus import iter_records
 from codemt.mine.pipeline import MineSettings, mine
 from codemt.mine.sources import Repository, resolve
 
@@ -203,3 +205,43 @@ def test_a_zip_member_that_cannot_be_read_is_skipped_alone(tmp_path):
 
     assert [file.name for file in repo.files] == ["m000.py", "m002.py"]
     assert dict(repo.skipped) == {"damaged_member": 1}
+
+
+# --- text UTF-8 cannot hold -------------------------------------------------------------------
+
+
+def test_names_that_are_not_utf8_are_written_escaped(tmp_path):
+    repo = tmp_path / os.fsdecode(b"r\xe9po")  # Latin-1 bytes: surrogate escapes in the str
+    write(repo / os.fsdecode(b"caf\xe9.py"), textwrap.dedent(GOOD))
+
+    manifest = mine([str(repo)], tmp_path / "corpus", settings(tmp_path))
+
+    assert manifest["counts"]["files_parsed"] == 1
+    records = list(iter_records(tmp_path / "corpus"))
+    assert {(r["repo"], r["path"]) for r in records} == {("r\\xe9po", "caf\\xe9.py")}
+
+
+def test_a_method_holding_a_lone_surrogate_is_skipped_with_a_reason(tmp_path):
+    source = (
+        textwrap.dedent(GOOD) + '\n\ndef lone():\n    """Half a pair: \\ud800."""\n    return 1\n'
+    )
+    path = write(tmp_path / "repo" / "mod.py", source)
+
+    manifest = mine([str(path.parent)], tmp_path / "corpus", settings(tmp_path))
+
+    assert manifest["counts"]["methods_skipped:lone_surrogate"] == 1
+    assert {r["name"] for r in iter_records(tmp_path / "corpus")} == {"Stack.push", "undocumented"}
+    (skip,) = skipped_of(manifest)
+    assert skip["reason"] == "methods_skipped:lone_surrogate"
+    assert f"{path}:16" in skip["message"] and "lone" in skip["message"]
+
+
+def test_the_cli_report_prints_a_source_name_that_is_not_utf8(tmp_path, capsys):
+    good = write(tmp_path / "repo" / "mod.py", textwrap.dedent(GOOD)).parent
+    missing = str(tmp_path / os.fsdecode(b"gon\xe9"))
+    out = tmp_path / "corpus"
+    arguments = ["mine", str(good), missing, "--out", str(out), "--workers", "1", "--quiet"]
+
+    assert main([*arguments, "--cache-dir", str(tmp_path / "cache")]) == 0
+
+    assert "gon\\xe9" in capsys.readouterr().out

@@ -30,7 +30,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -240,7 +240,7 @@ class _Tally:
         """Count a unit left out under `key` (e.g. "files_skipped:syntax_error") and list it."""
         self.counts[key] += 1
         if len(self.skipped) < MAX_LISTED_SKIPS:
-            self.skipped.append({"reason": key, "message": message})
+            self.skipped.append({"reason": key, "message": reading.printable(message)})
 
     def add(self, other: _Tally) -> None:
         self.counts.update(other.counts)
@@ -268,10 +268,40 @@ def _keyed(
     return records
 
 
+def _lone_surrogate_field(record: dict) -> str | None:
+    """The first text field of a record that holds a lone surrogate (as a docstring written
+    with a "\\ud800" escape does), which UTF-8 and so Parquet cannot store; None if none."""
+    for name, value in record.items():
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and reading.holds_lone_surrogate(text) for text in texts):
+            return name
+    return None
+
+
+def _storable(
+    pairs: Iterable[tuple[ast.AST, dict]], path: Path, tally: _Tally
+) -> list[tuple[ast.AST, dict]]:
+    """The methods of a file that can be stored; the others are skipped and counted."""
+    kept = []
+    for node, record in pairs:
+        field = _lone_surrogate_field(record)
+        if field is None:
+            kept.append((node, record))
+        else:
+            tally.skip(
+                "methods_skipped:lone_surrogate",
+                f"{path}:{record['lineno']}: {record['name']}: its {field} holds a lone "
+                "surrogate, which UTF-8 cannot store",
+            )
+    return kept
+
+
 def _mine_file(
     path: Path, root: Path, repo: str, settings: MineSettings, tally: _Tally
 ) -> list[dict]:
+    # Names of files and folders that are not UTF-8 are stored backslash-escaped.
     relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    relative, repo = reading.printable(relative), reading.printable(repo)
     counts = tally.counts
     try:
         data = path.read_bytes()
@@ -279,7 +309,8 @@ def _mine_file(
         tree, _, repair = reading.parse_with_repairs(text, repair=settings.repair)
         if repair:
             counts[f"files:{repair}"] += 1
-        records = _keyed(list(extract_methods(tree, repo=repo, path=relative)), settings, counts)
+        methods = _storable(extract_methods(tree, repo=repo, path=relative), path, tally)
+        records = _keyed(methods, settings, counts)
     except reading.SkipFile as skip:
         tally.skip(f"files_skipped:{skip.reason}", f"{path}: {skip}")
         return []
@@ -310,10 +341,8 @@ def _mine_jsonl_row(line: str, where: str, settings: MineSettings, tally: _Tally
         tree, _, repair = reading.parse_with_repairs(text, repair=settings.repair)
         if repair:
             counts[f"files:{repair}"] += 1
-        found = next(
-            extract_methods(tree, repo=str(row.get("repo", "")), path=str(row.get("path", ""))),
-            None,
-        )
+        repo, path = (reading.printable(str(row.get(key, ""))) for key in ("repo", "path"))
+        found = next(extract_methods(tree, repo=repo, path=path), None)
     except json.JSONDecodeError as error:
         tally.skip("rows_skipped:bad_row", f"{where}: not JSON ({error})")
         return []
@@ -330,11 +359,16 @@ def _mine_jsonl_row(line: str, where: str, settings: MineSettings, tally: _Tally
         tally.skip("rows_skipped:no_function", f"{where}: its code holds no function")
         return []
     node, record = found
-    func_name = str(row.get("func_name") or record["name"])
+    func_name = reading.printable(str(row.get("func_name") or record["name"]))
     record["name"] = func_name
     if "." in func_name and not record["class_name"]:
         record["class_name"] = func_name.rsplit(".", 1)[0].rsplit(".", 1)[-1]
     record["lineno"] = int(row.get("lineno") or record["lineno"])
+    field = _lone_surrogate_field(record)
+    if field is not None:
+        message = f"{where}: its {field} holds a lone surrogate, which UTF-8 cannot store"
+        tally.skip("methods_skipped:lone_surrogate", message)
+        return []
     counts["rows_parsed"] += 1
     counts["methods"] += 1
     return _keyed([(node, record)], settings, counts)
@@ -427,7 +461,8 @@ class _Stage:
         marker.write_text(fingerprint)
 
     def key(self, spec: str) -> str:
-        return hashlib.sha1(spec.encode()).hexdigest()[:16]
+        # surrogatepass: a spec naming a path that is not UTF-8 holds surrogate escapes.
+        return hashlib.sha1(spec.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     def done_path(self, spec: str) -> Path:
         return self.root / "staged" / f"{self.key(spec)}.json"
@@ -489,10 +524,10 @@ def _stage_sources(specs: list[str], stage: _Stage, settings: MineSettings) -> l
         records.setdefault(index, []).extend(found)
         tallies.setdefault(index, _Tally()).add(tally)
         failures.setdefault(index, []).extend(task.failures)
-        for failure in task.failures:
-            print(f"warning: {failure.source}: {failure.message}", file=sys.stderr)
-        for part in task.left_out:
-            print(f"warning: {specs[index]}: {part.message}", file=sys.stderr)
+        warnings = [f"{f.source}: {f.message}" for f in task.failures]
+        warnings += [f"{specs[index]}: {part.message}" for part in task.left_out]
+        for warning in warnings:
+            print(f"warning: {reading.printable(warning)}", file=sys.stderr)
         bar.update(len(task.files) + len(task.jsonl_rows))
         remaining[index] -= 1
         if remaining[index] == 0:
@@ -758,10 +793,23 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
 
         manifest["jsonl"] = write_codesearchnet(out)
     manifest["elapsed_seconds"] = round(time.perf_counter() - t0, 2)
+    manifest = _printable_values(manifest)
     tmp = manifest_path(out).with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     tmp.replace(manifest_path(out))
     return manifest
+
+
+def _printable_values(value: object) -> object:
+    """`value` with every string in it made printable (sources and messages may name paths
+    that are not UTF-8), so that the manifest and the report can be written anywhere."""
+    if isinstance(value, str):
+        return reading.printable(value)
+    if isinstance(value, dict):
+        return {reading.printable(k): _printable_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable_values(item) for item in value]
+    return value
 
 
 def format_report(manifest: dict) -> str:

@@ -29,6 +29,34 @@ REPAIRED_WHITESPACE = "repaired_whitespace"
 REPAIRED_PY2 = "repaired_py2"
 
 
+def printable(text: str) -> str:
+    r"""`text` with what UTF-8 cannot hold written as backslash escapes, for names and messages.
+
+    A file name whose bytes are not UTF-8 reaches Python with surrogate escapes
+    (b"caf\xe9.py" becomes "caf\udce9.py"); its bytes are written back as "caf\\xe9.py".
+    Other lone surrogates, as a JSON "\ud800" gives, become "\\ud800". Other text is
+    returned as it is.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that escapes no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def holds_lone_surrogate(text: str) -> bool:
+    """Whether `text` holds a lone surrogate, which UTF-8 (and so Parquet) cannot store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 class SkipFile(Exception):
     """A file that cannot be mined; `reason` is the counted key, the message says why."""
 
