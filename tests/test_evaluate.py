@@ -28,7 +28,7 @@ from codemt.evaluate import (
 )
 
 # Rows written for these tests in CodeSearchNet/CodeXGLUE's layout (two repositories).
-ROWS = Path(__file__).parent / "data" / "codesearchnet_rows.jsonl"
+ROWS = Path(__file__).parent / "fixtures" / "codesearchnet_rows.jsonl"
 
 
 def codexglue_sample() -> Path | None:
