@@ -5,6 +5,7 @@ the source is mined and the run finishes."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 import textwrap
@@ -245,3 +246,34 @@ def test_the_cli_report_prints_a_source_name_that_is_not_utf8(tmp_path, capsys):
     assert main([*arguments, "--cache-dir", str(tmp_path / "cache")]) == 0
 
     assert "gon\\xe9" in capsys.readouterr().out
+
+
+# --- jsonl rows -------------------------------------------------------------------------------
+
+
+def jsonl_row(name: str, lineno: object = None) -> str:
+    code = f'def {name}(x):\n    """Return x plus one, always."""\n    return x + 1\n'
+    row = {"repo": "owner/project", "path": "mod.py", "func_name": name, "code": code}
+    if lineno is not None:
+        row["lineno"] = lineno
+    return json.dumps(row)
+
+
+def test_jsonl_rows_with_a_bad_lineno_are_skipped_and_named(tmp_path):
+    bad = ["12", [3], 10**30, -3, 0, 2.5, True, {"line": 1}]
+    rows = [jsonl_row("good", 7), jsonl_row("whole_float", 9.0), jsonl_row("no_lineno")]
+    rows += [jsonl_row(f"bad{i}", lineno) for i, lineno in enumerate(bad)]
+    path = write(tmp_path / "rows.jsonl", "\n".join(rows) + "\n")
+
+    manifest = mine([str(path)], tmp_path / "corpus", settings(tmp_path))
+
+    assert manifest["counts"]["rows_parsed"] == 3
+    assert manifest["counts"]["rows_skipped:bad_lineno"] == len(bad)
+    lines = {r["name"]: r["lineno"] for r in iter_records(tmp_path / "corpus")}
+    assert lines == {"good": 7, "whole_float": 9, "no_lineno": 1}
+    skipped = skipped_of(manifest)
+    assert {s["reason"] for s in skipped} == {"rows_skipped:bad_lineno"}
+    assert [s["message"].split(": ")[0] for s in skipped] == [
+        f"{path}:{number}" for number in range(4, 4 + len(bad))
+    ]
+    assert "lineno '12'" in skipped[0]["message"]

@@ -69,6 +69,7 @@ STAGE_FORMAT = 4
 FILES_PER_TASK = 16
 JSONL_ROWS_PER_TASK = 512
 MAX_LISTED_SKIPS = 100  # per source in the manifest; the counts hold every skip
+MAX_LINENO = 2**31 - 1  # line numbers are stored as int32
 
 
 @dataclass(frozen=True)
@@ -335,21 +336,14 @@ def _mine_jsonl_row(line: str, where: str, settings: MineSettings, tally: _Tally
     """
     counts = tally.counts
     try:
-        row = json.loads(line)
-        code = row.get("original_string") or row["code"]
+        row, code, lineno = _read_row(line)
         text = textwrap.dedent(code.replace("\r\n", "\n"))
         tree, _, repair = reading.parse_with_repairs(text, repair=settings.repair)
         if repair:
             counts[f"files:{repair}"] += 1
         repo, path = (reading.printable(str(row.get(key, ""))) for key in ("repo", "path"))
         found = next(extract_methods(tree, repo=repo, path=path), None)
-    except json.JSONDecodeError as error:
-        tally.skip("rows_skipped:bad_row", f"{where}: not JSON ({error})")
-        return []
-    except (KeyError, TypeError, AttributeError):
-        tally.skip("rows_skipped:bad_row", f"{where}: no code string in original_string or code")
-        return []
-    except reading.SkipFile as skip:
+    except (_BadRow, reading.SkipFile) as skip:
         tally.skip(f"rows_skipped:{skip.reason}", f"{where}: {skip}")
         return []
     except (RecursionError, MemoryError):
@@ -363,7 +357,7 @@ def _mine_jsonl_row(line: str, where: str, settings: MineSettings, tally: _Tally
     record["name"] = func_name
     if "." in func_name and not record["class_name"]:
         record["class_name"] = func_name.rsplit(".", 1)[0].rsplit(".", 1)[-1]
-    record["lineno"] = int(row.get("lineno") or record["lineno"])
+    record["lineno"] = lineno or record["lineno"]
     field = _lone_surrogate_field(record)
     if field is not None:
         message = f"{where}: its {field} holds a lone surrogate, which UTF-8 cannot store"
@@ -372,6 +366,42 @@ def _mine_jsonl_row(line: str, where: str, settings: MineSettings, tally: _Tally
     counts["rows_parsed"] += 1
     counts["methods"] += 1
     return _keyed([(node, record)], settings, counts)
+
+
+class _BadRow(Exception):
+    """A jsonl row that cannot be mined; `reason` is the counted key, the message says why."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _read_row(line: str) -> tuple[dict, str, int | None]:
+    """A jsonl row, its code and its `lineno` (None when it has none); raises _BadRow."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise _BadRow("bad_row", f"not JSON ({error})") from None
+    if not isinstance(row, dict):
+        raise _BadRow("bad_row", "not a JSON object")
+    code = row.get("original_string") or row.get("code")
+    if not isinstance(code, str):
+        raise _BadRow("bad_row", "no code string in original_string or code")
+    lineno = row.get("lineno")
+    return row, code, None if lineno is None else _line_number(lineno)
+
+
+def _line_number(value: object) -> int:
+    """A row's `lineno`, which must be a whole number from 1 to MAX_LINENO (9.0 is 9)."""
+    number = int(value) if isinstance(value, float) and value.is_integer() else value
+    if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= MAX_LINENO:
+        return number
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+    raise _BadRow(
+        "bad_lineno",
+        f"lineno {shown} is not a line number (a whole number from 1 to {MAX_LINENO}); "
+        "fix it or leave it out",
+    )
 
 
 def _run_task(task_and_settings: tuple[_Task, MineSettings]) -> tuple[int, list[dict], _Tally]:
