@@ -4,6 +4,7 @@ the source is mined and the run finishes."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -277,3 +278,19 @@ def test_jsonl_rows_with_a_bad_lineno_are_skipped_and_named(tmp_path):
         f"{path}:{number}" for number in range(4, 4 + len(bad))
     ]
     assert "lineno '12'" in skipped[0]["message"]
+
+
+def test_a_truncated_jsonl_gz_keeps_the_rows_before_the_damage(tmp_path, capsys):
+    path = tmp_path / "rows.jsonl.gz"
+    rows = "".join(jsonl_row(f"f{i}", i + 1) + "\n" for i in range(400)).encode()
+    data = gzip.compress(rows)
+    path.write_bytes(data[: len(data) // 2])
+
+    manifest = mine([str(path)], tmp_path / "corpus", settings(tmp_path))
+
+    counts = manifest["counts"]
+    assert 50 < counts["rows_parsed"] < 400 and counts["parts_skipped:damaged_file"] == 1
+    assert manifest["sources"][0]["failures"] == []
+    (skip,) = [s for s in skipped_of(manifest) if s["reason"].startswith("parts_")]
+    assert str(path) in skip["message"] and "damaged after line" in skip["message"]
+    assert capsys.readouterr().err.count("damaged after line") == 1

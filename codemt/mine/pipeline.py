@@ -29,6 +29,7 @@ import shutil
 import sys
 import textwrap
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -421,10 +422,24 @@ def _run_task(task_and_settings: tuple[_Task, MineSettings]) -> tuple[int, list[
     return task.source, records, tally
 
 
-def _jsonl_lines(path: Path) -> Iterator[str]:
+def _read_jsonl(path: Path) -> tuple[list[str], Skip | None]:
+    """The lines of a jsonl(.gz) file and, if it is damaged part way (a cut download), the
+    skip of the rest; raises OSError, EOFError or zlib.error when not one line can be read."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-        yield from handle
+    lines: list[str] = []
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                lines.append(line)
+    except (OSError, EOFError, zlib.error) as error:
+        if not lines:
+            raise
+        message = (
+            f"{path}: damaged after line {len(lines)} ({error}); the rows before are mined, "
+            "the rest is left out"
+        )
+        return lines, Skip("damaged_file", message)
+    return lines, None
 
 
 def _chunks(items: Sequence, size: int) -> list[tuple]:
@@ -450,10 +465,12 @@ def _tasks_for_source(index: int, spec: str, settings: MineSettings) -> list[_Ta
                 parts.append({"repo": unit.name, "root": str(unit.root), "files": chunk})
         elif isinstance(unit, JsonlSource):
             try:
-                lines = list(_jsonl_lines(unit.path))
-            except (OSError, EOFError, UnicodeError) as exc:
+                lines, damage = _read_jsonl(unit.path)
+            except (OSError, EOFError, zlib.error) as exc:
                 failures.append(SourceFailure(spec, "unreadable", f"{unit.path}: {exc}"))
                 continue
+            if damage is not None:
+                left_out.append(damage)
             counts["jsonl_rows"] += len(lines)
             parts.extend(
                 {"jsonl_rows": chunk, "jsonl_path": str(unit.path), "first_line": 1 + number}

@@ -94,7 +94,7 @@ class Repository:
 class Skip:
     """A part of a source that could not be read and was left out; the rest is mined."""
 
-    reason: str  # "unreadable_folder" or "damaged_archive"
+    reason: str  # "unreadable_folder", "damaged_archive" ("damaged_file": a cut jsonl file)
     message: str  # one line: where, what went wrong, what was kept
 
 
