@@ -95,25 +95,58 @@ def test_complete_refuses_what_is_not_a_stub_and_bodies_that_do_not_parse(tmp_pa
     assert error.value.exit_code == 1
 
 
-def test_complete_command_with_the_tiny_model(tmp_path, tiny_model, capsys):
+def generating(monkeypatch, *bodies: str) -> None:
+    """The model generates `bodies`, best-scored first, for every source (the rest of the
+    command, the tiny model's loading and encoding included, runs as it is)."""
+    from codemt.translate import Translator
+
+    def generate(self, sources, n_return, settings, *, words=False):
+        texts = [bodies[i % len(bodies)] for i in range(n_return)]
+        return [[(t, -0.1 * i) for i, t in enumerate(texts)] for _ in sources]
+
+    monkeypatch.setattr(Translator, "_generate", generate)
+
+
+def test_complete_command_shows_then_writes_the_first_body_that_parses(
+    tmp_path, tiny_model, capsys, monkeypatch
+):
+    generating(monkeypatch, "    return (", "    return math.pi * scale ** 2", "    x = ]")
     path = tmp_path / "shapes.py"
     path.write_text(STUBS)
     model = ["--model", str(tiny_model), "--max-new-tokens", "24"]
-    code = main(["complete", f"{path}:Circle.area", "--beams", "3", *model])
-    out = capsys.readouterr()
+    assert main(["complete", f"{path}:Circle.area", "--beams", "3", *model]) == 0
+    out = capsys.readouterr().out
     assert path.read_text() == STUBS  # a diff by default
-    # The tiny model's bodies are gibberish: one that parses is shown, or none is used.
-    assert (code == 0 and out.out.startswith("--- a/")) or (code == 1 and "parses" in out.err)
+    assert out.startswith("--- a/")
+    assert "-\t\t...  # to do" in out and "+\t\treturn math.pi * scale ** 2" in out
+    assert "return (" not in out
 
-    code = main(
-        ["complete", f"{path}:Circle.area", "--write", "--samples", "4", "--seed", "0", *model]
-    )
-    if code == 0:
-        new = read_source(path)
-        area = new.tree.body[1].body[1]
-        assert ast.get_docstring(area) == "The area of the circle, scaled."
-        assert not is_stub(area)
-    else:
-        assert code == 1 and path.read_text() == STUBS
+    assert main(["complete", f"{path}:Circle.area", "--write", "--beams", "3", *model]) == 0
+    new = read_source(path)
+    area = new.tree.body[1].body[1]
+    assert ast.get_docstring(area) == "The area of the circle, scaled."
+    assert not is_stub(area)
+    assert ast.unparse(area.body[1]) == "return math.pi * scale ** 2"
+    assert path.read_text() == STUBS.replace("\t\t...  # to do", "\t\treturn math.pi * scale ** 2")
+
+
+def test_complete_command_writes_nothing_when_no_body_parses(
+    tmp_path, tiny_model, capsys, monkeypatch
+):
+    generating(monkeypatch, "    return (", "    x = ]")
+    path = tmp_path / "shapes.py"
+    path.write_text(STUBS)
+    model = ["--model", str(tiny_model), "--max-new-tokens", "24"]
+    assert main(["complete", f"{path}:Circle.area", "--write", "--beams", "2", *model]) == 1
+    assert "parses" in capsys.readouterr().err
+    assert path.read_text() == STUBS
+
+
+def test_complete_command_names_what_it_cannot_find(tmp_path, tiny_model, capsys):
+    path = tmp_path / "shapes.py"
+    path.write_text(STUBS)
+    model = ["--model", str(tiny_model), "--max-new-tokens", "24"]
     assert main(["complete", f"{path}:nothing", *model]) == 2
     assert main(["complete", str(path), *model]) == 2
+    err = capsys.readouterr().err
+    assert "nothing" in err and "Circle.area" in err

@@ -2,6 +2,7 @@
 
 import ast
 import dataclasses
+import inspect
 import io
 import json
 import shutil
@@ -259,10 +260,34 @@ def test_inputs_match_the_training_examples(
     assert google[1] == vocab.styles["google"]
 
 
-def test_translate_gives_usable_text_for_every_target(translator):
+def test_translate_gives_usable_text_for_every_target(translator, monkeypatch):
+    generated = {
+        "docstring": '"""Add a and b.\n\n    Returns their sum.\n    """',
+        "body": "return a + b\n\n",
+        "signature": "def add(a,\n        b):",
+    }
+    real = translator._generate
+    wanted = []
+
+    def fixed(sources, n_return, settings, *, words=False):
+        return [[(generated[wanted[-1]], -0.1)] * n_return for _ in sources]
+
+    monkeypatch.setattr(translator, "_generate", fixed)
+    # What the model writes comes back finished for its target: quotes and indentation
+    # of a docstring off, a body indented, a signature on one line.
+    for target, finished in [
+        ("docstring", "Add a and b.\n\nReturns their sum."),
+        ("body", "    return a + b"),
+        ("signature", "def add(a, b):"),
+    ]:
+        wanted.append(target)
+        [result] = translator.translate_batch([ADD if target != "body" else "def add(a, b):"],
+                                              target)  # fmt: skip
+        assert result.text == finished
+    monkeypatch.setattr(translator, "_generate", real)
     docstring = translator.translate(ADD, "docstring")
-    assert isinstance(docstring, str) and not docstring.startswith('"""')
-    assert translator.translate(ADD, "docstring", "numpy") is not None
+    assert docstring.strip() and not docstring.startswith('"""')
+    assert docstring == inspect.cleandoc(docstring)
     body = translator.translate_batch(["def add(a, b):"], "body")[0]
     assert all(line.startswith("    ") for line in body.text.split("\n") if line.strip())
     assert len(body.candidates) == 4
