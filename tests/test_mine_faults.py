@@ -17,6 +17,7 @@ import pytest
 
 from codemt.cli import main
 from codemt.corpus import iter_records
+from codemt.mine import reading
 from codemt.mine.pipeline import MineSettings, mine
 from codemt.mine.sources import Repository, resolve
 
@@ -294,3 +295,28 @@ def test_a_truncated_jsonl_gz_keeps_the_rows_before_the_damage(tmp_path, capsys)
     (skip,) = [s for s in skipped_of(manifest) if s["reason"].startswith("parts_")]
     assert str(path) in skip["message"] and "damaged after line" in skip["message"]
     assert capsys.readouterr().err.count("damaged after line") == 1
+
+
+# --- files too costly to parse ----------------------------------------------------------------
+
+
+def test_a_file_over_the_parse_limit_is_skipped_without_parsing(tmp_path, monkeypatch):
+    real_parse = reading._parse
+
+    def parse(text: str) -> object:
+        assert not text.startswith("VALUES"), "parsed a file over the token limit"
+        return real_parse(text)
+
+    monkeypatch.setattr(reading, "_parse", parse)
+    repo = tmp_path / "repo"
+    write(repo / "mod.py", textwrap.dedent(GOOD))
+    big = write(repo / "generated.py", "VALUES = [\n" + "    1,\n" * 100_000 + "def broken(:\n")
+    custom = settings(tmp_path, max_file_bytes=10**7, max_parse_tokens=50_000)
+
+    manifest = mine([str(repo)], tmp_path / "corpus", custom)
+
+    assert manifest["counts"]["files_skipped:too_many_tokens"] == 1
+    assert manifest["counts"]["files_parsed"] == 1
+    assert manifest["settings"]["max_parse_tokens"] == 50_000
+    (skip,) = skipped_of(manifest)
+    assert skip["message"].startswith(f"{big}: more than 50000 tokens")

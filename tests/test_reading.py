@@ -71,3 +71,32 @@ def test_deep_nesting_is_counted_not_crashing():
     with pytest.raises(SkipFile) as caught:
         parse_with_repairs(source)
     assert caught.value.reason in (reading.TOO_DEEP, reading.SYNTAX_ERROR, reading.OUT_OF_MEMORY)
+
+
+def test_token_count_stops_at_the_limit():
+    assert not reading.has_more_tokens("x = f(a)\n", 7)  # x = f ( a ) and the line end
+    assert reading.has_more_tokens("x = f(a)\n", 6)
+    assert not reading.has_more_tokens("'" + "a" * 10_000 + "'", 3)  # size alone is no cost
+
+
+def test_a_text_over_the_token_limit_is_refused_unparsed(monkeypatch):
+    def parse(text):
+        raise AssertionError("parsed a text over the token limit")
+
+    monkeypatch.setattr(reading, "_parse", parse)
+    with pytest.raises(SkipFile) as caught:
+        parse_with_repairs("x = [" + "1, " * 5000 + "\n", max_tokens=1000)
+    assert caught.value.reason == reading.TOO_MANY_TOKENS
+    assert "1000 tokens" in str(caught.value)
+
+
+def test_a_large_text_that_does_not_parse_is_not_converted_from_python2(monkeypatch):
+    def convert(text):
+        raise AssertionError("tried the Python 2 conversion on a large text")
+
+    monkeypatch.setattr(reading, "convert_py2", convert)
+    source = "def f(x):\n    return x\n" * 200 + "print 'no'\n"
+    with pytest.raises(SkipFile) as caught:
+        parse_with_repairs(source, max_repair_tokens=1000)
+    assert caught.value.reason == reading.TOO_LARGE_TO_REPAIR
+    assert "line 401" in str(caught.value)

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from codemt.mine.reading import MAX_PARSE_TOKENS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `mine` sub-command."""
@@ -32,6 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="jsonl also writes CodeSearchNet-schema jsonl files beside the shards",
     )
     parser.add_argument("--max-file-bytes", type=int, default=1_000_000, help="skip larger files")
+    parser.add_argument(
+        "--max-parse-tokens",
+        type=int,
+        default=MAX_PARSE_TOKENS,
+        help="skip files and jsonl rows of more tokens (words, symbols, line ends) without "
+        f"parsing them: a parse costs about 1 KB of memory a token (default {MAX_PARSE_TOKENS:,})",
+    )
     parser.add_argument(
         "--no-repair", action="store_true", help="skip whitespace and Python 2 repairs"
     )
@@ -97,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         settings = MineSettings(
             workers=args.workers,
             max_file_bytes=args.max_file_bytes,
+            max_parse_tokens=args.max_parse_tokens,
             repair=not args.no_repair,
             filters=FilterSettings(
                 skip_dunder=not args.keep_dunder,

@@ -108,6 +108,8 @@ class MineSettings:
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_file_bytes: int = 1_000_000
+    # Files and jsonl rows of more tokens are not parsed: memory and time grow with tokens.
+    max_parse_tokens: int = reading.MAX_PARSE_TOKENS
     repair: bool = True
     filters: FilterSettings = field(default_factory=FilterSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
@@ -126,6 +128,8 @@ class MineSettings:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.max_file_bytes < 1:
             raise ValueError(f"max_file_bytes must be positive, got {self.max_file_bytes}")
+        if self.max_parse_tokens < 1:
+            raise ValueError(f"max_parse_tokens must be positive, got {self.max_parse_tokens}")
         if len(self.split_ratios) != 3 or any(r < 0 for r in self.split_ratios):
             raise ValueError(
                 f"split ratios must be three non-negative numbers, got {self.split_ratios}"
@@ -143,6 +147,7 @@ class MineSettings:
             "version": __version__,
             "stage_format": STAGE_FORMAT,
             "max_file_bytes": self.max_file_bytes,
+            "max_parse_tokens": self.max_parse_tokens,
             "repair": self.repair,
             "filters": asdict(self.filters),
             "dedup": asdict(self.dedup),
@@ -308,7 +313,9 @@ def _mine_file(
     try:
         data = path.read_bytes()
         text = reading.decode_source(data, max_bytes=settings.max_file_bytes)
-        tree, _, repair = reading.parse_with_repairs(text, repair=settings.repair)
+        tree, _, repair = reading.parse_with_repairs(
+            text, repair=settings.repair, max_tokens=settings.max_parse_tokens
+        )
         if repair:
             counts[f"files:{repair}"] += 1
         methods = _storable(extract_methods(tree, repo=repo, path=relative), path, tally)
@@ -339,7 +346,9 @@ def _mine_jsonl_row(line: str, where: str, settings: MineSettings, tally: _Tally
     try:
         row, code, lineno = _read_row(line)
         text = textwrap.dedent(code.replace("\r\n", "\n"))
-        tree, _, repair = reading.parse_with_repairs(text, repair=settings.repair)
+        tree, _, repair = reading.parse_with_repairs(
+            text, repair=settings.repair, max_tokens=settings.max_parse_tokens
+        )
         if repair:
             counts[f"files:{repair}"] += 1
         repo, path = (reading.printable(str(row.get(key, ""))) for key in ("repo", "path"))
@@ -809,6 +818,7 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
         ],
         "settings": {
             "max_file_bytes": settings.max_file_bytes,
+            "max_parse_tokens": settings.max_parse_tokens,
             "repair": settings.repair,
             "filters": asdict(settings.filters),
             "dedup": asdict(settings.dedup),
