@@ -45,6 +45,7 @@ class LspClient:
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env
         )
         self.messages: queue.Queue = queue.Queue()
+        self.skipped: list[dict[str, Any]] = []  # messages that answered no request of ours
         self.next_id = 0
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -60,24 +61,38 @@ class LspClient:
             self.messages.put(json.loads(stream.read(int(headers["content-length"]))))
 
     def send(self, message: dict[str, Any]) -> None:
-        body = json.dumps({"jsonrpc": "2.0", **message}).encode("utf-8")
-        self.process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.send_bytes(framed(message))
+
+    def send_bytes(self, data: bytes) -> None:
+        self.process.stdin.write(data)
         self.process.stdin.flush()
 
     def notify(self, method: str, params: Any = None) -> None:
         self.send({"method": method, "params": params})
 
-    def request(self, method: str, params: Any = None) -> dict[str, Any]:
+    def request(self, method: str, params: Any = None, timeout: float = 120) -> dict[str, Any]:
         """Send a request and wait for its response (result or error), answering the server's
-        own requests and skipping its notifications meanwhile."""
+        own requests and keeping its other messages in `skipped` meanwhile."""
         self.next_id += 1
         self.send({"id": self.next_id, "method": method, "params": params})
+        return self.response(self.next_id, timeout)
+
+    def response(self, request_id: int, timeout: float = 120) -> dict[str, Any]:
+        """Wait for the response to a request already sent."""
         while True:
-            message = self.messages.get(timeout=120)
+            message = self.messages.get(timeout=timeout)
             if "method" in message and "id" in message:
                 self.send({"id": message["id"], "result": None})
-            elif message.get("id") == self.next_id:
+            elif message.get("id") == request_id and "method" not in message:
                 return message
+            else:
+                self.skipped.append(message)
+
+
+def framed(message: dict[str, Any]) -> bytes:
+    """A JSON-RPC message as LSP frames it: a Content-Length header, a blank line, the JSON."""
+    body = json.dumps({"jsonrpc": "2.0", **message}).encode("utf-8")
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 def apply_edits(text: str, edits: list[dict[str, Any]]) -> str:
@@ -95,35 +110,104 @@ def apply_edits(text: str, edits: list[dict[str, Any]]) -> str:
     return text
 
 
+# `codemt lsp` with a stand-in for the model that writes known text: the server's own code
+# runs as it does with a real model, and the tests know what the edits must be.
+STUB_MODEL = """
+import sys
+
+from codemt import cli, lsp
+from codemt.translate import Translation
+
+
+class StubTranslator:
+    @classmethod
+    def load(cls, path, backend="auto"):
+        return cls()
+
+    def translate_batch(self, records, target, style, *, settings, memory=None):
+        if target == "docstring":
+            return [Translation("Stub summary.", 0.0) for _ in records]
+        # A body that parses, but for a function named to ask for one that does not.
+        return [
+            Translation("return (", 0.0, parsed=False)
+            if record["name"].endswith("unparsable")
+            else Translation("return self.name", 0.0, parsed=True)
+            for record in records
+        ]
+
+
+lsp.Translator = StubTranslator
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def started(command: list[str], log) -> LspClient:
+    """A language server started, initialised and given DOCUMENT."""
+    client = LspClient(command, log)
+    capabilities = {"workspace": {"workspaceEdit": {"documentChanges": True}}}
+    initialized = client.request(
+        "initialize", {"processId": os.getpid(), "rootUri": None, "capabilities": capabilities}
+    )
+    assert initialized["result"]["capabilities"]["codeActionProvider"]["resolveProvider"]
+    client.notify("initialized", {})
+    client.notify(
+        "textDocument/didOpen",
+        {"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": DOCUMENT}},
+    )
+    return client
+
+
+def stopped(client: LspClient, log_path) -> None:
+    """Shut the server down and check that it exits as LSP says (0 after shutdown)."""
+    assert client.request("shutdown", timeout=30)["result"] is None
+    client.notify("exit")
+    assert client.process.wait(timeout=30) == 0, log_path.read_text()
+
+
 @pytest.fixture(scope="module")
 def client(tiny_model, tmp_path_factory):
-    log = tmp_path_factory.mktemp("lsp") / "stderr.log"
-    with log.open("wb") as stderr:
+    log_path = tmp_path_factory.mktemp("lsp") / "stderr.log"
+    with log_path.open("wb") as log:
         command = [sys.executable, "-m", "codemt.cli", "lsp", "--model", str(tiny_model)]
-        client = LspClient([*command, "--beams", "4", "--max-new-tokens", "16"], stderr)
-        capabilities = {"workspace": {"workspaceEdit": {"documentChanges": True}}}
-        initialized = client.request(
-            "initialize", {"processId": os.getpid(), "rootUri": None, "capabilities": capabilities}
-        )
-        assert initialized["result"]["capabilities"]["codeActionProvider"]["resolveProvider"]
-        client.notify("initialized", {})
-        client.notify(
-            "textDocument/didOpen",
-            {"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": DOCUMENT}},
-        )
+        client = started([*command, "--beams", "4", "--max-new-tokens", "16"], log)
         yield client
-        assert client.request("shutdown")["result"] is None
-        client.notify("exit")
-        assert client.process.wait(timeout=30) == 0, log.read_text()
+        stopped(client, log_path)
 
 
-def code_actions(client: LspClient, line: int, **context: Any) -> list[dict[str, Any]]:
+def stub_command(tiny_model) -> list[str]:
+    return [sys.executable, "-c", STUB_MODEL, "lsp", "--model", str(tiny_model)]
+
+
+@pytest.fixture(scope="module")
+def stub_client(tiny_model, tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("lsp") / "stderr.log"
+    with log_path.open("wb") as log:
+        client = started(stub_command(tiny_model), log)
+        yield client
+        stopped(client, log_path)
+
+
+@pytest.fixture
+def fresh_client(tiny_model, tmp_path):
+    """A server of one's own, for tests that try to break it; stopped by the test."""
+    log_path = tmp_path / "stderr.log"
+    with log_path.open("wb") as log:
+        client = started(stub_command(tiny_model), log)
+        client.log_path = log_path
+        yield client
+        if client.process.poll() is None:
+            client.process.kill()
+
+
+def code_actions(
+    client: LspClient, line: int, uri: str = URI, **context: Any
+) -> list[dict[str, Any]]:
     """The code actions offered at a 1-based line."""
     position = {"line": line - 1, "character": 4}
     response = client.request(
         "textDocument/codeAction",
         {
-            "textDocument": {"uri": URI},
+            "textDocument": {"uri": uri},
             "range": {"start": position, "end": position},
             "context": {"diagnostics": [], **context},
         },
@@ -144,20 +228,42 @@ def test_generate_docstring_on_resolve(client):
     assert edited.replace(change["edits"][0]["newText"], "", 1) == DOCUMENT
 
 
-def test_generate_body_on_a_stub(client):
-    actions = code_actions(client, 15)
+def test_generate_body_on_a_stub(stub_client):
+    actions = code_actions(stub_client, 15)
     assert [a["title"] for a in actions] == ["Generate body (codemt)"]
-    response = client.request("codeAction/resolve", actions[0])
-    if "error" in response:  # a tiny model may write no body that parses: said, not applied
-        assert response["error"]["code"] == REQUEST_FAILED
-        assert "parses" in response["error"]["message"]
-        return
-    (change,) = response["result"]["edit"]["documentChanges"]
+    resolved = stub_client.request("codeAction/resolve", actions[0])["result"]
+    (change,) = resolved["edit"]["documentChanges"]
+    assert change["textDocument"] == {"uri": URI, "version": 1}
+    (edit,) = change["edits"]
+    # The placeholder's lines, and only they, give way to the body, indented as the method.
+    assert edit["range"] == {"start": {"line": 15, "character": 0},
+                             "end": {"line": 15, "character": 33}}  # fmt: skip
+    assert edit["newText"] == "        return self.name"
     edited = apply_edits(DOCUMENT, change["edits"])
-    method = ast.parse(edited).body[3].body[0]
-    assert ast.get_docstring(method) == "Return the name."
-    assert edited.startswith(DOCUMENT[: DOCUMENT.index("        raise")])
-    assert "NotImplementedError" not in edited
+    assert edited == DOCUMENT.replace("raise NotImplementedError", "return self.name")
+
+
+def test_generate_docstring_with_a_known_model(stub_client):
+    (action,) = code_actions(stub_client, 10)
+    (change,) = stub_client.request("codeAction/resolve", action)["result"]["edit"][
+        "documentChanges"
+    ]
+    edited = apply_edits(DOCUMENT, change["edits"])
+    assert edited == DOCUMENT.replace(
+        "# no docstring\n", '# no docstring\n    """Stub summary."""\n'
+    )
+
+
+def test_a_body_that_does_not_parse_is_refused(stub_client):
+    uri = "file:///project/unfinished.py"
+    text = 'def unparsable():\n    """Never written."""\n    ...\n'
+    stub_client.notify(
+        "textDocument/didOpen",
+        {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}},
+    )
+    (action,) = code_actions(stub_client, 1, uri=uri)
+    response = stub_client.request("codeAction/resolve", action)
+    assert response["error"]["code"] == REQUEST_FAILED and "parses" in response["error"]["message"]
 
 
 def test_no_action_where_nothing_is_missing(client):
