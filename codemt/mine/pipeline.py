@@ -11,10 +11,11 @@ The work is done in two phases so a long run can stop and resume:
    manifest. This phase is rerun each time; it replaces the previous shards atomically.
 
 What cannot be read is skipped at the smallest unit (a folder, the damaged end of an
-archive, a file, a jsonl row, a method) and the run goes on. Every skip is counted in the
-manifest's `counts` under `<unit>_skipped:<reason>`, and each source's first
-`MAX_LISTED_SKIPS` skips are listed in its `skipped` entry with where and why. Parts larger
-than a file (`parts_skipped:...`) are also reported on stderr.
+archive or jsonl file, a file, a jsonl row, a method) and the run goes on. Every skip is
+counted in the manifest's `counts` under `<unit>_skipped:<reason>`. Each source's first
+`MAX_LISTED_SKIPS` skips met while reading it are also listed in its `skipped` entry with
+where and why (files left out while discovering it, as too large or links, are counted
+only), and parts larger than a file (`parts_skipped:...`) are reported on stderr.
 """
 
 from __future__ import annotations
@@ -481,14 +482,11 @@ def _tasks_for_source(index: int, spec: str, settings: MineSettings) -> list[_Ta
             if damage is not None:
                 left_out.append(damage)
             counts["jsonl_rows"] += len(lines)
-            parts.extend(
-                {"jsonl_rows": chunk, "jsonl_path": str(unit.path), "first_line": 1 + number}
-                for number, chunk in zip(
-                    range(0, len(lines), JSONL_ROWS_PER_TASK),
-                    _chunks(lines, JSONL_ROWS_PER_TASK),
-                    strict=True,
+            for start in range(0, len(lines), JSONL_ROWS_PER_TASK):
+                chunk = tuple(lines[start : start + JSONL_ROWS_PER_TASK])
+                parts.append(
+                    {"jsonl_rows": chunk, "jsonl_path": str(unit.path), "first_line": start + 1}
                 )
-            )
     if not parts:
         parts.append({})
     parts[0] = {

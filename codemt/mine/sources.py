@@ -298,6 +298,8 @@ def _directory_repository(name: str, spec: str, root: Path, limits: _Limits) -> 
 
 @dataclass
 class _Walk:
+    """What a walk of a folder found: the files to mine and what it left out."""
+
     files: list[Path]
     skipped: Counter[str]  # files left out, by reason
     left_out: list[Skip]  # folders that could not be listed
