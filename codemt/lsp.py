@@ -15,18 +15,29 @@ keeps its bytes. Submitted code is parsed, never run.
 Project memory (`codemt.memory`): for a model trained to read it, the workspace's documented
 functions are indexed in the background when the editor has initialised the server (cached
 on disk, so a restart reads only what changed), and a saved file is read again.
+
+pygls handles the protocol, but the stream is read here (`MessageReader`, `serve`): every
+request gets an answer, a result or an error, even one with params that do not fit its
+method, and a message framed wrong (a missing or wrong Content-Length) is answered with a
+parse error and skipped, where pygls's own reader lost every message after it.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from codemt import __version__, edits
 from codemt.mine.extract import docstring_node
@@ -46,6 +57,8 @@ if TYPE_CHECKING:
 
     from codemt.memory import ProjectMemory
 
+logger = logging.getLogger(__name__)
+
 # What each action writes: its title and whether a function qualifies for it.
 ACTIONS: dict[str, tuple[str, Callable[[edits.Function], bool]]] = {
     "docstring": ("Generate docstring (codemt)", lambda node: docstring_node(node) is None),
@@ -53,6 +66,11 @@ ACTIONS: dict[str, tuple[str, Callable[[edits.Function], bool]]] = {
 }
 # LSP's error code for a request that was valid but failed (e.g. the model wrote nothing).
 REQUEST_FAILED = -32803
+# JSON-RPC's error codes: bytes that are not JSON, JSON that is not a request, params that
+# do not fit the method.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
 
 
 @dataclass(frozen=True)
@@ -136,7 +154,7 @@ def _inside(path: str, root: Path) -> bool:
 
 
 def create_server(settings: LspSettings) -> LanguageServer:
-    """A language server offering codemt's code actions (start it with `.start_io()`)."""
+    """A language server offering codemt's code actions (run it with `serve`)."""
     from lsprotocol import types
     from pygls.exceptions import JsonRpcContentModified, JsonRpcException, JsonRpcInvalidParams
     from pygls.lsp.server import LanguageServer
@@ -291,6 +309,229 @@ def create_server(settings: LspSettings) -> LanguageServer:
     return server
 
 
+# ------------------------------------------------------------------ the transport
+
+# Larger messages are refused: a document is a text file, and its bytes are held in memory.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# The header that says how long a message is. Anything may come before it on its line:
+# the rest of a message whose length was said too short, or which said none.
+CONTENT_LENGTH = re.compile(rb"content-length[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?\n", re.IGNORECASE)
+# The same with a number, which no JSON can hold: in a string a line break is escaped.
+NEXT_HEADER = re.compile(rb"content-length[ \t]*:[ \t]*[0-9]+[ \t]*\r?\n", re.IGNORECASE)
+# A line longer than this is no header: all but its end, where a header may begin, is dropped.
+MAX_LINE = 64 * 1024
+LINE_TAIL = 256
+
+
+@dataclass(frozen=True)
+class FramingError:
+    """Bytes that were not a message, and why (the client is told, with id null)."""
+
+    reason: str
+
+
+class MessageReader:
+    """Reads LSP messages (`Content-Length: N`, a blank line, N bytes of JSON) from a byte
+    stream, and finds the next message after bytes that are not one.
+
+    pygls's reader wedges on a missing or wrong length: it takes the next message's header
+    for part of a body, or a body for headers, and so every message after. This one looks
+    for the next `Content-Length` header wherever a line holds it; and since JSON holds no
+    line break inside a string, a header inside a body shows that the body's length was
+    said too long: the body ends there. A body that holds a whole JSON value and then more
+    bytes is that value, and the bytes begin the next message. (A length said too long is
+    found out when the next message comes: until then its body may still be arriving.)
+    """
+
+    def __init__(self, read: Callable[[int], bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self._read = read  # up to n bytes as soon as there are some (os.read); b"" at the end
+        self.max_bytes = max_bytes
+        self._buffer = bytearray()
+        self._lost = False  # after bytes that were not a message, until the next header
+
+    def next(self) -> Any | FramingError | None:
+        """The next message (parsed JSON), a FramingError, or None at the end of the stream."""
+        length = self._header()
+        if length is None or isinstance(length, FramingError):
+            return length
+        if not length.isdigit() or int(length) > self.max_bytes:
+            self._lost = True
+            text = length.decode("latin-1")
+            if text.isdigit():
+                return FramingError(f"Content-Length {text} is over the limit of {self.max_bytes}")
+            return FramingError(f"Content-Length {text!r} is not a number of bytes")
+        body = self._body(int(length))
+        return None if body is None else self._parse(body)
+
+    def _fill(self) -> bool:
+        chunk = self._read(1 << 16)
+        self._buffer += chunk
+        return bool(chunk)
+
+    def _line(self) -> bytes | None:
+        """The next line, line break included (None at the end of the stream)."""
+        while (end := self._buffer.find(b"\n")) < 0:
+            if len(self._buffer) > MAX_LINE:
+                junk = bytes(self._buffer[:-LINE_TAIL])
+                del self._buffer[:-LINE_TAIL]
+                return junk
+            if not self._fill():
+                return None
+        line = bytes(self._buffer[: end + 1])
+        del self._buffer[: end + 1]
+        return line
+
+    def _header(self) -> bytes | FramingError | None:
+        """The Content-Length of the next header block, after skipping what is not one."""
+        length = None
+        block = False  # a header block has begun (some line that is not blank)
+        while (line := self._line()) is not None:
+            if match := CONTENT_LENGTH.search(line):
+                length, block, self._lost = match.group(1), True, False
+            elif line.strip():
+                block = True
+            elif length is not None:  # the blank line after the headers
+                return length
+            elif block and not self._lost:
+                self._lost = True  # said once; the body that follows is skipped silently
+                return FramingError("a message without a Content-Length header was skipped")
+            else:
+                block = False
+        return None
+
+    def _body(self, length: int) -> bytes | None:
+        searched = 0
+        while True:
+            end = min(length, len(self._buffer))
+            if match := NEXT_HEADER.search(self._buffer, max(searched - LINE_TAIL, 0), end):
+                end = match.start()  # the next message's header: this one was said too long
+                break
+            if len(self._buffer) >= length:
+                break
+            searched = len(self._buffer)
+            if not self._fill():
+                return None
+        body = bytes(self._buffer[:end])
+        del self._buffer[:end]
+        return body
+
+    def _parse(self, body: bytes) -> Any | FramingError:
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError) as error:
+            reason = error
+        try:  # a whole value, then the start of the next message
+            text = body.decode("utf-8").lstrip()
+            value, end = json.JSONDecoder().raw_decode(text)
+        except (ValueError, RecursionError):
+            self._lost = True
+            return FramingError(f"a message that is not JSON was skipped ({reason})")
+        self._buffer[:0] = text[end:].lstrip().encode("utf-8")
+        return value
+
+
+def _send_error(writer: Any, request_id: int | str | None, code: int, message: str) -> None:
+    body = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+    data = json.dumps(body).encode("utf-8")
+    writer.write(b"Content-Length: %d\r\n\r\n" % len(data) + data)
+
+
+class _Dispatcher:
+    """Hands messages to pygls, and answers those it would leave unanswered.
+
+    pygls reads a request's params into their types while it parses the JSON, and when they
+    do not fit it logs the error and answers nothing, so that the client waits for ever; it
+    also drops requests after `shutdown` silently, where LSP wants an error.
+    """
+
+    def __init__(self, server: LanguageServer) -> None:
+        self.protocol = server.protocol
+        self.shut_down = False
+
+    def handle(self, message: Any) -> None:
+        """Handle one message of the client (or a FramingError in its place)."""
+        from cattrs import transform_error
+        from pygls.exceptions import JsonRpcException
+
+        if isinstance(message, FramingError):
+            return self.refuse(None, PARSE_ERROR, message.reason)
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            return self.refuse(None, INVALID_REQUEST, "not a JSON-RPC 2.0 message")
+        request_id = message.get("id")
+        method = message.get("method")
+        is_request = "id" in message and "method" in message
+        if "id" in message and (
+            not isinstance(request_id, int | str) or isinstance(request_id, bool)
+        ):
+            return self.refuse(None, INVALID_REQUEST, "a request's id is a number or a string")
+        if "method" in message and not isinstance(method, str):
+            return self.refuse(request_id, INVALID_REQUEST, "a request's method is a string")
+        if is_request and self.shut_down and method != "exit":
+            return self.refuse(request_id, INVALID_REQUEST, "the server is shutting down")
+        try:
+            structured = self.protocol.structure_message(message)
+        except JsonRpcException as error:
+            cause = error.__cause__
+            why = "; ".join(transform_error(cause)) if cause is not None else error.message
+            if is_request:
+                self.refuse(request_id, INVALID_PARAMS, f"{method}: invalid params: {why}")
+            else:
+                logger.warning("%s: invalid params, ignored: %s", method, why)
+            return
+        self.protocol.handle_message(structured)
+        if is_request and method == "shutdown":
+            self.shut_down = True
+
+    def refuse(self, request_id: int | str | None, code: int, message: str) -> None:
+        """Answer a request (or, with id None, a message that no request can be told of)."""
+        _send_error(self.protocol.writer, request_id, code, message)
+
+
+def serve(server: LanguageServer, read: Callable[[int], bytes], output: BinaryIO) -> int:
+    """Run `server` on a byte stream until the client says `exit` or the stream ends.
+
+    `read(n)` returns up to n bytes as soon as there are some (`os.read` of a pipe), b"" at
+    the end; `output` gets the server's messages. Returns the exit code: after `exit`, 0
+    if `shutdown` came first, else 1 (as LSP says); at the end of the stream, 0.
+    """
+    from pygls.io_ import StdoutWriter
+
+    server.protocol.set_writer(StdoutWriter(output))
+    try:
+        asyncio.run(_read_and_dispatch(server, MessageReader(read)))
+    except SystemExit as exit:  # pygls's `exit` closes the output and exits
+        return exit.code if isinstance(exit.code, int) else 1
+    finally:
+        server.shutdown()
+    return 0
+
+
+async def _read_and_dispatch(server: LanguageServer, reader: MessageReader) -> None:
+    loop = asyncio.get_running_loop()
+    messages: asyncio.Queue = asyncio.Queue()
+
+    def read_all() -> None:
+        # A daemon thread: a read that waits for the client never holds the process up.
+        while True:
+            try:
+                message = reader.next()
+            except Exception:  # a fault of ours: end as at the end of the stream, not hang
+                logger.exception("reading the client's messages failed")
+                message = None
+            with contextlib.suppress(RuntimeError):  # the loop closed: the server exited
+                loop.call_soon_threadsafe(messages.put_nowait, message)
+            if message is None:
+                return
+
+    threading.Thread(target=read_all, name="codemt-lsp-reader", daemon=True).start()
+    dispatcher = _Dispatcher(server)
+    while (message := await messages.get()) is not None:
+        try:
+            dispatcher.handle(message)
+        except Exception:  # pygls answers its handlers' errors; this is a fault of its own
+            logger.exception("handling a message failed")
+
+
 # ------------------------------------------------------------------ the command line
 
 
@@ -322,8 +563,8 @@ def _lsp_command(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"codemt lsp: error: {error}", file=sys.stderr)
         return 2
-    create_server(settings).start_io()
-    return 0
+    stdin = sys.stdin.fileno()
+    return serve(create_server(settings), lambda n: os.read(stdin, n), sys.stdout.buffer)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,6 +1,7 @@
 """`codemt lsp`: a real LSP client talks to the server over stdio in a subprocess."""
 
 import ast
+import io
 import json
 import os
 import queue
@@ -13,7 +14,7 @@ import pytest
 
 pytest.importorskip("pygls", reason="the serve extra is not installed")
 
-from codemt.lsp import function_at  # noqa: E402
+from codemt.lsp import FramingError, MessageReader, function_at  # noqa: E402
 
 URI = "file:///project/shapes.py"
 DOCUMENT = '''import math
@@ -78,7 +79,11 @@ class LspClient:
         return self.response(self.next_id, timeout)
 
     def response(self, request_id: int, timeout: float = 120) -> dict[str, Any]:
-        """Wait for the response to a request already sent."""
+        """The response to a request already sent (waiting for it if need be)."""
+        for message in self.skipped:
+            if message.get("id") == request_id and "method" not in message:
+                self.skipped.remove(message)
+                return message
         while True:
             message = self.messages.get(timeout=timeout)
             if "method" in message and "id" in message:
@@ -301,3 +306,130 @@ def test_files_the_editor_did_not_open_are_never_read(client, tmp_path):
         answer = client.request("codeAction/resolve", {"title": "x", "data": data})
         assert answer["error"]["code"] == -32602
         assert "Traceback" not in answer["error"]["message"]
+
+
+# ------------------------------------------------------------------ a client that errs
+
+
+PARSE_ERROR, INVALID_REQUEST, INVALID_PARAMS = -32700, -32600, -32602
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("textDocument/codeAction", {}),
+        ("textDocument/codeAction", {"textDocument": {"uri": URI}}),  # no range
+        ("textDocument/codeAction", None),
+        ("textDocument/codeAction", [1, 2]),
+        ("codeAction/resolve", "nonsense"),
+        ("codeAction/resolve", {"data": {"uri": URI}}),  # no title
+        ("textDocument/codeAction", {"textDocument": {"uri": URI}, "context": {"diagnostics": []},
+                                     "range": {"start": {"line": -1, "character": 0},
+                                               "end": {"line": 0, "character": 0}}}),
+    ],
+)  # fmt: skip
+def test_requests_with_bad_params_are_answered(stub_client, method, params):
+    response = stub_client.request(method, params, timeout=20)
+    assert response["error"]["code"] == INVALID_PARAMS, response
+    assert "Traceback" not in response["error"]["message"]
+    assert len(code_actions(stub_client, 10)) == 1  # and the server goes on
+
+
+def test_a_message_that_is_no_request_is_answered(stub_client):
+    for message in (b"[]", b'"hello"', b'{"id": 7, "method": 3}', b'{"jsonrpc": "1.0", "id": 8}'):
+        stub_client.send_bytes(b"Content-Length: %d\r\n\r\n" % len(message) + message)
+    assert len(code_actions(stub_client, 10)) == 1
+    errors = [m["error"]["code"] for m in stub_client.skipped[-4:]]
+    assert errors == [INVALID_REQUEST] * 4
+
+
+def _request(request_id: int) -> dict[str, Any]:
+    position = {"line": 9, "character": 4}
+    return {
+        "id": request_id,
+        "method": "textDocument/codeAction",
+        "params": {
+            "textDocument": {"uri": URI},
+            "range": {"start": position, "end": position},
+            "context": {"diagnostics": []},
+        },
+    }
+
+
+def _headers(length: bytes, body: bytes, newline: bytes = b"\r\n") -> bytes:
+    return b"Content-Length: " + length + newline + newline + body
+
+
+BODY = framed(_request(100)).split(b"\r\n\r\n", 1)[1]
+# Messages framed wrong, whether the server can still answer them, and what it says if not.
+BAD_FRAMES = {
+    "no Content-Length": (b"Content-Type: application/json\r\n\r\n" + BODY, False),
+    "a length too long": (_headers(b"%d" % (len(BODY) + 40), BODY), True),
+    "a length 3 bytes too long": (_headers(b"%d" % (len(BODY) + 3), BODY), True),
+    "a length too short": (_headers(b"%d" % (len(BODY) - 10), BODY), False),
+    "a length of 0": (_headers(b"0", BODY), False),
+    "a length that is no number": (_headers(b"ten", BODY), False),
+    "a length of a terabyte": (_headers(b"1000000000000", BODY), False),
+    "a body that is not JSON": (_headers(b"12", b"hello world!"), False),
+    "lines ended by LF alone": (_headers(b"%d" % len(BODY), BODY, b"\n"), True),
+    "a header in lower case": (b"content-length: %d\r\n\r\n" % len(BODY) + BODY, True),
+    "bytes before the header": (b"garbage\r\n" + framed(_request(100)), True),
+}
+
+
+@pytest.mark.parametrize("frame", BAD_FRAMES, ids=list(BAD_FRAMES))
+def test_a_framing_error_does_not_wedge_the_server(fresh_client, frame):
+    data, answerable = BAD_FRAMES[frame]
+    fresh_client.send_bytes(data)
+    fresh_client.send(_request(101))
+    # The next request is answered; the broken one too where its JSON could be read.
+    assert fresh_client.response(101, timeout=20)["result"][0]["title"].startswith("Generate")
+    if answerable:
+        assert fresh_client.response(100, timeout=20)["result"]
+    else:
+        (error,) = [m["error"] for m in fresh_client.skipped if m.get("id") is None]
+        assert error["code"] == PARSE_ERROR and error["message"]
+    # Requests after shutdown are refused, exit is obeyed.
+    assert fresh_client.request("shutdown", timeout=20)["result"] is None
+    refused = fresh_client.request("textDocument/codeAction", _request(0)["params"], timeout=20)
+    assert refused["error"]["code"] == INVALID_REQUEST
+    fresh_client.notify("exit")
+    assert fresh_client.process.wait(timeout=20) == 0, fresh_client.log_path.read_text()
+
+
+def read_all(data: bytes, chunk: int = 1 << 16, max_bytes: int = 1 << 20) -> list[Any]:
+    """Every message a MessageReader finds in `data`, read `chunk` bytes at a time."""
+    stream = io.BytesIO(data)
+    reader = MessageReader(lambda n: stream.read(min(n, chunk)), max_bytes=max_bytes)
+    return list(iter(reader.next, None))
+
+
+def test_messages_are_read_however_the_bytes_arrive():
+    messages = [_request(i) for i in range(3)]
+    data = b"".join(framed(m) for m in messages)
+    expected = [{"jsonrpc": "2.0", **m} for m in messages]
+    assert read_all(data) == read_all(data, chunk=1) == expected
+
+
+def test_a_body_may_span_lines_and_mention_the_header():
+    # Pretty-printed JSON: line breaks between tokens, and the header's words in a string.
+    body = json.dumps({"jsonrpc": "2.0", "method": "m", "params": {"text": "Content-Length: 5"}},
+                      indent=2).replace('"Content-Length: 5"', '"content-length: 5\\r\\n"')  # fmt: skip
+    data = b"Content-Length: %d\r\n\r\n" % len(body) + body.encode() + framed(_request(1))
+    messages = read_all(data, chunk=7)
+    assert messages == [json.loads(body), {"jsonrpc": "2.0", **_request(1)}]
+
+
+def test_what_is_no_message_is_said_once_and_skipped():
+    junk = b"x" * 200_000  # a line longer than any header, with no line break
+    deep = b"[" * 100_000 + b"]" * 100_000
+    data = (
+        junk + framed(_request(1))
+        + b"Content-Length: %d\r\n\r\n" % len(deep) + deep + framed(_request(2))
+        + b"Content-Length: 2000000\r\n\r\n{}" + framed(_request(3))
+    )  # fmt: skip
+    messages = read_all(data, chunk=1000)
+    assert [m.get("id") if isinstance(m, dict) else type(m) for m in messages] == [
+        1, FramingError, 2, FramingError, 3
+    ]  # fmt: skip
+    assert "not JSON" in messages[1].reason and "over the limit" in messages[3].reason
