@@ -120,6 +120,23 @@ def test_mining_records_an_unreadable_folder_and_mines_the_rest(tmp_path, monkey
     assert capsys.readouterr().err.count(str(locked)) == 1
 
 
+def test_symlink_loops_are_skipped_as_such_and_the_rest_mined(tmp_path):
+    repo = tmp_path / "repo"
+    write(repo / "mod.py", textwrap.dedent(GOOD))
+    (repo / "a.py").symlink_to("b.py")
+    (repo / "b.py").symlink_to("a.py")
+    (repo / "self.py").symlink_to("self.py")
+    (repo / "up").symlink_to("..")  # a linked folder: os.walk does not descend into it
+
+    manifest = mine([str(repo)], tmp_path / "corpus", settings(tmp_path))
+
+    counts = manifest["counts"]
+    assert counts["files_seen"] == counts["files_parsed"] == 1
+    assert counts["files_skipped:symlink_loop"] == 3
+    assert manifest["dedup"]["methods_after"] == 2
+    assert manifest["sources"][0]["failures"] == []
+
+
 # --- archives ---------------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ Cache layout (reused across runs; each entry is built in a temp folder and renam
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import lzma
@@ -343,8 +344,10 @@ def _single_file(path: Path, root: Path, max_file_bytes: int) -> tuple[list[Path
         status = path.stat()
     except FileNotFoundError:
         return [], Counter(["missing"])
-    except OSError:  # no permission to look inside its folder, a link loop, ...
-        return [], Counter(["unreadable"])
+    except RuntimeError:  # Path.resolve on a symlink loop (Python < 3.13)
+        return [], Counter(["symlink_loop"])
+    except OSError as error:  # no permission to look inside its folder, a link loop, ...
+        return [], Counter(["symlink_loop" if error.errno == errno.ELOOP else "unreadable"])
     if not stat.S_ISREG(status.st_mode):
         return [], Counter(["not_regular"])
     if status.st_size > max_file_bytes:
