@@ -13,17 +13,11 @@ replaces it (`os.replace`, atomic on POSIX and Windows), so a file is only ever 
 from __future__ import annotations
 
 import ast
-import contextlib
 import difflib
-import glob
 import inspect
-import os
 import re
-import stat
 import sys
-import tempfile
 import textwrap
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from codemt.mine.extract import docstring_node, extract_methods
 from codemt.mine.reading import SkipFile, decode_source
+from codemt.writing import NotWritten, write_atomically
 
 if TYPE_CHECKING:
     import libcst as cst
@@ -439,81 +434,6 @@ def verify_edit(source: Source, new_data: bytes, indices: Iterable[int], changed
 
 
 # ------------------------------------------------------------------ writing
-
-
-class NotWritten(OSError):
-    """A file that is not rewritten because doing so would lose something of the user's."""
-
-
-def write_atomically(path: Path, data: bytes, expected: bytes | None = None) -> None:
-    """Replace a file's content at once: a temporary file beside it, then `os.replace`.
-
-    The file keeps its permission bits and its owner; a symbolic link stays a link to the
-    rewritten file. Refused (NotWritten, saying why) when the file has other hard links
-    (replacing it would split them), when its owner cannot be kept (another user's file
-    would become the writer's), or when `expected` is given and the file no longer holds
-    it (it changed since it was read: writing would revert that change). If anything
-    fails, the temporary file is removed and the old file is untouched.
-    """
-    target = path.resolve()
-    status = target.stat()
-    if status.st_nlink > 1:
-        raise NotWritten(
-            f"{path} has {status.st_nlink} hard links; replacing it would split them: not "
-            f"written (apply the --diff output with patch instead)"
-        )
-    mode = stat.S_IMODE(status.st_mode)
-    _remove_leftovers(target)
-    # Hidden and not ending in .py: a temporary file is never taken for a source file.
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".codemt-tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())  # the data is on disk before the name points at it
-        os.chmod(temp, mode)
-        _keep_owner(temp, path, status)
-        if expected is not None and target.read_bytes() != expected:
-            raise NotWritten(f"{path} changed since it was read: not written (run again)")
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-
-
-# A temporary file older than this was left by a run that was killed mid-write (a live one
-# replaces its temporary file within milliseconds).
-LEFTOVER_SECONDS = 60
-
-
-def _remove_leftovers(target: Path) -> None:
-    """Delete the temporary files that killed runs left beside `target`."""
-    now = time.time()
-    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.codemt-tmp"):
-        with contextlib.suppress(OSError):
-            if now - leftover.lstat().st_mtime > LEFTOVER_SECONDS:
-                leftover.unlink()
-
-
-def _keep_owner(temp: str, path: Path, status: os.stat_result) -> None:
-    """Give the temporary file the owner and group of the file it replaces, or refuse."""
-    new = os.stat(temp)
-    if (new.st_uid, new.st_gid) == (status.st_uid, status.st_gid):
-        return
-    try:
-        os.chown(temp, status.st_uid, status.st_gid)
-    except PermissionError:
-        if new.st_uid != status.st_uid:
-            raise NotWritten(
-                f"{path} belongs to user {status.st_uid}; rewriting it would make it yours: "
-                f"not written"
-            ) from None
-        # The same owner, another group we are not in: the group cannot be kept. Group
-        # permissions then apply to the writer's group, so say it rather than change it.
-        raise NotWritten(
-            f"{path} belongs to group {status.st_gid}, which cannot be kept: not written"
-        ) from None
 
 
 def unified_diff(name: str, old: str, new: str) -> str:

@@ -582,7 +582,7 @@ def test_write_keeps_another_users_file_theirs(tmp_path):
 
 
 def test_write_refuses_what_would_change_the_owner(tmp_path, monkeypatch):
-    from codemt import apply
+    from codemt import writing
 
     path = tmp_path / "m.py"
     path.write_text(UNDOCUMENTED)
@@ -596,8 +596,8 @@ def test_write_refuses_what_would_change_the_owner(tmp_path, monkeypatch):
         raise PermissionError("not permitted")
 
     monkeypatch.setattr(os, "chown", no_chown)
-    with pytest.raises(apply.NotWritten, match="belongs to user"):
-        apply._keep_owner(str(path), path, Foreign())
+    with pytest.raises(writing.NotWritten, match="belongs to user"):
+        writing._keep_owner(str(path), path, Foreign())
 
 
 def test_a_killed_runs_temporary_file_is_removed_by_the_next_write(tmp_path):
