@@ -4,6 +4,7 @@ property tested directly, each test able to fail."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 from pathlib import Path
@@ -91,9 +92,9 @@ class Stat:
 def test_the_owner_is_given_back_to_the_temporary_file(file, monkeypatch):
     status = file.stat()
     given = []
-    monkeypatch.setattr(os, "chown", lambda path, uid, gid: given.append((uid, gid)))
+    monkeypatch.setattr(os, "chown", lambda path, uid, gid: given.append((path, uid, gid)))
     writing._keep_owner(str(file), file, Stat(status, st_uid=4321, st_gid=4322))
-    assert given == [(4321, 4322)]
+    assert given == [(str(file), 4321, 4322)]
     given.clear()
     writing._keep_owner(str(file), file, status)  # already the same owner: nothing to do
     assert given == []
@@ -123,7 +124,7 @@ def test_a_refused_owner_leaves_the_file_and_no_temporary_file(file, monkeypatch
 
     monkeypatch.setattr(os, "stat", foreign)
     monkeypatch.setattr(os, "chown", no_chown)
-    with pytest.raises(NotWritten, match="belongs to user"):
+    with pytest.raises(NotWritten, match=re.escape(f"{file} belongs to user")):
         write_atomically(file, NEW)
     monkeypatch.undo()
     assert file.read_bytes() == OLD and leftovers(file.parent) == []
@@ -138,6 +139,18 @@ def test_a_failure_at_any_step_leaves_the_old_file_and_no_temporary_file(
 
     monkeypatch.setattr(os, failing, fail)
     with pytest.raises(OSError, match=f"{failing} failed"):
+        write_atomically(file, NEW)
+    monkeypatch.undo()
+    assert file.read_bytes() == OLD and leftovers(file.parent) == []
+
+
+def test_a_failure_after_the_temporary_file_is_gone_is_the_error_raised(file, monkeypatch):
+    def lost(source, target):
+        os.unlink(source)  # e.g. removed by another process meanwhile
+        raise OSError("replace failed")
+
+    monkeypatch.setattr(os, "replace", lost)
+    with pytest.raises(OSError, match="replace failed"):
         write_atomically(file, NEW)
     monkeypatch.undo()
     assert file.read_bytes() == OLD and leftovers(file.parent) == []
@@ -195,6 +208,20 @@ def test_leftovers_of_killed_runs_are_removed_and_live_ones_kept(tmp_path, file)
     write_atomically(file, NEW)
     assert leftovers(tmp_path) == [fresh.name, other.name]
     assert file.read_bytes() == NEW
+
+
+def test_a_leftover_exactly_as_old_as_the_limit_is_kept(tmp_path, file, monkeypatch):
+    leftover = tmp_path / ".m.py.abc.codemt-tmp"
+    leftover.write_bytes(b"partial")
+    now = leftover.lstat().st_mtime + LEFTOVER_SECONDS
+    monkeypatch.setattr(writing, "time", type("Clock", (), {"time": staticmethod(lambda: now)}))
+    write_atomically(file, NEW)
+    assert leftover.exists()  # "older than" the limit only
+    monkeypatch.setattr(
+        writing, "time", type("Clock", (), {"time": staticmethod(lambda: now + 0.01)})
+    )
+    write_atomically(file, OLD)
+    assert not leftover.exists()
 
 
 def test_leftovers_of_a_name_with_glob_characters_are_found(tmp_path):
