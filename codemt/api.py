@@ -63,7 +63,11 @@ class Generation(BaseModel):
         description="docstrings: rank candidates by score plus this times the share of the "
         "function's name and parameter words they mention (0: by score alone)",
     )
-    seed: int | None = Field(None, description="seeds sampling; batchmates share the seed")
+    # CTranslate2 takes an unsigned 32-bit seed (others raised TypeError: a 500), torch one
+    # of 64 bits (larger ones raised an unclear "Overflow when unpacking long long").
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="seeds sampling; batchmates share the seed"
+    )
 
 
 class ContextItem(BaseModel):

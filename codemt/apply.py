@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from codemt.mine.extract import docstring_node, extract_methods
-from codemt.mine.reading import SkipFile, decode_source
+from codemt.mine.reading import SkipFile, decode_source, source_encoding
 from codemt.writing import NotWritten, write_atomically
 
 if TYPE_CHECKING:
@@ -159,11 +159,12 @@ def read_source(path: Path) -> Source:
 
 
 def parse_cst(source: Source) -> cst.Module:
-    """The concrete syntax tree of a file (libcst reads its encoding from the bytes)."""
+    """The concrete syntax tree of a file, in the encoding `decode_source` read it with."""
     import libcst as cst
 
+    config = cst.PartialParserConfig(encoding=source_encoding(source.data))
     try:
-        return cst.parse_module(source.data)
+        return cst.parse_module(source.data, config)
     except cst.ParserSyntaxError as error:
         # Python accepted the file but libcst does not (syntax newer than libcst knows).
         message = f"libcst cannot edit it: {error.message}"

@@ -18,7 +18,6 @@ files only.
 from __future__ import annotations
 
 import ast
-import io
 import itertools
 import re
 import tokenize
@@ -79,6 +78,20 @@ class SkipFile(Exception):
         self.reason = reason
 
 
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def source_encoding(data: bytes) -> str:
+    """The encoding of a Python file's bytes, by its BOM or PEP 263 coding cookie.
+
+    `tokenize.detect_encoding` reads the cookie from lines it ends at "\n" only; Python
+    also ends them at a lone "\r" (old Mac files), where the cookie went unseen and the
+    file was refused. Raises SyntaxError as tokenize does (an unknown encoding, say).
+    """
+    lines = iter([line + b"\n" for line in _LINE_END.split(data, maxsplit=2)[:2]])
+    return tokenize.detect_encoding(lambda: next(lines, b""))[0]
+
+
 def decode_source(data: bytes, *, max_bytes: int = 1_000_000) -> str:
     """Decode the bytes of a Python file, honouring its PEP 263 coding cookie and BOM.
 
@@ -89,8 +102,7 @@ def decode_source(data: bytes, *, max_bytes: int = 1_000_000) -> str:
     if b"\x00" in data[:8192]:
         raise SkipFile(BINARY, "contains NUL bytes: not a text file")
     try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-        text = data.decode(encoding)
+        text = data.decode(source_encoding(data))
     except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
         raise SkipFile(BAD_ENCODING, f"cannot decode: {exc}") from None
     if text.startswith("\ufeff"):
@@ -122,7 +134,8 @@ def convert_py2(text: str) -> str:
 
     try:
         tree = _py2to3_tool().refactor_string(text if text.endswith("\n") else text + "\n", "<py2>")
-    except (ParseError, TokenError, IndentationError, SyntaxError, ValueError) as exc:
+    # KeyError: a character fissix reads as an operator its grammar lacks ("x = 2²")
+    except (ParseError, TokenError, IndentationError, SyntaxError, ValueError, KeyError) as exc:
         raise SyntaxError(f"Python 2 conversion failed: {exc}") from None
     return str(tree)
 

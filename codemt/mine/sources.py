@@ -573,6 +573,8 @@ def _archive_repository(
     summary = json.loads(manifest.read_text(encoding="utf-8"))
     skipped = Counter(summary["skipped"])
     root = (extract_dir / summary["root"]).resolve()
+    if not root.is_dir():  # its top folder held no Python file, so none was extracted there
+        root = extract_dir.resolve()
     walk = _walk(root, limits.max_file_bytes)
     if summary.get("damage"):
         walk.left_out.insert(0, Skip("damaged_archive", summary["damage"]))
