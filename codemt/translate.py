@@ -397,7 +397,20 @@ def adapt_summary(summary: str, neighbor_signature: str, record: dict[str, Any])
             adapted,
             flags=re.IGNORECASE,
         )
+        # "an amount" of `format_amount` is "a price" of `format_price`.
+        adapted = re.sub(
+            rf"\b(an?)(\s+)(?={re.escape(own_word)}\b)",
+            lambda m, w=own_word: _article(m.group(1), w) + m.group(2),
+            adapted,
+            flags=re.IGNORECASE,
+        )
     return adapted if adapted != summary else ""
+
+
+def _article(article: str, word: str) -> str:
+    """ "a" or "an" before `word` (by its first letter), capitalised as `article` was."""
+    chosen = "an" if word[:1].lower() in "aeiou" else "a"
+    return chosen.capitalize() if article[:1].isupper() else chosen
 
 
 # ------------------------------------------------------------------ the translator

@@ -517,6 +517,26 @@ def test_adapt_summary_swaps_the_words_in_which_names_differ():
     assert adapt_summary("Downloads CBS videos.", "", own) == ""
 
 
+def test_adapt_summary_fixes_the_article_before_a_swapped_word():
+    from codemt.translate import adapt_summary
+
+    price = {"name": "format_price"}
+    assert adapt_summary("Format an amount of money.", "def format_amount(v):", price) == (
+        "Format a price of money."
+    )
+    assert adapt_summary("An amount, formatted.", "def format_amount(v):", price) == (
+        "A price, formatted."
+    )
+    amount = {"name": "format_amount"}
+    assert adapt_summary("Format a price as a string.", "def format_price(v):", amount) == (
+        "Format an amount as a string."  # the other "a" is not before the swapped word
+    )
+    # "a" before an unswapped word that merely starts like it stays.
+    assert adapt_summary(
+        "Format a pricey item.", "def format_item(v):", {"name": "format_thing"}
+    ) == ("Format a pricey thing.")
+
+
 def test_neighbor_summaries_are_scored_candidates(memory_model):
     from codemt.translate import GenerationSettings, Translator
 
