@@ -8,6 +8,7 @@ import pytest
 from codemt.metrics import (
     TEXT_METRICS,
     bleu_tokens,
+    exact_match,
     rouge,
     score_texts,
     sentence_smoothed_bleu,
@@ -98,3 +99,29 @@ def test_score_texts_reports_every_metric_in_percent():
     assert all(0 <= v <= 100 for k, v in metrics.items() if k != "n")
     with pytest.raises(ValueError, match="2 predictions but 1 references"):
         score_texts(["a", "b"], ["a"])
+
+
+def test_bleu_tokens_lower_case_as_python_does_not_by_way_of_upper_case():
+    # "ß".upper() is "SS": lower-casing must come first, as in CodeXGLUE's bleu.py.
+    assert bleu_tokens("Straße") == ["straße"]
+    # Entities are split apart before NIST's unescaping, as in bleu.py: they stay text.
+    assert bleu_tokens("Say &quot;hi&quot;") == ["say", "&", "quot", ";", "hi", "&", "quot", ";"]
+
+
+@pytest.mark.parametrize("metric", [smoothed_bleu4, rouge, exact_match])
+def test_every_metric_refuses_predictions_and_references_of_other_lengths(metric):
+    with pytest.raises(ValueError):
+        metric(["a", "b"], ["a"])
+    with pytest.raises(ValueError):
+        metric(["a"], ["a", "b"])
+
+
+def test_nothing_scores_zero_and_one_sentence_is_its_own_mean():
+    assert smoothed_bleu4([], []) == 0.0 and exact_match([], []) == 0.0
+    assert rouge([], []) == {}
+    one = rouge(["returns the sum"], ["returns the sum"])
+    assert one["rouge1_f"] == one["rouge2_p"] == one["rougeL_r"] == pytest.approx(100)
+    assert exact_match(["a  b"], ["a b"]) == 100.0 and exact_match(["a"], ["b"]) == 0.0
+    assert smoothed_bleu4(["hello world"], ["hello world"]) == pytest.approx(100)
+    with pytest.raises(ValueError, match="nothing to score: no predictions"):
+        score_texts([], [])
