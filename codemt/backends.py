@@ -297,7 +297,7 @@ class TorchInt8Backend(TorchBackend):
     """The PyTorch model with its linear layers quantized to int8 on the fly (PyTorch's
     dynamic quantization: int8 weights, activations quantized per batch), on CPU only; on
     a GPU it is the float model. Runs every model the torch backend runs, copy mechanism
-    included, and keeps docstrings in real words; the README's "Fast CPU inference" has
+    included, and keeps docstrings in real words; docs/fast-inference.md has
     its speed and quality beside the float32 reference."""
 
     name = "torch-int8"
