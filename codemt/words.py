@@ -24,6 +24,7 @@ word a line), so every checkpoint carries it; a model without one is not constra
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -152,7 +153,22 @@ class WordConstraint:
         self.inside_ok = torch.tensor(
             [self._inside_ok(p, self.words, self.prefixes) for p in self.pieces]
         )
+        # The tokens `inside_ok` refuses, by each word or tail that they lack: a source's
+        # own words can only admit the tokens filed under one of them.
+        self._refused_by: dict[str, list[int]] = {}
+        for i in (~self.inside_ok).nonzero().flatten().tolist():
+            inner, tail = self._lacking(self.pieces[i])
+            for lacking in {*inner, tail} - {""}:
+                self._refused_by.setdefault(lacking, []).append(i)
+        self._sorted_words = sorted(self.words)
         self._states: dict[str, torch.Tensor] = {}
+
+    def _lacking(self, piece: _Piece) -> tuple[set[str], str]:
+        """The inner runs of `piece` that are no listed word, and its tail where it begins
+        no listed word ("" where it does, or it has none)."""
+        inner = {w for w in piece.inner if w not in self.words}
+        tail = piece.tail if piece.tail and piece.tail not in self.prefixes else ""
+        return inner, tail
 
     @staticmethod
     def _inside_ok(piece: _Piece, words: frozenset[str], prefixes: frozenset[str]) -> bool:
@@ -162,6 +178,20 @@ class WordConstraint:
         """The tokens that may follow the word being written, `word` ("" between words),
         by the list: the letter pieces keeping it a prefix, and the other tokens where it
         (extended by their lead) is a whole word."""
+        # The listed words that begin with `word` give every text that keeps it a prefix
+        # and every lead that finishes it; when they are few, reading them beats trying
+        # each token's text (the words are sorted lower-case letters, "{" follows "z").
+        first = bisect_left(self._sorted_words, word)
+        last = bisect_left(self._sorted_words, word + "{", first)
+        if word and (last - first) * 8 < len(self.by_text):
+            allowed = []
+            texts = set()
+            for listed in self._sorted_words[first:last]:
+                rest = listed[len(word) :]
+                texts.update(rest[:end] for end in range(1, len(rest) + 1))
+                allowed.extend(self.by_lead.get(rest, ()))
+            allowed.extend(i for text in texts for i in self.by_text.get(text, ()))
+            return allowed
         allowed = [
             i for text, ids in self.by_text.items() if word + text in self.prefixes for i in ids
         ]
@@ -210,10 +240,17 @@ class WordConstraint:
         """(vocab,) bool: `inside_ok` with the source's words `own` allowed too."""
         if not own:
             return self.inside_ok
-        words, prefixes = self.words | own, self.prefixes | _prefixes(own)
+        own_prefixes = _prefixes(own)
+        candidates = {i for key in own_prefixes for i in self._refused_by.get(key, ())}
+        admitted = []
+        for i in candidates:
+            inner, tail = self._lacking(self.pieces[i])
+            if inner <= own and (not tail or tail in own_prefixes):
+                admitted.append(i)
+        if not admitted:
+            return self.inside_ok
         mask = self.inside_ok.clone()
-        for i in (~mask).nonzero().flatten().tolist():
-            mask[i] = self._inside_ok(self.pieces[i], words, prefixes)
+        mask[admitted] = True
         return mask
 
     def allowed(self, ids: list[int], own: set[str], inside: torch.Tensor) -> torch.Tensor:

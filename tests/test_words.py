@@ -89,6 +89,63 @@ def test_every_text_allowed_is_made_of_allowed_words(constraint, small_tokenizer
             assert runs[-1].lower() in prefixes, text
 
 
+def naive_allowed(constraint, tokenizer, word, own, end):
+    """The tokens that may follow the word being written, straight from the definition."""
+    words = constraint.words | own
+    prefixes = {w[:i] for w in words for i in range(1, len(w) + 1)}
+    allowed = set()
+    for i in range(tokenizer.get_vocab_size()):
+        text = tokenizer.decode([i], skip_special_tokens=True)
+        if not text and i != end:
+            continue
+        runs = [m for m in LETTERS.finditer(text.lower())]
+        if text and LETTERS.fullmatch(text):
+            ok = word + text.lower() in prefixes
+        else:
+            lead = runs[0].group() if runs and runs[0].start() == 0 else ""
+            tail = runs[-1].group() if runs and runs[-1].end() == len(text) else ""
+            inner = [m.group() for m in runs[bool(lead) : len(runs) - bool(tail)]]
+            finished = word + lead
+            ok = (not finished or finished in words) and all(w in words for w in inner)
+            ok = ok and (not tail or tail in prefixes)
+        if ok:
+            allowed.add(i)
+    return allowed
+
+
+@pytest.mark.parametrize("own_text", ["", "def restock(self, amount, zq_value):", "tails"])
+def test_the_masks_follow_the_definition(small_tokenizer, own_text):
+    """The indexes behind the masks (words by prefix, refused tokens by what they lack)
+    give exactly the tokens the definition allows, for a list large enough to take
+    either path. "tails": a source whose words begin with half of the runs that end
+    tokens and begin no listed word. (Byte-level BPE keeps letters and punctuation
+    apart, so no token holds a run whole between others.)"""
+    from codemt.examples import Vocabulary
+
+    tokenizer = small_tokenizer
+    end = Vocabulary.from_tokenizer(tokenizer).eos
+    texts = [tokenizer.decode([i]) for i in range(tokenizer.get_vocab_size())]
+    words = sorted({t.strip().lower() for t in texts if t.strip().isalpha()})[::3]
+    constraint = WordConstraint(tokenizer, words, end)
+    if own_text == "tails":
+        prefixes = {w[:i] for w in words for i in range(1, len(w) + 1)}
+        tails = {r[-1].lower() for t in texts if not t.isalpha() and (r := LETTERS.findall(t))}
+        unlisted = sorted(t for t in tails if t not in prefixes)
+        assert len(unlisted) >= 4, "the tokenizer has too few tokens ending in a letter run"
+        own = {t + "q" for t in unlisted[::2]}
+    else:
+        own = source_words(own_text)
+    inside = constraint.inside_allowed(own)
+    assert bool((inside != constraint.inside_ok).any()) == bool(own_text), "nothing admitted"
+    for seed in range(4):
+        ids = walk(constraint, own, seed, steps=6)
+        for step in range(len(ids) + 1):
+            mask = constraint.allowed(ids[:step], own, inside)
+            word = constraint.writing(ids[:step])
+            expected = naive_allowed(constraint, tokenizer, word, own, end)
+            assert set(mask.nonzero().flatten().tolist()) == expected, (seed, step, word)
+
+
 def test_the_source_words_are_allowed_too(constraint, small_tokenizer):
     ids = small_tokenizer.encode("Return the rest").ids
     pieces = {small_tokenizer.decode([i]) for i in range(small_tokenizer.get_vocab_size())}
