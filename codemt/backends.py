@@ -126,6 +126,9 @@ class TorchBackend:
         self.device = device
         self.words = words  # the checkpoint's word list (codemt.words), if it has one
         self._constraint: WordConstraint | None = None
+        # The encoder's outputs for the last batch generated, by source: scoring texts
+        # for those sources (the project's summaries beside the beams) starts from them.
+        self._encoded: dict[tuple[int, ...], torch.Tensor] = {}
 
     @staticmethod
     def installed() -> bool:
@@ -214,9 +217,17 @@ class TorchBackend:
             texts = self.tokenizer.decode_batch(sources, skip_special_tokens=True)
             options["logits_processor"] = LogitsProcessorList([self._constraint.processor(texts)])
         with torch.inference_mode():
+            input_ids = batch["input_ids"].to(self.device)
+            attention_mask = batch["attention_mask"].to(self.device)
+            encoded = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+            self._encoded = {
+                tuple(source): state[: len(source)]
+                for source, state in zip(sources, encoded.last_hidden_state, strict=True)
+            }
             out = self.model.generate(
-                input_ids=batch["input_ids"].to(self.device),
-                attention_mask=batch["attention_mask"].to(self.device),
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                encoder_outputs=encoded,
                 return_dict_in_generate=True,
                 output_scores=True,
                 **options,
@@ -242,8 +253,9 @@ class TorchBackend:
         """The mean log-probability per token of each target given its source (targets
         without </s>; it is scored too), as greedy decoding scores what it generates.
 
-        Each distinct source is encoded once, however many targets it has: scoring a
-        method's candidates costs one encoder pass and the decoder passes.
+        Each distinct source is encoded once, however many targets it has, and not at all
+        when the last `generate` call encoded it: scoring a method's candidates costs
+        the decoder passes.
         """
         import torch
         from transformers.modeling_outputs import BaseModelOutput
@@ -261,14 +273,17 @@ class TorchBackend:
             input_ids = batch["input_ids"].to(self.device)
             mask = batch["attention_mask"].to(self.device)
             rows = [(j, i) for j, source in enumerate(chunk) for i in by_source[source]]
+            # Shortest targets first, in parts of about `4 * batch_size` targets of the
+            # mean length: a part pads its targets to its longest, and summaries run
+            # from a few tokens to a hundred.
+            rows.sort(key=lambda row: len(pairs[row[1]][1]))
             with torch.inference_mode():
-                encoded = self.model.get_encoder()(input_ids=input_ids, attention_mask=mask)
-                for first in range(0, len(rows), 4 * batch_size):
-                    part = rows[first : first + 4 * batch_size]
+                encoded = self._encode(chunk, input_ids, mask)
+                for part in _parts(rows, lambda row: len(pairs[row[1]][1]) + 1, batch_size):
                     which = torch.tensor([j for j, _ in part], device=self.device)
                     targets = [(pairs[i][0], [*pairs[i][1], self.vocab.eos]) for _, i in part]
                     labels = collate(targets, self.vocab.pad, torch)["labels"].to(self.device)
-                    outputs = BaseModelOutput(last_hidden_state=encoded.last_hidden_state[which])
+                    outputs = BaseModelOutput(last_hidden_state=encoded[which])
                     if hasattr(self.model, "label_log_probs"):  # the copy model
                         picked = self.model.label_log_probs(
                             input_ids[which], mask[which], labels, outputs
@@ -287,6 +302,36 @@ class TorchBackend:
                     for (_, i), value in zip(part, mean.tolist(), strict=True):
                         scores[i] = value
         return scores
+
+    def _encode(
+        self, sources: list[tuple[int, ...]], input_ids: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The encoder's last hidden states of `sources` padded as `input_ids` (the
+        padding rows' values are masked out): kept from the last `generate` when it
+        encoded them all, else computed."""
+        import torch
+
+        if not all(source in self._encoded for source in sources):
+            return self.model.get_encoder()(input_ids=input_ids, attention_mask=mask)[0]
+        kept = [self._encoded[source] for source in sources]
+        return torch.nn.utils.rnn.pad_sequence(kept, batch_first=True)[:, : input_ids.size(1)]
+
+
+def _parts(rows: list, length, batch_size: int) -> list[list]:
+    """`rows`, sorted by `length`, cut into parts of at most `4 * batch_size` rows whose
+    padded size (rows times the longest) stays within that many rows of 24 tokens."""
+    budget = 4 * batch_size * 24
+    parts: list[list] = []
+    for row in rows:
+        if (
+            parts
+            and len(parts[-1]) < 4 * batch_size
+            and (len(parts[-1]) + 1) * length(row) <= budget
+        ):
+            parts[-1].append(row)
+        else:
+            parts.append([row])
+    return parts
 
 
 # The parts of a T5 model whose linear layers the int8 backend quantizes.

@@ -162,7 +162,13 @@ class PointerT5(T5ForConditionalGeneration):
         """log p of each label, (batch, steps), in float32 (-100 labels: any value): what
         scoring texts needs, without the (batch, steps, vocabulary) mixture."""
         _, mixed = self._decode(
-            input_ids, attention_mask, self._shift_right(labels), None, encoder_outputs, None
+            input_ids,
+            attention_mask,
+            self._shift_right(labels),
+            None,
+            encoder_outputs,
+            None,
+            use_cache=False,  # one pass over the whole labels: no keys and values to keep
         )
         with torch.autocast(mixed[0].device.type, enabled=False):
             return self._log_p(*mixed, labels.to(mixed[0].device)).squeeze(-1)

@@ -589,6 +589,41 @@ def test_scoring_encodes_each_source_once_and_scores_as_one_pair_alone(memory_mo
     assert translator._scored(sources, [[], []]) == [[], []]
 
 
+def test_scoring_after_generating_reuses_the_encoders_outputs(memory_model):
+    """Generating encodes the batch once and scoring texts for the same sources starts
+    from those outputs: the same scores as encoding afresh, without the encoder; a
+    source that the last batch did not hold is encoded."""
+    from codemt.translate import GenerationSettings, Translator
+
+    translator = Translator.load(memory_model, backend="torch")
+    methods = [
+        record("add", "def add(a, b):", "    return a + b"),
+        record("read_config", "def read_config(path):", "    return json.load(open(path))"),
+    ]
+    sources = translator.encode(methods, "docstring")
+    texts = ["Add two numbers.", "Read the configuration file at path.", "Return a sum."]
+    targets = [translator.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+    pairs = [(sources[1], targets[1]), (sources[0], targets[0]), (sources[1], targets[2])]
+    fresh = Translator.load(memory_model, backend="torch").backend.score(pairs)
+    calls = []
+    encoder = translator.model.get_encoder()
+    hook = encoder.register_forward_hook(lambda module, args, out: calls.append(1))
+    try:
+        settings = GenerationSettings(num_beams=2, max_new_tokens=4)
+        translator.backend.generate(sources, 2, settings)
+        assert len(calls) == 1  # generate's own encoding, passed on to the search
+        reused = translator.backend.score(pairs)
+        assert len(calls) == 1
+        other = translator.encode(
+            [record("mul", "def mul(a, b):", "    return a * b")], "docstring"
+        )
+        translator.backend.score([(other[0], targets[0])])
+        assert len(calls) == 2
+    finally:
+        hook.remove()
+    assert reused == pytest.approx(fresh, abs=1e-4)
+
+
 def test_the_int8_backend_quantizes_the_transformer_and_generates(memory_model):
     import torch
 
