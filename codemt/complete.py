@@ -13,7 +13,6 @@ the file parse replaces the stub's statement. The file is verified and written a
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from collections.abc import Sequence
 
@@ -31,7 +30,7 @@ from codemt.apply import (
 )
 from codemt.docstring import Generator
 from codemt.memory import add_memory_arguments
-from codemt.mine.extract import docstring_node
+from codemt.templates import is_stub
 from codemt.translate import (
     GenerationSettings,
     add_model_arguments,
@@ -51,23 +50,6 @@ class CompleteError(Exception):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def is_stub(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    """Whether a function's only statement (after its docstring) is `...`, `pass` or
-    `raise NotImplementedError`."""
-    statements = node.body[1:] if docstring_node(node) is not None else node.body
-    if len(statements) != 1:
-        return False
-    statement = statements[0]
-    if isinstance(statement, ast.Pass):
-        return True
-    if isinstance(statement, ast.Expr):
-        return isinstance(statement.value, ast.Constant) and statement.value.value is Ellipsis
-    if isinstance(statement, ast.Raise) and statement.exc is not None:
-        exc = statement.exc.func if isinstance(statement.exc, ast.Call) else statement.exc
-        return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
-    return False
 
 
 def find_stub(functions: Sequence[Function], path: str, name: str) -> Function:

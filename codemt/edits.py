@@ -28,6 +28,7 @@ from typing import Any
 
 from codemt.mine.extract import docstring_node, extract_methods
 from codemt.mine.reading import SkipFile, parse_with_repairs
+from codemt.templates import is_stub as _is_placeholder
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 # The line breaks of Python's tokenizer and of the LSP alike (str.splitlines knows more).
@@ -143,17 +144,7 @@ def first_line(node: Function) -> int:
 
 def is_stub(node: Function) -> bool:
     """Whether a function is a docstring and a placeholder: `...`, `pass` or `raise NotImplementedError`."""
-    if docstring_node(node) is None or len(node.body) != 2:
-        return False
-    placeholder = node.body[1]
-    if isinstance(placeholder, ast.Pass):
-        return True
-    if isinstance(placeholder, ast.Expr):
-        return isinstance(placeholder.value, ast.Constant) and placeholder.value.value is ...
-    if isinstance(placeholder, ast.Raise) and placeholder.exc is not None:
-        exc = placeholder.exc.func if isinstance(placeholder.exc, ast.Call) else placeholder.exc
-        return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
-    return False
+    return docstring_node(node) is not None and _is_placeholder(node)
 
 
 # ------------------------------------------------------------------ edits

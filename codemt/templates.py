@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from codemt.apply import Paragraph
 from codemt.mine.docstrings import GOOGLE, NUMPY, REST, SUMMARY
+from codemt.mine.extract import docstring_node
 
 STYLES = (SUMMARY, GOOGLE, NUMPY, REST)
 STRUCTURED = (GOOGLE, NUMPY, REST)
@@ -152,6 +153,23 @@ def facts_of(function: ast.FunctionDef | ast.AsyncFunctionDef, *, is_method: boo
         returns = None
     raises = dict.fromkeys(r for n in own if isinstance(n, ast.Raise) and (r := _raised(n)))
     return Facts(parameters, returns, yields, tuple(raises))
+
+
+def is_stub(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether a function's only statement (after its docstring) is `...`, `pass` or
+    `raise NotImplementedError`."""
+    statements = node.body[1:] if docstring_node(node) is not None else node.body
+    if len(statements) != 1:
+        return False
+    statement = statements[0]
+    if isinstance(statement, ast.Pass):
+        return True
+    if isinstance(statement, ast.Expr):
+        return isinstance(statement.value, ast.Constant) and statement.value.value is Ellipsis
+    if isinstance(statement, ast.Raise) and statement.exc is not None:
+        exc = statement.exc.func if isinstance(statement.exc, ast.Call) else statement.exc
+        return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
+    return False
 
 
 # ------------------------------------------------------------------ descriptions from the model
