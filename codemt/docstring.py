@@ -29,6 +29,7 @@ import pathspec
 from codemt.apply import (
     Change,
     Function,
+    FunctionEdit,
     Paragraph,
     Source,
     SourceError,
@@ -42,6 +43,7 @@ from codemt.apply import (
 )
 from codemt.memory import add_memory_arguments
 from codemt.mine.docstrings import SUMMARY, detect_style, summary_of
+from codemt.sections import Unreadable
 from codemt.templates import (
     STRUCTURED,
     STYLES,
@@ -54,6 +56,17 @@ from codemt.translate import (
     add_model_arguments,
     generation_settings,
     load_for_project,
+)
+from codemt.upkeep import (
+    CODES,
+    Stale,
+    codes_selected,
+    describe,
+    docstring_source,
+    find_stale,
+    lint_sources,
+    literal_edit,
+    updated_literal,
 )
 
 AUTO = "auto"
@@ -103,6 +116,8 @@ class DocstringSettings:
         overwrite: replace existing docstrings too.
         describe: in structured styles, also ask the model to describe parameters,
             return values and exceptions (a second generation pass).
+        update: also bring existing docstrings' sections in line with the code
+            (`codemt.upkeep`).
     """
 
     style: str = SUMMARY
@@ -113,6 +128,7 @@ class DocstringSettings:
     public_only: bool = False
     overwrite: bool = False
     describe: bool = True
+    update: bool = False
 
     def __post_init__(self) -> None:
         if self.style not in (*STYLES, AUTO):
@@ -135,6 +151,9 @@ class Report:
     skipped: Counter[str] = field(default_factory=Counter)
     errors: list[SourceError] = field(default_factory=list)
     missing: list[tuple[str, Function]] = field(default_factory=list)  # for --check
+    stale: list[Stale] = field(default_factory=list)  # for --check --update
+    updated: int = 0
+    unreadable: list[SourceError] = field(default_factory=list)  # docstrings left alone
     style: str = SUMMARY  # the style written (auto resolved)
     t0: float = field(default_factory=time.perf_counter)
 
@@ -142,15 +161,25 @@ class Report:
         """One line: files, functions documented, skipped and why, errors, time."""
         verb = {"write": "documented", "diff": "to document", "check": "without a docstring"}
         count = len(self.missing) if mode == "check" else self.documented
-        parts = [f"{self.files} files", f"{count} functions {verb[mode]}"]
+        parts = [_plural(self.files, "file"), f"{_plural(count, 'function')} {verb[mode]}"]
         if mode != "check":
             parts[-1] += f" ({self.style} style)"
+        stale = len(self.stale) if mode == "check" else self.updated
+        if stale or self.stale:
+            verb = {"write": "updated", "diff": "to update", "check": "out of date"}[mode]
+            parts.append(f"{_plural(stale, 'docstring')} {verb}")
+        if self.unreadable:
+            parts.append(f"{_plural(len(self.unreadable), 'docstring')} not read")
         if self.already:
             parts.append(f"{self.already} already documented")
         parts += [f"{n} skipped: {why}" for why, n in sorted(self.skipped.items())]
         if self.errors:
             parts.append(f"{len(self.errors)} files not handled")
         return ", ".join(parts) + f"; {time.perf_counter() - self.t0:.1f} s"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # ------------------------------------------------------------------ finding files
@@ -374,19 +403,26 @@ def generate(
 
 
 def apply_docstrings(
-    source: Source, docstrings: dict[int, list[Paragraph]], settings: DocstringSettings
+    source: Source,
+    docstrings: dict[int, list[Paragraph]],
+    settings: DocstringSettings,
+    updates: dict[int, FunctionEdit] | None = None,
 ) -> Change:
-    """A file with these docstrings (by `Function.index`) inserted, verified; or a SourceError."""
+    """A file with these docstrings (by `Function.index`) inserted and these `updates` of
+    docstrings made, verified; or a SourceError."""
     module = parse_cst(source)
     edits = {
         line: docstring_edit(
             paragraphs, line_length=settings.line_length, newline=module.default_newline
         )
         for line, paragraphs in docstrings.items()
-    }
-    edited = edit_functions(module, edits)
+    } | (updates or {})
+    try:
+        edited = edit_functions(module, edits)
+    except ValueError as error:  # a docstring changed since it was read
+        raise SourceError(source.path, 0, f"{error}; not written") from None
     new_data = encode(source.path, edited)
-    verify_edit(source, new_data, docstrings, "docstring")
+    verify_edit(source, new_data, edits, "docstring")
     return Change(source, new_data, edited.encoding)
 
 
@@ -416,24 +452,31 @@ def document(
     targets = select(sources, settings, report)
     style = project_style(sources) if settings.style == AUTO else settings.style
     report.style = style
+    stale: list[Stale] = []
+    if settings.update:
+        stale, report.unreadable = find_stale(sources, lambda f: skip_reason(f, settings) is None)
     if mode == "check":
         report.missing = [(t.source.path.as_posix(), t.function) for t in targets]
+        report.stale = stale
         return report
-    if not targets:
+    if not targets and not stale:
         return report
 
-    docstrings = generate(targets, style, load_generator(), settings)
+    wanted = bool(targets) or settings.describe and any(s.needs_descriptions for s in stale)
+    generator = load_generator() if wanted else None
+    docstrings = generate(targets, style, generator, settings) if targets else []
     by_file: dict[Path, dict[int, list[Paragraph]]] = {}
     for target, docstring in zip(targets, docstrings, strict=True):
         if docstring is None:
             report.skipped["the model wrote no summary"] += 1
             continue
         by_file.setdefault(target.source.path, {})[target.function.index] = docstring
+    updates = _updates(stale, generator if settings.describe else None, settings, report)
     # Every file is edited and verified before any is written.
     changes = []
     inside = _inside_given(paths)
     for source in sources:
-        if source.path not in by_file:
+        if source.path not in by_file and source.path not in updates:
             continue
         if mode == "write" and not inside(source.path):
             report.errors.append(
@@ -446,19 +489,76 @@ def document(
             )
             continue
         try:
-            changes.append(apply_docstrings(source, by_file[source.path], settings))
+            changes.append(
+                apply_docstrings(
+                    source, by_file.get(source.path, {}), settings, updates.get(source.path)
+                )
+            )
         except SourceError as error:
             report.errors.append(error)
     failed = show_or_write(changes, mode)
     unwritten = {error.path for error in failed}
     report.documented = sum(
-        len(by_file[c.source.path]) for c in changes if str(c.source.path) not in unwritten
+        len(by_file.get(c.source.path, ())) for c in changes if str(c.source.path) not in unwritten
+    )
+    report.updated = sum(
+        len(updates.get(c.source.path, ())) for c in changes if str(c.source.path) not in unwritten
     )
     report.errors += failed
     return report
 
 
+def _updates(
+    stale: Sequence[Stale],
+    generator: Generator | None,
+    settings: DocstringSettings,
+    report: Report,
+) -> dict[Path, dict[int, FunctionEdit]]:
+    """The edits that bring stale docstrings in line with their code, by file and
+    function; descriptions of new entries by `generator` (none without one)."""
+    descriptions = describe(stale, generator) if generator else [None] * len(stale)
+    edits: dict[Path, dict[int, FunctionEdit]] = {}
+    for item, found in zip(stale, descriptions, strict=True):
+        try:
+            literal = updated_literal(item, found, settings.line_length)
+        except Unreadable as error:
+            line = item.function.line
+            report.unreadable.append(SourceError(item.source.path, line, f"DS900 {error}"))
+            continue
+        if literal is not None:
+            expected = docstring_source(item.source, item.function) or ""
+            edit = literal_edit(expected, literal)
+            edits.setdefault(item.source.path, {})[item.function.index] = edit
+    return edits
+
+
 # ------------------------------------------------------------------ the command line
+
+
+def _lint_command(args: argparse.Namespace, settings: DocstringSettings) -> int:
+    """`--lint`: each finding as `path:line: CODE message`; exit 1 when any."""
+    sources, errors = [], []
+    for path in find_files(args.paths, settings):
+        try:
+            sources.append(read_source(path))
+        except SourceError as error:
+            errors.append(error)
+    findings = [
+        (source, function, finding)
+        for source, function, finding in lint_sources(
+            sources, lambda f: skip_reason(f, settings) is None
+        )
+        if codes_selected(finding.code, args.select, args.ignore)
+    ]
+    for source, function, finding in findings:
+        print(f"{source.path.as_posix()}:{function.line}: {finding.code} {finding.message}")
+    for error in errors:
+        print(f"{error}", file=sys.stderr)
+    print(
+        f"{_plural(len(sources), 'file')}, {_plural(len(findings), 'finding')}",
+        file=sys.stderr,
+    )
+    return 1 if findings or errors else 0
 
 
 def _docstring_command(args: argparse.Namespace) -> int:
@@ -473,7 +573,15 @@ def _docstring_command(args: argparse.Namespace) -> int:
             public_only=args.public_only,
             overwrite=args.overwrite,
             describe=not args.no_descriptions,
+            update=args.update,
         )
+        unknown = [
+            c for c in [*args.select, *args.ignore] if not any(k.startswith(c) for k in CODES)
+        ]
+        if unknown:
+            raise ValueError(f"no finding has the code {unknown[0]!r}; codes: {', '.join(CODES)}")
+        if args.lint:
+            return _lint_command(args, settings)
         generation = generation_settings(args, num_beams=args.beams, batch_size=args.batch_size)
         report = document(
             args.paths,
@@ -486,10 +594,16 @@ def _docstring_command(args: argparse.Namespace) -> int:
         return 2
     for path, function in report.missing:
         print(f"{path}:{function.line}: {function.name} has no docstring")
+    for item in report.stale:
+        codes = ", ".join(sorted({f.code for f in item.findings}))
+        where = f"{item.source.path.as_posix()}:{item.function.line}"
+        print(f"{where}: {item.function.name}'s docstring is out of date ({codes})")
+    for error in report.unreadable:
+        print(f"{error} (left as it is)", file=sys.stderr)
     for error in report.errors:
         print(f"{error}", file=sys.stderr)
     print(report.summary(mode), file=sys.stderr)
-    return 1 if report.errors or report.missing else 0
+    return 1 if report.errors or report.missing or report.stale else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -511,7 +625,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mode.add_argument(
         "--check",
         action="store_true",
-        help="list functions without a docstring and exit 1 if any (no model is loaded)",
+        help="list functions without a docstring (with --update: and stale docstrings) and "
+        "exit 1 if any (no model is loaded)",
+    )
+    mode.add_argument(
+        "--lint",
+        action="store_true",
+        help="report each disagreement between a docstring and its code as "
+        "'path:line: CODE message' and exit 1 if any (no model is loaded)",
+    )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="also rewrite the sections of existing google/numpy/rest docstrings that "
+        "disagree with the code (parameters, returns, yields, raises), keeping every "
+        "description written",
+    )
+    parser.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="--lint: report only these codes (or prefixes: DS1); repeatable",
+    )
+    parser.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="--lint: leave out these codes (or prefixes); repeatable",
     )
     parser.add_argument(
         "--style",

@@ -13,10 +13,13 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from codemt.apply import Function, FunctionEdit, Source, SourceError
 from codemt.mine.docstrings import GOOGLE, NUMPY, REST
+from codemt.mine.extract import docstring_node
 from codemt.sections import (
     PARAMETERS,
     RAISES,
@@ -29,8 +32,10 @@ from codemt.sections import (
     Unreadable,
     bare_name,
     indentation,
+    read_docstring,
+    render,
 )
-from codemt.templates import Descriptions, Facts, Parameter, is_stub
+from codemt.templates import Descriptions, Facts, Parameter, facts_of, is_stub, parse_descriptions
 
 # Stable codes of `lint`, and what each means.
 CODES = {
@@ -314,25 +319,29 @@ def update(
     edits: list[tuple[int, int, list[str]]] = []
     if findings & {"DS101", "DS102", "DS103", "DS104"}:
         edits += _parameter_edits(doc, facts, found, layout, width)
-    for kind, fact, missing, extra, text in (
+    values = (
         (RETURNS, facts.returns, "DS201", "DS202", found.returns),
         (YIELDS, facts.yields, "DS301", "DS302", found.yields),
-    ):
+    )
+    # Sections removed first: a new one goes where the kept ones say.
+    removed = [s for kind, *_, extra, _ in values if extra in findings for s in doc.of_kind(kind)]
+    edits += [_removal(doc, section) for section in removed]
+    for kind, fact, missing, _, text in values:
         if missing in findings:
             body = _value_lines(doc, layout, kind, fact or "", text, width)
             if body:
-                edits.append(_insertion(doc, kind, _new_section(doc, layout, kind, body)))
-        if extra in findings:
-            for section in doc.of_kind(kind):
-                edits.append(_removal(doc, section))
+                new = _new_section(doc, layout, kind, body)
+                edits.append(_insertion(doc, kind, new, removed))
     if "DS401" in findings and not is_stub(node):
-        edits += _raises_edits(doc, facts, found, layout, width)
+        edits += _raises_edits(doc, facts, found, layout, width, removed)
     if not edits:
         return None
     spans = sorted((s, e) for s, e, _ in edits if e > s)
     if any(a[1] > b[0] for a, b in zip(spans, spans[1:], strict=False)):
         raise Unreadable("changes that overlap")
-    for start, end, new in sorted(edits, key=lambda edit: (edit[0], edit[1]), reverse=True):
+    # Last first, so that earlier line numbers hold; of two insertions at one line, the
+    # one made first (the earlier kind) ends up first.
+    for _, (start, end, new) in sorted(enumerate(edits), key=lambda e: (e[1][:2], e[0]))[::-1]:
         lines[start:end] = new
     return None if lines == doc.lines else lines
 
@@ -352,7 +361,14 @@ def _parameter_edits(
         groups.setdefault(entry.names[0], []).append(entry)
     removed = [n for n in groups if n not in wanted]
     added = [n for n in wanted if n not in groups]
+    # A rename is unambiguous when one entry is gone and one parameter is new, or when
+    # the one gone stood where a new parameter stands in the signature.
     renames = {removed[0]: added[0]} if len(removed) == 1 and len(added) == 1 else {}
+    if len(removed) == 1 and not renames:
+        place = list(groups).index(removed[0])
+        order = list(wanted)
+        if place < len(order) and order[place] in added:
+            renames = {removed[0]: order[place]}
     blocks = []
     for name, parameter in wanted.items():
         old = next((o for o, n in renames.items() if n == name), name)
@@ -392,7 +408,12 @@ def _parameter_edits(
 
 
 def _raises_edits(
-    doc: Docstring, facts: Facts, found: Descriptions, layout: _Layout, width: int
+    doc: Docstring,
+    facts: Facts,
+    found: Descriptions,
+    layout: _Layout,
+    width: int,
+    removed: Sequence[Section] = (),
 ) -> list[tuple[int, int, list[str]]]:
     sections = doc.of_kind(RAISES)
     documented = {_short(n) for s in sections for e in s.entries for n in e.names}
@@ -407,15 +428,18 @@ def _raises_edits(
     if sections:
         end = sections[-1].end
         return [(end, end, new)]
-    return [_insertion(doc, RAISES, _new_section(doc, layout, RAISES, new))]
+    return [_insertion(doc, RAISES, _new_section(doc, layout, RAISES, new), removed)]
 
 
-def _insertion(doc: Docstring, kind: str, new: list[str]) -> tuple[int, int, list[str]]:
+def _insertion(
+    doc: Docstring, kind: str, new: list[str], removed: Sequence[Section] = ()
+) -> tuple[int, int, list[str]]:
     """Insert a new section where its kind goes: before the first section of a later
-    kind, after the last of an earlier one, else at the end of the text; set apart by
-    blank lines (rest's fields join the other fields)."""
-    later = [s for s in doc.sections if s.kind in SECTION_ORDER[SECTION_ORDER.index(kind) + 1 :]]
-    earlier = [s for s in doc.sections if s.kind in SECTION_ORDER[: SECTION_ORDER.index(kind)]]
+    kind, after the last of an earlier one, else at the end of the text (sections being
+    `removed` aside); set apart by blank lines (rest's fields join the other fields)."""
+    kept = [s for s in doc.sections if all(s is not r for r in removed)]
+    later = [s for s in kept if s.kind in SECTION_ORDER[SECTION_ORDER.index(kind) + 1 :]]
+    earlier = [s for s in kept if s.kind in SECTION_ORDER[: SECTION_ORDER.index(kind)]]
     last_text = max((i for i, line in enumerate(doc.lines) if line.strip()), default=0)
     if later:
         at = later[0].start
@@ -445,3 +469,129 @@ def codes_selected(code: str, select: Iterable[str], ignore: Iterable[str]) -> b
     if select and not any(code.startswith(s) for s in select):
         return False
     return not any(code.startswith(i) for i in ignore)
+
+
+# ------------------------------------------------------------------ over a project's files
+
+
+@dataclass(frozen=True)
+class Stale:
+    """A documented function whose docstring disagrees with its code."""
+
+    source: Source
+    function: Function
+    doc: Docstring
+    facts: Facts
+    findings: tuple[Finding, ...]
+
+    @property
+    def needs_descriptions(self) -> bool:
+        """Whether an update adds entries that a model could describe."""
+        return any(f.code in ("DS101", "DS201", "DS301", "DS401") for f in self.findings)
+
+
+def docstring_source(source: Source, function: Function) -> str | None:
+    """The docstring literal of a function as the file writes it (newlines as `\\n`)."""
+    node = docstring_node(function.node)
+    return None if node is None else ast.get_source_segment(source.text, node)
+
+
+def check_function(source: Source, function: Function) -> tuple[Docstring, list[Finding]]:
+    """A documented function's docstring read, and its findings. Raises Unreadable."""
+    literal = docstring_source(source, function)
+    if literal is None:
+        raise Unreadable("no docstring")
+    doc = read_docstring(literal)
+    facts = facts_of(function.node, is_method=function.is_method)
+    return doc, lint(doc, facts, function.node)
+
+
+def find_stale(
+    sources: Iterable[Source], chosen: Callable[[Function], bool]
+) -> tuple[list[Stale], list[SourceError]]:
+    """The documented functions (those `chosen` says) whose docstrings an update would
+    change, and the docstrings that cannot be read, as errors naming their line."""
+    stale, unreadable = [], []
+    for source in sources:
+        for function in source.functions:
+            if not function.docstring or not chosen(function):
+                continue
+            try:
+                doc, findings = check_function(source, function)
+            except Unreadable as error:
+                unreadable.append(SourceError(source.path, function.line, f"DS900 {error}"))
+                continue
+            kept = tuple(f for f in findings if f.code in UPDATED)
+            if kept:
+                facts = facts_of(function.node, is_method=function.is_method)
+                stale.append(Stale(source, function, doc, facts, kept))
+    return stale, unreadable
+
+
+def describe(stale: Sequence[Stale], generator: Any) -> list[Descriptions | None]:
+    """Descriptions by the model for the entries updates add: one styled docstring per
+    function that gains one, read as `codemt docstring --style` reads them."""
+    wanted = [i for i, s in enumerate(stale) if s.needs_descriptions]
+    found: list[Descriptions | None] = [None] * len(stale)
+    by_style: dict[str, list[int]] = {}
+    for i in wanted:
+        by_style.setdefault(stale[i].doc.style, []).append(i)
+    for style, indices in by_style.items():
+        records = [stale[i].function.record for i in indices]
+        results = generator.translate_batch(records, "docstring", style, progress=True)
+        for i, result in zip(indices, results, strict=True):
+            found[i] = parse_descriptions(result.text, style)
+    return found
+
+
+def updated_literal(stale: Stale, descriptions: Descriptions | None, width: int) -> str | None:
+    """The new docstring literal of a stale function, or None when its update changes
+    nothing. Raises Unreadable where the change cannot be made safely."""
+    lines = update(stale.doc, stale.facts, stale.function.node, descriptions, width=width)
+    return None if lines is None else render(stale.doc, lines)
+
+
+def literal_edit(expected: str, literal: str) -> FunctionEdit:
+    """An edit that replaces a function's docstring literal `expected` (as read, newlines
+    as `\\n`) with `literal`, in the file's line endings; a SourceError if the file's
+    literal is another (changed since it was read)."""
+    import libcst as cst
+
+    def edit(function: cst.FunctionDef, indent: str) -> cst.FunctionDef:
+        first = function.body.body[0]
+        expression = first.body[0] if isinstance(first, cst.SimpleStatementLine) else None
+        string = getattr(expression, "value", None)
+        value = string.value if isinstance(string, cst.SimpleString) else None
+        if value is None or value.replace("\r\n", "\n").replace("\r", "\n") != expected:
+            raise ValueError("the docstring is not the one read")
+        newline = "\r\n" if "\r\n" in value else "\n"
+        new = string.with_changes(value=literal.replace("\n", newline))
+        body = [first.with_changes(body=[expression.with_changes(value=new), *first.body[1:]])]
+        return function.with_changes(
+            body=function.body.with_changes(body=[*body, *function.body.body[1:]])
+        )
+
+    return edit
+
+
+def lint_sources(
+    sources: Iterable[Source], chosen: Callable[[Function], bool]
+) -> list[tuple[Source, Function, Finding]]:
+    """Every finding of the functions `chosen` says, in file and line order: DS001 for one
+    without a docstring, DS900 for a docstring whose sections cannot be read."""
+    found = []
+    for source in sources:
+        for function in sorted(source.functions, key=lambda f: f.line):
+            if not chosen(function):
+                continue
+            if not function.docstring:
+                found.append(
+                    (source, function, Finding("DS001", f"{function.name} has no docstring"))
+                )
+                continue
+            try:
+                _, findings = check_function(source, function)
+            except Unreadable as error:
+                findings = [Finding("DS900", f"{error} (left as it is)")]
+            found += [(source, function, f) for f in findings]
+    return found
