@@ -42,7 +42,7 @@ from codemt.apply import (
     verify_edit,
 )
 from codemt.memory import add_memory_arguments
-from codemt.mine.docstrings import SUMMARY, detect_style, summary_of
+from codemt.mine.docstrings import SUMMARY, detect_style, prose_summary
 from codemt.sections import Unreadable
 from codemt.templates import (
     STRUCTURED,
@@ -393,7 +393,7 @@ def generate(
         styled = {i: r.text for i, r in zip(sectioned, results, strict=True)}
     docstrings: list[list[Paragraph] | None] = []
     for i, result in enumerate(summaries):
-        summary = summary_of(result.text)
+        summary = prose_summary(result.text)
         if not summary:
             docstrings.append(None)
             continue

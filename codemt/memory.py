@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from codemt.mine.docstrings import summary_of
+from codemt.mine.docstrings import prose_summary
 
 # Bumped whenever what a cache file holds changes: an older cache is rebuilt, not trusted.
 CACHE_FORMAT = 1
@@ -91,7 +91,7 @@ class Neighbor:
 def neighbor_of(record: dict[str, Any], path: str = "") -> Neighbor | None:
     """A method record (the miner's, `codemt.translate.parse_method`'s) as a neighbour; None
     when it has no docstring to offer."""
-    summary = summary_of(record.get("docstring") or "")
+    summary = prose_summary(record.get("docstring") or "")
     if not summary:
         return None
     return Neighbor(
@@ -480,7 +480,7 @@ def neighbors_from_request(items: Sequence[dict[str, Any]] | None) -> list[Neigh
             raise ValueError(f"context item {i}: signature and docstring must be strings")
         if not isinstance(body, str):
             raise ValueError(f"context item {i}: body must be a string")
-        summary = summary_of(docstring)
+        summary = prose_summary(docstring)
         if summary:
             found.append(
                 Neighbor(name="", signature=signature, docstring=summary, body=_head(body))
@@ -527,7 +527,7 @@ def split_neighbors(
     for members in tqdm(
         by_repo.values(), desc=f"neighbours ({split})", unit="repo", disable=not progress
     ):
-        documented = [i for i in members if summary_of(records[i]["docstring"] or "")]
+        documented = [i for i in members if prose_summary(records[i]["docstring"] or "")]
         if len(documented) < 2:
             continue
         memory = Memory([neighbor_of(records[i]) for i in documented])

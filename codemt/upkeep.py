@@ -114,7 +114,7 @@ def lint(
         findings.append(Finding("DS103", f"parameters documented out of the order ({order})"))
     for parameter in facts.parameters:
         written = _written_type(doc, _stars(parameter))
-        if written and parameter.annotation and _bare_type(written) != parameter.annotation:
+        if written and parameter.annotation and not _same_type(written, parameter.annotation):
             findings.append(
                 Finding(
                     "DS104",
@@ -153,6 +153,16 @@ def _written_type(doc: Docstring, name: str) -> str:
 
 def _bare_type(written: str) -> str:
     return _TYPE_SUFFIX.sub("", written).strip()
+
+
+def _same_type(written: str, annotation: str) -> bool:
+    """Whether a documented type is the annotation, modules aside (`dt.datetime` is
+    `datetime`, `typing.Any` is `Any`) and spaces aside."""
+
+    def plain(text: str) -> str:
+        return re.sub(r"\b(?:\w+\.)+(?=\w)", "", text).replace(" ", "")
+
+    return plain(_bare_type(written)) == plain(annotation)
 
 
 # ------------------------------------------------------------------ updating
@@ -359,10 +369,18 @@ def _parameter_edits(
         if len(entry.names) != 1:
             raise Unreadable(f"docstring line {entry.start + 1}: several parameters in one entry")
         groups.setdefault(entry.names[0], []).append(entry)
-    removed = [n for n in groups if n not in wanted]
-    added = [n for n in wanted if n not in groups]
-    # A rename is unambiguous when one entry is gone and one parameter is new, or when
-    # the one gone stood where a new parameter stands in the signature.
+    # A function that takes **kwargs may document the keywords it passes on: kept, after
+    # the parameters.
+    variadic = {_stars(p) for p in facts.parameters if p.name.startswith("*")}
+    passed_on = (
+        [n for n in groups if n not in wanted and n not in ("self", "cls")]
+        if any(p.name.startswith("**") for p in facts.parameters)
+        else []
+    )
+    removed = [n for n in groups if n not in wanted and n not in passed_on]
+    added = [n for n in wanted if n not in groups and n not in variadic]
+    # A rename is unambiguous when one entry is gone and one named parameter is new, or
+    # when the one gone stood where a new parameter stands in the signature.
     renames = {removed[0]: added[0]} if len(removed) == 1 and len(added) == 1 else {}
     if len(removed) == 1 and not renames:
         place = list(groups).index(removed[0])
@@ -382,10 +400,12 @@ def _parameter_edits(
             if old != name:
                 head = _renamed(head, old, name)
             typed = entry.type and parameter.annotation and layout.typed
-            if typed and _bare_type(entry.type) != parameter.annotation:
+            if typed and not _same_type(entry.type, parameter.annotation):
                 head = _retyped(head, doc.style, entry.type, _safe(doc, parameter.annotation))
             block += [head, *doc.lines[entry.start + 1 : entry.end]]
         blocks.append(block)
+    for name in passed_on:
+        blocks.append([line for e in groups[name] for line in doc.lines[e.start : e.end]])
     if section is None:
         if not blocks:
             return []

@@ -2,7 +2,7 @@
 
 import pytest
 
-from codemt.mine.docstrings import clean_docstring, detect_style, summary_of
+from codemt.mine.docstrings import clean_docstring, detect_style, prose_summary, summary_of
 
 
 def test_cleaning_replaces_urls_emails_paths_and_hashes():
@@ -48,3 +48,19 @@ def test_summary_is_first_paragraph_on_one_line():
 )
 def test_style_detection(docstring, style):
     assert detect_style(docstring) == style
+
+
+@pytest.mark.parametrize(
+    "docstring, summary",
+    [
+        ("Return x.\n\n:param a: A.", "Return x."),
+        (":param required_key: The key.\n:param child: The child.", ""),
+        ("Args:\n    a: A.", ""),
+        ("Parameters\n----------\na : int", ""),
+        ("@param a: A.", ""),
+        ("Returns the parameters.", "Returns the parameters."),
+    ],
+)
+def test_a_list_of_fields_is_no_summary(docstring, summary):
+    """What project memory offers and `codemt docstring` writes: never `:param ...`."""
+    assert prose_summary(docstring) == summary

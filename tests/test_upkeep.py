@@ -524,3 +524,33 @@ def test_update_check_exits_1_on_stale_docstrings_without_a_model(tmp_path):
     assert result.returncode == 1
     assert "m.py:1: f's docstring is out of date (DS101, DS102, DS201)" in result.stdout
     assert (tmp_path / "m.py").read_text().startswith("def f(a, b) -> int:")
+
+
+def test_keywords_passed_on_through_kwargs_are_kept_and_never_renamed(tmp_path):
+    check(
+        tmp_path,
+        '''
+        class Schema:
+            def handle_error(self, error, data, *, many, **kwargs):
+                """Handle an error.
+
+                :param error: The error.
+                :param many: Value of ``many``.
+                :param partial: Value of ``partial`` on load.
+                """
+                pass
+        ''',
+        '''
+        class Schema:
+            def handle_error(self, error, data, *, many, **kwargs):
+                """Handle an error.
+
+                :param error: The error.
+                :param data:
+                :param many: Value of ``many``.
+                :param kwargs:
+                :param partial: Value of ``partial`` on load.
+                """
+                pass
+        ''',
+    )

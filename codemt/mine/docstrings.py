@@ -47,6 +47,16 @@ def summary_of(docstring: str) -> str:
     return " ".join(paragraph.split())
 
 
+def prose_summary(docstring: str) -> str:
+    """`summary_of`, or "" where the docstring starts with its fields or sections
+    (`:param x: ...`, `Args:`): a list of parameters is no summary to offer or write."""
+    summary = summary_of(docstring)
+    first = docstring.strip().split("\n", 1)[0].strip()
+    if _REST_FIELD.match(first) or re.fullmatch(rf"(?:{_SECTION_NAMES}):?", first):
+        return ""
+    return summary
+
+
 SUMMARY, GOOGLE, NUMPY, REST, OTHER = "summary", "google", "numpy", "rest", "other"
 STYLES = (SUMMARY, GOOGLE, NUMPY, REST, OTHER)
 
