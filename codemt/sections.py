@@ -183,6 +183,8 @@ def _entries(
     entries: list[Entry] = []
     for i in filled:
         if indentation(lines[i]) > level:
+            if not entries:
+                raise Unreadable(f"docstring line {i + 1}: indented more than the entries after it")
             entries[-1].end = i + 1  # a continuation line
             continue
         match = head.fullmatch(lines[i].strip())

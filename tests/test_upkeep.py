@@ -315,6 +315,7 @@ def test_descriptions_from_the_model_fill_new_entries():
     [
         ('"""Do.\n\n\tArgs:\n        a: A.\n    """', "tab"),
         ('"""Do.\n\n    Args:\n        just words here\n    """', "no parameters entry"),
+        ('"""Do.\n\n    Args:\n            a: deeper\n        b: B.\n    """', "indented more"),
     ],
 )
 def test_unreadable_sections_raise(literal, reason):
