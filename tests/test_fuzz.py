@@ -932,3 +932,83 @@ def test_mining_any_tree_or_archive_finishes_and_accounts_for_every_file(
     # Nothing was written outside the corpus and the cache.
     assert not [p for p in base.rglob("*.py") if p.name in ("evil.py", "abs.py", "up.py")]
     shutil.rmtree(base)  # a passing example's files (a failing one's stay to be read)
+
+
+# ------------------------------------------------------------------ docstring upkeep
+
+_SECTION_LINES = [
+    "Args:",
+    "Arguments:",
+    "Returns:",
+    "Yields:",
+    "Raises:",
+    "Examples:",
+    "Parameters",
+    "Returns",
+    "----------",
+    "-------",
+    "a (int): The a.",
+    "b: The b.",
+    "*args: More.",
+    "**kwargs: Options.",
+    "x, y : int",
+    ":param a: The a.",
+    ":param int b: The b.",
+    ":type a: str",
+    ":returns: A value.",
+    ":rtype: int",
+    ":raises ValueError: When.",
+    "ValueError: If bad.",
+    "just words",
+    ">>> f(1)",
+    "",
+    '"quoted"',
+    "back\\\\slash",
+    "\t",
+    "déjà vu",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lines=st.lists(
+        st.tuples(st.integers(0, 12), st.sampled_from(_SECTION_LINES)), min_size=1, max_size=14
+    ),
+    signature=st.sampled_from(
+        ["a, b", "a: int, *args, **kwargs", "self, b=1", "x", "", "a, *, b: str = 'z'"]
+    ),
+    body=st.sampled_from(
+        ["return a", "yield 1", "raise ValueError('x')", "pass", "return", "print(1)"]
+    ),
+)
+def test_updating_any_docstring_gives_a_parsing_file_or_leaves_it_alone(lines, signature, body):
+    """Whatever the lines of a docstring: reading it raises nothing but Unreadable, and
+    the updated literal (when there is one) still parses, to the same function."""
+    from codemt.sections import Unreadable, read_docstring, render
+    from codemt.templates import facts_of
+    from codemt.upkeep import update
+
+    text = "Summary.\n\n" + "\n".join(" " * n + line for n, line in lines)
+    literal = '"""' + text.replace("\n", "\n    ") + '\n    """'
+    source = f"def f({signature}):\n    {literal}\n    {body}\n"
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        event("not Python")
+        return
+    function = tree.body[0]
+    try:
+        doc = read_docstring(literal)
+        new = update(doc, facts_of(function, is_method="self" in signature), function)
+    except Unreadable:
+        event("unreadable")
+        return
+    if new is None:
+        event("in step")
+        return
+    event("updated")
+    edited = source.replace(literal, render(doc, new), 1)
+    after = ast.parse(edited).body[0]
+    assert ast.get_docstring(after) is not None
+    function.body, after.body = function.body[1:], after.body[1:]
+    assert ast.dump(function) == ast.dump(after)
