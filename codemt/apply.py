@@ -437,14 +437,42 @@ def verify_edit(source: Source, new_data: bytes, indices: Iterable[int], changed
 # ------------------------------------------------------------------ writing
 
 
+_HUNK = re.compile(r"@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@")
+_DEFINITION = re.compile(r"\s*(?:async\s+def|def|class)\s+\w")
+
+
 def unified_diff(name: str, old: str, new: str) -> str:
-    """A unified diff between two texts of file `name`, as `git diff` shows it."""
-    lines = difflib.unified_diff(
-        old.splitlines(keepends=True),
-        new.splitlines(keepends=True),
-        f"a/{name.lstrip('/')}",
-        f"b/{name.lstrip('/')}",
+    """A unified diff between two texts of file `name`, as `git diff` shows it: each hunk
+    header names the function or class its first change is in."""
+    old_lines = old.splitlines(keepends=True)
+    lines = list(
+        difflib.unified_diff(
+            old_lines,
+            new.splitlines(keepends=True),
+            f"a/{name.lstrip('/')}",
+            f"b/{name.lstrip('/')}",
+        )
     )
+    for i, line in enumerate(lines):
+        hunk = _HUNK.match(line)
+        if not hunk:
+            continue
+        # The old line number of the first change: the hunk's start plus its context.
+        at = int(hunk.group(1)) - 1
+        for following in lines[i + 1 :]:
+            if following[:1] in "-+" or following.startswith("@@"):
+                break
+            at += 1
+        definition = next(
+            (
+                old_lines[j]
+                for j in range(min(at, len(old_lines)) - 1, -1, -1)
+                if _DEFINITION.match(old_lines[j])
+            ),
+            "",
+        )
+        if definition:
+            lines[i] = f"{hunk.group(0)} {definition.strip()}\n"
     return "".join(
         line if line.endswith("\n") else f"{line}\n\\ No newline at end of file\n" for line in lines
     )

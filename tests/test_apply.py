@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from codemt.apply import SourceError, read_source, verify_edit
+from codemt.apply import SourceError, read_source, unified_diff, verify_edit
 
 SOURCE = '''import os
 
@@ -122,3 +122,22 @@ def test_the_guard_reads_the_file_it_was_given(tmp_path: Path):
     verify_edit(source, new, [0], "docstring")
     with pytest.raises(SourceError):
         verify_edit(source, new.replace(b'"\xe9"', b'"e"'), [0], "docstring")
+
+
+def test_hunk_headers_name_the_function_of_their_first_change():
+    old = "".join(f"x{i} = {i}\n" for i in range(8)) + (
+        "class Box:\n    def volume(self, depth):\n        return depth\n"
+        + "".join(f"y{i} = {i}\n" for i in range(8))
+        + "def area(w):\n    return w\n"
+    )
+    new = old.replace("        return depth\n", '        """Volume."""\n        return depth\n')
+    new = new.replace("def area(w):\n", 'def area(w):\n    """Area."""\n')
+    headers = [
+        line for line in unified_diff("m.py", old, new).splitlines() if line.startswith("@@")
+    ]
+    assert headers == [
+        "@@ -8,6 +8,7 @@ def volume(self, depth):",
+        "@@ -18,4 +19,5 @@ def area(w):",
+    ]
+    top = unified_diff("m.py", "a = 1\n", "a = 2\n").splitlines()[2]
+    assert top == "@@ -1 +1 @@"  # nothing above: no name

@@ -501,6 +501,7 @@ def test_pre_commit_hooks_run_check_and_write():
     entries = {hook["id"]: hook["entry"] for hook in hooks}
     assert entries == {
         "codemt-docstring-check": "codemt docstring --check",
+        "codemt-docstring-lint": "codemt docstring --lint",
         "codemt-docstring": "codemt docstring --write",
     }
 
