@@ -118,6 +118,8 @@ class DocstringSettings:
             return values and exceptions (a second generation pass).
         update: also bring existing docstrings' sections in line with the code
             (`codemt.upkeep`).
+        placeholders: mark what no description covers `_description_` (else it is
+            left undescribed).
     """
 
     style: str = SUMMARY
@@ -129,6 +131,7 @@ class DocstringSettings:
     overwrite: bool = False
     describe: bool = True
     update: bool = False
+    placeholders: bool = False
 
     def __post_init__(self) -> None:
         if self.style not in (*STYLES, AUTO):
@@ -398,7 +401,9 @@ def generate(
             docstrings.append(None)
             continue
         found = parse_descriptions(styled[i], style) if i in styled else None
-        docstrings.append(build_docstring(summary, facts[i], style, found))
+        docstrings.append(
+            build_docstring(summary, facts[i], style, found, placeholders=settings.placeholders)
+        )
     return docstrings
 
 
@@ -574,6 +579,7 @@ def _docstring_command(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             describe=not args.no_descriptions,
             update=args.update,
+            placeholders=args.placeholders,
         )
         unknown = [
             c for c in [*args.select, *args.ignore] if not any(k.startswith(c) for k in CODES)
@@ -664,8 +670,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-descriptions",
         action="store_true",
-        help="in google/numpy/rest, leave section descriptions as placeholders (one model "
-        "pass instead of two)",
+        help="in google/numpy/rest, ask the model for no descriptions of parameters, "
+        "returns and exceptions (one model pass instead of two)",
+    )
+    parser.add_argument(
+        "--placeholders",
+        action="store_true",
+        help="in google/numpy/rest, write _description_ where the model describes nothing "
+        "(default: leave it undescribed)",
     )
     parser.add_argument(
         "--line-length",

@@ -6,7 +6,9 @@ from the signature; Returns, Yields and Raises from the body (`return` with a va
 `yield`, `raise X`). The model contributes the summary sentence and, where its own
 docstring in the style describes a parameter, value or exception that really exists, the
 description; whatever it leaves undescribed gets a placeholder to fill in, as the
-template tools people use do (autoDocstring's `_description_`).
+template tools people use do (autoDocstring's `_description_`) when asked
+(`placeholders`), and is otherwise left without a description. A description that only
+restates the name ("val: The value of the value.") says nothing and is dropped.
 """
 
 from __future__ import annotations
@@ -299,24 +301,82 @@ _PARSERS = {GOOGLE: _parse_google, NUMPY: _parse_numpy, REST: _parse_rest}
 
 
 def parse_descriptions(text: str, style: str) -> Descriptions:
-    """The descriptions a generated docstring in `style` gives; whatever it garbles is left out."""
+    """The descriptions a generated docstring in `style` gives; whatever it garbles, and
+    whatever only restates the name it describes, is left out."""
     found = Descriptions()
     _PARSERS[style](text, found)
+    found.parameters = {n: t for n, t in found.parameters.items() if informative(n, t)}
+    found.raises = {n: t for n, t in found.raises.items() if informative(n, t)}
+    found.returns = found.returns if informative("", found.returns) else ""
+    found.yields = found.yields if informative("", found.yields) else ""
     return found
+
+
+# Words that say nothing about a parameter by themselves.
+_EMPTY_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "for",
+        "in",
+        "on",
+        "is",
+        "be",
+        "it",
+        "its",
+        "this",
+        "that",
+        "value",
+        "values",
+        "object",
+        "objects",
+        "param",
+        "parameter",
+        "argument",
+        "arg",
+        "given",
+        "returns",
+        "return",
+        "yields",
+        "result",
+    ]
+)
+
+
+def informative(name: str, text: str) -> bool:
+    """Whether a description says more than the name it describes: some word that is
+    neither a filler nor (a prefix or extension of) a word of the name."""
+    from codemt.examples import name_words
+
+    named = set(name_words(name).split())
+    for word in re.findall(r"[a-z]+", text.lower()):
+        if word in _EMPTY_WORDS:
+            continue
+        if any(word.startswith(n) or n.startswith(word) for n in named if len(n) > 1):
+            continue
+        return True
+    return False
 
 
 # ------------------------------------------------------------------ rendering
 
 
-def _describe(text: str, default: str | None = None) -> str:
-    text = text or PLACEHOLDER
+def _describe(text: str, default: str | None = None, placeholder: str = "") -> str:
+    text = text or placeholder
     if default is not None and len(default) <= MAX_DEFAULT_CHARS and "default" not in text.lower():
-        stop = "" if text.endswith((".", "!", "?")) else "."
-        text = f"{text}{stop} Defaults to {default}."
+        stop = "" if not text or text.endswith((".", "!", "?")) else "."
+        text = f"{text}{stop} Defaults to {default}.".strip()
     return text
 
 
-def _google(facts: Facts, found: Descriptions) -> list[Paragraph]:
+def _entry(head: str, text: str) -> str:
+    return f"{head}: {text}" if text else f"{head}:"
+
+
+def _google(facts: Facts, found: Descriptions, mark: str) -> list[Paragraph]:
     out: list[Paragraph] = []
     if facts.parameters:
         out += [Paragraph(""), Paragraph("Args:")]
@@ -325,27 +385,31 @@ def _google(facts: Facts, found: Descriptions) -> list[Paragraph]:
                 filter(None, [p.annotation, "optional" if p.default is not None else ""])
             )
             name = f"{p.name} ({kind})" if kind else p.name
-            text = _describe(found.parameters.get(_name(p.name), ""), p.default)
-            out.append(Paragraph(f"{name}: {text}", indent=4, hang=4))
+            text = _describe(found.parameters.get(_name(p.name), ""), p.default, mark)
+            out.append(Paragraph(_entry(name, text), indent=4, hang=4))
     for title, kind, text in (
         ("Returns:", facts.returns, found.returns),
         ("Yields:", facts.yields, found.yields),
     ):
-        if kind is not None:
-            line = f"{kind}: {_describe(text)}" if kind else _describe(text)
+        text = _describe(text, None, mark)
+        if kind is not None and (kind or text):
+            line = _entry(kind, text) if kind and text else kind or text
             out += [Paragraph(""), Paragraph(title), Paragraph(line, indent=4, hang=4)]
     if facts.raises:
         out += [Paragraph(""), Paragraph("Raises:")]
         out += [
-            Paragraph(f"{e}: {_describe(found.raises.get(e, ''))}", indent=4, hang=4)
+            Paragraph(_entry(e, _describe(found.raises.get(e, ""), None, mark)), indent=4, hang=4)
             for e in facts.raises
         ]
     return out
 
 
-def _numpy(facts: Facts, found: Descriptions) -> list[Paragraph]:
+def _numpy(facts: Facts, found: Descriptions, mark: str) -> list[Paragraph]:
     def section(title: str) -> list[Paragraph]:
         return [Paragraph(""), Paragraph(title), Paragraph("-" * len(title))]
+
+    def described(text: str) -> list[Paragraph]:
+        return [Paragraph(text, indent=4)] if text else []
 
     out: list[Paragraph] = []
     if facts.parameters:
@@ -357,39 +421,42 @@ def _numpy(facts: Facts, found: Descriptions) -> list[Paragraph]:
                 )
             )
             out.append(Paragraph(f"{p.name} : {kind}" if kind else p.name, hang=4))
-            out.append(Paragraph(_describe(found.parameters.get(_name(p.name), "")), indent=4))
+            out += described(_describe(found.parameters.get(_name(p.name), ""), None, mark))
     for title, kind, text in (
         ("Returns", facts.returns, found.returns),
         ("Yields", facts.yields, found.yields),
     ):
-        if kind is not None:
+        # numpy's entry is a type: without one (nor a placeholder for it) there is none.
+        kind = kind or (TYPE_PLACEHOLDER if mark else "") if kind is not None else None
+        if kind:
             out += section(title)
-            out += [
-                Paragraph(kind or TYPE_PLACEHOLDER, hang=4),
-                Paragraph(_describe(text), indent=4),
-            ]
+            out += [Paragraph(kind, hang=4), *described(_describe(text, None, mark))]
     if facts.raises:
         out += section("Raises")
         for e in facts.raises:
-            out += [Paragraph(e), Paragraph(_describe(found.raises.get(e, "")), indent=4)]
+            out += [Paragraph(e), *described(_describe(found.raises.get(e, ""), None, mark))]
     return out
 
 
-def _rest(facts: Facts, found: Descriptions) -> list[Paragraph]:
+def _rest(facts: Facts, found: Descriptions, mark: str) -> list[Paragraph]:
     fields: list[Paragraph] = []
     for p in facts.parameters:
-        text = _describe(found.parameters.get(_name(p.name), ""), p.default)
-        fields.append(Paragraph(f":param {_name(p.name)}: {text}", hang=4))
+        text = _describe(found.parameters.get(_name(p.name), ""), p.default, mark)
+        fields.append(Paragraph(_entry(f":param {_name(p.name)}", text), hang=4))
         if p.annotation:
             fields.append(Paragraph(f":type {_name(p.name)}: {p.annotation}", hang=4))
-    if facts.returns is not None:
-        fields.append(Paragraph(f":returns: {_describe(found.returns)}", hang=4))
-        if facts.returns:
-            fields.append(Paragraph(f":rtype: {facts.returns}", hang=4))
-    if facts.yields is not None:
-        fields.append(Paragraph(f":yields: {_describe(found.yields)}", hang=4))
+    for kind, text, name, type_field in (
+        (facts.returns, found.returns, ":returns", ":rtype"),
+        (facts.yields, found.yields, ":yields", ":ytype"),
+    ):
+        text = _describe(text, None, mark)
+        if kind is not None and text:
+            fields.append(Paragraph(_entry(name, text), hang=4))
+        if kind:
+            fields.append(Paragraph(f"{type_field}: {kind}", hang=4))
     for e in facts.raises:
-        fields.append(Paragraph(f":raises {e}: {_describe(found.raises.get(e, ''))}", hang=4))
+        text = _describe(found.raises.get(e, ""), None, mark)
+        fields.append(Paragraph(_entry(f":raises {e}", text), hang=4))
     return [Paragraph(""), *fields] if fields else []
 
 
@@ -397,12 +464,24 @@ _SECTIONS = {GOOGLE: _google, NUMPY: _numpy, REST: _rest}
 
 
 def build_docstring(
-    summary: str, facts: Facts, style: str, descriptions: Descriptions | None = None
+    summary: str,
+    facts: Facts,
+    style: str,
+    descriptions: Descriptions | None = None,
+    *,
+    placeholders: bool = False,
 ) -> list[Paragraph]:
-    """A docstring in `style`: the summary, then the sections `facts` call for."""
+    """A docstring in `style`: the summary, then the sections `facts` call for; what no
+    description covers is left undescribed, or marked `_description_` (`placeholders`)."""
     if style not in STYLES:
         raise ValueError(f"unknown docstring style {style!r}; choose one of {', '.join(STYLES)}")
     paragraphs = [Paragraph(summary)]
     if style == SUMMARY:
         return paragraphs
-    return paragraphs + _SECTIONS[style](facts, descriptions or Descriptions())
+    mark = PLACEHOLDER if placeholders else ""
+    return paragraphs + _SECTIONS[style](facts, descriptions or Descriptions(), mark)
+
+
+def docstring_text(paragraphs: list[Paragraph]) -> str:
+    """A built docstring as plain text (no quotes, no wrapping): what `translate` returns."""
+    return "\n".join(" " * p.indent + p.text if p.text else "" for p in paragraphs)

@@ -270,14 +270,85 @@ def resolve_style(target: str, style: str | None) -> str | None:
 
 
 def finish_docstring(text: str) -> str:
-    """A generated docstring without quotes, dedented as `inspect.cleandoc` does."""
+    """A generated docstring without quotes, dedented as `inspect.cleandoc` does, with
+    "a"/"an" agreeing with the word after them and its summary ending in a period."""
     text = text.strip()
     for quote in ('"""', "'''"):
         if text.startswith(quote):
             text = text[3:]
             text = text[:-3] if text.endswith(quote) else text
             break
-    return inspect.cleandoc(text)
+    from codemt.mine.docstrings import prose_summary
+
+    text = fix_articles(inspect.cleandoc(text))
+    summary, rest = (text.split("\n\n", 1) + [""])[:2]
+    if prose_summary(summary) and re.search(r"[A-Za-z0-9)\]'`\"]$", summary):
+        summary += "."
+    return f"{summary}\n\n{rest}" if rest else summary
+
+
+# Words whose first letter does not say how they sound: "a user", "an hour".
+_SOUNDS_CONSONANT = re.compile(r"(?:uni|use|usu|uti|ura|uri|url|utf|eu|one\b|once)", re.I)
+_SOUNDS_VOWEL = re.compile(r"(?:hour|honest|honou?r|heir)", re.I)
+_NOT_NOUNS = frozenset(
+    [
+        "and",
+        "or",
+        "of",
+        "to",
+        "in",
+        "is",
+        "if",
+        "at",
+        "as",
+        "on",
+        "by",
+        "for",
+        "with",
+        "from",
+        "into",
+        "are",
+        "was",
+        "be",
+        "it",
+        "not",
+        "nor",
+        "but",
+        "so",
+        "than",
+        "then",
+        "that",
+        "the",
+        "a",
+        "an",
+    ]
+)
+# Letters whose names start with a vowel sound: "an HTTP", "an SQL", "a URL".
+_VOWEL_LETTERS = frozenset("AEFHILMNORSX")
+
+
+def fix_articles(text: str) -> str:
+    """ "a"/"an" chosen by how the next word sounds ("an init", "a naturalsize", "an
+    HTTP request"), outside `code` spans."""
+
+    def agree(match: re.Match[str]) -> str:
+        article, space, word = match.group(1), match.group(2), match.group(3)
+        if word.lower() in _NOT_NOUNS:  # "add a and b": `a` is a name, not an article
+            return match.group(0)
+        if word.isupper() and len(word) > 1:
+            vowel = word[0] in _VOWEL_LETTERS
+        elif _SOUNDS_CONSONANT.match(word):
+            vowel = False
+        elif _SOUNDS_VOWEL.match(word):
+            vowel = True
+        else:
+            vowel = word[0].lower() in "aeiou"
+        chosen = "an" if vowel else "a"
+        return (chosen.capitalize() if article[0].isupper() else chosen) + space + word
+
+    parts = re.split(r"(`[^`]*`)", text)
+    pattern = re.compile(r"\b([Aa]n?)(\s+)([A-Za-z][\w]*)")
+    return "".join(p if p.startswith("`") else pattern.sub(agree, p) for p in parts)
 
 
 def finish_body(text: str) -> str:
@@ -405,6 +476,30 @@ def adapt_summary(summary: str, neighbor_signature: str, record: dict[str, Any])
             flags=re.IGNORECASE,
         )
     return adapted if adapted != summary else ""
+
+
+def structured(record: dict[str, Any], result: Translation, style: str) -> Translation:
+    """A generated docstring in a sectioned style rebuilt from the method's code: its
+    parameters, returns, yields and raises as the code has them (never one twice, never
+    one it lacks), the model's summary and descriptions where it gave them; the model's
+    text as it is where the method's code does not parse."""
+    from codemt.mine.docstrings import prose_summary, summary_of
+    from codemt.templates import build_docstring, docstring_text, facts_of, parse_descriptions
+
+    decorators = "".join(f"@{d}\n" for d in record.get("decorators") or ())
+    try:
+        tree = ast.parse(f"{decorators}{record['signature']}\n{record['body'] or '    ...'}")
+    except (SyntaxError, ValueError, RecursionError):
+        return result
+    function = tree.body[0] if tree.body else None
+    if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+        return result
+    static = any(d.split(".")[-1] == "staticmethod" for d in record.get("decorators") or ())
+    facts = facts_of(function, is_method=bool(record.get("class_name")) and not static)
+    summary = prose_summary(result.text) or summary_of(result.text)
+    found = parse_descriptions(result.text, style)
+    text = docstring_text(build_docstring(summary, facts, style, found))
+    return replace(result, text=text)
 
 
 def _article(article: str, word: str) -> str:
@@ -670,6 +765,9 @@ class Translator:
                         offered=own,
                     )
                 bar.update(len(batch))
+        if target == "docstring" and style not in (None, "summary"):
+            for i, record in enumerate(records):
+                results[i] = structured(record, results[i], style)
         return [results[i] for i in range(len(inputs))]
 
     def _offered(

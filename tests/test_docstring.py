@@ -194,8 +194,8 @@ Raises:
         "",
         "Args:",
         "path (str): Where it is, on disk.",
-        "*args: _description_",
-        "n (int, optional): _description_. Defaults to 2.",
+        "*args:",
+        "n (int, optional): Defaults to 2.",
         "",
         "Returns:",
         "bool: Whether it worked.",
@@ -203,19 +203,28 @@ Raises:
         "Raises:",
         "OSError: When it cannot.",
     ]
-    numpy_text = "Read.\n\nParameters\n----------\npath : str\n    The path.\n\nReturns\n-------\nbool\n    True if so."
+    numpy_text = "Read.\n\nParameters\n----------\npath : str\n    The file to read.\n\nReturns\n-------\nbool\n    True if so."
     numpy_found = parse_descriptions(numpy_text, "numpy")
-    assert numpy_found.parameters == {"path": "The path."} and numpy_found.returns == "True if so."
+    assert numpy_found.parameters == {"path": "The file to read."}
+    assert numpy_found.returns == "True if so."
     rest_found = parse_descriptions(
-        ":param str path: The path.\n:returns: True.\n:raises OSError: If so.", "rest"
+        ":param str path: The file to read.\n:returns: True.\n:raises OSError: If so.", "rest"
     )
     assert (rest_found.parameters, rest_found.returns, rest_found.raises) == (
-        {"path": "The path."},
+        {"path": "The file to read."},
         "True.",
         {"OSError": "If so."},
     )
     rest = [p.text for p in build_docstring("Read.", facts, "rest", rest_found)]
-    assert rest[2:5] == [":param path: The path.", ":type path: str", ":param args: _description_"]
+    assert rest[2:5] == [":param path: The file to read.", ":type path: str", ":param args:"]
+    marked = [p.text for p in build_docstring("Read.", facts, "google", found, placeholders=True)]
+    assert marked[4:6] == [
+        "*args: _description_",
+        "n (int, optional): _description_. Defaults to 2.",
+    ]
+    # A description that only restates the name says nothing.
+    empty = parse_descriptions("Do.\n\nArgs:\n    val: The value of the value.\n", "google")
+    assert empty.parameters == {}
     assert build_docstring("Read.", facts, "summary") == [Paragraph("Read.")]
     assert parse_descriptions("garbage :\n----\n  : (\n", "numpy").parameters == {}
 
@@ -267,7 +276,8 @@ def test_crlf_latin1_and_bom_files_round_trip(tmp_path):
     assert b"\n" not in new.replace(b"\r\n", b"")  # every line ending still CRLF
     assert b"'\xe9t\xe9'  # caf\xe9" in new and new.startswith(b"# -*- coding: latin-1 -*-\r\n")
     assert b'        """Summary of C.more.\r\n\r\n        Args:\r\n' in new
-    assert bom.read_bytes().startswith(b'\xef\xbb\xbfdef f():\n    """Summary of f.\n')
+    # Nothing to say of what f returns (no annotation, no description): no Returns.
+    assert bom.read_bytes().startswith(b'\xef\xbb\xbfdef f():\n    """Summary of f."""\n')
     for path in (latin, bom):
         assert comments(path.read_bytes()) == comments(old[path])
         text = read_source(path).text

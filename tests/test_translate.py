@@ -22,11 +22,13 @@ from codemt.translate import (
     finish_body,
     finish_docstring,
     finish_signature,
+    fix_articles,
     method_name_words,
     name_coverage,
     parse_method,
     source_features,
     split_location,
+    structured,
 )
 
 ADD = '''def add(a: int, b: int = 1) -> int:
@@ -430,3 +432,51 @@ def test_translate_command_errors(tmp_path, tiny_model, capsys, no_default_model
     meta = json.loads((checkpoint / "codemt.json").read_text())
     assert meta["modes"]["examples"]["max_target_tokens"] == 64
     assert main(["translate", f"{path}:top", "--model", str(checkpoint), "--target", "body"]) == 0
+
+
+@pytest.mark.parametrize(
+    "text, fixed",
+    [
+        ("Create a init file.", "Create an init file."),
+        ("Return an naturalsize.", "Return a naturalsize."),
+        ("A apple for an user, an hour, a HTTP call and an URL.", None),
+        ("Add a and b.", "Add a and b."),
+        ("Use `a init` as is.", "Use `a init` as is."),
+    ],
+)
+def test_articles_agree_with_the_next_word(text, fixed):
+    expected = fixed or "An apple for a user, an hour, an HTTP call and a URL."
+    assert fix_articles(text) == expected
+
+
+def test_a_generated_summary_ends_with_a_period_and_sections_are_left_as_they_are():
+    assert finish_docstring("Return the sum") == "Return the sum."
+    assert finish_docstring("Return the sum\n\nMore text") == "Return the sum.\n\nMore text"
+    assert finish_docstring("Args:\n    x: y") == "Args:\nx: y"
+    assert finish_docstring("Is it?") == "Is it?"
+
+
+def test_a_sectioned_docstring_takes_its_sections_from_the_code():
+    """The model listed a parameter twice, invented one, left Returns empty and broke a
+    bracket: the sections come from the code, the descriptions from the model."""
+    from codemt.translate import Translation, method_record
+
+    record = method_record(
+        "def scale(self, factor: float, *, clamp=True) -> float:\n"
+        "    if factor < 0:\n        raise ValueError('negative')\n    return factor"
+    )
+    record["class_name"] = "Shape"
+    garbled = Translation(
+        "Scale the shape (by a factor.\n\nArgs:\n    factor: How much to scale it.\n"
+        "    factor: Again.\n    size: Invented.\n\nReturns:\n",
+        -1.0,
+    )
+    text = structured(record, garbled, "google").text
+    assert text == (
+        "Scale the shape (by a factor.\n\nArgs:\n    factor (float): How much to scale it.\n"
+        "    clamp (optional): Defaults to True.\n\nReturns:\n    float\n\n"
+        "Raises:\n    ValueError:"
+    )
+    broken = method_record("def f(x):\n    return x")
+    broken["body"] = "    return (x"
+    assert structured(broken, garbled, "google") is garbled
