@@ -207,6 +207,18 @@ def docstring_edit(text: str, node: Function, docstring: str) -> TextEdit:
     return TextEdit(colon, end, f"\n{indent}{literal}\n{indent}".replace("\n", newline))
 
 
+def docstring_replacement(text: str, node: Function, literal: str) -> TextEdit:
+    """The edit that replaces a function's docstring literal by `literal` (its lines
+    joined by `\\n`, written with the file's own line break)."""
+    value = docstring_node(node)
+    if value is None:
+        raise ValueError(f"line {node.lineno}: the function has no docstring")
+    starts = line_starts(text)
+    start = _offset(text, starts, value.lineno, value.col_offset)
+    end = _offset(text, starts, value.end_lineno or value.lineno, value.end_col_offset or 0)
+    return TextEdit(start, end, literal.replace("\n", _newline(text)))
+
+
 def body_edit(text: str, node: Function, body: str) -> TextEdit:
     """The edit that replaces a stub's placeholder (see `is_stub`) by a generated body.
 

@@ -4,7 +4,9 @@
 
 A pygls server over stdio. On a function without a docstring it offers the code action
 "Generate docstring"; on a stub (a docstring and `...`, `pass` or `raise
-NotImplementedError`) it offers "Generate body". Listing actions only parses the file;
+NotImplementedError`) it offers "Generate body"; on a docstring whose sections disagree
+with the code, "Update docstring" (`codemt.upkeep`). Each finding of `codemt docstring
+--lint` is a diagnostic of the open document, refreshed as it changes (`--no-lint`: none). Listing actions only parses the file;
 the model runs when the editor resolves the chosen action (`codeAction/resolve`), which
 returns the WorkspaceEdit, so moving the cursor around never waits for a model. The model
 itself is loaded on the first resolve, so the editor starts the server instantly.
@@ -39,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from codemt import __version__, edits
+from codemt import __version__, edits, upkeep
+from codemt.apply import SourceError
 from codemt.mine.extract import docstring_node
 from codemt.translate import (
     DEFAULT_MODEL,
@@ -64,6 +67,7 @@ ACTIONS: dict[str, tuple[str, Callable[[edits.Function], bool]]] = {
     "docstring": ("Generate docstring (codemt)", lambda node: docstring_node(node) is None),
     "body": ("Generate body (codemt)", edits.is_stub),
 }
+UPDATE = ("update", "Update docstring (codemt)")
 # LSP's error code for a request that was valid but failed (e.g. the model wrote nothing).
 REQUEST_FAILED = -32803
 # JSON-RPC's error codes: bytes that are not JSON, JSON that is not a request, params that
@@ -89,6 +93,7 @@ class LspSettings:
     style: str = "summary"
     generation: GenerationSettings = GenerationSettings()
     memory: bool = True  # the workspace's project memory, for a model that reads one
+    lint: bool = True  # publish `codemt docstring --lint`'s findings as diagnostics
 
     def __post_init__(self) -> None:
         resolve_style("docstring", self.style)  # raises ValueError naming the known styles
@@ -187,14 +192,61 @@ def create_server(settings: LspSettings) -> LanguageServer:
 
         return server.workspace.text_documents.get(unquote(uri))
 
+    def publish(uri: str) -> None:
+        """The document's lint findings as diagnostics (kept as they were while the text
+        does not parse: half-typed code)."""
+        document = opened(uri)
+        if not settings.lint or document is None:
+            return
+        text = document.source
+        try:
+            source = upkeep.text_source(text, document.path or "untitled.py")
+        except SourceError:
+            return
+        starts = edits.line_starts(text)
+        diagnostics = []
+        for _, function, finding in upkeep.lint_sources([source], lambda f: True):
+            line = text[starts[function.line - 1] :].split("\n", 1)[0].rstrip("\r")
+            begin = starts[function.line - 1] + len(line) - len(line.lstrip())
+            start, end = edits.lsp_range(text, begin, begin + len(line.lstrip()))
+            quiet = finding.code in ("DS001", "DS900")
+            diagnostics.append(
+                types.Diagnostic(
+                    range=types.Range(
+                        start=types.Position(line=start[0], character=start[1]),
+                        end=types.Position(line=end[0], character=end[1]),
+                    ),
+                    message=finding.message,
+                    severity=types.DiagnosticSeverity.Hint
+                    if quiet
+                    else types.DiagnosticSeverity.Warning,
+                    code=finding.code,
+                    source="codemt",
+                )
+            )
+        server.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(
+                uri=document.uri, diagnostics=diagnostics, version=document.version
+            )
+        )
+
     @server.feature(types.INITIALIZED)
     def initialized(params: types.InitializedParams) -> None:
         threading.Thread(target=build_memory, name="codemt-memory", daemon=True).start()
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(params: types.DidOpenTextDocumentParams) -> None:
+        publish(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(params: types.DidChangeTextDocumentParams) -> None:
+        publish(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     @server.thread()
     def saved(params: types.DidSaveTextDocumentParams) -> None:
         """A saved Python file of the workspace is read into the memory again."""
+        publish(params.text_document.uri)
         memory = model.memory
         if memory is None:
             return
@@ -226,6 +278,9 @@ def create_server(settings: LspSettings) -> LanguageServer:
         node = function_at(tree, params.range.start.line + 1)
         if node is None:
             return []
+        offered = [(t, title) for t, (title, applies) in ACTIONS.items() if applies(node)]
+        if docstring_node(node) is not None and stale(document, node) is not None:
+            offered.append(UPDATE)
         return [
             types.CodeAction(
                 title=title,
@@ -237,9 +292,53 @@ def create_server(settings: LspSettings) -> LanguageServer:
                     "name": node.name,
                 },
             )
-            for target, (title, applies) in ACTIONS.items()
-            if applies(node)
+            for target, title in offered
         ]
+
+    def stale(document: Any, node: edits.Function) -> upkeep.Stale | None:
+        """The function's stale docstring, or None (in step, unreadable, not parsing)."""
+        try:
+            source = upkeep.text_source(document.source, document.path or "untitled.py")
+            return upkeep.stale_at(source, node.lineno)
+        except (SourceError, upkeep.Unreadable):
+            return None
+
+    def written(text: str, node: edits.Function, record: dict, target: str) -> edits.TextEdit:
+        """The model's docstring or body for a function, as an edit of the text."""
+        style = settings.style if target == "docstring" else None
+        result = model.translate(record, target, style, settings.generation)
+        try:
+            if target == "docstring":
+                return edits.docstring_edit(text, node, result.text)
+            if result.parsed:  # the best-scored candidate that parses, if any did
+                return edits.body_edit(text, node, result.text)
+            raise ValueError(
+                f"none of the {len(result.candidates)} bodies the model wrote for "
+                f"{record['name']} parses; try a larger --beams"
+            )
+        except ValueError as error:
+            raise JsonRpcException(str(error), code=REQUEST_FAILED) from None
+
+    def updated(document: Any, node: edits.Function, record: dict) -> edits.TextEdit:
+        """The edit that brings a stale docstring in line with its code, new entries
+        described by the model in the docstring's style."""
+        from codemt.templates import parse_descriptions
+
+        found = stale(document, node)
+        if found is None:
+            raise JsonRpcContentModified(f"{node.name}'s docstring needs no update")
+        descriptions = None
+        if found.needs_descriptions:
+            style = found.doc.style
+            result = model.translate(record, "docstring", style, settings.generation)
+            descriptions = parse_descriptions(result.text, style)
+        try:
+            literal = upkeep.updated_literal(found, descriptions, width=88)
+        except upkeep.Unreadable as error:
+            raise JsonRpcException(str(error), code=REQUEST_FAILED) from None
+        if literal is None:
+            raise JsonRpcContentModified(f"{node.name}'s docstring needs no update")
+        return edits.docstring_replacement(document.source, node, literal)
 
     @server.feature(types.CODE_ACTION_RESOLVE)
     @server.thread()  # generation takes a while: the server keeps reading messages meanwhile
@@ -248,7 +347,8 @@ def create_server(settings: LspSettings) -> LanguageServer:
         data = action.data
         if not isinstance(data, dict) or not {"uri", "target", "line", "name"} <= set(data):
             raise JsonRpcInvalidParams("not an action of codemt's: ask for the actions again")
-        if data["target"] not in ACTIONS or not isinstance(data["line"], int):
+        known = data["target"] in ACTIONS or data["target"] == UPDATE[0]
+        if not known or not isinstance(data["line"], int):
             raise JsonRpcInvalidParams("not an action of codemt's: ask for the actions again")
         document = opened(data["uri"])
         if document is None:
@@ -261,24 +361,14 @@ def create_server(settings: LspSettings) -> LanguageServer:
             node = record = None
         if node is None or node.lineno != data["line"] or node.name != data["name"]:
             raise JsonRpcContentModified(f"{data['name']} moved or changed; ask again")
-        if not ACTIONS[target][1](node):
-            raise JsonRpcContentModified(f"{data['name']} no longer needs a {target}")
-        style = settings.style if target == "docstring" else None
         # The document's own path: the memory never offers a function as its own neighbour.
         record = {**record, "path": document.path or ""}
-        result = model.translate(record, target, style, settings.generation)
-        try:
-            if target == "docstring":
-                edit = edits.docstring_edit(text, node, result.text)
-            elif result.parsed:  # the best-scored candidate that parses, if any did
-                edit = edits.body_edit(text, node, result.text)
-            else:
-                raise ValueError(
-                    f"none of the {len(result.candidates)} bodies the model wrote for "
-                    f"{data['name']} parses; try a larger --beams"
-                )
-        except ValueError as error:
-            raise JsonRpcException(str(error), code=REQUEST_FAILED) from None
+        if target == UPDATE[0]:
+            edit = updated(document, node, record)
+        elif not ACTIONS[target][1](node):
+            raise JsonRpcContentModified(f"{data['name']} no longer needs a {target}")
+        else:
+            edit = written(text, node, record, target)
         # Characters as the client counts them: UTF-16 unless it negotiated another encoding.
         encoding = types.PositionEncodingKind(server.workspace.position_encoding or "utf-16")
         start, end = edits.lsp_range(text, edit.start, edit.end, encoding.value)
@@ -552,6 +642,7 @@ def _lsp_command(args: argparse.Namespace) -> int:
             style=args.style,
             generation=generation_settings(args, num_beams=args.beams),
             memory=args.memory != "none",
+            lint=not args.no_lint,
         )
         # Fail now, not on the first code action (the model loads then).
         from codemt.backends import select_backend
@@ -589,5 +680,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="project",
         help="project: write with the workspace's documented functions beside each one "
         "(default, for a model trained to read them); none: each function alone",
+    )
+    parser.add_argument(
+        "--no-lint",
+        action="store_true",
+        help="publish no diagnostics (by default each finding of `codemt docstring --lint`)",
     )
     parser.set_defaults(func=_lsp_command)

@@ -15,9 +15,10 @@ import re
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from codemt.apply import Function, FunctionEdit, Source, SourceError
+from codemt.apply import Function, FunctionEdit, Source, SourceError, parse_text
 from codemt.mine.docstrings import GOOGLE, NUMPY, REST
 from codemt.mine.extract import docstring_node
 from codemt.sections import (
@@ -615,3 +616,27 @@ def lint_sources(
                 findings = [Finding("DS900", f"{error} (left as it is)")]
             found += [(source, function, f) for f in findings]
     return found
+
+
+# ------------------------------------------------------------------ in an editor
+
+
+def text_source(text: str, path: str = "<editor>") -> Source:
+    """A document's text as a Source (an editor's or a request's): parsed, never read
+    from disk; line breaks as the parser reads them. Raises SourceError (syntax)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return Source(Path(path), text.encode("utf-8"), text, parse_text(path, text))
+
+
+def stale_at(source: Source, line: int) -> Stale | None:
+    """The function whose `def` is on `line`, if its docstring is stale (Unreadable
+    where its sections cannot be read)."""
+    for function in source.functions:
+        if function.line == line and function.docstring:
+            doc, findings = check_function(source, function)
+            kept = tuple(f for f in findings if f.code in UPDATED)
+            if not kept:
+                return None
+            facts = facts_of(function.node, is_method=function.is_method)
+            return Stale(source, function, doc, facts, kept)
+    return None

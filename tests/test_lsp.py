@@ -131,7 +131,9 @@ class StubTranslator:
 
     def translate_batch(self, records, target, style, *, settings, memory=None):
         if target == "docstring":
-            return [Translation("Stub summary.", 0.0) for _ in records]
+            described = "Stub summary.\\n\\nArgs:\\n    name: The part to append."
+            text = "Stub summary." if style in (None, "summary") else described
+            return [Translation(text, 0.0) for _ in records]
         # A body that parses, but for a function named to ask for one that does not.
         return [
             Translation("return (", 0.0, parsed=False)
@@ -387,7 +389,9 @@ def test_a_framing_error_does_not_wedge_the_server(fresh_client, frame):
     if answerable:
         assert fresh_client.response(100, timeout=20)["result"]
     else:
-        (error,) = [m["error"] for m in fresh_client.skipped if m.get("id") is None]
+        (error,) = [
+            m["error"] for m in fresh_client.skipped if "error" in m and m.get("id") is None
+        ]
         assert error["code"] == PARSE_ERROR and error["message"]
     # Requests after shutdown are refused, exit is obeyed.
     assert fresh_client.request("shutdown", timeout=20)["result"] is None
@@ -433,3 +437,69 @@ def test_what_is_no_message_is_said_once_and_skipped():
         1, FramingError, 2, FramingError, 3
     ]  # fmt: skip
     assert "not JSON" in messages[1].reason and "over the limit" in messages[3].reason
+
+
+STALE_URI = "file:///project/paths.py"
+STALE = '''def join(base, name):
+    """Join two parts.
+
+    Args:
+        other: Gone.
+        base: The base.
+    """
+    return base + name
+
+
+def ok(a):
+    """Fine.
+
+    Args:
+        a: A.
+    """
+    print(a)
+'''
+
+
+def diagnostics_of(client: LspClient, uri: str, version: int) -> list[dict[str, Any]]:
+    """The diagnostics the server published for a version of a document."""
+    while True:
+        for message in client.skipped:
+            params = message.get("params") or {}
+            published = message.get("method") == "textDocument/publishDiagnostics"
+            if published and params["uri"] == uri and params.get("version") == version:
+                client.skipped.remove(message)
+                return params["diagnostics"]
+        message = client.messages.get(timeout=20)
+        client.skipped.append(message)
+
+
+def test_lint_findings_are_diagnostics_and_a_stale_docstring_is_updated(stub_client):
+    document = {"uri": STALE_URI, "languageId": "python", "version": 1, "text": STALE}
+    stub_client.notify("textDocument/didOpen", {"textDocument": document})
+    found = diagnostics_of(stub_client, STALE_URI, 1)
+    assert [(d["code"], d["range"]["start"]["line"]) for d in found] == [
+        ("DS101", 0),
+        ("DS102", 0),
+        ("DS201", 0),
+    ]
+    assert found[0]["source"] == "codemt" and found[0]["range"]["end"]["character"] == 21
+    actions = code_actions(stub_client, 1, uri=STALE_URI)
+    assert [a["title"] for a in actions] == ["Update docstring (codemt)"]
+    assert code_actions(stub_client, 12, uri=STALE_URI) == []  # in step
+    resolved = stub_client.request("codeAction/resolve", actions[0])["result"]
+    (change,) = resolved["edit"]["documentChanges"]
+    edited = apply_edits(STALE, change["edits"])
+    # `other` was renamed `name` (one gone, one new): its description carried over.
+    assert edited == STALE.replace(
+        "        other: Gone.\n        base: The base.\n",
+        "        base: The base.\n        name: Gone.\n",
+    )
+    # The document changes: its diagnostics follow.
+    stub_client.notify(
+        "textDocument/didChange",
+        {
+            "textDocument": {"uri": STALE_URI, "version": 2},
+            "contentChanges": [{"text": edited}],
+        },
+    )
+    assert [d["code"] for d in diagnostics_of(stub_client, STALE_URI, 2)] == ["DS201"]
