@@ -175,6 +175,52 @@ class DocstringResponse(BaseModel):
     timing: Timing
 
 
+class LintRequest(BaseModel):
+    """A file whose docstrings are checked against its code (no model runs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(description="the whole file; it is parsed, never run")
+    select: list[str] = Field([], description="report only these codes or prefixes (DS1)")
+    ignore: list[str] = Field([], description="leave out these codes or prefixes")
+
+
+class Finding(BaseModel):
+    """One disagreement between a docstring and its function (`codemt docstring --lint`)."""
+
+    line: int = Field(description="1-based line of the function's `def`")
+    function: str = Field(description="qualified name of the function")
+    code: str = Field(description="DS001 ... DS900; see docs/docstring-upkeep.md")
+    message: str
+
+
+class LintResponse(BaseModel):
+    """Every finding, in line order."""
+
+    findings: list[Finding]
+
+
+class UpdateRequest(Generation):
+    """A file and which function's stale docstring to bring in line with its code."""
+
+    text: str = Field(description="the whole file; it is parsed, never run")
+    line: int | None = Field(None, ge=1, description="1-based; any line of the function")
+    function: str | None = Field(None, description="qualified name, e.g. Class.method")
+    describe: bool = Field(
+        True, description="let the model describe the entries an update adds (else none)"
+    )
+
+
+class UpdateResponse(BaseModel):
+    """The file with the docstring updated, the edit, and what it fixed."""
+
+    function: str
+    line: int
+    fixed: list[Finding] = Field(description="the findings the update answers")
+    text: str = Field(description="the edited file")
+    edit: TextEdit
+    timing: Timing
+
+
 class ModelInfo(BaseModel):
     """Which model serves."""
 

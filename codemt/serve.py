@@ -6,6 +6,8 @@ Endpoints:
 
     POST /v1/translate   a function's source -> its docstring, body or signature
     POST /v1/docstring   a file and a line or function name -> the edited file and the edit
+    POST /v1/lint        a file -> its docstrings' disagreements with the code (no model)
+    POST /v1/update      a file and a function with a stale docstring -> the edited file
     GET  /v1/model       which model serves: name, preset, parameters, stage, modes
     GET  /openapi.json   the API's schema
     GET  /health         up, how busy, and the limits
@@ -414,7 +416,9 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
 
-    from codemt import api, edits
+    from codemt import api, edits, upkeep
+    from codemt.apply import SourceError
+    from codemt.templates import parse_descriptions
 
     settings = settings or ServeSettings()
     batcher = Batcher(
@@ -467,7 +471,8 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         code: {"model": api.Error, "description": why}
         for code, why in {
             400: "invalid input: not Python, no such function, settings that do not fit",
-            409: "the function already has a docstring",
+            409: "the function already has a docstring (/v1/update: needs no update)",
+            422: "the request does not fit the API (/v1/update: sections it cannot read)",
             411: "no Content-Length",
             413: "the source, file or body is too large",
             415: "the body is not JSON",
@@ -591,6 +596,93 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
                 new_text=edit.new_text,
             ),
             timing=timing(result, t0),
+        )
+
+    def findings(text: str) -> tuple[Any, list[tuple[Any, Any]]]:
+        """The file as a Source and its (function, finding) pairs; 400 if it does not parse."""
+        try:
+            source = upkeep.text_source(text, "request.py")
+        except SourceError as error:
+            raise HTTPException(
+                400, f"the file does not parse: {error.message} (line {error.line})"
+            ) from None
+        found = upkeep.lint_sources([source], lambda f: True)
+        return source, [(function, finding) for _, function, finding in found]
+
+    @app.post("/v1/lint", response_model=api.LintResponse, responses=errors)
+    async def lint(body: api.LintRequest) -> api.LintResponse:
+        """Check a file's docstrings against its code, as `codemt docstring --lint`."""
+        check_size(body.text, settings.max_file_bytes, "file")
+        unknown = [
+            c
+            for c in [*body.select, *body.ignore]
+            if not any(k.startswith(c) for k in upkeep.CODES)
+        ]
+        if unknown:
+            raise HTTPException(400, f"no finding has the code {unknown[0]!r}")
+        _, found = await asyncio.to_thread(findings, body.text)
+        return api.LintResponse(
+            findings=[
+                api.Finding(line=f.line, function=f.name, code=x.code, message=x.message)
+                for f, x in found
+                if upkeep.codes_selected(x.code, body.select, body.ignore)
+            ]
+        )
+
+    @app.post("/v1/update", response_model=api.UpdateResponse, responses=errors)
+    async def update(body: api.UpdateRequest) -> api.UpdateResponse:
+        """Bring one function's stale docstring in line with its code; the edited file."""
+        t0 = time.monotonic()
+        check_size(body.text, settings.max_file_bytes, "file")
+        if body.line is None and body.function is None:
+            raise HTTPException(400, "say which function: give its line, its name or both")
+        options = generation(body)
+        try:
+            functions = await asyncio.to_thread(edits.file_functions, body.text)
+            node, record = edits.find_function(functions, line=body.line, name=body.function)
+        except (ValueError, LookupError) as error:
+            raise HTTPException(400, str(error)) from None
+        source, _ = await asyncio.to_thread(findings, body.text)
+        try:
+            stale = upkeep.stale_at(source, node.lineno)
+        except upkeep.Unreadable as error:
+            raise HTTPException(422, f"{record['name']}: {error}; left as it is") from None
+        if stale is None:
+            raise HTTPException(409, f"{record['name']} (line {node.lineno}) needs no update")
+        descriptions, result = None, None
+        if body.describe and stale.needs_descriptions:
+            style = stale.doc.style
+            result = await generate(record, BatchKey("docstring", style, options))
+            descriptions = parse_descriptions(result.translation.text, style)
+        try:
+            literal = upkeep.updated_literal(stale, descriptions, width=88)
+        except upkeep.Unreadable as error:
+            raise HTTPException(422, f"{record['name']}: {error}; left as it is") from None
+        if literal is None:
+            raise HTTPException(409, f"{record['name']} (line {node.lineno}) needs no update")
+        edit = edits.docstring_replacement(body.text, node, literal)
+        start, end = edits.lsp_range(body.text, edit.start, edit.end)
+        total = 1000 * (time.monotonic() - t0)
+        return api.UpdateResponse(
+            function=record["name"],
+            line=node.lineno,
+            fixed=[
+                api.Finding(
+                    line=node.lineno, function=record["name"], code=f.code, message=f.message
+                )
+                for f in stale.findings
+            ],
+            text=edit.apply(body.text),
+            edit=api.TextEdit(
+                range=api.Range(
+                    start=api.Position(line=start[0], character=start[1]),
+                    end=api.Position(line=end[0], character=end[1]),
+                ),
+                new_text=edit.new_text,
+            ),
+            timing=timing(result, t0)
+            if result
+            else api.Timing(queued_ms=0, generate_ms=0, total_ms=total, batch_size=0),
         )
 
     @app.get("/v1/model", response_model=api.ModelInfo)

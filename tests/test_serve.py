@@ -468,3 +468,70 @@ def test_serve_command_checks_hosts(tiny_model, monkeypatch, capsys):
     assert served["app"].names == {"127.0.0.1", "proxy.example", "b.example"}
     assert main([*command, "--allow-host", "https://proxy.example"]) == 2
     assert "not a host name" in capsys.readouterr().err
+
+
+STALE = '''def join(base: str, name, sep="/") -> str:
+    """Join two parts.
+
+    Args:
+        base (int): The base.
+        other: Gone.
+    """
+    return base + sep + name
+
+
+def unreadable(a):
+    """Do.
+
+    Args:
+        this is prose, not an entry
+    """
+    print(a)
+'''
+
+
+def test_lint_reports_each_finding_without_a_model(client):
+    body = checked(client, "POST", "/v1/lint", 200, json={"text": STALE})
+    assert [(f["line"], f["function"], f["code"]) for f in body["findings"]] == [
+        (1, "join", "DS101"),
+        (1, "join", "DS101"),
+        (1, "join", "DS102"),
+        (1, "join", "DS104"),
+        (1, "join", "DS201"),
+        (11, "unreadable", "DS900"),
+    ]
+    only = checked(client, "POST", "/v1/lint", 200, json={"text": STALE, "select": ["DS9"]})
+    assert [f["code"] for f in only["findings"]] == ["DS900"]
+    assert (
+        "line 1" in checked(client, "POST", "/v1/lint", 400, json={"text": "def f(:\n"})["detail"]
+    )
+    bad = checked(client, "POST", "/v1/lint", 400, json={"text": STALE, "ignore": ["XX"]})
+    assert "XX" in bad["detail"]
+
+
+def test_update_brings_one_docstring_in_line_and_says_what_it_fixed(client):
+    request = {"text": STALE, "function": "join", "describe": False, **FAST}
+    body = checked(client, "POST", "/v1/update", 200, json=request)
+    assert body["function"] == "join" and body["line"] == 1
+    assert {f["code"] for f in body["fixed"]} == {"DS101", "DS102", "DS104", "DS201"}
+    assert body["text"] == STALE.replace(
+        "        base (int): The base.\n        other: Gone.\n",
+        "        base (str): The base.\n        name: Gone.\n        sep:\n\n"
+        "    Returns:\n        str\n",
+    )
+    lines = STALE.splitlines(keepends=True)
+    start, end = body["edit"]["range"]["start"], body["edit"]["range"]["end"]
+    offset = [sum(len(line) for line in lines[: p["line"]]) + p["character"] for p in (start, end)]
+    assert STALE[: offset[0]] + body["edit"]["new_text"] + STALE[offset[1] :] == body["text"]
+    described = checked(client, "POST", "/v1/update", 200, json={**request, "describe": True})
+    assert ast.parse(described["text"])  # the model's descriptions, whatever they are
+
+
+def test_update_refusals(client):
+    def refused(status: int, **request) -> str:
+        return checked(client, "POST", "/v1/update", status, json={**FAST, **request})["detail"]
+
+    in_step = 'def f(a):\n    """Do.\n\n    Args:\n        a: A.\n    """\n    print(a)\n'
+    assert "needs no update" in refused(409, text=in_step, line=1)
+    assert "is no parameters entry" in refused(422, text=STALE, function="unreadable")
+    assert "line, its name" in refused(400, text=STALE)
