@@ -471,8 +471,8 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         code: {"model": api.Error, "description": why}
         for code, why in {
             400: "invalid input: not Python, no such function, settings that do not fit",
-            409: "the function already has a docstring (/v1/update: needs no update)",
-            422: "the request does not fit the API (/v1/update: sections it cannot read)",
+            409: "the function already has a docstring (/v1/update: it needs no update, or "
+            "its sections cannot be read)",
             411: "no Content-Length",
             413: "the source, file or body is too large",
             415: "the body is not JSON",
@@ -646,7 +646,7 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         try:
             stale = upkeep.stale_at(source, node.lineno)
         except upkeep.Unreadable as error:
-            raise HTTPException(422, f"{record['name']}: {error}; left as it is") from None
+            raise HTTPException(409, f"{record['name']}: {error}; left as it is") from None
         if stale is None:
             raise HTTPException(409, f"{record['name']} (line {node.lineno}) needs no update")
         descriptions, result = None, None
@@ -657,7 +657,7 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         try:
             literal = upkeep.updated_literal(stale, descriptions, width=88)
         except upkeep.Unreadable as error:
-            raise HTTPException(422, f"{record['name']}: {error}; left as it is") from None
+            raise HTTPException(409, f"{record['name']}: {error}; left as it is") from None
         if literal is None:
             raise HTTPException(409, f"{record['name']} (line {node.lineno}) needs no update")
         edit = edits.docstring_replacement(body.text, node, literal)

@@ -533,5 +533,5 @@ def test_update_refusals(client):
 
     in_step = 'def f(a):\n    """Do.\n\n    Args:\n        a: A.\n    """\n    print(a)\n'
     assert "needs no update" in refused(409, text=in_step, line=1)
-    assert "is no parameters entry" in refused(422, text=STALE, function="unreadable")
+    assert "is no parameters entry" in refused(409, text=STALE, function="unreadable")
     assert "line, its name" in refused(400, text=STALE)
