@@ -41,6 +41,7 @@ from codemt.apply import (
     show_or_write,
     verify_edit,
 )
+from codemt.convert import conversions
 from codemt.memory import add_memory_arguments
 from codemt.mine.docstrings import SUMMARY, detect_style, prose_summary
 from codemt.sections import Unreadable
@@ -120,6 +121,8 @@ class DocstringSettings:
             (`codemt.upkeep`).
         placeholders: mark what no description covers `_description_` (else it is
             left undescribed).
+        convert: rewrite existing sectioned docstrings in this style (google, numpy,
+            rest), every word kept (`codemt.convert`).
     """
 
     style: str = SUMMARY
@@ -132,6 +135,7 @@ class DocstringSettings:
     describe: bool = True
     update: bool = False
     placeholders: bool = False
+    convert: str | None = None
 
     def __post_init__(self) -> None:
         if self.style not in (*STYLES, AUTO):
@@ -140,6 +144,8 @@ class DocstringSettings:
             )
         if self.line_length < 20:
             raise ValueError(f"line_length must be at least 20, got {self.line_length}")
+        if self.convert not in (None, *STRUCTURED):
+            raise ValueError(f"cannot convert to {self.convert!r}; choose google, numpy or rest")
         if self.min_lines < 0:
             raise ValueError(f"min_lines must be 0 or more, got {self.min_lines}")
 
@@ -156,6 +162,8 @@ class Report:
     missing: list[tuple[str, Function]] = field(default_factory=list)  # for --check
     stale: list[Stale] = field(default_factory=list)  # for --check --update
     updated: int = 0
+    converted: int = 0
+    restyled: list[tuple[str, Function]] = field(default_factory=list)  # for --check
     unreadable: list[SourceError] = field(default_factory=list)  # docstrings left alone
     style: str = SUMMARY  # the style written (auto resolved)
     t0: float = field(default_factory=time.perf_counter)
@@ -171,6 +179,9 @@ class Report:
         if stale or self.stale:
             verb = {"write": "updated", "diff": "to update", "check": "out of date"}[mode]
             parts.append(f"{_plural(stale, 'docstring')} {verb}")
+        if self.converted:
+            verb = {"write": "converted", "diff": "to convert", "check": "in another style"}
+            parts.append(f"{_plural(self.converted, 'docstring')} {verb[mode]}")
         if self.unreadable:
             parts.append(f"{_plural(len(self.unreadable), 'docstring')} not read")
         if self.already:
@@ -460,11 +471,21 @@ def document(
     stale: list[Stale] = []
     if settings.update:
         stale, report.unreadable = find_stale(sources, lambda f: skip_reason(f, settings) is None)
+    converted: dict[Path, dict[int, FunctionEdit]] = {}
+    if settings.convert:
+        found, unreadable = conversions(
+            sources, lambda f: skip_reason(f, settings) is None, settings.convert
+        )
+        report.unreadable += unreadable
+        for source, function, old, new in found:
+            converted.setdefault(source.path, {})[function.index] = literal_edit(old, new)
+            report.restyled.append((source.path.as_posix(), function))
+        report.converted = sum(len(c) for c in converted.values())  # in check mode
     if mode == "check":
         report.missing = [(t.source.path.as_posix(), t.function) for t in targets]
         report.stale = stale
         return report
-    if not targets and not stale:
+    if not targets and not stale and not converted:
         return report
 
     wanted = bool(targets) or settings.describe and any(s.needs_descriptions for s in stale)
@@ -477,11 +498,17 @@ def document(
             continue
         by_file.setdefault(target.source.path, {})[target.function.index] = docstring
     updates = _updates(stale, generator if settings.describe else None, settings, report)
+    # Conversions and updates of docstrings: an update of a stale one comes first (run
+    # the conversion again after it).
+    rewritten = {
+        path: {**converted.get(path, {}), **updates.get(path, {})}
+        for path in {*converted, *updates}
+    }
     # Every file is edited and verified before any is written.
     changes = []
     inside = _inside_given(paths)
     for source in sources:
-        if source.path not in by_file and source.path not in updates:
+        if source.path not in by_file and source.path not in rewritten:
             continue
         if mode == "write" and not inside(source.path):
             report.errors.append(
@@ -496,7 +523,7 @@ def document(
         try:
             changes.append(
                 apply_docstrings(
-                    source, by_file.get(source.path, {}), settings, updates.get(source.path)
+                    source, by_file.get(source.path, {}), settings, rewritten.get(source.path)
                 )
             )
         except SourceError as error:
@@ -506,8 +533,10 @@ def document(
     report.documented = sum(
         len(by_file.get(c.source.path, ())) for c in changes if str(c.source.path) not in unwritten
     )
-    report.updated = sum(
-        len(updates.get(c.source.path, ())) for c in changes if str(c.source.path) not in unwritten
+    written = [c.source.path for c in changes if str(c.source.path) not in unwritten]
+    report.updated = sum(len(updates.get(path, ())) for path in written)
+    report.converted = sum(
+        len(set(converted.get(path, ())) - set(updates.get(path, ()))) for path in written
     )
     report.errors += failed
     return report
@@ -580,6 +609,7 @@ def _docstring_command(args: argparse.Namespace) -> int:
             describe=not args.no_descriptions,
             update=args.update,
             placeholders=args.placeholders,
+            convert=args.convert_style,
         )
         unknown = [
             c for c in [*args.select, *args.ignore] if not any(k.startswith(c) for k in CODES)
@@ -604,12 +634,18 @@ def _docstring_command(args: argparse.Namespace) -> int:
         codes = ", ".join(sorted({f.code for f in item.findings}))
         where = f"{item.source.path.as_posix()}:{item.function.line}"
         print(f"{where}: {item.function.name}'s docstring is out of date ({codes})")
+    if mode == "check":
+        for path, function in report.restyled:
+            print(
+                f"{path}:{function.line}: {function.name}'s docstring is not in {args.convert_style} style"
+            )
     for error in report.unreadable:
         print(f"{error} (left as it is)", file=sys.stderr)
     for error in report.errors:
         print(f"{error}", file=sys.stderr)
     print(report.summary(mode), file=sys.stderr)
-    return 1 if report.errors or report.missing or report.stale else 0
+    restyled = mode == "check" and report.restyled
+    return 1 if report.errors or report.missing or report.stale or restyled else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -646,6 +682,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also rewrite the sections of existing google/numpy/rest docstrings that "
         "disagree with the code (parameters, returns, yields, raises), keeping every "
         "description written",
+    )
+    parser.add_argument(
+        "--convert-style",
+        choices=list(STRUCTURED),
+        metavar="STYLE",
+        help="rewrite existing google/numpy/rest docstrings in STYLE (google, numpy, rest), "
+        "every description kept word for word",
     )
     parser.add_argument(
         "--select",

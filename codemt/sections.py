@@ -49,6 +49,10 @@ _NUMPY_TITLES = {
     "yields": YIELDS,
     "raises": RAISES,
 }
+# Titles of free-text blocks that rest docstrings borrow from google's.
+_TEXT_TITLES = frozenset(
+    {"example", "examples", "note", "notes", "warning", "warnings", "see also", "references"}
+)
 _DASHES = re.compile(r"-{3,}\s*")
 _NUMPY_PARAMETER = re.compile(r"((?:\\?\*){0,2}\w+(?:\s*,\s*(?:\\?\*){0,2}\w+)*)\s*(?::\s*(.*))?")
 _NUMPY_EXCEPTION = re.compile(r"([A-Za-z_][\w.]*)\s*")
@@ -150,6 +154,17 @@ def read_docstring(literal: str, style: str | None = None) -> Docstring:
     lines = [raw[0]] + [line[len(margin) :] if line.strip() else "" for line in raw[1:]]
     if style is None:
         style = detect_style(inspect_clean(lines))
+        # Fields beside an `Examples:` block: rest, whose examples google's title matches.
+        if (
+            style == GOOGLE
+            and not any(
+                _GOOGLE_TITLES.get(m.group(1).lower())
+                for line in lines[1:]
+                if (m := _GOOGLE_HEADER.fullmatch(line))
+            )
+            and any(_REST_FIELD.fullmatch(line.strip()) for line in lines[1:])
+        ):
+            style = REST
     readers = {GOOGLE: _google_sections, NUMPY: _numpy_sections, REST: _rest_sections}
     sections = readers[style](lines) if style in readers else []
     return Docstring(prefix, quote, raw, lines, margin, style, sections)
@@ -273,7 +288,14 @@ def _rest_sections(lines: list[str]) -> list[Section]:
             last.entries.append(entry)
         else:
             sections.append(Section(kind, entry.start, entry.start, entry.end, [entry]))
-    return sections
+    # Free-text blocks under a title (`Examples:` and an indented body) are sections too.
+    for i, line in enumerate(lines[1:], 1):
+        header = _GOOGLE_HEADER.fullmatch(line)
+        if header and not header.group(2) and header.group(1).lower() in _TEXT_TITLES:
+            end = _block_end(lines, i + 1, len(lines), 0)
+            if end > i + 1 and not any(s.start <= i < s.end for s in sections):
+                sections.append(Section(OTHER, i, i + 1, end))
+    return sorted(sections, key=lambda s: s.start)
 
 
 # ------------------------------------------------------------------ writing

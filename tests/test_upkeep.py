@@ -2,6 +2,7 @@
 before/after files of each style and each kind of change, and on odd literals."""
 
 import ast
+import re
 import subprocess
 import sys
 import textwrap
@@ -555,3 +556,85 @@ def test_keywords_passed_on_through_kwargs_are_kept_and_never_renamed(tmp_path):
                 pass
         ''',
     )
+
+
+# ------------------------------------------------------------------ converting styles
+
+GOOGLE_DOC = '''def join(base: str, name: str, *parts, **options) -> str:
+    """Join two parts of a path.
+
+    The parts are joined with the separator,
+    which may be long.
+
+    Args:
+        base (str): The first part,
+            on two lines.
+        name: The second part.
+        *parts: More parts.
+        **options: Settings.
+
+    Returns:
+        str: The joined path.
+
+    Raises:
+        ValueError: If base is empty.
+
+    Examples:
+        >>> join("a", "b")
+        'a/b'
+    """
+    return base
+'''
+
+
+def converted(text: str, style: str) -> str:
+    from codemt.convert import convert
+    from codemt.templates import facts_of
+
+    node = ast.parse(text).body[0]
+    literal = ast.get_source_segment(text, node.body[0].value)
+    doc = read_docstring(literal)
+    lines = convert(doc, style, facts_of(node, is_method=False))
+    return text if lines is None else text.replace(literal, render(doc, lines))
+
+
+def words(text: str) -> list[str]:
+    """The words a person wrote (sorted: rest puts a type after its description),
+    without the section syntax of any style."""
+    doc = ast.get_docstring(ast.parse(text).body[0])
+    doc = re.sub(r":type \w+:", ":type:", doc)  # rest names a typed parameter twice
+    syntax = {"Args", "Parameters", "Returns", "Raises", "param", "type", "returns", "rtype"}
+    syntax |= {"raises", "Examples"}
+    return sorted(w for w in re.findall(r"[A-Za-z]+", doc) if w not in syntax)
+
+
+@pytest.mark.parametrize("via", ["numpy", "rest"])
+def test_google_converts_and_comes_back_unchanged(via):
+    there = converted(GOOGLE_DOC, via)
+    assert there != GOOGLE_DOC and ast.parse(there)
+    assert words(there) == words(GOOGLE_DOC)
+    assert converted(there, "google") == GOOGLE_DOC
+
+
+def test_numpy_to_rest_and_google_keep_every_word():
+    numpy_doc = converted(GOOGLE_DOC, "numpy")
+    assert "    Parameters\n    ----------\n    base : str\n        The first part,\n" in numpy_doc
+    for style in ("rest", "google"):
+        assert words(converted(numpy_doc, style)) == words(numpy_doc)
+    rest_doc = converted(numpy_doc, "rest")
+    assert ":param options: Settings.\n" in rest_doc and ":rtype: str\n" in rest_doc
+    assert converted(rest_doc, "numpy") == numpy_doc
+
+
+def test_convert_style_on_the_command_line(tmp_path):
+    (tmp_path / "m.py").write_text(GOOGLE_DOC)
+    check = run_cli("m.py", "--convert-style", "numpy", "--check", cwd=tmp_path)
+    assert (
+        check.returncode == 1 and "m.py:1: join's docstring is not in numpy style" in check.stdout
+    )
+    written = run_cli("m.py", "--convert-style", "numpy", "--write", cwd=tmp_path)
+    assert written.returncode == 0, written.stderr
+    assert "1 docstring converted" in written.stderr
+    assert (tmp_path / "m.py").read_text() == converted(GOOGLE_DOC, "numpy")
+    again = run_cli("m.py", "--convert-style", "numpy", "--check", cwd=tmp_path)
+    assert again.returncode == 0
