@@ -237,7 +237,7 @@ def docstring_literal(
 FunctionEdit = Callable[["cst.FunctionDef", str], "cst.FunctionDef"]
 
 
-def as_block(function: cst.FunctionDef) -> cst.FunctionDef:
+def as_block(function: cst.FunctionDef | cst.ClassDef) -> cst.FunctionDef | cst.ClassDef:
     """A function whose body is an indented block (`def f(): return 1` becomes two lines)."""
     import libcst as cst
 
@@ -251,8 +251,13 @@ def as_block(function: cst.FunctionDef) -> cst.FunctionDef:
     return function.with_changes(body=block)
 
 
-def _function_editor(default_indent: str, edits: Mapping[int, FunctionEdit]) -> Any:
-    """A libcst transformer that applies edits to functions, by index in source order.
+def _function_editor(
+    default_indent: str,
+    edits: Mapping[int, FunctionEdit],
+    class_edits: Mapping[int, FunctionEdit] | None = None,
+) -> Any:
+    """A libcst transformer that applies edits to functions, by index in source order
+    (and `class_edits` to classes, by their own index in source order).
 
     The class is made here, not at import, so that only a run that edits imports libcst
     (a second of start-up that `codemt --help` and `--check` need not pay).
@@ -266,6 +271,9 @@ def _function_editor(default_indent: str, edits: Mapping[int, FunctionEdit]) -> 
             self.count = 0  # functions met so far, in source order
             self.open: list[int] = []  # the indices of the functions being visited
             self.applied: set[int] = set()
+            self.classes = 0  # classes met so far
+            self.open_classes: list[int] = []
+            self.applied_classes: set[int] = set()
 
         # Simple statements, parameters and decorators hold no function definition: not
         # descending into them makes the walk several times faster.
@@ -296,6 +304,24 @@ def _function_editor(default_indent: str, edits: Mapping[int, FunctionEdit]) -> 
             self.count += 1
             return True
 
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            self.open_classes.append(self.classes)
+            self.classes += 1
+            return True
+
+        def leave_ClassDef(
+            self, original_node: cst.ClassDef, updated_node: cst.ClassDef
+        ) -> cst.ClassDef:
+            index = self.open_classes.pop()
+            edit = (class_edits or {}).get(index)
+            if edit is None:
+                return updated_node
+            body = updated_node.body
+            relative = body.indent if isinstance(body, cst.IndentedBlock) else None
+            indent = "".join(self.enclosing) + (default_indent if relative is None else relative)
+            self.applied_classes.add(index)
+            return edit(as_block(updated_node), indent)
+
         def leave_FunctionDef(
             self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
         ) -> cst.FunctionDef:
@@ -312,12 +338,19 @@ def _function_editor(default_indent: str, edits: Mapping[int, FunctionEdit]) -> 
     return FunctionEditor()
 
 
-def edit_functions(module: cst.Module, edits: Mapping[int, FunctionEdit]) -> cst.Module:
-    """Apply `edits` to a module's functions, keyed by `Function.index`."""
-    editor = _function_editor(module.default_indent, edits)
+def edit_functions(
+    module: cst.Module,
+    edits: Mapping[int, FunctionEdit],
+    class_edits: Mapping[int, FunctionEdit] | None = None,
+) -> cst.Module:
+    """Apply `edits` to a module's functions, keyed by `Function.index`, and
+    `class_edits` to its classes, keyed by their index in source order."""
+    editor = _function_editor(module.default_indent, edits, class_edits)
     edited = module.visit(editor)
     missing = sorted(set(edits) - editor.applied)
     assert not missing, f"no function {missing[0]} in the module (of {editor.count})"
+    missing = sorted(set(class_edits or ()) - editor.applied_classes)
+    assert not missing, f"no class {missing[0]} in the module (of {editor.classes})"
     return edited
 
 
@@ -382,10 +415,22 @@ def encode(path: Path, module: cst.Module) -> bytes:
 # ------------------------------------------------------------------ verification
 
 
+def classes_in_order(tree: ast.Module) -> list[ast.ClassDef]:
+    """Every class of a tree in source order: the order libcst visits them in."""
+    classes = [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
+    return sorted(classes, key=lambda node: (node.lineno, node.col_offset))
+
+
 def _normalised_dump(
-    tree: ast.Module, chosen: Iterable[int], change: Callable[[ast.FunctionDef], None]
+    tree: ast.Module,
+    chosen: Iterable[int],
+    change: Callable[[ast.FunctionDef], None],
+    classes: Iterable[int] = (),
 ) -> str:
     functions = functions_in_order(tree)
+    in_order = classes_in_order(tree)
+    for index in classes:  # a class's docstring, the one thing a class edit changes
+        _drop_docstring(in_order[index])
     for index in chosen:
         change(functions[index])
     return ast.dump(tree)
@@ -407,10 +452,17 @@ ALLOWED_CHANGES: dict[str, Callable[[ast.FunctionDef], None]] = {
 }
 
 
-def verify_edit(source: Source, new_data: bytes, indices: Iterable[int], changed: str) -> None:
+def verify_edit(
+    source: Source,
+    new_data: bytes,
+    indices: Iterable[int],
+    changed: str,
+    classes: Iterable[int] = (),
+) -> None:
     """Check that new bytes parse and differ from the source only where edits were meant.
 
-    `indices` are the edited functions' `Function.index`; `changed` names
+    `indices` are the edited functions' `Function.index` (`classes`: the classes whose
+    docstrings were written, by index in source order); `changed` names
     what an edit may change (a key of ALLOWED_CHANGES). The trees are compared with
     `ast.dump` after that part is removed from the edited functions in both. Raises
     SourceError when the new text does not decode, parse or match.
@@ -426,9 +478,10 @@ def verify_edit(source: Source, new_data: bytes, indices: Iterable[int], changed
     old_tree = ast.parse(source.text)  # a fresh tree: the change mutates it
     chosen = sorted(set(indices))
     change = ALLOWED_CHANGES[changed]
+    classes = sorted(set(classes))
     if len(functions_in_order(new_tree)) != len(functions_in_order(old_tree)) or _normalised_dump(
-        old_tree, chosen, change
-    ) != _normalised_dump(new_tree, chosen, change):
+        old_tree, chosen, change, classes
+    ) != _normalised_dump(new_tree, chosen, change, classes):
         raise SourceError(
             source.path, 0, f"the edit would change more than {changed}s; not written"
         )

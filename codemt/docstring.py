@@ -41,6 +41,7 @@ from codemt.apply import (
     show_or_write,
     verify_edit,
 )
+from codemt.classes import Klass, attributes_of, class_docstring, class_record, classes_of
 from codemt.convert import conversions
 from codemt.memory import add_memory_arguments
 from codemt.mine.docstrings import SUMMARY, detect_style, prose_summary
@@ -123,6 +124,7 @@ class DocstringSettings:
             left undescribed).
         convert: rewrite existing sectioned docstrings in this style (google, numpy,
             rest), every word kept (`codemt.convert`).
+        classes: document classes too (`codemt.classes`).
     """
 
     style: str = SUMMARY
@@ -136,6 +138,7 @@ class DocstringSettings:
     update: bool = False
     placeholders: bool = False
     convert: str | None = None
+    classes: bool = False
 
     def __post_init__(self) -> None:
         if self.style not in (*STYLES, AUTO):
@@ -164,6 +167,8 @@ class Report:
     updated: int = 0
     converted: int = 0
     restyled: list[tuple[str, Function]] = field(default_factory=list)  # for --check
+    classes: list[tuple[str, Klass]] = field(default_factory=list)  # classes without one
+    documented_classes: int = 0
     unreadable: list[SourceError] = field(default_factory=list)  # docstrings left alone
     style: str = SUMMARY  # the style written (auto resolved)
     t0: float = field(default_factory=time.perf_counter)
@@ -179,6 +184,10 @@ class Report:
         if stale or self.stale:
             verb = {"write": "updated", "diff": "to update", "check": "out of date"}[mode]
             parts.append(f"{_plural(stale, 'docstring')} {verb}")
+        if self.classes:
+            count = len(self.classes) if mode == "check" else self.documented_classes
+            verb = {"write": "documented", "diff": "to document", "check": "without a docstring"}
+            parts.append(f"{_plural(count, 'class')} {verb[mode]}")
         if self.converted:
             verb = {"write": "converted", "diff": "to convert", "check": "in another style"}
             parts.append(f"{_plural(self.converted, 'docstring')} {verb[mode]}")
@@ -193,7 +202,7 @@ class Report:
 
 
 def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+    return f"{count} {noun}{'' if count == 1 else 'es' if noun.endswith('s') else 's'}"
 
 
 # ------------------------------------------------------------------ finding files
@@ -423,22 +432,25 @@ def apply_docstrings(
     docstrings: dict[int, list[Paragraph]],
     settings: DocstringSettings,
     updates: dict[int, FunctionEdit] | None = None,
+    class_docstrings: dict[int, list[Paragraph]] | None = None,
 ) -> Change:
-    """A file with these docstrings (by `Function.index`) inserted and these `updates` of
-    docstrings made, verified; or a SourceError."""
+    """A file with these docstrings (by `Function.index`) inserted, these `updates` of
+    docstrings made and these class docstrings (by `Klass.index`) inserted, verified; or
+    a SourceError."""
     module = parse_cst(source)
-    edits = {
-        line: docstring_edit(
-            paragraphs, line_length=settings.line_length, newline=module.default_newline
-        )
-        for line, paragraphs in docstrings.items()
-    } | (updates or {})
+
+    def written(paragraphs: list[Paragraph]) -> FunctionEdit:
+        newline = module.default_newline
+        return docstring_edit(paragraphs, line_length=settings.line_length, newline=newline)
+
+    edits = {i: written(p) for i, p in docstrings.items()} | (updates or {})
+    class_edits = {i: written(p) for i, p in (class_docstrings or {}).items()}
     try:
-        edited = edit_functions(module, edits)
+        edited = edit_functions(module, edits, class_edits)
     except ValueError as error:  # a docstring changed since it was read
         raise SourceError(source.path, 0, f"{error}; not written") from None
     new_data = encode(source.path, edited)
-    verify_edit(source, new_data, edits, "docstring")
+    verify_edit(source, new_data, edits, "docstring", classes=class_edits)
     return Change(source, new_data, edited.encoding)
 
 
@@ -481,14 +493,22 @@ def document(
             converted.setdefault(source.path, {})[function.index] = literal_edit(old, new)
             report.restyled.append((source.path.as_posix(), function))
         report.converted = sum(len(c) for c in converted.values())  # in check mode
+    if settings.classes:
+        report.classes = [
+            (source.path.as_posix(), klass)
+            for source in sources
+            for klass in classes_of(source)
+            if not klass.docstring and (klass.public or not settings.public_only)
+        ]
     if mode == "check":
         report.missing = [(t.source.path.as_posix(), t.function) for t in targets]
         report.stale = stale
         return report
-    if not targets and not stale and not converted:
+    if not targets and not stale and not converted and not report.classes:
         return report
 
-    wanted = bool(targets) or settings.describe and any(s.needs_descriptions for s in stale)
+    wanted = bool(targets or report.classes)
+    wanted = wanted or settings.describe and any(s.needs_descriptions for s in stale)
     generator = load_generator() if wanted else None
     docstrings = generate(targets, style, generator, settings) if targets else []
     by_file: dict[Path, dict[int, list[Paragraph]]] = {}
@@ -497,6 +517,7 @@ def document(
             report.skipped["the model wrote no summary"] += 1
             continue
         by_file.setdefault(target.source.path, {})[target.function.index] = docstring
+    by_class = _class_docstrings(report.classes, generator, style)
     updates = _updates(stale, generator if settings.describe else None, settings, report)
     # Conversions and updates of docstrings: an update of a stale one comes first (run
     # the conversion again after it).
@@ -508,7 +529,8 @@ def document(
     changes = []
     inside = _inside_given(paths)
     for source in sources:
-        if source.path not in by_file and source.path not in rewritten:
+        key = source.path.as_posix()
+        if source.path not in by_file and source.path not in rewritten and key not in by_class:
             continue
         if mode == "write" and not inside(source.path):
             report.errors.append(
@@ -523,7 +545,11 @@ def document(
         try:
             changes.append(
                 apply_docstrings(
-                    source, by_file.get(source.path, {}), settings, rewritten.get(source.path)
+                    source,
+                    by_file.get(source.path, {}),
+                    settings,
+                    rewritten.get(source.path),
+                    by_class.get(key),
                 )
             )
         except SourceError as error:
@@ -535,11 +561,30 @@ def document(
     )
     written = [c.source.path for c in changes if str(c.source.path) not in unwritten]
     report.updated = sum(len(updates.get(path, ())) for path in written)
+    report.documented_classes = sum(len(by_class.get(path.as_posix(), ())) for path in written)
     report.converted = sum(
         len(set(converted.get(path, ())) - set(updates.get(path, ()))) for path in written
     )
     report.errors += failed
     return report
+
+
+def _class_docstrings(
+    classes: Sequence[tuple[str, Klass]], generator: Generator | None, style: str
+) -> dict[str, dict[int, list[Paragraph]]]:
+    """The docstrings of classes without one, by file and `Klass.index`: summaries in one
+    batch; none where the model wrote no summary."""
+    if not classes or generator is None:
+        return {}
+    records = [class_record(klass) for _, klass in classes]
+    results = generator.translate_batch(records, "docstring", SUMMARY, progress=True)
+    found: dict[str, dict[int, list[Paragraph]]] = {}
+    for (path, klass), result in zip(classes, results, strict=True):
+        summary = prose_summary(result.text)
+        if summary:
+            paragraphs = class_docstring(summary, attributes_of(klass.node), style)
+            found.setdefault(path, {})[klass.index] = paragraphs
+    return found
 
 
 def _updates(
@@ -610,6 +655,7 @@ def _docstring_command(args: argparse.Namespace) -> int:
             update=args.update,
             placeholders=args.placeholders,
             convert=args.convert_style,
+            classes=args.classes,
         )
         unknown = [
             c for c in [*args.select, *args.ignore] if not any(k.startswith(c) for k in CODES)
@@ -630,6 +676,9 @@ def _docstring_command(args: argparse.Namespace) -> int:
         return 2
     for path, function in report.missing:
         print(f"{path}:{function.line}: {function.name} has no docstring")
+    if mode == "check":
+        for path, klass in report.classes:
+            print(f"{path}:{klass.line}: class {klass.name} has no docstring")
     for item in report.stale:
         codes = ", ".join(sorted({f.code for f in item.findings}))
         where = f"{item.source.path.as_posix()}:{item.function.line}"
@@ -644,7 +693,7 @@ def _docstring_command(args: argparse.Namespace) -> int:
     for error in report.errors:
         print(f"{error}", file=sys.stderr)
     print(report.summary(mode), file=sys.stderr)
-    restyled = mode == "check" and report.restyled
+    restyled = mode == "check" and (report.restyled or report.classes)
     return 1 if report.errors or report.missing or report.stale or restyled else 0
 
 
@@ -682,6 +731,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also rewrite the sections of existing google/numpy/rest docstrings that "
         "disagree with the code (parameters, returns, yields, raises), keeping every "
         "description written",
+    )
+    parser.add_argument(
+        "--classes",
+        action="store_true",
+        help="document classes too: a summary by the model and, for dataclasses, attrs "
+        "classes and NamedTuples, their fields (Attributes) in the style",
     )
     parser.add_argument(
         "--convert-style",
