@@ -316,11 +316,8 @@ def _function_editor(
             edit = (class_edits or {}).get(index)
             if edit is None:
                 return updated_node
-            body = updated_node.body
-            relative = body.indent if isinstance(body, cst.IndentedBlock) else None
-            indent = "".join(self.enclosing) + (default_indent if relative is None else relative)
             self.applied_classes.add(index)
-            return edit(as_block(updated_node), indent)
+            return self.apply(edit, updated_node)
 
         def leave_FunctionDef(
             self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
@@ -329,11 +326,15 @@ def _function_editor(
             edit = edits.get(index)
             if edit is None:
                 return updated_node
-            body = updated_node.body
+            self.applied.add(index)
+            return self.apply(edit, updated_node)
+
+        def apply(self, edit: FunctionEdit, node: Any) -> Any:
+            """`edit` of a function or class, given the indentation of its body."""
+            body = node.body
             relative = body.indent if isinstance(body, cst.IndentedBlock) else None
             indent = "".join(self.enclosing) + (default_indent if relative is None else relative)
-            self.applied.add(index)
-            return edit(as_block(updated_node), indent)
+            return edit(as_block(node), indent)
 
     return FunctionEditor()
 

@@ -527,6 +527,28 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         except ValueError as error:
             raise HTTPException(400, str(error)) from None
 
+    async def function_of(body: api.DocstringRequest | api.UpdateRequest) -> tuple[Any, dict]:
+        """The function a request names in its file (its node and record), or a 400/413."""
+        check_size(body.text, settings.max_file_bytes, "file")
+        if body.line is None and body.function is None:
+            raise HTTPException(400, "say which function: give its line, its name or both")
+        try:
+            functions = await asyncio.to_thread(edits.file_functions, body.text)
+            return edits.find_function(functions, line=body.line, name=body.function)
+        except (ValueError, LookupError) as error:
+            raise HTTPException(400, str(error)) from None
+
+    def api_edit(text: str, edit: edits.TextEdit) -> api.TextEdit:
+        """An edit of `text` as the API gives it: an LSP range (UTF-16) and the new text."""
+        start, end = edits.lsp_range(text, edit.start, edit.end)
+        return api.TextEdit(
+            range=api.Range(
+                start=api.Position(line=start[0], character=start[1]),
+                end=api.Position(line=end[0], character=end[1]),
+            ),
+            new_text=edit.new_text,
+        )
+
     def timing(result: BatchResult, t0: float) -> api.Timing:
         return api.Timing(
             queued_ms=1000 * result.queued,
@@ -566,15 +588,8 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
     async def docstring(body: api.DocstringRequest) -> api.DocstringResponse:
         """Write the docstring of one function of a file; return the edited file and the edit."""
         t0 = time.monotonic()
-        check_size(body.text, settings.max_file_bytes, "file")
-        if body.line is None and body.function is None:
-            raise HTTPException(400, "say which function: give its line, its name or both")
         options = generation(body)
-        try:
-            functions = await asyncio.to_thread(edits.file_functions, body.text)
-            node, record = edits.find_function(functions, line=body.line, name=body.function)
-        except (ValueError, LookupError) as error:
-            raise HTTPException(400, str(error)) from None
+        node, record = await function_of(body)
         if docstring_node(node) is not None:
             raise HTTPException(
                 409, f"{record['name']} (line {node.lineno}) already has a docstring"
@@ -582,19 +597,12 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         style = resolve_style("docstring", body.style)
         result = await generate(with_context(record, body), BatchKey("docstring", style, options))
         edit = edits.docstring_edit(body.text, node, result.translation.text)
-        start, end = edits.lsp_range(body.text, edit.start, edit.end)
         return api.DocstringResponse(
             function=record["name"],
             line=node.lineno,
             docstring=result.translation.text,
             text=edit.apply(body.text),
-            edit=api.TextEdit(
-                range=api.Range(
-                    start=api.Position(line=start[0], character=start[1]),
-                    end=api.Position(line=end[0], character=end[1]),
-                ),
-                new_text=edit.new_text,
-            ),
+            edit=api_edit(body.text, edit),
             timing=timing(result, t0),
         )
 
@@ -633,15 +641,8 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
     async def update(body: api.UpdateRequest) -> api.UpdateResponse:
         """Bring one function's stale docstring in line with its code; the edited file."""
         t0 = time.monotonic()
-        check_size(body.text, settings.max_file_bytes, "file")
-        if body.line is None and body.function is None:
-            raise HTTPException(400, "say which function: give its line, its name or both")
         options = generation(body)
-        try:
-            functions = await asyncio.to_thread(edits.file_functions, body.text)
-            node, record = edits.find_function(functions, line=body.line, name=body.function)
-        except (ValueError, LookupError) as error:
-            raise HTTPException(400, str(error)) from None
+        node, record = await function_of(body)
         source, _ = await asyncio.to_thread(findings, body.text)
         try:
             stale = upkeep.stale_at(source, node.lineno)
@@ -661,7 +662,6 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         if literal is None:
             raise HTTPException(409, f"{record['name']} (line {node.lineno}) needs no update")
         edit = edits.docstring_replacement(body.text, node, literal)
-        start, end = edits.lsp_range(body.text, edit.start, edit.end)
         total = 1000 * (time.monotonic() - t0)
         return api.UpdateResponse(
             function=record["name"],
@@ -673,13 +673,7 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
                 for f in stale.findings
             ],
             text=edit.apply(body.text),
-            edit=api.TextEdit(
-                range=api.Range(
-                    start=api.Position(line=start[0], character=start[1]),
-                    end=api.Position(line=end[0], character=end[1]),
-                ),
-                new_text=edit.new_text,
-            ),
+            edit=api_edit(body.text, edit),
             timing=timing(result, t0)
             if result
             else api.Timing(queued_ms=0, generate_ms=0, total_ms=total, batch_size=0),
