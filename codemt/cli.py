@@ -13,7 +13,7 @@ import sys
 from codemt import (
     __version__,
     complete,
-    docstring,
+    docstring_cli,
     evaluate,
     examples,
     export,
@@ -37,7 +37,7 @@ REGISTRARS = [
     translate.register,
     evaluate.register,
     export.register,
-    docstring.register,
+    docstring_cli.register,
     complete.register,
     serve.register,
     lsp.register,
