@@ -174,6 +174,10 @@ def parse_cst(source: Source) -> cst.Module:
 # ------------------------------------------------------------------ docstring text
 
 
+# Columns that written docstrings are wrapped to (`--line-length`), black's default.
+DEFAULT_LINE_LENGTH = 88
+
+
 @dataclass(frozen=True)
 class Paragraph:
     """One logical line of a docstring, wrapped to the line length when it is written.

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import pathspec
 
 from codemt.apply import (
+    DEFAULT_LINE_LENGTH,
     Change,
     Function,
     FunctionEdit,
@@ -64,7 +65,6 @@ from codemt.upkeep import (
 
 AUTO = "auto"
 MODES = ("diff", "check", "write")
-DEFAULT_LINE_LENGTH = 88
 # Folders never searched for source files unless named on the command line.
 SKIPPED_FOLDERS = frozenset(
     {

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from codemt.apply import DEFAULT_LINE_LENGTH, Paragraph
+from codemt.apply import docstring_literal as written_literal
 from codemt.mine.extract import docstring_node, extract_methods
 from codemt.mine.reading import SkipFile, parse_with_repairs
 from codemt.templates import is_stub as _is_placeholder
@@ -150,20 +152,18 @@ def is_stub(node: Function) -> bool:
 # ------------------------------------------------------------------ edits
 
 
-def docstring_literal(docstring: str, indent: str) -> str:
-    """A triple-quoted literal whose value, cleaned as `inspect.cleandoc` does, is `docstring`.
-
-    Continuation lines are indented by `indent` (the body's), and a multi-line docstring
-    closes on a line of its own (PEP 257).
-    """
-    text = docstring.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    first, *rest = text.split("\n")
-    if not rest:
-        if first.endswith('"'):  # four quotes in a row would end the literal early
-            first = first[:-1] + '\\"'
-        return f'"""{first}"""'
-    continued = "\n".join(indent + line if line.strip() else "" for line in rest)
-    return f'"""{first}\n{continued}\n{indent}"""'
+def docstring_literal(docstring: str, indent: str, line_length: int = DEFAULT_LINE_LENGTH) -> str:
+    """The literal `codemt docstring` writes for `docstring` (`codemt.apply`: one line
+    when it fits, else PEP 257 layout wrapped to `line_length`, escaped alike): each of
+    its lines a paragraph at its own indentation. Continuation lines are indented by
+    `indent` (the body's)."""
+    paragraphs = [
+        Paragraph(
+            line.strip(), indent=len(line) - len(line.lstrip()), hang=4 if line[:1] == " " else 0
+        )
+        for line in docstring.split("\n")
+    ]
+    return written_literal(paragraphs, indent, line_length=line_length)
 
 
 def _header_colon(text: str, starts: list[int], node: Function) -> tuple[int, int]:

@@ -103,3 +103,17 @@ def test_find_function_picks_the_innermost():
     assert find_function(functions, line=5)[1]["name"] == "outer"
     with pytest.raises(LookupError, match="outer"):
         find_function(functions, name="missing")
+
+
+def test_editors_write_the_literal_the_command_line_writes():
+    """One literal for both: long summaries wrapped to the line length, PEP 257 layout."""
+    from codemt.apply import Paragraph
+    from codemt.apply import docstring_literal as written
+
+    summary = "Return the number of items " + "in the long list of things " * 4 + "here."
+    assert docstring_literal(summary, "    ") == written(
+        [Paragraph(summary)], "    ", line_length=88
+    )
+    literal = docstring_literal(summary, "    ")
+    assert literal.startswith('"""Return') and literal.endswith('\n    """')
+    assert max(len(line) for line in literal.split("\n")) <= 88
