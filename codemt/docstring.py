@@ -43,6 +43,7 @@ from codemt.apply import (
 from codemt.classes import Klass, attributes_of, class_docstring, class_record, classes_of
 from codemt.convert import conversions
 from codemt.mine.docstrings import SUMMARY, detect_style, prose_summary
+from codemt.mine.sources import ENVIRONMENT_DIR_NAMES, SKIPPED_DIR_NAMES, is_skipped_folder
 from codemt.sections import Unreadable
 from codemt.templates import (
     STRUCTURED,
@@ -65,19 +66,6 @@ from codemt.upkeep import (
 
 AUTO = "auto"
 MODES = ("diff", "check", "write")
-# Folders never searched for source files unless named on the command line.
-SKIPPED_FOLDERS = frozenset(
-    {
-        "__pycache__",
-        "build",
-        "dist",
-        "node_modules",
-        "site-packages",
-        "__pypackages__",
-        "venv",
-        "env",
-    }
-)
 # A project uses a structured style if at least this share of its docstrings do (its short
 # docstrings are summaries whatever its convention, so a majority vote would miss it).
 STRUCTURED_SHARE = 0.1
@@ -201,14 +189,7 @@ def plural(count: int, noun: str) -> str:
 
 def _is_skipped_folder(folder: Path) -> bool:
     """Hidden folders, virtual environments and build output are not the user's source."""
-    name = folder.name
-    return (
-        name.startswith(".")
-        or name in SKIPPED_FOLDERS
-        or name.endswith(".egg-info")
-        or (folder / "pyvenv.cfg").exists()
-        or (folder / "conda-meta").is_dir()
-    )
+    return is_skipped_folder(folder, SKIPPED_DIR_NAMES | ENVIRONMENT_DIR_NAMES)
 
 
 def _git_ignored(root: Path, files: list[Path]) -> set[Path] | None:

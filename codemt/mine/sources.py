@@ -63,8 +63,12 @@ from urllib.parse import urlsplit
 
 PYTHON_SUFFIXES = (".py", ".pyw")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
-# Hidden folders (.git, .tox, .eggs, ...) are skipped too, as are virtualenvs and *.egg-info.
+# Hidden folders (.git, .tox, .eggs, ...) are skipped too, as are virtualenvs and *.egg-info
+# (`is_skipped_folder`).
 SKIPPED_DIR_NAMES = frozenset({"__pycache__", "node_modules", "build", "dist"})
+# Folders a project's own environment usually lives in: never the user's code to document
+# (mining keeps them: a corpus may be mined from site-packages itself).
+ENVIRONMENT_DIR_NAMES = frozenset({"site-packages", "__pypackages__", "venv", "env"})
 GIT_SCHEMES = frozenset({"http", "https", "ssh", "git", "file", "git+ssh", "ssh+git"})
 
 NOT_FOUND_HINT = (
@@ -326,7 +330,7 @@ def _walk(root: Path, max_file_bytes: int) -> _Walk:
     # os.walk does not descend into linked folders.
     for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable):
         folder = Path(dirpath)
-        dirnames[:] = [name for name in dirnames if not _is_skipped_dir(folder / name)]
+        dirnames[:] = [name for name in dirnames if not is_skipped_folder(folder / name)]
         for filename in filenames:
             if filename.endswith(PYTHON_SUFFIXES):
                 file_paths, file_skipped = _single_file(folder / filename, root, max_file_bytes)
@@ -355,12 +359,14 @@ def _single_file(path: Path, root: Path, max_file_bytes: int) -> tuple[list[Path
     return [path], Counter()
 
 
-def _is_skipped_dir(path: Path) -> bool:
+def is_skipped_folder(path: Path, names: frozenset[str] = SKIPPED_DIR_NAMES) -> bool:
+    """Whether a folder holds no one's own source: hidden (.git, .tox), named in `names`
+    (build output by default), `*.egg-info`, or a virtual or conda environment."""
     name = path.name
-    if name.startswith(".") or name in SKIPPED_DIR_NAMES or name.endswith(".egg-info"):
+    if name.startswith(".") or name in names or name.endswith(".egg-info"):
         return True
     try:
-        return (path / "pyvenv.cfg").is_file()
+        return (path / "pyvenv.cfg").is_file() or (path / "conda-meta").is_dir()
     except OSError:  # a folder we may not look into: the walk records it when listing fails
         return False
 
