@@ -163,7 +163,8 @@ RECIPES = {
     # 144-package corpus one H100 trained it in 347 s (1,467 steps): 13.89 / 21.96 on the
     # CodeXGLUE sample, below the CPU recipe's 3,814 steps of 4k tokens (14.37 / 22.74 at
     # 13.3M tokens). A step took ~0.2 s there with 16k-token batches too, so smaller
-    # batches buy no more updates on a GPU until that per-step cost is found (README).
+    # batches buy no more updates on a GPU until that per-step cost is found
+    # (docs/training-speed.md).
     "gpu": Recipe(
         preset="small",
         vocab_size=8192,

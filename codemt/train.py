@@ -286,8 +286,8 @@ class TrainSettings:
 def cpu_has_bf16() -> bool:
     """Whether this machine's CPU multiplies in bfloat16 natively (AVX512-BF16 or AMX).
 
-    There, bf16 autocast trains the recipe's `small` model 1.4x faster than float32 (README,
-    "Training"); elsewhere oneDNN emulates bfloat16, which is slower than float32. Asks
+    There, bf16 autocast trains the recipe's `small` model 1.4x faster than float32
+    (docs/training-speed.md); elsewhere oneDNN emulates bfloat16, which is slower than float32. Asks
     PyTorch's own CPU checks (x86 only; False where this PyTorch lacks them).
     """
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")

@@ -439,7 +439,7 @@ def name_coverage(words: set[str], text: str) -> float:
 
     A docstring that names what the function's own names say is more often the right one:
     among the beams of the recipe's model, preferring it raises ROUGE-L on held-out
-    docstrings (the README, "Translation and evaluation").
+    docstrings (docs/evaluation.md).
     """
     if not words:
         return 0.0
