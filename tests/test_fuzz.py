@@ -306,6 +306,7 @@ def _check_answer(client, path: str, response, sent: dict | None) -> None:
         assert without_docstrings(ast.parse(body["text"]), old) == ast.dump(old)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, database=None)
 @given(
     request=st.sampled_from(sorted(ENDPOINTS)).flatmap(
@@ -606,6 +607,7 @@ def _functions(tree: ast.Module) -> list[ast.FunctionDef | ast.AsyncFunctionDef]
     return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, database=None)
 @given(
     files=st.lists(python_files(), min_size=1, max_size=3),
@@ -847,6 +849,7 @@ def _check_manifest(manifest: dict, source: str, cache: Path, max_file_bytes: in
     assert kept == sum(split["methods"] for split in manifest["splits"].values())
 
 
+@pytest.mark.slow
 @settings(
     max_examples=200,
     deadline=None,

@@ -405,6 +405,7 @@ def test_the_http_api_reads_a_requests_context_and_else_the_servers_project(memo
     assert "Downloads CBS" not in texts[2] and "Fetches" not in texts[2]
 
 
+@pytest.mark.slow
 def test_the_language_server_builds_the_workspace_memory(memory_model, tmp_path):
     import sys
     import time

@@ -151,6 +151,7 @@ def _copy_task(g: torch.Generator) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
 
 
+@pytest.mark.slow
 def test_it_learns_to_copy_where_a_plain_model_cannot_yet():
     losses = {}
     for copy in (False, True):

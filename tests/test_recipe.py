@@ -42,6 +42,7 @@ TINY = Recipe(
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.mark.slow
 def test_recipe_runs_whole_then_resumes_to_the_same_model(tmp_path):
     sources = tuple(str(STDLIB / m) for m in MODULES)
     stopped = run_recipe(
@@ -176,6 +177,7 @@ def test_dropout_is_part_of_the_recipe(tmp_path):
     assert "dropout" not in json.loads((tmp_path / "zero" / "recipe.json").read_text())["train"]
 
 
+@pytest.mark.slow
 def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
     import pyarrow.parquet as pq
 
@@ -300,6 +302,7 @@ def test_the_prepare_command_refuses_a_used_copy_folder_before_mining(
     assert called["dropout"] == 0.1 and called["preset"] == "base"
 
 
+@pytest.mark.slow
 def test_finish_exports_and_evaluates_what_is_trained_so_far(tmp_path):
     sources = tuple(str(STDLIB / m) for m in MODULES)
     # A target far away, and training that stops after 2 steps: the run is unfinished.

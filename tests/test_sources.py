@@ -337,6 +337,7 @@ def test_stdlib_is_one_repository_per_top_level_module(tmp_path: Path) -> None:
     assert all(repo.source == "python:stdlib" for repo in repos.values())
 
 
+@pytest.mark.slow
 def test_site_packages_are_one_repository_per_distribution(tmp_path: Path) -> None:
     repos = {
         item.name: item
@@ -351,6 +352,7 @@ def test_site_packages_are_one_repository_per_distribution(tmp_path: Path) -> No
     assert all(file.is_relative_to(repo.root) for repo in repos.values() for file in repo.files)
 
 
+@pytest.mark.slow
 def test_site_packages_exclusions_use_normalised_names(tmp_path: Path) -> None:
     excluded = ["NumPy", "PyYAML"]
     items = resolve("python:site-packages", tmp_path / "cache", exclude_distributions=excluded)

@@ -185,6 +185,7 @@ def _numbers(batches) -> list[int]:
     return [int(b["input_ids"][0, 0]) for b in batches]
 
 
+@pytest.mark.slow
 def test_batches_built_ahead_in_workers_keep_their_order_errors_and_stop_early():
     import multiprocessing
 
