@@ -23,7 +23,7 @@ from codemt import (
     serve,
     tokenizer,
     train_cli,
-    translate,
+    translate_cli,
 )
 from codemt.mine import cli as mine_cli
 
@@ -34,7 +34,7 @@ REGISTRARS = [
     model.register,
     train_cli.register,
     recipe.register,
-    translate.register,
+    translate_cli.register,
     evaluate.register,
     export.register,
     docstring_cli.register,

@@ -31,8 +31,8 @@ from codemt.apply import (
 from codemt.docstring import Generator
 from codemt.memory import add_memory_arguments
 from codemt.templates import is_stub
-from codemt.translate import (
-    GenerationSettings,
+from codemt.translate import GenerationSettings
+from codemt.translate_cli import (
     add_model_arguments,
     generation_settings,
     load_for_project,

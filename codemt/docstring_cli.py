@@ -23,7 +23,7 @@ from codemt.docstring import (
 from codemt.memory import add_memory_arguments
 from codemt.mine.docstrings import SUMMARY
 from codemt.templates import STRUCTURED, STYLES
-from codemt.translate import add_model_arguments, generation_settings, load_for_project
+from codemt.translate_cli import add_model_arguments, generation_settings, load_for_project
 from codemt.upkeep import CODES, codes_selected, lint_sources
 
 

@@ -49,10 +49,9 @@ from codemt.translate import (
     GenerationSettings,
     Translation,
     Translator,
-    add_model_arguments,
-    generation_settings,
     resolve_style,
 )
+from codemt.translate_cli import add_model_arguments, generation_settings
 
 if TYPE_CHECKING:
     from lsprotocol import types

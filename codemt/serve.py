@@ -57,11 +57,11 @@ from codemt.translate import (
     GenerationSettings,
     Translation,
     Translator,
-    add_model_arguments,
     parse_method,
     resolve_style,
     source_features,
 )
+from codemt.translate_cli import add_model_arguments
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -27,9 +27,9 @@ from codemt.translate import (
     name_coverage,
     parse_method,
     source_features,
-    split_location,
     structured,
 )
+from codemt.translate_cli import split_location
 
 ADD = '''def add(a: int, b: int = 1) -> int:
     """Add two numbers.
