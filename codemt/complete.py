@@ -28,16 +28,16 @@ from codemt.apply import (
     show_or_write,
     verify_edit,
 )
-from codemt.docstring import Generator
-from codemt.memory import add_memory_arguments
-from codemt.templates import is_stub
-from codemt.translate import GenerationSettings
-from codemt.translate_cli import (
+from codemt.cli.translate import (
     add_model_arguments,
     generation_settings,
     load_for_project,
     split_location,
 )
+from codemt.docstring import Generator
+from codemt.memory import add_memory_arguments
+from codemt.templates import is_stub
+from codemt.translate import GenerationSettings
 
 
 class CompleteError(Exception):

@@ -375,8 +375,8 @@ def report_rows(reports: Sequence[dict[str, Any]]) -> list[tuple[str, str, dict[
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
+    from codemt.cli.translate import generation_settings
     from codemt.translate import Translator
-    from codemt.translate_cli import generation_settings
 
     try:
         data = load_data(args.data, args.split)
@@ -424,7 +424,7 @@ def _score_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `codemt evaluate` and `codemt score` to the command line."""
-    from codemt.translate_cli import add_backend_argument, add_decoding_arguments
+    from codemt.cli.translate import add_backend_argument, add_decoding_arguments
 
     parser = subparsers.add_parser(
         "evaluate",

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from codemt import __version__, edits, upkeep
 from codemt.apply import SourceError
+from codemt.cli.translate import add_model_arguments, generation_settings
 from codemt.mine.extract import docstring_node
 from codemt.translate import (
     DEFAULT_MODEL,
@@ -51,7 +52,6 @@ from codemt.translate import (
     Translator,
     resolve_style,
 )
-from codemt.translate_cli import add_model_arguments, generation_settings
 
 if TYPE_CHECKING:
     from lsprotocol import types

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from codemt import __version__
 from codemt.backends import CTRANSLATE2_SUBFOLDER
+from codemt.cli.translate import add_model_arguments
 from codemt.examples import all_modes
 from codemt.memory import neighbors_from_request, open_memory
 from codemt.mine.extract import docstring_node
@@ -61,7 +62,6 @@ from codemt.translate import (
     resolve_style,
     source_features,
 )
-from codemt.translate_cli import add_model_arguments
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

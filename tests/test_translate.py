@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from codemt.cli import main
+from codemt.cli.translate import split_location
 from codemt.corpus import iter_records
 from codemt.data import TokenCache
 from codemt.examples import Mode
@@ -29,7 +30,6 @@ from codemt.translate import (
     source_features,
     structured,
 )
-from codemt.translate_cli import split_location
 
 ADD = '''def add(a: int, b: int = 1) -> int:
     """Add two numbers.

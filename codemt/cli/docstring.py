@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from codemt.apply import SourceError, read_source
+from codemt.cli.translate import add_model_arguments, generation_settings, load_for_project
 from codemt.docstring import (
     AUTO,
     DEFAULT_LINE_LENGTH,
@@ -23,7 +24,6 @@ from codemt.docstring import (
 from codemt.memory import add_memory_arguments
 from codemt.mine.docstrings import SUMMARY
 from codemt.templates import STRUCTURED, STYLES
-from codemt.translate_cli import add_model_arguments, generation_settings, load_for_project
 from codemt.upkeep import CODES, codes_selected, lint_sources
 
 

@@ -1,6 +1,7 @@
 """The `codemt` command line: one sub-command per stage of the pipeline.
 
-Each stage module exposes `register(subparsers)`, which adds its sub-command and sets
+Each command's module exposes `register(subparsers)` (`codemt/cli/` holds those that are
+only a command line: `docstring`, `translate`), which adds its sub-command and sets
 `func` on the parsed arguments. Stage modules keep heavy imports (torch, transformers)
 inside the functions that need them, so `codemt --help` stays fast.
 """
@@ -8,40 +9,30 @@ inside the functions that need them, so `codemt --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from codemt import (
-    __version__,
-    complete,
-    docstring_cli,
-    evaluate,
-    examples,
-    export,
-    lsp,
-    model,
-    recipe,
-    serve,
-    tokenizer,
-    train_cli,
-    translate_cli,
-)
-from codemt.mine import cli as mine_cli
+from codemt import __version__
 
-REGISTRARS = [
-    mine_cli.register,
-    tokenizer.register,
-    examples.register,
-    model.register,
-    train_cli.register,
-    recipe.register,
-    translate_cli.register,
-    evaluate.register,
-    export.register,
-    docstring_cli.register,
-    complete.register,
-    serve.register,
-    lsp.register,
-]
+# The modules whose `register` adds a sub-command, in the order `codemt --help` lists them.
+# Imported when the parser is built, not at import: the stage modules import
+# `codemt.cli.translate`'s shared arguments, and this package's own import must not wait
+# on them.
+COMMANDS = (
+    "codemt.mine.cli",
+    "codemt.tokenizer",
+    "codemt.examples",
+    "codemt.model",
+    "codemt.train_cli",
+    "codemt.recipe",
+    "codemt.cli.translate",
+    "codemt.evaluate",
+    "codemt.export",
+    "codemt.cli.docstring",
+    "codemt.complete",
+    "codemt.serve",
+    "codemt.lsp",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"codemt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for register in REGISTRARS:
-        register(subparsers)
+    for name in COMMANDS:
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
@@ -69,7 +60,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
