@@ -561,7 +561,8 @@ def test_neighbor_summaries_are_scored_candidates(memory_model):
     assert translator._offered(records, [[sibling.as_record()]], "body", None, settings) == [[]]
 
 
-def test_scoring_encodes_each_source_once_and_scores_as_one_pair_alone(memory_model):
+def scoring_case(memory_model):
+    """A translator, the sources of two methods, three texts and their token ids."""
     from codemt.translate import Translator
 
     translator = Translator.load(memory_model, backend="torch")
@@ -572,6 +573,11 @@ def test_scoring_encodes_each_source_once_and_scores_as_one_pair_alone(memory_mo
     sources = translator.encode(methods, "docstring")
     texts = ["Add two numbers.", "Read the configuration file at path.", "Return a sum."]
     targets = [translator.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+    return translator, sources, texts, targets
+
+
+def test_scoring_encodes_each_source_once_and_scores_as_one_pair_alone(memory_model):
+    translator, sources, texts, targets = scoring_case(memory_model)
     pairs = [(sources[0], targets[0]), (sources[1], targets[1]), (sources[0], targets[2])]
     encoder = translator.model.get_encoder()
     calls = []
@@ -596,14 +602,7 @@ def test_scoring_after_generating_reuses_the_encoders_outputs(memory_model):
     source that the last batch did not hold is encoded."""
     from codemt.translate import GenerationSettings, Translator
 
-    translator = Translator.load(memory_model, backend="torch")
-    methods = [
-        record("add", "def add(a, b):", "    return a + b"),
-        record("read_config", "def read_config(path):", "    return json.load(open(path))"),
-    ]
-    sources = translator.encode(methods, "docstring")
-    texts = ["Add two numbers.", "Read the configuration file at path.", "Return a sum."]
-    targets = [translator.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+    translator, sources, texts, targets = scoring_case(memory_model)
     pairs = [(sources[1], targets[1]), (sources[0], targets[0]), (sources[1], targets[2])]
     fresh = Translator.load(memory_model, backend="torch").backend.score(pairs)
     calls = []
