@@ -447,16 +447,20 @@ def name_coverage(words: set[str], text: str) -> float:
 
 def adapt_summary(summary: str, neighbor_signature: str, record: dict[str, Any]) -> str:
     """A neighbour's summary with the words in which its name differs from the method's
-    replaced, where the names have as many words and differ in one or two: "Downloads CBS
-    videos by URL." of `download_cbs`, for `download_sina`, is "Downloads Sina videos by
-    URL.". "" when the names do not line up or nothing was replaced."""
+    replaced, where the names have as many words, differ in one or two and share one
+    (or are one word each):
+    "Downloads CBS videos by URL." of `download_cbs`, for `download_sina`, is "Downloads
+    Sina videos by URL.". "" when the names do not line up or nothing was replaced."""
     match = DEF_NAME.search(neighbor_signature)
     own = name_words(str(record.get("name") or "")).split()
     theirs = name_words(match.group(1)).split() if match else []
     if not own or len(own) != len(theirs):
         return ""
     pairs = [(t, o) for t, o in zip(theirs, own, strict=True) if t != o]
-    if not 1 <= len(pairs) <= 2:
+    # Names of several words that share none (`read_items`, `low_stock`) do different
+    # things: swapping them all makes a sentence about neither. One-word names are
+    # siblings of a kind (`union`, `intersection`).
+    if not 1 <= len(pairs) <= 2 or len(pairs) == len(own) > 1:
         return ""
     adapted = summary
     for theirs_word, own_word in pairs:

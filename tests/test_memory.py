@@ -516,6 +516,13 @@ def test_adapt_summary_swaps_the_words_in_which_names_differ():
     assert adapt_summary("Fetches a page.", "def fetch_web_page(url):", own) == ""
     assert adapt_summary("Gets the video.", "def download_cbs(url):", own) == ""
     assert adapt_summary("Downloads CBS videos.", "", own) == ""
+    # Names that share no word: no sentence about either.
+    low_stock = record("low_stock", "def low_stock(items):", "    return items")
+    assert adapt_summary("Read items from a file.", "def read_items(path):", low_stock) == ""
+    union = record("union", "def union(self, other):", "    return self")
+    assert adapt_summary(
+        "Compute the intersection of two boxes.", "def intersection(a):", union
+    ) == ("Compute the union of two boxes.")
 
 
 def test_adapt_summary_fixes_the_article_before_a_swapped_word():
