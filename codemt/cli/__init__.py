@@ -1,7 +1,7 @@
 """The `codemt` command line: one sub-command per stage of the pipeline.
 
 Each command's module exposes `register(subparsers)` (`codemt/cli/` holds those that are
-only a command line: `docstring`, `translate`), which adds its sub-command and sets
+only a command line: `docstring`, `translate`, `serve`, `lsp`), which adds its sub-command and sets
 `func` on the parsed arguments. Stage modules keep heavy imports (torch, transformers)
 inside the functions that need them, so `codemt --help` stays fast.
 """
@@ -30,8 +30,8 @@ COMMANDS = (
     "codemt.export",
     "codemt.cli.docstring",
     "codemt.complete",
-    "codemt.serve",
-    "codemt.lsp",
+    "codemt.cli.serve",
+    "codemt.cli.lsp",
 )
 
 
