@@ -1,7 +1,7 @@
 """The `codemt` command line: one sub-command per stage of the pipeline.
 
 Each command's module exposes `register(subparsers)` (`codemt/cli/` holds those that are
-only a command line: `docstring`, `translate`, `serve`, `lsp`), which adds its sub-command and sets
+only a command line: `docstring`, `translate`, `complete`, `evaluate`, `export`, `serve`, `lsp`), which adds its sub-command and sets
 `func` on the parsed arguments. Stage modules keep heavy imports (torch, transformers)
 inside the functions that need them, so `codemt --help` stays fast.
 """
@@ -26,10 +26,10 @@ COMMANDS = (
     "codemt.train_cli",
     "codemt.recipe",
     "codemt.cli.translate",
-    "codemt.evaluate",
-    "codemt.export",
+    "codemt.cli.evaluate",
+    "codemt.cli.export",
     "codemt.cli.docstring",
-    "codemt.complete",
+    "codemt.cli.complete",
     "codemt.cli.serve",
     "codemt.cli.lsp",
 )
