@@ -19,7 +19,6 @@ Heavy imports (torch, transformers) stay inside functions so that `codemt --help
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import json
@@ -425,24 +424,3 @@ def format_presets(vocab_size: int | None = None) -> str:
             f"{p.context:>7} {p.lr:>10.5g} {p.warmup_steps:>6}"
         )
     return "\n".join(lines)
-
-
-def _presets_command(args: argparse.Namespace) -> int:
-    print(format_presets(args.vocab_size))
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `codemt presets` to the command line."""
-    parser = subparsers.add_parser(
-        "presets",
-        help="list the model sizes with their exact parameter counts",
-        description="List every model preset: shape, exact parameter count, context, default lr.",
-    )
-    parser.add_argument(
-        "--vocab-size",
-        type=int,
-        default=None,
-        help="count with this vocabulary size (default: each preset's own)",
-    )
-    parser.set_defaults(func=_presets_command)

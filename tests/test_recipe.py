@@ -276,13 +276,13 @@ def test_the_cpu_recipe_trains_in_bf16_only_where_the_cpu_has_it(
 def test_the_prepare_command_refuses_a_used_copy_folder_before_mining(
     tmp_path, monkeypatch, capsys
 ):
-    import codemt.recipe
+    import codemt.cli.recipe
     from codemt.cli import main
 
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / "something").write_text("")
     mined = []
-    monkeypatch.setattr(codemt.recipe, "run_recipe", lambda *a, **k: mined.append(1))
+    monkeypatch.setattr(codemt.cli.recipe, "run_recipe", lambda *a, **k: mined.append(1))
     command = ["recipe", "default", "--out", str(tmp_path / "run"), "--prepare"]
     assert main([*command, str(tmp_path / "copy")]) == 2
     assert "not an empty folder" in capsys.readouterr().err and not mined
@@ -293,7 +293,7 @@ def test_the_prepare_command_refuses_a_used_copy_folder_before_mining(
         called.update(kwargs)
         return {"status": "prepared", "hardware": "gpu"}
 
-    monkeypatch.setattr(codemt.recipe, "run_recipe", prepared)
+    monkeypatch.setattr(codemt.cli.recipe, "run_recipe", prepared)
     assert main([*command, "--preset", "base"]) == 0
     assert "codemt recipe default --hardware gpu --preset base --out" in capsys.readouterr().out
     assert main([*command, "--preset", "base", "--dropout", "0.1"]) == 0

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codemt import corpus, tokenizer
+from codemt.cli import tokenizer as tokenizer_cli
 from codemt.tokenizer import (
     EOS_TOKEN,
     FEATURE_TOKENS,
@@ -237,7 +238,7 @@ def test_corpus_texts(tmp_path):
 def cli(argv: list[str]) -> int:
     # The top-level parser imports every stage; this one has only ours.
     parser = argparse.ArgumentParser(prog="codemt")
-    tokenizer.register(parser.add_subparsers(dest="command"))
+    tokenizer_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return args.func(args)
 

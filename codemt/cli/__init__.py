@@ -20,11 +20,11 @@ from codemt import __version__
 # on them.
 COMMANDS = (
     "codemt.mine.cli",
-    "codemt.tokenizer",
+    "codemt.cli.tokenizer",
     "codemt.examples",
-    "codemt.model",
+    "codemt.cli.model",
     "codemt.train_cli",
-    "codemt.recipe",
+    "codemt.cli.recipe",
     "codemt.cli.translate",
     "codemt.cli.evaluate",
     "codemt.cli.export",
