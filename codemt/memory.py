@@ -581,6 +581,9 @@ def open_memory(
     for note in memory.notes:
         say(f"codemt: {note}")
     if not size:
-        say(f"codemt: {memory.root} has no documented function yet: writing without project memory")
+        say(
+            f"codemt: {memory.root} has no documented function yet (files that .gitignore "
+            f"hides are not read): writing without project memory"
+        )
         return None
     return memory

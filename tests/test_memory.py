@@ -174,7 +174,7 @@ def test_open_memory_falls_back_to_none_saying_so_once(tmp_path, monkeypatch):
 
     said = []
     assert open_memory(Args(), [], say=said.append, progress=False) is None
-    assert len(said) == 1 and "no documented function" in said[0]
+    assert len(said) == 1 and "no documented function" in said[0] and ".gitignore" in said[0]
     Args.project = str(tmp_path / "missing")
     said.clear()
     assert open_memory(Args(), [], say=said.append, progress=False) is None
