@@ -18,11 +18,6 @@ from dataclasses import dataclass, field
 from codemt.apply import Function, Source, SourceError
 from codemt.mine.docstrings import GOOGLE, NUMPY, REST
 from codemt.sections import (
-    _GOOGLE_EXCEPTION,
-    _GOOGLE_HEADER,
-    _GOOGLE_PARAMETER,
-    _NUMPY_PARAMETER,
-    _REST_FIELD,
     OTHER,
     PARAMETERS,
     RAISES,
@@ -91,24 +86,14 @@ def _items(doc: Docstring, section: Section, stars: dict[str, str]) -> list[Item
     items = []
     if section.kind in (PARAMETERS, RAISES):
         for entry in section.entries:
-            head, rest = lines[entry.start].strip(), lines[entry.start + 1 : entry.end]
-            if doc.style == GOOGLE:
-                pattern = _GOOGLE_PARAMETER if section.kind == PARAMETERS else _GOOGLE_EXCEPTION
-                match = pattern.fullmatch(head)
-                first = match.group(3) if section.kind == PARAMETERS else match.group(2)
-                kind = (match.group(2) or "") if section.kind == PARAMETERS else ""
-            else:
-                match = _NUMPY_PARAMETER.fullmatch(head) if section.kind == PARAMETERS else None
-                first, kind = "", (match.group(2) or "").strip() if match else ""
             name = ", ".join(stars.get(n, n) for n in entry.names)
-            items.append(Item(name, kind.strip(), _described(first or "", rest)))
+            rest = lines[entry.start + 1 : entry.end]
+            items.append(Item(name, entry.type, _described(entry.text, rest)))
         return items
     # A value: google's lines, or numpy's entries (a type, or `name : type`).
     body = lines[section.body : section.end]
     if doc.style == GOOGLE:
-        header = _GOOGLE_HEADER.fullmatch(lines[section.start])
-        inline = header.group(2).strip() if header and header.group(2) else ""
-        text = _described(inline, body) if inline else _trim(_dedent(body))
+        text = _described(section.inline, body) if section.inline else _trim(_dedent(body))
         typed = _TYPE_FIRST.fullmatch(text[0]) if text else None
         if typed:
             return [Item("", typed.group(1), [typed.group(2), *text[1:]])]
@@ -134,8 +119,7 @@ def _rest_items(doc: Docstring, section: Section, stars: dict[str, str]) -> list
     items: dict[str, Item] = {}
     order: list[str] = []
     for entry in section.entries:
-        match = _REST_FIELD.fullmatch(doc.lines[entry.start].strip())
-        first = (match.group(3) or "") if match else ""
+        first = entry.text
         rest = doc.lines[entry.start + 1 : entry.end]
         key = entry.names[0] if entry.names else f"#{entry.start}"
         if key not in items:

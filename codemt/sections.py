@@ -40,8 +40,8 @@ _GOOGLE_TITLES = {
     "exceptions": RAISES,
 }
 _GOOGLE_HEADER = re.compile(r"([A-Z][A-Za-z ]*):(\s+\S.*)?")
-_GOOGLE_PARAMETER = re.compile(r"((?:\\?\*){0,2}\w+)\s*(?:\(([^)]*)\))?\s*:(\s.*)?")
-_GOOGLE_EXCEPTION = re.compile(r"([A-Za-z_][\w.]*)\s*(?::(\s.*)?)?")
+_GOOGLE_PARAMETER = re.compile(r"((?:\\?\*){0,2}\w+)\s*(?:\(([^)]*)\))?\s*:(?P<text>\s.*)?")
+_GOOGLE_EXCEPTION = re.compile(r"([A-Za-z_][\w.]*)\s*(?::(?P<text>\s.*)?)?")
 _NUMPY_TITLES = {
     "parameters": PARAMETERS,
     "other parameters": PARAMETERS,
@@ -86,25 +86,29 @@ class Unreadable(ValueError):
 class Entry:
     """One entry of a section: lines [start, end) of the docstring. `names`: the
     parameters it documents, without stars (numpy may list several), or the exception;
-    `type`: the type it writes ("" when none); `field`: rest's field name."""
+    `type`: the type it writes ("" when none); `field`: rest's field name; `text`: what
+    its first line says after them (the start of its description)."""
 
     names: tuple[str, ...]
     start: int
     end: int
     type: str = ""
     field: str = ""
+    text: str = ""
 
 
 @dataclass
 class Section:
     """A section: its title line at `start` (rest: its first field), its body from `body`,
-    lines [start, end) without the blank lines after it."""
+    lines [start, end) without the blank lines after it; `inline`: text on the title's
+    line (google's `Returns: The sum.`)."""
 
     kind: str
     start: int
     body: int
     end: int
     entries: list[Entry] = field(default_factory=list)
+    inline: str = ""
 
 
 @dataclass
@@ -207,7 +211,8 @@ def _entries(
             raise Unreadable(f"docstring line {i + 1}: {lines[i].strip()!r} is no {kind} entry")
         names = tuple(bare_name(n) for n in match.group(1).split(","))
         kind_type = (match.group(2) or "").strip() if kind == PARAMETERS else ""
-        entries.append(Entry(names, i, i + 1, kind_type))
+        text = (match.groupdict().get("text") or "").strip()
+        entries.append(Entry(names, i, i + 1, kind_type, text=text))
     return entries
 
 
@@ -225,7 +230,8 @@ def _google_sections(lines: list[str]) -> list[Section]:
             i += 1
             continue
         end = _block_end(lines, i + 1, len(lines), 0)
-        section = Section(kind or OTHER, i, i + 1, max(end, i + 1))
+        inline = (header.group(2) or "").strip()
+        section = Section(kind or OTHER, i, i + 1, max(end, i + 1), inline=inline)
         if header.group(2) and kind not in (RETURNS, YIELDS):
             raise Unreadable(f"docstring line {i + 1}: {lines[i]!r} has its entries on its line")
         if kind == PARAMETERS:
@@ -279,7 +285,8 @@ def _rest_sections(lines: list[str]) -> list[Section]:
         if name == "type":
             kind_type = (match.group(3) or "").strip()
         names = (bare_name(target[-1]),) if target else ()
-        entries.append((kind, Entry(names, i, i + 1, kind_type, name)))
+        text = (match.group(3) or "").strip()
+        entries.append((kind, Entry(names, i, i + 1, kind_type, name, text)))
     sections: list[Section] = []
     for kind, entry in entries:
         last = sections[-1] if sections else None

@@ -517,14 +517,15 @@ def docstring_source(source: Source, function: Function) -> str | None:
     return None if node is None else ast.get_source_segment(source.text, node)
 
 
-def check_function(source: Source, function: Function) -> tuple[Docstring, list[Finding]]:
-    """A documented function's docstring read, and its findings. Raises Unreadable."""
+def check_function(source: Source, function: Function) -> tuple[Docstring, Facts, list[Finding]]:
+    """A documented function's docstring read, what its code says, and the findings.
+    Raises Unreadable."""
     literal = docstring_source(source, function)
     if literal is None:
         raise Unreadable("no docstring")
     doc = read_docstring(literal)
     facts = facts_of(function.node, is_method=function.is_method)
-    return doc, lint(doc, facts, function.node)
+    return doc, facts, lint(doc, facts, function.node)
 
 
 def find_stale(
@@ -538,13 +539,12 @@ def find_stale(
             if not function.docstring or not chosen(function):
                 continue
             try:
-                doc, findings = check_function(source, function)
+                doc, facts, findings = check_function(source, function)
             except Unreadable as error:
                 unreadable.append(SourceError(source.path, function.line, f"DS900 {error}"))
                 continue
             kept = tuple(f for f in findings if f.code in UPDATED)
             if kept:
-                facts = facts_of(function.node, is_method=function.is_method)
                 stale.append(Stale(source, function, doc, facts, kept))
     return stale, unreadable
 
@@ -611,7 +611,7 @@ def lint_sources(
                 )
                 continue
             try:
-                _, findings = check_function(source, function)
+                _, _, findings = check_function(source, function)
             except Unreadable as error:
                 findings = [Finding("DS900", f"{error} (left as it is)")]
             found += [(source, function, f) for f in findings]
@@ -633,10 +633,9 @@ def stale_at(source: Source, line: int) -> Stale | None:
     where its sections cannot be read)."""
     for function in source.functions:
         if function.line == line and function.docstring:
-            doc, findings = check_function(source, function)
+            doc, facts, findings = check_function(source, function)
             kept = tuple(f for f in findings if f.code in UPDATED)
             if not kept:
                 return None
-            facts = facts_of(function.node, is_method=function.is_method)
             return Stale(source, function, doc, facts, kept)
     return None
