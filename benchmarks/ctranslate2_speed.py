@@ -36,7 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from codemt.translate import GenerationSettings, Translator
+from codemt.generation import GenerationSettings
+from codemt.translate import Translator
 
 SAMPLE = (
     Path(__file__).resolve().parents[2] / "shared/benchmarks/codexglue_python_valid_sample.jsonl"

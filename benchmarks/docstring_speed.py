@@ -31,7 +31,8 @@ from translate_speed import random_model  # the sibling benchmark's random `smal
 
 from codemt.apply import read_source
 from codemt.docstring import DocstringSettings, document, find_files
-from codemt.translate import GenerationSettings, Translator
+from codemt.generation import GenerationSettings
+from codemt.translate import Translator
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

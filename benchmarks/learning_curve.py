@@ -21,7 +21,8 @@ import json
 from pathlib import Path
 
 from codemt.evaluate import evaluate_baselines, evaluate_mode, load_data, parse_mode
-from codemt.translate import GenerationSettings, Translator
+from codemt.generation import GenerationSettings
+from codemt.translate import Translator
 
 METRICS = ("smoothed_bleu4", "rougeL_f")
 

@@ -26,8 +26,9 @@ import time
 from pathlib import Path
 
 from codemt.apply import read_source
+from codemt.generation import GenerationSettings
 from codemt.memory import ProjectMemory
-from codemt.translate import GenerationSettings, Translator
+from codemt.translate import Translator
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

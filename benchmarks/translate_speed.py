@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from codemt.generation import GenerationSettings
 from codemt.mine.extract import extract_methods
 from codemt.mine.reading import parse_with_repairs
 from codemt.model import PRESETS, build_model, write_model
@@ -37,7 +38,7 @@ from codemt.tokenizer import (
     special_token_id,
     train_tokenizer,
 )
-from codemt.translate import GenerationSettings, Translator
+from codemt.translate import Translator
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 SOURCES = ("textwrap.py", "shlex.py", "fractions.py", "statistics.py", "argparse.py")

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from codemt.translate import GenerationSettings
+from codemt.generation import GenerationSettings
 
 # Beam widths and samples beyond this cost much and gain nothing on a shared server.
 MAX_CANDIDATES = 8
@@ -24,7 +24,7 @@ Style = Literal["summary", "google", "numpy", "rest"]
 
 
 class Generation(BaseModel):
-    """How to generate (see `codemt.translate.GenerationSettings`); unknown fields are refused."""
+    """How to generate (see `codemt.generation.GenerationSettings`); unknown fields are refused."""
 
     # NaN and infinities are refused (422), not carried into generation.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

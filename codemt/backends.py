@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from transformers import T5ForConditionalGeneration
 
     from codemt.examples import Vocabulary
-    from codemt.translate import GenerationSettings
+    from codemt.generation import GenerationSettings
     from codemt.words import WordConstraint
 
 # The subfolder of a checkpoint that `auto` looks in for an export.

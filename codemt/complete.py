@@ -26,8 +26,8 @@ from codemt.apply import (
     verify_edit,
 )
 from codemt.docstring import Generator
+from codemt.generation import GenerationSettings
 from codemt.templates import is_stub
-from codemt.translate import GenerationSettings
 
 
 class CompleteError(Exception):

@@ -42,6 +42,7 @@ from codemt.apply import (
 )
 from codemt.classes import Klass, attributes_of, class_docstring, class_record, classes_of
 from codemt.convert import conversions
+from codemt.generation import Translation
 from codemt.mine.docstrings import SUMMARY, detect_style, prose_summary
 from codemt.mine.sources import ENVIRONMENT_DIR_NAMES, SKIPPED_DIR_NAMES, is_skipped_folder
 from codemt.sections import Unreadable
@@ -51,9 +52,6 @@ from codemt.templates import (
     build_docstring,
     facts_of,
     parse_descriptions,
-)
-from codemt.translate import (
-    Translation,
 )
 from codemt.upkeep import (
     Stale,

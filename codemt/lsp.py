@@ -40,14 +40,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from codemt import __version__, edits, upkeep
 from codemt.apply import SourceError
+from codemt.generation import GenerationSettings, Translation
 from codemt.mine.extract import docstring_node
-from codemt.translate import (
-    DEFAULT_MODEL,
-    GenerationSettings,
-    Translation,
-    Translator,
-    resolve_style,
-)
+from codemt.translate import DEFAULT_MODEL, Translator, resolve_style
 
 if TYPE_CHECKING:
     from lsprotocol import types

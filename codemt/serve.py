@@ -46,14 +46,13 @@ from typing import TYPE_CHECKING, Any, Protocol, get_args
 from codemt import __version__
 from codemt.backends import CTRANSLATE2_SUBFOLDER
 from codemt.examples import all_modes
+from codemt.generation import GenerationSettings, Translation
 from codemt.memory import neighbors_from_request
 from codemt.mine.extract import docstring_node
 from codemt.translate import (
     DEFAULT_MODEL,
     DEFAULT_MODEL_DIRS,
     TARGETS,
-    GenerationSettings,
-    Translation,
     Translator,
     parse_method,
     resolve_style,

@@ -22,14 +22,11 @@ function's name and parameter words they mention (`GenerationSettings.name_weigh
 from __future__ import annotations
 
 import ast
-import inspect
 import itertools
-import math
 import re
 import textwrap
-import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,14 +34,22 @@ from codemt.examples import (
     DEF_NAME,
     DOCSTRING_STYLES,
     FEATURES,
-    WORD_PARTS,
     ExampleSettings,
     Mode,
     Vocabulary,
     build_translation,
     encode_fields,
     name_words,
-    signature_names,
+)
+from codemt.generation import (
+    FINISHERS,
+    Candidate,
+    GenerationSettings,
+    Translation,
+    choose_candidate,
+    code_parses,
+    method_name_words,
+    name_coverage,
 )
 from codemt.mine.extract import extract_methods
 from codemt.mine.reading import SkipFile, parse_with_repairs
@@ -78,119 +83,6 @@ _EMPTY_RECORD: dict[str, Any] = {
     "class_docstring": "",
     "imports": [],
 }
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """How to generate.
-
-    Attributes:
-        num_beams: beam width; 1 is greedy decoding. The result is chosen among the beams.
-        sample: draw sequences at random (temperature, top-p) instead of searching.
-        num_samples: sequences drawn per method when sampling (the result is chosen among
-            them).
-        temperature, top_p: the sampling distribution.
-        max_new_tokens: the longest output, in tokens.
-        no_repeat_ngram_size: forbid repeating any n-gram of tokens of this size (0: allow;
-            None: by target, `NO_REPEAT_NGRAM`).
-        length_penalty: beam search divides log-probabilities by length ** length_penalty.
-        real_words: docstrings use only words of the training docstrings or of their source
-            (`codemt.words`; torch backend, models that carry a word list).
-        name_weight: docstrings: each candidate (beam or sample) is ranked by its score plus
-            this times the share of the function's name and parameter words it mentions
-            (`name_coverage`; only when the signature is among the sources); 0 ranks by score
-            alone. Tuned with length_penalty 1, where scores are mean token log-probabilities.
-        neighbor_candidates: summaries written with project memory: the neighbours' own
-            summaries (adapted to the method's names where they differ by a word or two)
-            are candidates beside the beams, scored by the model (torch backend).
-        neighbor_bonus: added to a neighbour summary's score when ranking: a sentence
-            the project's authors wrote is worth more than the model's score says (chosen
-            on our valid split: 0.5 against 0 raised smoothed BLEU-4 from 22.85 to 24.52).
-        batch_size: methods generated together.
-        seed: seeds torch's global RNG before each batch when sampling (None: leave it).
-    """
-
-    num_beams: int = 4
-    sample: bool = False
-    num_samples: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 128
-    no_repeat_ngram_size: int | None = None
-    length_penalty: float = 1.0
-    real_words: bool = True
-    name_weight: float = 2.0
-    neighbor_candidates: bool = True
-    neighbor_bonus: float = 0.5
-    batch_size: int = 16
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("num_beams", "num_samples", "max_new_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.sample and self.num_beams != 1:
-            raise ValueError(
-                "sampling draws independent sequences: set num_beams=1 (and num_samples "
-                "for several candidates)"
-            )
-        if not self.sample and self.num_samples != 1:
-            raise ValueError("num_samples applies to sampling only: set sample=True")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not math.isfinite(self.neighbor_bonus):
-            raise ValueError(f"neighbor_bonus must be a finite number, got {self.neighbor_bonus}")
-        if not (math.isfinite(self.name_weight) and self.name_weight >= 0):
-            raise ValueError(f"name_weight must be 0 (off) or more, got {self.name_weight}")
-        if self.no_repeat_ngram_size is not None and self.no_repeat_ngram_size < 0:
-            raise ValueError(
-                f"no_repeat_ngram_size must be 0 (off) or more, got {self.no_repeat_ngram_size}"
-            )
-
-    @property
-    def candidates(self) -> int:
-        """How many sequences one method's generation yields."""
-        return self.num_samples if self.sample else self.num_beams
-
-    def for_target(self, target: str) -> GenerationSettings:
-        """These settings with the target's own `no_repeat_ngram_size` where none is set."""
-        if self.no_repeat_ngram_size is not None:
-            return self
-        return replace(self, no_repeat_ngram_size=NO_REPEAT_NGRAM[target])
-
-
-# Docstrings never repeat 4 tokens: an under-trained model's "the total number of the total
-# number of ..." goes, and on the recipe's model smoothed BLEU-4 / ROUGE-L F of 300 valid
-# docstrings went from 13.28 / 19.71 to 13.44 / 20.16 (CodeXGLUE sample: 13.84 / 20.58 ->
-# 13.82 / 20.66). Code repeats itself by nature (`self.x = x` lines), so it may.
-NO_REPEAT_NGRAM = {"docstring": 4, "body": 0, "signature": 0}
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One generated sequence, post-processed: its text, score and whether it parses."""
-
-    text: str
-    score: float  # the model's log-probability per token (beam search: its beam score)
-    parsed: bool | None  # None for docstrings
-    coverage: float = 0.0  # docstrings: the share of the method's name words it mentions
-    bonus: float = 0.0  # added when ranking: a neighbour's summary gets `neighbor_bonus`
-
-
-@dataclass(frozen=True)
-class Translation:
-    """The result for one method.
-
-    `parsed` (code targets) says whether `text` parses after the signature, that is whether
-    any candidate did; `candidates` (code targets) holds every candidate, best-scored first.
-    """
-
-    text: str
-    score: float
-    parsed: bool | None = None
-    candidates: list[Candidate] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ methods and features
@@ -264,185 +156,7 @@ def resolve_style(target: str, style: str | None) -> str | None:
     return style
 
 
-# ------------------------------------------------------------------ post-processing
-
-
-def finish_docstring(text: str) -> str:
-    """A generated docstring without quotes, dedented as `inspect.cleandoc` does, with
-    "a"/"an" agreeing with the word after them and its summary ending in a period."""
-    text = text.strip()
-    for quote in ('"""', "'''"):
-        if text.startswith(quote):
-            text = text[3:]
-            text = text[:-3] if text.endswith(quote) else text
-            break
-    from codemt.mine.docstrings import prose_summary
-
-    text = fix_articles(inspect.cleandoc(text))
-    summary, rest = (text.split("\n\n", 1) + [""])[:2]
-    if prose_summary(summary) and re.search(r"[A-Za-z0-9)\]'`\"]$", summary):
-        summary += "."
-    return f"{summary}\n\n{rest}" if rest else summary
-
-
-# Words whose first letter does not say how they sound: "a user", "an hour".
-_SOUNDS_CONSONANT = re.compile(r"(?:uni|use|usu|uti|ura|uri|url|utf|eu|one\b|once)", re.I)
-_SOUNDS_VOWEL = re.compile(r"(?:hour|honest|honou?r|heir)", re.I)
-_NOT_NOUNS = frozenset(
-    [
-        "and",
-        "or",
-        "of",
-        "to",
-        "in",
-        "is",
-        "if",
-        "at",
-        "as",
-        "on",
-        "by",
-        "for",
-        "with",
-        "from",
-        "into",
-        "are",
-        "was",
-        "be",
-        "it",
-        "not",
-        "nor",
-        "but",
-        "so",
-        "than",
-        "then",
-        "that",
-        "the",
-        "a",
-        "an",
-    ]
-)
-# Letters whose names start with a vowel sound: "an HTTP", "an SQL", "a URL".
-_VOWEL_LETTERS = frozenset("AEFHILMNORSX")
-
-
-def fix_articles(text: str) -> str:
-    """ "a"/"an" chosen by how the next word sounds ("an init", "a naturalsize", "an
-    HTTP request"), outside `code` spans."""
-
-    def agree(match: re.Match[str]) -> str:
-        article, space, word = match.group(1), match.group(2), match.group(3)
-        if word.lower() in _NOT_NOUNS:  # "add a and b": `a` is a name, not an article
-            return match.group(0)
-        if word.isupper() and len(word) > 1:
-            vowel = word[0] in _VOWEL_LETTERS
-        elif _SOUNDS_CONSONANT.match(word):
-            vowel = False
-        elif _SOUNDS_VOWEL.match(word):
-            vowel = True
-        else:
-            vowel = word[0].lower() in "aeiou"
-        chosen = "an" if vowel else "a"
-        return (chosen.capitalize() if article[0].isupper() else chosen) + space + word
-
-    parts = re.split(r"(`[^`]*`)", text)
-    pattern = re.compile(r"\b([Aa]n?)(\s+)([A-Za-z][\w]*)")
-    return "".join(p if p.startswith("`") else pattern.sub(agree, p) for p in parts)
-
-
-def finish_body(text: str) -> str:
-    """A generated body indented by four spaces, without blank lines around it.
-
-    The model's targets are indented already; only text that is not (a first line without
-    four spaces of indentation) is dedented and re-indented.
-    """
-    lines = [line.rstrip() for line in text.split("\n")]
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    body = "\n".join(lines).rstrip()
-    if re.match(r" {4}\S", body):
-        return body
-    return textwrap.indent(textwrap.dedent(body), "    ")
-
-
-def finish_signature(text: str) -> str:
-    """A generated signature as one stripped line."""
-    return " ".join(line.strip() for line in text.strip().split("\n"))
-
-
-FINISHERS: dict[str, Callable[[str], str]] = {
-    "docstring": finish_docstring,
-    "body": finish_body,
-    "signature": finish_signature,
-}
-
-
-def parses(signature: str, body: str) -> bool:
-    """Whether a signature and a body make a function that `ast.parse` accepts."""
-    try:
-        with warnings.catch_warnings():  # generated code's `1if`, "\d": not the user's to see
-            warnings.simplefilter("ignore", SyntaxWarning)
-            ast.parse(f"{signature}\n{body or '    pass'}\n")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
-    return True
-
-
-def code_parses(record: dict[str, Any], target: str, text: str) -> bool | None:
-    """Whether generated code parses with the rest of its method (None for docstrings)."""
-    if target == "body":
-        # An empty body is no body; a method translated from its docstring alone has no
-        # signature to try the body with, so a stand-in is used.
-        return bool(text.strip()) and parses(record["signature"] or "def _():", text)
-    if target == "signature":
-        return parses(text, record["body"])
-    return None
-
-
-def choose_candidate(candidates: Sequence[Candidate], name_weight: float = 0.0) -> Candidate:
-    """The best-scored candidate that parses, else the best-scored one; scores count
-    `name_weight` times each candidate's name coverage (docstrings) and its bonus besides."""
-    return max(
-        candidates,
-        key=lambda c: (c.parsed is True, c.score + name_weight * c.coverage + c.bonus),
-    )
-
-
-_NAME_PARTS = re.compile(r"[a-z]+|\d+")  # of `signature_names`' lower-case words
-_PLURAL_ES = re.compile(r"(?:ss|x|ch|sh)es$")
-# Names that docstrings hardly ever spell out.
-_UNSAID_NAMES = frozenset({"args", "kwargs"})
-
-
-def _stem(word: str) -> str:
-    """`paths` -> `path`, `matches` -> `match`, `class` and `classes` -> `class`."""
-    if _PLURAL_ES.search(word):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
-
-
-def method_name_words(record: dict[str, Any]) -> set[str]:
-    """The words of a method's name and parameter names (`signature_names`), in stem form;
-    one-letter names, `args` and `kwargs` say nothing and are left out."""
-    names = signature_names(record.get("signature") or "") or name_words(record.get("name", ""))
-    words = _NAME_PARTS.findall(names.lower())
-    return {_stem(w) for w in words if len(w) > 1 and w not in _UNSAID_NAMES}
-
-
-def name_coverage(words: set[str], text: str) -> float:
-    """The share of `words` (from `method_name_words`) that `text` mentions, camel-case
-    and snake_case identifiers split into their words, regular plurals counted (0 for no
-    words).
-
-    A docstring that names what the function's own names say is more often the right one:
-    among the beams of the recipe's model, preferring it raises ROUGE-L on held-out
-    docstrings (docs/evaluation.md).
-    """
-    if not words:
-        return 0.0
-    said = {_stem(w.lower()) for w in WORD_PARTS.findall(text)}
-    return len(words & said) / len(words)
+# ------------------------------------------------------------------ project memory
 
 
 def adapt_summary(summary: str, neighbor_signature: str, record: dict[str, Any]) -> str:

@@ -57,7 +57,7 @@ class Summaries:
     """A model that writes "Summary of NAME." for whatever it is given."""
 
     def translate_batch(self, records, target, style=None, **options):
-        from codemt.translate import Translation
+        from codemt.generation import Translation
 
         return [Translation(f"Summary of {r['name']}.", -1.0) for r in records]
 

@@ -7,7 +7,7 @@ import pytest
 from codemt.apply import read_source
 from codemt.cli import main
 from codemt.complete import CompleteError, complete, is_stub
-from codemt.translate import Candidate, GenerationSettings, Translation
+from codemt.generation import Candidate, GenerationSettings, Translation
 
 STUBS = '''import math
 

@@ -17,8 +17,8 @@ import pytest
 from codemt.apply import Paragraph, SourceError, docstring_literal, read_source
 from codemt.cli import main
 from codemt.docstring import DocstringSettings, document, find_files, project_style
+from codemt.generation import Translation
 from codemt.templates import Facts, Parameter, build_docstring, facts_of, parse_descriptions
-from codemt.translate import Translation
 from tests.conftest import without_docstrings
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -424,7 +424,7 @@ def test_a_failing_replace_leaves_every_file_old_or_new(tmp_path, monkeypatch):
 KILLER = """
 import os, signal, sys
 from codemt.docstring import DocstringSettings, document
-from codemt.translate import Translation
+from codemt.generation import Translation
 
 class Model:
     def translate_batch(self, methods, target, style=None, **options):

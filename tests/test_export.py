@@ -13,7 +13,8 @@ from codemt.backends import BackendUnavailable, select_backend  # noqa: E402
 from codemt.cli import main  # noqa: E402
 from codemt.corpus import iter_records  # noqa: E402
 from codemt.export import export_ctranslate2  # noqa: E402
-from codemt.translate import GenerationSettings, Translator, choose_candidate  # noqa: E402
+from codemt.generation import GenerationSettings, choose_candidate  # noqa: E402
+from codemt.translate import Translator  # noqa: E402
 
 GREEDY = GenerationSettings(num_beams=1, max_new_tokens=24)
 BEAMS = GenerationSettings(num_beams=4, max_new_tokens=16)

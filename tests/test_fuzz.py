@@ -22,12 +22,13 @@ from hypothesis import strategies as st
 
 from codemt.corpus import iter_records
 from codemt.docstring import DocstringSettings, document
+from codemt.generation import Translation
 from codemt.mine.docstrings import summary_of
 from codemt.mine.extract import docstring_node
 from codemt.mine.pipeline import MineSettings, mine
 from codemt.mine.reading import printable
 from codemt.mine.sources import Repository, resolve
-from codemt.translate import Translation, Translator
+from codemt.translate import Translator
 from tests.conftest import without_docstrings
 from tests.test_docstring import comments
 

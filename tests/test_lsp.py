@@ -121,7 +121,7 @@ STUB_MODEL = """
 import sys
 
 from codemt import cli, lsp
-from codemt.translate import Translation
+from codemt.generation import Translation
 
 
 class StubTranslator:

@@ -546,7 +546,8 @@ def test_adapt_summary_fixes_the_article_before_a_swapped_word():
 
 
 def test_neighbor_summaries_are_scored_candidates(memory_model):
-    from codemt.translate import GenerationSettings, Translator
+    from codemt.generation import GenerationSettings
+    from codemt.translate import Translator
 
     translator = Translator.load(memory_model, backend="torch")
     method = record("download_sina", "def download_sina(url):", "    return get_video(url)")
@@ -607,7 +608,8 @@ def test_scoring_after_generating_reuses_the_encoders_outputs(memory_model):
     """Generating encodes the batch once and scoring texts for the same sources starts
     from those outputs: the same scores as encoding afresh, without the encoder; a
     source that the last batch did not hold is encoded."""
-    from codemt.translate import GenerationSettings, Translator
+    from codemt.generation import GenerationSettings
+    from codemt.translate import Translator
 
     translator, sources, texts, targets = scoring_case(memory_model)
     pairs = [(sources[1], targets[1]), (sources[0], targets[0]), (sources[1], targets[2])]
@@ -634,7 +636,8 @@ def test_scoring_after_generating_reuses_the_encoders_outputs(memory_model):
 def test_the_int8_backend_quantizes_the_transformer_and_generates(memory_model):
     import torch
 
-    from codemt.translate import GenerationSettings, Translator
+    from codemt.generation import GenerationSettings
+    from codemt.translate import Translator
 
     translator = Translator.load(memory_model, backend="torch-int8", device="cpu")
     assert translator.backend.name == "torch-int8"

@@ -11,8 +11,9 @@ playwright = pytest.importorskip(
     "playwright.sync_api", reason="Playwright for Python is not installed: pip install playwright"
 )
 
+from codemt.generation import GenerationSettings  # noqa: E402
 from codemt.serve import create_app, playground_html, running_server  # noqa: E402
-from codemt.translate import GenerationSettings, Translator  # noqa: E402
+from codemt.translate import Translator  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -14,6 +14,7 @@ httpx = pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from codemt.generation import GenerationSettings, Translation  # noqa: E402
 from codemt.serve import (  # noqa: E402
     Batcher,
     BatchKey,
@@ -25,7 +26,7 @@ from codemt.serve import (  # noqa: E402
     model_name,
     running_server,
 )
-from codemt.translate import GenerationSettings, Translation, Translator  # noqa: E402
+from codemt.translate import Translator  # noqa: E402
 
 FAST = {"num_beams": 1, "max_new_tokens": 12}
 ADD = "def add(a, b):\n    total = a + b\n    return total\n"

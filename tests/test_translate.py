@@ -14,22 +14,18 @@ from codemt.cli.translate import split_location
 from codemt.corpus import iter_records
 from codemt.data import TokenCache
 from codemt.examples import Mode
-from codemt.translate import (
+from codemt.generation import (
     Candidate,
     GenerationSettings,
-    Translator,
     choose_candidate,
-    example_settings,
     finish_body,
     finish_docstring,
     finish_signature,
     fix_articles,
     method_name_words,
     name_coverage,
-    parse_method,
-    source_features,
-    structured,
 )
+from codemt.translate import Translator, example_settings, parse_method, source_features, structured
 
 ADD = '''def add(a: int, b: int = 1) -> int:
     """Add two numbers.
@@ -459,7 +455,8 @@ def test_a_generated_summary_ends_with_a_period_and_sections_are_left_as_they_ar
 def test_a_sectioned_docstring_takes_its_sections_from_the_code():
     """The model listed a parameter twice, invented one, left Returns empty and broke a
     bracket: the sections come from the code, the descriptions from the model."""
-    from codemt.translate import Translation, method_record
+    from codemt.generation import Translation
+    from codemt.translate import method_record
 
     record = method_record(
         "def scale(self, factor: float, *, clamp=True) -> float:\n"

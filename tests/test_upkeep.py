@@ -22,7 +22,7 @@ class Summaries:
     """A model that writes "Written." for every function without a docstring."""
 
     def translate_batch(self, records, target, style=None, **options):
-        from codemt.translate import Translation
+        from codemt.generation import Translation
 
         return [Translation("Written.", -1.0) for _ in records]
 

@@ -187,8 +187,9 @@ def test_each_row_is_checked_against_its_own_source(constraint, small_tokenizer)
 
 
 def test_translations_keep_to_the_words(tiny_model, tmp_path, one_torch_thread):
+    from codemt.generation import GenerationSettings
     from codemt.model import resolve_checkpoint
-    from codemt.translate import GenerationSettings, Translator
+    from codemt.translate import Translator
 
     model = tmp_path / "model"
     shutil.copytree(resolve_checkpoint(tiny_model), model)
@@ -202,8 +203,9 @@ def test_translations_keep_to_the_words(tiny_model, tmp_path, one_torch_thread):
 
 
 def test_code_is_never_constrained(tiny_model, tmp_path, monkeypatch, one_torch_thread):
+    from codemt.generation import GenerationSettings
     from codemt.model import resolve_checkpoint
-    from codemt.translate import GenerationSettings, Translator
+    from codemt.translate import Translator
 
     model = tmp_path / "model"
     shutil.copytree(resolve_checkpoint(tiny_model), model)

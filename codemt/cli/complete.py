@@ -14,8 +14,8 @@ from codemt.cli.translate import (
     split_location,
 )
 from codemt.complete import CompleteError, complete
+from codemt.generation import GenerationSettings
 from codemt.memory import add_memory_arguments
-from codemt.translate import GenerationSettings
 
 
 def _generation(args: argparse.Namespace) -> GenerationSettings:

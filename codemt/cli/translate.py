@@ -15,14 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from codemt.examples import DOCSTRING_STYLES
+from codemt.generation import GenerationSettings
 from codemt.mine.extract import extract_methods
 from codemt.mine.reading import SkipFile, parse_with_repairs
-from codemt.translate import (
-    DEFAULT_MODEL,
-    TARGETS,
-    GenerationSettings,
-    Translator,
-)
+from codemt.translate import DEFAULT_MODEL, TARGETS, Translator
 
 
 class CommandError(Exception):
