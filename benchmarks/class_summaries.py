@@ -1,7 +1,7 @@
 """How well the model summarises classes (`codemt docstring --classes`).
 
 Public top-level classes of the standard library that have a docstring: the model writes
-a summary from the class as `codemt.classes.class_record` shows it, scored against the
+a summary from the class as `codemt.write.classes.class_record` shows it, scored against the
 first paragraph of the real docstring (smoothed BLEU-4, ROUGE-L F), beside the summary
 "A <name words>." made from the class name alone.
 
@@ -16,12 +16,12 @@ import random
 import sysconfig
 from pathlib import Path
 
-from codemt.apply import read_source
-from codemt.classes import class_record, classes_of
 from codemt.examples import name_words
 from codemt.metrics import score_texts
-from codemt.mine.docstrings import summary_of
+from codemt.source.docstrings import summary_of
 from codemt.translate import Translator
+from codemt.write.apply import read_source
+from codemt.write.classes import class_record, classes_of
 
 
 def main() -> None:

@@ -62,9 +62,9 @@ def load_inputs(
 
     from codemt.evaluate import load_data
     from codemt.examples import Mode
-    from codemt.mine.docstrings import summary_of
-    from codemt.mine.extract import extract_methods
-    from codemt.mine.reading import parse_with_repairs
+    from codemt.source.docstrings import summary_of
+    from codemt.source.extract import extract_methods
+    from codemt.source.reading import parse_with_repairs
 
     data = load_data(sample)
     chosen = data.examples(Mode(SOURCES, "docstring"))

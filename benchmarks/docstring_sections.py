@@ -2,7 +2,7 @@
 
 For google, numpy and rest docstrings of a corpus split: the share that
 `docstring_parser` gives back unchanged after `compose(parse(d))` (an update through it
-would reflow the others), and the share `codemt.sections.read_docstring` reads (it keeps
+would reflow the others), and the share `codemt.source.sections.read_docstring` reads (it keeps
 every line by construction; the others it leaves alone).
 
     pip install docstring_parser
@@ -16,8 +16,8 @@ import collections
 import inspect
 
 from codemt.corpus import iter_records
-from codemt.mine.docstrings import GOOGLE, NUMPY, REST, detect_style
-from codemt.sections import Unreadable, read_docstring
+from codemt.source.docstrings import GOOGLE, NUMPY, REST, detect_style
+from codemt.source.sections import Unreadable, read_docstring
 
 
 def main() -> None:

@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 from translate_speed import random_model  # the sibling benchmark's random `small` checkpoint
 
-from codemt.apply import read_source
-from codemt.docstring import DocstringSettings, document, find_files
 from codemt.generation import GenerationSettings
 from codemt.translate import Translator
+from codemt.write.apply import read_source
+from codemt.write.docstring import DocstringSettings, document, find_files
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

@@ -20,10 +20,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from codemt.apply import read_source
 from codemt.memory import ProjectMemory
-from codemt.mine.docstrings import summary_of
+from codemt.source.docstrings import summary_of
 from codemt.translate import Translator
+from codemt.write.apply import read_source
 
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 models = sys.argv[3:]

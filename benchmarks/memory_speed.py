@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from codemt.apply import read_source
 from codemt.generation import GenerationSettings
 from codemt.memory import ProjectMemory
 from codemt.translate import Translator
+from codemt.write.apply import read_source
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

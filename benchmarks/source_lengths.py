@@ -16,7 +16,7 @@ import argparse
 import statistics
 
 from codemt.corpus import iter_records
-from codemt.mine.docstrings import summary_of
+from codemt.source.docstrings import summary_of
 from codemt.tokenizer import load_tokenizer
 
 CAPS = (64, 96, 128, 192, 256, 512, None)

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from codemt.generation import GenerationSettings
-from codemt.mine.extract import extract_methods
-from codemt.mine.reading import parse_with_repairs
 from codemt.model import PRESETS, build_model, write_model
+from codemt.source.extract import extract_methods
+from codemt.source.reading import parse_with_repairs
 from codemt.tokenizer import (
     EOS_TOKEN,
     PAD_TOKEN,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from codemt.examples import FEATURES, Mode, name_words
 from codemt.metrics import score_texts
-from codemt.mine.docstrings import summary_of
+from codemt.source.docstrings import summary_of
 
 if TYPE_CHECKING:
     from codemt.translate import Translator

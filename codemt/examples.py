@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codemt.mine.docstrings import summary_of
+from codemt.source.docstrings import summary_of
 from codemt.tokenizer import FEATURE_TOKENS, NUM_SENTINELS, STYLE_TOKENS, TARGET_TOKENS
 
 FEATURES = ("signature", "docstring", "body")

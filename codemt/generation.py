@@ -146,7 +146,7 @@ def finish_docstring(text: str) -> str:
             text = text[3:]
             text = text[:-3] if text.endswith(quote) else text
             break
-    from codemt.mine.docstrings import prose_summary
+    from codemt.source.docstrings import prose_summary
 
     text = fix_articles(inspect.cleandoc(text))
     summary, rest = (text.split("\n\n", 1) + [""])[:2]

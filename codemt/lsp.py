@@ -5,13 +5,13 @@
 A pygls server over stdio. On a function without a docstring it offers the code action
 "Generate docstring"; on a stub (a docstring and `...`, `pass` or `raise
 NotImplementedError`) it offers "Generate body"; on a docstring whose sections disagree
-with the code, "Update docstring" (`codemt.upkeep`). Each finding of `codemt docstring
+with the code, "Update docstring" (`codemt.write.upkeep`). Each finding of `codemt docstring
 --lint` is a diagnostic of the open document, refreshed as it changes (`--no-lint`: none). Listing actions only parses the file;
 the model runs when the editor resolves the chosen action (`codeAction/resolve`), which
 returns the WorkspaceEdit, so moving the cursor around never waits for a model. The model
 itself is loaded on the first resolve, so the editor starts the server instantly.
 
-The edits are the smallest that insert the text (see `codemt.edits`): the rest of the file
+The edits are the smallest that insert the text (see `codemt.write.edits`): the rest of the file
 keeps its bytes. Submitted code is parsed, never run.
 
 Project memory (`codemt.memory`): for a model trained to read it, the workspace's documented
@@ -38,11 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from codemt import __version__, edits, upkeep
-from codemt.apply import SourceError
+from codemt import __version__
 from codemt.generation import GenerationSettings, Translation
-from codemt.mine.extract import docstring_node
+from codemt.source.extract import docstring_node
 from codemt.translate import DEFAULT_MODEL, Translator, resolve_style
+from codemt.write import edits, upkeep
+from codemt.write.apply import SourceError
 
 if TYPE_CHECKING:
     from lsprotocol import types
@@ -312,7 +313,7 @@ def create_server(settings: LspSettings) -> LanguageServer:
     def updated(document: Any, node: edits.Function, record: dict) -> edits.TextEdit:
         """The edit that brings a stale docstring in line with its code, new entries
         described by the model in the docstring's style."""
-        from codemt.templates import parse_descriptions
+        from codemt.write.templates import parse_descriptions
 
         found = stale(document, node)
         if found is None:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from codemt.mine.docstrings import prose_summary
+from codemt.source.docstrings import prose_summary
 
 # Bumped whenever what a cache file holds changes: an older cache is rebuilt, not trusted.
 CACHE_FORMAT = 1
@@ -300,7 +300,7 @@ class ProjectMemory:
         return memory
 
     def _project_files(self) -> list[Path]:
-        from codemt.docstring import DocstringSettings, find_files
+        from codemt.write.docstring import DocstringSettings, find_files
 
         return find_files([self.root], DocstringSettings())
 
@@ -441,8 +441,8 @@ class ProjectMemory:
 def _documented_functions(data: bytes, relative: str) -> list[dict[str, Any]]:
     """The documented functions of a file's bytes, as Neighbor fields; ValueError saying
     why a file cannot be read."""
-    from codemt.mine.extract import extract_methods
-    from codemt.mine.reading import SkipFile, decode_source, parse_with_repairs
+    from codemt.source.extract import extract_methods
+    from codemt.source.reading import SkipFile, decode_source, parse_with_repairs
 
     try:
         tree = parse_with_repairs(decode_source(data, max_bytes=2_000_000), repair=False)[0]

@@ -48,7 +48,7 @@ from codemt.backends import CTRANSLATE2_SUBFOLDER
 from codemt.examples import all_modes
 from codemt.generation import GenerationSettings, Translation
 from codemt.memory import neighbors_from_request
-from codemt.mine.extract import docstring_node
+from codemt.source.extract import docstring_node
 from codemt.translate import (
     DEFAULT_MODEL,
     DEFAULT_MODEL_DIRS,
@@ -412,9 +412,10 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
 
-    from codemt import api, edits, upkeep
-    from codemt.apply import SourceError
-    from codemt.templates import parse_descriptions
+    from codemt import api
+    from codemt.write import edits, upkeep
+    from codemt.write.apply import SourceError
+    from codemt.write.templates import parse_descriptions
 
     settings = settings or ServeSettings()
     batcher = Batcher(

@@ -40,7 +40,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from codemt import corpus
-from codemt.mine.extract import method_source
+from codemt.source.extract import method_source
 
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = "</s>"

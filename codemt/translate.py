@@ -51,9 +51,9 @@ from codemt.generation import (
     method_name_words,
     name_coverage,
 )
-from codemt.mine.extract import extract_methods
-from codemt.mine.reading import SkipFile, parse_with_repairs
 from codemt.model import PRESETS
+from codemt.source.extract import extract_methods
+from codemt.source.reading import SkipFile, parse_with_repairs
 
 if TYPE_CHECKING:
     import torch
@@ -199,8 +199,8 @@ def structured(record: dict[str, Any], result: Translation, style: str) -> Trans
     parameters, returns, yields and raises as the code has them (never one twice, never
     one it lacks), the model's summary and descriptions where it gave them; the model's
     text as it is where the method's code does not parse."""
-    from codemt.mine.docstrings import prose_summary, summary_of
-    from codemt.templates import build_docstring, docstring_text, facts_of, parse_descriptions
+    from codemt.source.docstrings import prose_summary, summary_of
+    from codemt.write.templates import build_docstring, docstring_text, facts_of, parse_descriptions
 
     decorators = "".join(f"@{d}\n" for d in record.get("decorators") or ())
     try:

@@ -1,21 +1,21 @@
 """`codemt complete` on the command line: its arguments and what it prints (the work
-itself is `codemt.complete`)."""
+itself is `codemt.write.complete`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from codemt.apply import SourceError, show_or_write
 from codemt.cli.translate import (
     add_model_arguments,
     generation_settings,
     load_for_project,
     split_location,
 )
-from codemt.complete import CompleteError, complete
 from codemt.generation import GenerationSettings
 from codemt.memory import add_memory_arguments
+from codemt.write.apply import SourceError, show_or_write
+from codemt.write.complete import CompleteError, complete
 
 
 def _generation(args: argparse.Namespace) -> GenerationSettings:

@@ -1,7 +1,7 @@
 """`codemt docstring` on the command line: its arguments, and how results are printed.
 
-The work itself is `codemt.docstring` (writing, updating, converting) and
-`codemt.upkeep` (checking); this module parses the arguments into `DocstringSettings`,
+The work itself is `codemt.write.docstring` (writing, updating, converting) and
+`codemt.write.upkeep` (checking); this module parses the arguments into `DocstringSettings`,
 runs them and prints one line per finding and a summary line.
 """
 
@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from codemt.apply import SourceError, read_source
 from codemt.cli.translate import add_model_arguments, generation_settings, load_for_project
-from codemt.docstring import (
+from codemt.memory import add_memory_arguments
+from codemt.source.docstrings import SUMMARY
+from codemt.write.apply import SourceError, read_source
+from codemt.write.docstring import (
     AUTO,
     DEFAULT_LINE_LENGTH,
     DocstringSettings,
@@ -21,10 +23,8 @@ from codemt.docstring import (
     plural,
     skip_reason,
 )
-from codemt.memory import add_memory_arguments
-from codemt.mine.docstrings import SUMMARY
-from codemt.templates import STRUCTURED, STYLES
-from codemt.upkeep import CODES, codes_selected, lint_sources
+from codemt.write.templates import STRUCTURED, STYLES
+from codemt.write.upkeep import CODES, codes_selected, lint_sources
 
 
 def _lint_command(args: argparse.Namespace, settings: DocstringSettings) -> int:

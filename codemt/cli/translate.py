@@ -16,8 +16,8 @@ from typing import Any
 
 from codemt.examples import DOCSTRING_STYLES
 from codemt.generation import GenerationSettings
-from codemt.mine.extract import extract_methods
-from codemt.mine.reading import SkipFile, parse_with_repairs
+from codemt.source.extract import extract_methods
+from codemt.source.reading import SkipFile, parse_with_repairs
 from codemt.translate import DEFAULT_MODEL, TARGETS, Translator
 
 
@@ -31,7 +31,7 @@ def _read_source(path: str) -> str:
     file = Path(path)
     if not file.is_file():
         raise CommandError(f"{path}: no such file")
-    from codemt.mine.reading import decode_source
+    from codemt.source.reading import decode_source
 
     try:
         return decode_source(file.read_bytes(), max_bytes=10_000_000)

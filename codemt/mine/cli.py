@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from codemt.mine.reading import MAX_PARSE_TOKENS
+from codemt.source.reading import MAX_PARSE_TOKENS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

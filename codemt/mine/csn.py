@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 
 from codemt.corpus import SPLITS, iter_records
-from codemt.mine.docstrings import summary_of
-from codemt.mine.extract import method_source
+from codemt.source.docstrings import summary_of
+from codemt.source.extract import method_source
 
 _CODE_TOKEN = re.compile(r"[A-Za-z_]\w*|\d[\w.]*|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|\S")
 _TEXT_TOKEN = re.compile(r"\w+|[^\w\s]")

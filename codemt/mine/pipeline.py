@@ -44,7 +44,6 @@ import pyarrow.parquet as pq
 
 from codemt import __version__
 from codemt.corpus import SCHEMA, SPLITS, manifest_path, shard_dir
-from codemt.mine import reading
 from codemt.mine.dedup import (
     Deduplicator,
     DedupSettings,
@@ -53,7 +52,6 @@ from codemt.mine.dedup import (
     exact_key,
     local_names,
 )
-from codemt.mine.extract import extract_methods
 from codemt.mine.sources import (
     JsonlSource,
     Repository,
@@ -62,6 +60,8 @@ from codemt.mine.sources import (
     expand_sources,
     resolve,
 )
+from codemt.source import reading
+from codemt.source.extract import extract_methods
 
 STAGED_SCHEMA = SCHEMA.append(pa.field("exact_key", pa.int64())).append(
     pa.field("band_keys", pa.list_(pa.int64()))

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codemt.apply import Function, FunctionEdit, Source, SourceError, parse_text
-from codemt.mine.docstrings import GOOGLE, NUMPY, REST
-from codemt.mine.extract import docstring_node
-from codemt.sections import (
+from codemt.source.docstrings import GOOGLE, NUMPY, REST
+from codemt.source.extract import docstring_node
+from codemt.source.sections import (
     PARAMETERS,
     RAISES,
     RETURNS,
@@ -36,7 +35,15 @@ from codemt.sections import (
     read_docstring,
     render,
 )
-from codemt.templates import Descriptions, Facts, Parameter, facts_of, is_stub, parse_descriptions
+from codemt.write.apply import Function, FunctionEdit, Source, SourceError, parse_text
+from codemt.write.templates import (
+    Descriptions,
+    Facts,
+    Parameter,
+    facts_of,
+    is_stub,
+    parse_descriptions,
+)
 
 # Stable codes of `lint`, and what each means.
 CODES = {

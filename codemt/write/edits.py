@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from codemt.apply import DEFAULT_LINE_LENGTH, Paragraph
-from codemt.apply import docstring_literal as written_literal
-from codemt.mine.extract import docstring_node, extract_methods
-from codemt.mine.reading import SkipFile, parse_with_repairs
-from codemt.templates import is_stub as _is_placeholder
+from codemt.source.extract import docstring_node, extract_methods
+from codemt.source.reading import SkipFile, parse_with_repairs
+from codemt.write.apply import DEFAULT_LINE_LENGTH, Paragraph
+from codemt.write.apply import docstring_literal as written_literal
+from codemt.write.templates import is_stub as _is_placeholder
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 # The line breaks of Python's tokenizer and of the LSP alike (str.splitlines knows more).
@@ -153,7 +153,7 @@ def is_stub(node: Function) -> bool:
 
 
 def docstring_literal(docstring: str, indent: str, line_length: int = DEFAULT_LINE_LENGTH) -> str:
-    """The literal `codemt docstring` writes for `docstring` (`codemt.apply`: one line
+    """The literal `codemt docstring` writes for `docstring` (`codemt.write.apply`: one line
     when it fits, else PEP 257 layout wrapped to `line_length`, escaped alike): each of
     its lines a paragraph at its own indentation. Continuation lines are indented by
     `indent` (the body's)."""

@@ -7,8 +7,8 @@
 The pipeline: find the Python files under the paths (skipping what .gitignore ignores,
 virtual environments, build and hidden folders), find their functions without a
 docstring, generate every docstring in one batch over all files, build each in the
-chosen style (`codemt.templates`), insert them with libcst and verify and write each file
-(`codemt.apply`). A file that cannot be read or edited is reported and left untouched.
+chosen style (`codemt.write.templates`), insert them with libcst and verify and write each file
+(`codemt.write.apply`). A file that cannot be read or edited is reported and left untouched.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ from typing import Any, Protocol
 
 import pathspec
 
-from codemt.apply import (
+from codemt.generation import Translation
+from codemt.mine.sources import ENVIRONMENT_DIR_NAMES, SKIPPED_DIR_NAMES, is_skipped_folder
+from codemt.source.docstrings import SUMMARY, detect_style, prose_summary
+from codemt.source.sections import Unreadable
+from codemt.write.apply import (
     DEFAULT_LINE_LENGTH,
     Change,
     Function,
@@ -40,20 +44,16 @@ from codemt.apply import (
     show_or_write,
     verify_edit,
 )
-from codemt.classes import Klass, attributes_of, class_docstring, class_record, classes_of
-from codemt.convert import conversions
-from codemt.generation import Translation
-from codemt.mine.docstrings import SUMMARY, detect_style, prose_summary
-from codemt.mine.sources import ENVIRONMENT_DIR_NAMES, SKIPPED_DIR_NAMES, is_skipped_folder
-from codemt.sections import Unreadable
-from codemt.templates import (
+from codemt.write.classes import Klass, attributes_of, class_docstring, class_record, classes_of
+from codemt.write.convert import conversions
+from codemt.write.templates import (
     STRUCTURED,
     STYLES,
     build_docstring,
     facts_of,
     parse_descriptions,
 )
-from codemt.upkeep import (
+from codemt.write.upkeep import (
     Stale,
     describe,
     docstring_source,
@@ -96,12 +96,12 @@ class DocstringSettings:
         describe: in structured styles, also ask the model to describe parameters,
             return values and exceptions (a second generation pass).
         update: also bring existing docstrings' sections in line with the code
-            (`codemt.upkeep`).
+            (`codemt.write.upkeep`).
         placeholders: mark what no description covers `_description_` (else it is
             left undescribed).
         convert: rewrite existing sectioned docstrings in this style (google, numpy,
-            rest), every word kept (`codemt.convert`).
-        classes: document classes too (`codemt.classes`).
+            rest), every word kept (`codemt.write.convert`).
+        classes: document classes too (`codemt.write.classes`).
     """
 
     style: str = SUMMARY

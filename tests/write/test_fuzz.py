@@ -21,16 +21,16 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from codemt.corpus import iter_records
-from codemt.docstring import DocstringSettings, document
 from codemt.generation import Translation
-from codemt.mine.docstrings import summary_of
-from codemt.mine.extract import docstring_node
 from codemt.mine.pipeline import MineSettings, mine
-from codemt.mine.reading import printable
 from codemt.mine.sources import Repository, resolve
+from codemt.source.docstrings import summary_of
+from codemt.source.extract import docstring_node
+from codemt.source.reading import printable
 from codemt.translate import Translator
+from codemt.write.docstring import DocstringSettings, document
 from tests.conftest import without_docstrings
-from tests.test_docstring import comments
+from tests.write.test_docstring import comments
 
 # ------------------------------------------------------------------ the HTTP API
 
@@ -988,9 +988,9 @@ _SECTION_LINES = [
 def test_updating_any_docstring_gives_a_parsing_file_or_leaves_it_alone(lines, signature, body):
     """Whatever the lines of a docstring: reading it raises nothing but Unreadable, and
     the updated literal (when there is one) still parses, to the same function."""
-    from codemt.sections import Unreadable, read_docstring, render
-    from codemt.templates import facts_of
-    from codemt.upkeep import update
+    from codemt.source.sections import Unreadable, read_docstring, render
+    from codemt.write.templates import facts_of
+    from codemt.write.upkeep import update
 
     text = "Summary.\n\n" + "\n".join(" " * n + line for n, line in lines)
     literal = '"""' + text.replace("\n", "\n    ") + '\n    """'

@@ -14,11 +14,11 @@ from pathlib import Path
 import libcst as cst
 import pytest
 
-from codemt.apply import Paragraph, SourceError, docstring_literal, read_source
 from codemt.cli import main
-from codemt.docstring import DocstringSettings, document, find_files, project_style
 from codemt.generation import Translation
-from codemt.templates import Facts, Parameter, build_docstring, facts_of, parse_descriptions
+from codemt.write.apply import Paragraph, SourceError, docstring_literal, read_source
+from codemt.write.docstring import DocstringSettings, document, find_files, project_style
+from codemt.write.templates import Facts, Parameter, build_docstring, facts_of, parse_descriptions
 from tests.conftest import without_docstrings
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -423,7 +423,7 @@ def test_a_failing_replace_leaves_every_file_old_or_new(tmp_path, monkeypatch):
 
 KILLER = """
 import os, signal, sys
-from codemt.docstring import DocstringSettings, document
+from codemt.write.docstring import DocstringSettings, document
 from codemt.generation import Translation
 
 class Model:
@@ -445,7 +445,7 @@ document([sys.argv[1]], DocstringSettings(), "write", Model)
 def test_a_kill_in_the_middle_of_write_leaves_every_file_old_or_new(tmp_path):
     folder = copy_stdlib(tmp_path / "src")
     old = snapshot(folder)
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "-c", KILLER, str(folder), "4"], cwd=root, capture_output=True, timeout=120
     )
@@ -506,7 +506,7 @@ def test_pre_commit_hooks_run_check_and_write():
     import yaml
 
     hooks = yaml.safe_load(
-        (Path(__file__).resolve().parent.parent / ".pre-commit-hooks.yaml").read_text()
+        (Path(__file__).resolve().parents[2] / ".pre-commit-hooks.yaml").read_text()
     )
     entries = {hook["id"]: hook["entry"] for hook in hooks}
     assert entries == {
@@ -593,7 +593,7 @@ def test_write_keeps_another_users_file_theirs(tmp_path):
 
 
 def test_write_refuses_what_would_change_the_owner(tmp_path, monkeypatch):
-    from codemt import writing
+    from codemt.write import atomic as writing
 
     path = tmp_path / "m.py"
     path.write_text(UNDOCUMENTED)

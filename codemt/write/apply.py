@@ -24,9 +24,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codemt.mine.extract import docstring_node, extract_methods
-from codemt.mine.reading import SkipFile, decode_source, source_encoding
-from codemt.writing import NotWritten, write_atomically
+from codemt.source.extract import docstring_node, extract_methods
+from codemt.source.reading import SkipFile, decode_source, source_encoding
+from codemt.write.atomic import NotWritten, write_atomically
 
 if TYPE_CHECKING:
     import libcst as cst

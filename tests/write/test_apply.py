@@ -1,11 +1,11 @@
-"""The guard of every in-place edit, `codemt.apply.verify_edit`: an edit may change the
+"""The guard of every in-place edit, `codemt.write.apply.verify_edit`: an edit may change the
 docstrings (or the drafted body) of the functions it names, and nothing else."""
 
 from pathlib import Path
 
 import pytest
 
-from codemt.apply import SourceError, read_source, unified_diff, verify_edit
+from codemt.write.apply import SourceError, read_source, unified_diff, verify_edit
 
 SOURCE = '''import os
 

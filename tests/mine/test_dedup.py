@@ -14,7 +14,7 @@ from codemt.mine.dedup import (
     fold_bands,
     local_names,
 )
-from codemt.mine.extract import extract_methods
+from codemt.source.extract import extract_methods
 
 ORIGINAL = '''
 def moving_average(values, window):

@@ -4,7 +4,7 @@ import ast
 
 import pytest
 
-from codemt.edits import (
+from codemt.write.edits import (
     body_edit,
     docstring_edit,
     docstring_literal,
@@ -107,8 +107,8 @@ def test_find_function_picks_the_innermost():
 
 def test_editors_write_the_literal_the_command_line_writes():
     """One literal for both: long summaries wrapped to the line length, PEP 257 layout."""
-    from codemt.apply import Paragraph
-    from codemt.apply import docstring_literal as written
+    from codemt.write.apply import Paragraph
+    from codemt.write.apply import docstring_literal as written
 
     summary = "Return the number of items " + "in the long list of things " * 4 + "here."
     assert docstring_literal(summary, "    ") == written(

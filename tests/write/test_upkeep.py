@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 
-from codemt.docstring import DocstringSettings, document
-from codemt.sections import Unreadable, read_docstring, render
-from codemt.templates import Descriptions
+from codemt.source.sections import Unreadable, read_docstring, render
+from codemt.write.docstring import DocstringSettings, document
+from codemt.write.templates import Descriptions
 
 
 def no_model():
@@ -297,8 +297,8 @@ def test_descriptions_from_the_model_fill_new_entries():
     """
     return a
 '''
-    from codemt.templates import facts_of
-    from codemt.upkeep import update
+    from codemt.write.templates import facts_of
+    from codemt.write.upkeep import update
 
     node = ast.parse(source).body[0]
     literal = ast.get_source_segment(source, node.body[0].value)
@@ -458,9 +458,9 @@ def test_crlf_and_latin1_files_keep_their_bytes_apart_from_the_change(tmp_path):
 
 
 def test_a_file_changed_after_it_was_read_is_not_written(tmp_path):
-    from codemt.apply import read_source
-    from codemt.docstring import apply_docstrings
-    from codemt.upkeep import find_stale, literal_edit
+    from codemt.write.apply import read_source
+    from codemt.write.docstring import apply_docstrings
+    from codemt.write.upkeep import find_stale, literal_edit
 
     path = tmp_path / "module.py"
     path.write_text(
@@ -469,7 +469,7 @@ def test_a_file_changed_after_it_was_read_is_not_written(tmp_path):
     source = read_source(path)
     [stale], _ = find_stale([source], lambda f: True)
     edit = literal_edit('"""another docstring"""', '"""Do."""')
-    from codemt.apply import SourceError
+    from codemt.write.apply import SourceError
 
     with pytest.raises(SourceError, match="not the one read"):
         apply_docstrings(source, {}, DocstringSettings(), {stale.function.index: edit})
@@ -588,8 +588,8 @@ GOOGLE_DOC = '''def join(base: str, name: str, *parts, **options) -> str:
 
 
 def converted(text: str, style: str) -> str:
-    from codemt.convert import convert
-    from codemt.templates import facts_of
+    from codemt.write.convert import convert
+    from codemt.write.templates import facts_of
 
     node = ast.parse(text).body[0]
     literal = ast.get_source_segment(text, node.body[0].value)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from codemt.mine.docstrings import clean_docstring, detect_style, prose_summary, summary_of
+from codemt.source.docstrings import clean_docstring, detect_style, prose_summary, summary_of
 
 
 def test_cleaning_replaces_urls_emails_paths_and_hashes():

@@ -3,7 +3,7 @@
 A docstring in the google, numpy or rest (Sphinx) style lists the parameters, the value
 returned or yielded and the exceptions raised. `read_docstring` finds those sections and
 their entries as spans of the docstring literal's source lines, keeping each line's text
-and place, so that an update (`codemt.upkeep`) can replace an entry or a section and
+and place, so that an update (`codemt.write.upkeep`) can replace an entry or a section and
 `render` gives back every other line byte for byte. A docstring whose sections cannot be
 read raises `Unreadable` (tab indentation, an entry that is no entry), and is left alone.
 
@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from codemt.mine.docstrings import GOOGLE, NUMPY, REST, detect_style
+from codemt.source.docstrings import GOOGLE, NUMPY, REST, detect_style
 
 # The kinds of sections, and the order a new one takes among them.
 PARAMETERS, RETURNS, YIELDS, RAISES, OTHER = "parameters", "returns", "yields", "raises", "other"

@@ -5,9 +5,9 @@ import textwrap
 
 import pytest
 
-from codemt.apply import read_source
-from codemt.classes import attributes_of, class_docstring, class_record, classes_of
-from codemt.docstring import DocstringSettings, document
+from codemt.write.apply import read_source
+from codemt.write.classes import attributes_of, class_docstring, class_record, classes_of
+from codemt.write.docstring import DocstringSettings, document
 
 SOURCE = '''from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple
@@ -108,7 +108,7 @@ def test_the_model_reads_a_class_as_a_method(source):
     ],
 )
 def test_an_attributes_section_in_each_style(style, lines):
-    from codemt.templates import Parameter
+    from codemt.write.templates import Parameter
 
     paragraphs = class_docstring("A point.", [Parameter("x", "float"), Parameter("y")], style)
     texts = [p.text for p in paragraphs]

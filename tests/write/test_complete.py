@@ -4,10 +4,10 @@ import ast
 
 import pytest
 
-from codemt.apply import read_source
 from codemt.cli import main
-from codemt.complete import CompleteError, complete, is_stub
 from codemt.generation import Candidate, GenerationSettings, Translation
+from codemt.write.apply import read_source
+from codemt.write.complete import CompleteError, complete, is_stub
 
 STUBS = '''import math
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from codemt.apply import (
+from codemt.generation import GenerationSettings
+from codemt.write.apply import (
     Change,
     Function,
     SourceError,
@@ -25,9 +26,8 @@ from codemt.apply import (
     read_source,
     verify_edit,
 )
-from codemt.docstring import Generator
-from codemt.generation import GenerationSettings
-from codemt.templates import is_stub
+from codemt.write.docstring import Generator
+from codemt.write.templates import is_stub
 
 
 class CompleteError(Exception):

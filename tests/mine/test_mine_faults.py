@@ -17,9 +17,9 @@ import pytest
 
 from codemt.cli import main
 from codemt.corpus import iter_records
-from codemt.mine import reading
 from codemt.mine.pipeline import MineSettings, mine
 from codemt.mine.sources import Repository, resolve
+from codemt.source import reading
 
 GOOD = '''
 class Stack:

@@ -2,7 +2,7 @@
 
 import ast
 
-from codemt.mine.extract import extract_methods, method_source
+from codemt.source.extract import extract_methods, method_source
 
 SOURCE = '''\
 import os

@@ -1,4 +1,4 @@
-"""`codemt.writing.write_atomically`, the one way codemt replaces a user's file: each safety
+"""`codemt.write.atomic.write_atomically`, the one way codemt replaces a user's file: each safety
 property tested directly, each test able to fail."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from codemt import writing
-from codemt.writing import LEFTOVER_SECONDS, NotWritten, write_atomically
+from codemt.write import atomic as writing
+from codemt.write.atomic import LEFTOVER_SECONDS, NotWritten, write_atomically
 
 OLD = b"def f():\n    return 1\n"
 NEW = b'def f():\n    """One."""\n    return 1\n'

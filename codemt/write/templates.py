@@ -18,9 +18,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from codemt.apply import Paragraph
-from codemt.mine.docstrings import GOOGLE, NUMPY, REST, SUMMARY
-from codemt.mine.extract import docstring_node
+from codemt.source.docstrings import GOOGLE, NUMPY, REST, SUMMARY
+from codemt.source.extract import docstring_node
+from codemt.write.apply import Paragraph
 
 STYLES = (SUMMARY, GOOGLE, NUMPY, REST)
 STRUCTURED = (GOOGLE, NUMPY, REST)

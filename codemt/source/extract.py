@@ -12,7 +12,7 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from codemt.mine.docstrings import clean_docstring, detect_style
+from codemt.source.docstrings import clean_docstring, detect_style
 
 MAX_IMPORTS = 64
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from codemt.mine import reading
-from codemt.mine.reading import SkipFile, decode_source, parse_with_repairs
+from codemt.source import reading
+from codemt.source.reading import SkipFile, decode_source, parse_with_repairs
 
 
 def test_coding_cookie_is_honoured():

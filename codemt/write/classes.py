@@ -15,10 +15,10 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
-from codemt.apply import Paragraph, Source
-from codemt.mine.docstrings import GOOGLE, NUMPY, REST
-from codemt.mine.extract import docstring_node
-from codemt.templates import Parameter
+from codemt.source.docstrings import GOOGLE, NUMPY, REST
+from codemt.source.extract import docstring_node
+from codemt.write.apply import Paragraph, Source
+from codemt.write.templates import Parameter
 
 # Decorators that turn annotated class attributes into fields.
 _FIELD_DECORATORS = frozenset(

@@ -1,7 +1,7 @@
 """Docstrings converted between the google, numpy and rest (Sphinx) styles, word for word.
 
 `codemt docstring PATH --convert-style numpy` reads each sectioned docstring
-(`codemt.sections`), takes from it the free text, the parameters, the values returned or
+(`codemt.source.sections`), takes from it the free text, the parameters, the values returned or
 yielded and the exceptions, each with its type and description lines, and writes them in
 the other style: the summary and free text stay as they were, descriptions keep their
 words and their line breaks (only their indentation changes), sections the style does
@@ -15,9 +15,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from codemt.apply import Function, Source, SourceError
-from codemt.mine.docstrings import GOOGLE, NUMPY, REST
-from codemt.sections import (
+from codemt.source.docstrings import GOOGLE, NUMPY, REST
+from codemt.source.sections import (
     OTHER,
     PARAMETERS,
     RAISES,
@@ -28,7 +27,8 @@ from codemt.sections import (
     Unreadable,
     indentation,
 )
-from codemt.templates import Facts
+from codemt.write.apply import Function, Source, SourceError
+from codemt.write.templates import Facts
 
 TEXT = "text"
 _TITLES = {
@@ -223,7 +223,7 @@ _WRITERS = {GOOGLE: _google_block, NUMPY: _numpy_block, REST: _rest_block}
 
 def convert(doc: Docstring, style: str, facts: Facts) -> list[str] | None:
     """The docstring's lines in `style`, or None when it is in that style already or has
-    no sections to convert. Raises Unreadable (a docstring `codemt.sections` cannot read)."""
+    no sections to convert. Raises Unreadable (a docstring `codemt.source.sections` cannot read)."""
     if style not in _WRITERS:
         raise ValueError(f"cannot convert to {style!r}; choose one of google, numpy, rest")
     if doc.style == style or doc.style not in _WRITERS or not doc.sections:
@@ -252,9 +252,9 @@ def conversions(
     """Per documented function (those `chosen` says) whose docstring has sections in
     another style: (source, function, its literal, the converted literal); and the
     docstrings that cannot be read, as errors naming their line."""
-    from codemt.sections import read_docstring, render
-    from codemt.templates import facts_of
-    from codemt.upkeep import docstring_source
+    from codemt.source.sections import read_docstring, render
+    from codemt.write.templates import facts_of
+    from codemt.write.upkeep import docstring_source
 
     found, unreadable = [], []
     for source in sources:
