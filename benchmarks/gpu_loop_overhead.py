@@ -2,7 +2,7 @@
 
 `benchmarks/gpu_step_time.py` times one step of fixed shape; the loop also builds batches,
 copies them to the device, changes shapes every step, logs and counts. This runs
-`codemt.train.train` itself for `--steps` steps of the GPU recipe's model and settings (its
+`codemt.training.loop.train` itself for `--steps` steps of the GPU recipe's model and settings (its
 copy mechanism included) on
 
     synthetic batches  shaped like the recipe's (a 64k-token budget, sources of 8-256 and
@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import codemt.train as training
 from codemt.data import collate
 from codemt.recipe import RECIPES
+from codemt.training import checkpoint, config, loop, prefetch
 
 
 class SyntheticData:
@@ -102,7 +102,7 @@ def recipe_data(run: Path, tokenizer: Path):
 
 def run(variant: str, tokenizer: Path, steps: int, budget: int, vocab: int, data=None) -> dict:
     options = VARIANTS[variant]
-    training.GPU_WORKERS = options["workers"]
+    prefetch.GPU_WORKERS = options["workers"]
     if data is None:
         data = SyntheticData(budget, vocab, steps + 10, options["fixed"])
     # The GPU recipe's training (its copy mechanism included), without evaluations.
@@ -114,10 +114,10 @@ def run(variant: str, tokenizer: Path, steps: int, budget: int, vocab: int, data
         "save_every": 10 * steps,
         "log_every": 10,
     }
-    settings = training.TrainSettings(preset=recipe.preset, **train)
+    settings = config.TrainSettings(preset=recipe.preset, **train)
     with tempfile.TemporaryDirectory() as out:
-        training.train(data, settings, Path(out) / "run", tokenizer, progress=False)
-        with open(Path(out) / "run" / training.LOG_FILE, newline="") as handle:
+        loop.train(data, settings, Path(out) / "run", tokenizer, progress=False)
+        with open(Path(out) / "run" / checkpoint.LOG_FILE, newline="") as handle:
             rows = list(csv.DictReader(handle))
     timed = rows[1:] or rows[:1]
     return {

@@ -38,7 +38,7 @@ def _optimizers(model: torch.nn.Module, lr: float) -> dict:
     from transformers.optimization import Adafactor
 
     fused = next(model.parameters()).device.type == "cuda"
-    from codemt.optim import Adafactor as OurAdafactor
+    from codemt.training.optim import Adafactor as OurAdafactor
 
     return {
         "codemt Adafactor (the recipe's)": lambda: OurAdafactor(model.parameters(), lr=lr),

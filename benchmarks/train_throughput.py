@@ -1,4 +1,4 @@
-"""Training throughput: `codemt.train` on token-budget batches against a naive loop.
+"""Training throughput: `codemt.training` on token-budget batches against a naive loop.
 
 All rows train the same model, from the same initial weights, for one epoch over the same
 synthetic examples, whose lengths are log-normal like real methods (many short, a few long).
@@ -6,9 +6,10 @@ The rows differ in how examples are batched and in the loop:
 
     plain loop, padded     a bare PyTorch loop (forward, backward, AdamW step) over batches
                            of a fixed number of examples, padded to the longest one
-    codemt, padded         `codemt.train.train` over the same fixed-size batches
-    codemt, token budget   `codemt.train.train` over batches of examples of similar lengths,
-                           filled up to a budget of padded tokens (as the data layer builds)
+    codemt, padded         `codemt.training.loop.train` over the same fixed-size batches
+    codemt, token budget   `codemt.training.loop.train` over batches of examples of similar
+                           lengths, filled up to a budget of padded tokens (as the data layer
+                           builds)
 
 Both batchings have the same number of batches, hence of optimiser steps. Throughput counts
 real tokens (source + target, padding excluded) per second from the third step to the last,
@@ -38,7 +39,9 @@ import torch
 import codemt
 from codemt.model import PRESETS, build_model
 from codemt.tokenizer import TokenizerSettings, save_tokenizer, train_tokenizer
-from codemt.train import LOG_FILE, TrainSettings, train
+from codemt.training.checkpoint import LOG_FILE
+from codemt.training.config import TrainSettings
+from codemt.training.loop import train
 
 MODES = ("plain loop, padded", "codemt, padded", "codemt, token budget")
 ID_LIMIT = 500  # token ids are drawn below this; the tokenizer has at least as many
@@ -134,7 +137,8 @@ def run_plain(
 def run_codemt(
     batches: list[dict[str, torch.Tensor]], args: argparse.Namespace, tokenizer_dir: Path
 ) -> list[tuple[int, float]]:
-    """`codemt.train` for one epoch; returns (cumulative tokens, seconds) from its log."""
+    """`codemt.training.loop.train` for one epoch; returns (cumulative tokens, seconds) from
+    its log."""
     settings = TrainSettings(
         preset=args.preset,
         max_steps=len(batches),

@@ -12,7 +12,7 @@ A checkpoint is one folder that needs nothing else to load::
     (or weights.int8.safetensors      a shipped model's weights in 8 bits, see `INT8_WEIGHTS`)
     tokenizer.json, ..., words.txt    the tokenizer trained with and its docstring word list
     codemt.json                       our config: preset, stage, modes, settings, progress
-    train_log.csv, state/             written by `codemt.train` (training log, resume state)
+    train_log.csv, state/             written by `codemt.training` (training log, resume state)
 
 Heavy imports (torch, transformers) stay inside functions so that `codemt --help` is fast.
 """
@@ -298,7 +298,7 @@ def write_model(
 
     `meta` is our own config (preset, stage, modes, settings, progress); the codemt version
     is added. `int8`: the weights as `INT8_WEIGHTS` (a model to ship, not to train on).
-    Not atomic by itself: `codemt.train` writes into a temporary folder and renames.
+    Not atomic by itself: `codemt.training` writes into a temporary folder and renames.
     """
     folder = Path(folder)
     tokenizer_dir = Path(tokenizer_dir)

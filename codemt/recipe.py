@@ -16,7 +16,6 @@ projects.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import json
@@ -624,8 +623,8 @@ def run_recipe(
     """
     from codemt.mine.pipeline import MineSettings, mine
     from codemt.model import resolve_checkpoint
-    from codemt.train import cpu_has_bf16
-    from codemt.train_cli import prepare_tokenizer, run_training
+    from codemt.training.loop import cpu_has_bf16
+    from codemt.training.stages import prepare_tokenizer, run_training
 
     # The budget bounds the whole run, the token caches' building included.
     deadline = None if budget is None else time.monotonic() + budget
@@ -795,11 +794,3 @@ def _evaluate(model: Path, corpus: Path, benchmark: Path | None, out: Path, limi
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     tmp.replace(out / "metrics.json")
-
-
-def parse_budget(text: str) -> float:
-    """Seconds from `90s`, `150m`, `2h` or a plain number of seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"budget {text!r}: expected e.g. 150m, 2h or 900s")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]

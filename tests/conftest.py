@@ -43,7 +43,8 @@ def tiny_model(small_corpus, small_tokenizer, tmp_path_factory) -> Path:
     from codemt.examples import ExampleSettings, Vocabulary
     from codemt.model import PRESETS
     from codemt.tokenizer import save_tokenizer
-    from codemt.train import TrainSettings, train
+    from codemt.training.config import TrainSettings
+    from codemt.training.loop import train
 
     root = tmp_path_factory.mktemp("tiny_model")
     save_tokenizer(small_tokenizer, root / "tokenizer")

@@ -373,7 +373,7 @@ def test_the_http_api_reads_a_requests_context_and_else_the_servers_project(memo
     pytest.importorskip("fastapi", reason="the serve extra is not installed")
     from fastapi.testclient import TestClient
 
-    from codemt.serve import create_app
+    from codemt.serve.app import create_app
     from codemt.translate import Translator
 
     translator = Translator.load(memory_model, backend="torch", device="cpu")

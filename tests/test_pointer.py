@@ -210,8 +210,9 @@ def test_training_with_copy_makes_a_model_that_translates_on_torch_only(
 
 
 def test_copy_must_match_the_checkpoint_it_continues(copy_run, tiny_model, tmp_path):
-    from codemt.train import TrainSettings, train
-    from tests.test_train import SyntheticData
+    from codemt.training.config import TrainSettings
+    from codemt.training.loop import train
+    from tests.training.test_loop import SyntheticData
 
     tokenizer = tiny_model.parent / "tokenizer"
     data = SyntheticData(n_batches=2)

@@ -8,15 +8,15 @@ import shutil
 import pytest
 import torch
 
+from codemt.cli.recipe import parse_budget
 from codemt.recipe import (
     RECIPES,
     Recipe,
     check_no_leak,
     copy_for_training,
-    parse_budget,
     run_recipe,
 )
-from codemt.train import TrainSettings
+from codemt.training.config import TrainSettings
 from tests.conftest import MODULES, STDLIB
 
 TINY = Recipe(
@@ -255,9 +255,9 @@ def _examples(run, recipe, stage: str = "multimode") -> list:
 def test_the_cpu_recipe_trains_in_bf16_only_where_the_cpu_has_it(
     tmp_path, monkeypatch, capsys, native
 ):
-    import codemt.train
+    import codemt.training.loop
 
-    monkeypatch.setattr(codemt.train, "cpu_has_bf16", lambda: native)
+    monkeypatch.setattr(codemt.training.loop, "cpu_has_bf16", lambda: native)
     sources = tuple(str(STDLIB / m) for m in MODULES[:2])
     recipe = dataclasses.replace(
         TINY, pretrain_tokens=0, train=TINY.train | {"mixed_precision": "bf16"}

@@ -1,9 +1,9 @@
 """The `codemt` command line: one sub-command per stage of the pipeline.
 
-Each command's module exposes `register(subparsers)` (`codemt/cli/` holds those that are
-only a command line: `docstring`, `translate`, `complete`, `evaluate`, `export`, `serve`, `lsp`), which adds its sub-command and sets
-`func` on the parsed arguments. Stage modules keep heavy imports (torch, transformers)
-inside the functions that need them, so `codemt --help` stays fast.
+Each command is a module of this package exposing `register(subparsers)`, which adds its
+sub-command and sets `func` on the parsed arguments; the work is done by the library modules
+outside it, which know nothing of argparse. Heavy imports (torch, transformers) wait inside
+the functions that need them, so `codemt --help` stays fast.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import sys
 from codemt import __version__
 
 # The modules whose `register` adds a sub-command, in the order `codemt --help` lists them.
-# Imported when the parser is built, not at import: the stage modules import
+# Imported when the parser is built, not at import: the command modules import
 # `codemt.cli.translate`'s shared arguments, and this package's own import must not wait
 # on them.
 COMMANDS = (
-    "codemt.mine.cli",
+    "codemt.cli.mine",
     "codemt.cli.tokenizer",
-    "codemt.examples",
+    "codemt.cli.examples",
     "codemt.cli.model",
-    "codemt.train_cli",
+    "codemt.cli.train",
     "codemt.cli.recipe",
     "codemt.cli.translate",
     "codemt.cli.evaluate",

@@ -1,5 +1,5 @@
 """`codemt lsp` on the command line: its arguments, and the checks made before
-the language server starts (the work itself is `codemt.lsp`)."""
+the language server starts (the work itself is `codemt.serve.lsp`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 
 from codemt.cli.translate import add_model_arguments, generation_settings
-from codemt.lsp import LspSettings, create_server, serve
+from codemt.serve.lsp import LspSettings, create_server, serve
 from codemt.translate import DEFAULT_MODEL
 
 

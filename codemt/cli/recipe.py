@@ -4,10 +4,11 @@ itself is `codemt.recipe`)."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
-from codemt.recipe import check_copy_destination, copy_for_training, parse_budget, run_recipe
+from codemt.recipe import check_copy_destination, copy_for_training, run_recipe
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _recipe_command(args: argparse.Namespace) -> int:
-    from codemt.train import TrainingInterrupted
+    from codemt.training.loop import TrainingInterrupted
 
     copy = None if args.prepare in (None, True) else Path(args.prepare)
     # The options a run was started with, which every later command on it must repeat.
@@ -128,3 +129,11 @@ def _recipe_command(args: argparse.Namespace) -> int:
                 f"--train-only` (add --budget to stop and resume)"
             )
     return 0
+
+
+def parse_budget(text: str) -> float:
+    """Seconds from `90s`, `150m`, `2h` or a plain number of seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"budget {text!r}: expected e.g. 150m, 2h or 900s")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]

@@ -1,5 +1,5 @@
 """`codemt serve` on the command line: its arguments, and the checks made before
-the server starts (the work itself is `codemt.serve`)."""
+the server starts (the work itself is `codemt.serve.app`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 from codemt.cli.translate import add_model_arguments
 from codemt.memory import open_memory
-from codemt.serve import HostCheck, ServeSettings, create_app, host_name, is_loopback
+from codemt.serve.app import HostCheck, ServeSettings, create_app, host_name, is_loopback
 from codemt.translate import Translator
 
 

@@ -406,6 +406,29 @@ def body_edit(body: str) -> FunctionEdit:
     return edit
 
 
+def literal_edit(expected: str, literal: str) -> FunctionEdit:
+    """An edit that replaces a function's docstring literal `expected` (as read, newlines
+    as `\\n`) with `literal`, in the file's line endings; a SourceError if the file's
+    literal is another (changed since it was read)."""
+    import libcst as cst
+
+    def edit(function: cst.FunctionDef, indent: str) -> cst.FunctionDef:
+        first = function.body.body[0]
+        expression = first.body[0] if isinstance(first, cst.SimpleStatementLine) else None
+        string = getattr(expression, "value", None)
+        value = string.value if isinstance(string, cst.SimpleString) else None
+        if value is None or value.replace("\r\n", "\n").replace("\r", "\n") != expected:
+            raise ValueError("the docstring is not the one read")
+        newline = "\r\n" if "\r\n" in value else "\n"
+        new = string.with_changes(value=literal.replace("\n", newline))
+        body = [first.with_changes(body=[expression.with_changes(value=new), *first.body[1:]])]
+        return function.with_changes(
+            body=function.body.with_changes(body=[*body, *function.body.body[1:]])
+        )
+
+    return edit
+
+
 def encode(path: Path, module: cst.Module) -> bytes:
     """A module's bytes in its file's encoding; a SourceError when a character does not fit."""
     try:

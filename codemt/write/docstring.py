@@ -39,6 +39,7 @@ from codemt.write.apply import (
     docstring_edit,
     edit_functions,
     encode,
+    literal_edit,
     parse_cst,
     read_source,
     show_or_write,
@@ -58,7 +59,6 @@ from codemt.write.upkeep import (
     describe,
     docstring_source,
     find_stale,
-    literal_edit,
     updated_literal,
 )
 

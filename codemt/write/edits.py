@@ -2,11 +2,13 @@
 
 An editor and an HTTP client both want the same thing: the smallest edit that puts the
 model's text into their file, leaving every other character (comments, formatting) alone.
-The edit is found on the file's own syntax tree, so its line numbers are the file's::
+The edit is made by the command line's own engine (`codemt.write.apply`: libcst, then the
+same verification), so an editor gets exactly what `codemt docstring` would write, given
+back as the one text edit between the old and the new file::
 
     functions = file_functions(text)
     node, record = find_function(functions, line=12)
-    edit = docstring_edit(text, node, "Return the sum of a and b.")
+    edit = insert_docstring(text, node, "Return the sum of a and b.")
     edit.apply(text)                       # the edited file
     lsp_range(text, edit.start, edit.end)  # where, as an LSP client counts
 
@@ -20,16 +22,27 @@ from __future__ import annotations
 import ast
 import bisect
 import re
-import textwrap
-import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from codemt.source.extract import docstring_node, extract_methods
 from codemt.source.reading import SkipFile, parse_with_repairs
-from codemt.write.apply import DEFAULT_LINE_LENGTH, Paragraph
-from codemt.write.apply import docstring_literal as written_literal
+from codemt.write.apply import (
+    DEFAULT_LINE_LENGTH,
+    FunctionEdit,
+    Paragraph,
+    Source,
+    SourceError,
+    body_edit,
+    docstring_edit,
+    edit_functions,
+    functions_in_order,
+    literal_edit,
+    parse_text,
+    verify_edit,
+)
 from codemt.write.templates import is_stub as _is_placeholder
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
@@ -84,12 +97,6 @@ def _offset(text: str, starts: list[int], line: int, col_bytes: int) -> int:
     begin = starts[line - 1]
     end = starts[line] if line < len(starts) else len(text)
     return begin + len(text[begin:end].encode("utf-8")[:col_bytes].decode("utf-8", "ignore"))
-
-
-def _newline(text: str) -> str:
-    """The file's own line break (its first one), so that edits do not mix styles."""
-    found = LINE_BREAK.search(text)
-    return found.group(0) if found else "\n"
 
 
 # ------------------------------------------------------------------ finding functions
@@ -152,62 +159,89 @@ def is_stub(node: Function) -> bool:
 # ------------------------------------------------------------------ edits
 
 
-def docstring_literal(docstring: str, indent: str, line_length: int = DEFAULT_LINE_LENGTH) -> str:
-    """The literal `codemt docstring` writes for `docstring` (`codemt.write.apply`: one line
-    when it fits, else PEP 257 layout wrapped to `line_length`, escaped alike): each of
-    its lines a paragraph at its own indentation. Continuation lines are indented by
-    `indent` (the body's)."""
-    paragraphs = [
+def _paragraphs(docstring: str) -> list[Paragraph]:
+    """A generated docstring's lines as paragraphs, each at its own indentation."""
+    return [
         Paragraph(
             line.strip(), indent=len(line) - len(line.lstrip()), hang=4 if line[:1] == " " else 0
         )
         for line in docstring.split("\n")
     ]
-    return written_literal(paragraphs, indent, line_length=line_length)
 
 
-def _header_colon(text: str, starts: list[int], node: Function) -> tuple[int, int]:
-    """The 1-based line and offset of the colon that ends a function's header."""
-    rest = text[starts[node.lineno - 1] :]
-    lines = (m.group(0) for m in re.finditer(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z", rest))
-    depth = 0
-    for token in tokenize.generate_tokens(lambda: next(lines, "")):
-        if token.type == tokenize.OP and token.string in "([{":
-            depth += 1
-        elif token.type == tokenize.OP and token.string in ")]}":
-            depth -= 1
-        elif token.type == tokenize.OP and token.string == ":" and depth == 0:
-            line = node.lineno + token.start[0] - 1
-            return line, starts[line - 1] + token.end[1]
-    raise AssertionError(f"line {node.lineno}: a function header without a colon")
+def text_edit(old: str, new: str) -> TextEdit:
+    """The one edit that turns `old` into `new`, as an editor shows it best: lines added
+    are inserted at a line's start, and a change within lines replaces them whole (up to,
+    not across, the last one's line break)."""
+    start, end = 0, 0
+    limit = min(len(old), len(new))
+    while start < limit and old[start] == new[start]:
+        start += 1
+    while end < limit - start and old[len(old) - 1 - end] == new[len(new) - 1 - end]:
+        end += 1
+    stop, inserted = len(old) - end, new[start : len(new) - end]
+    if start == stop:
+        # An insertion may slide left over text equal to its own end: "x\n    |<doc>\n    "
+        # is "x\n|    <doc>\n" too.
+        while (
+            start and inserted and old[start - 1] == inserted[-1] and old[start - 1] not in "\r\n"
+        ):
+            start, stop = start - 1, stop - 1
+            inserted = old[start] + inserted[:-1]
+        if start == 0 or old[start - 1] in "\r\n":
+            return TextEdit(start, stop, inserted)
+    first = max(old.rfind("\n", 0, start), old.rfind("\r", 0, start)) + 1
+    found = LINE_BREAK.search(old, stop)
+    last = found.start() if found and stop <= found.start() else len(old)
+    if stop and old[stop - 1] in "\r\n" and stop > start:
+        last = stop  # the change ends with a line break: the next line is not its
+    return TextEdit(first, last, old[first:start] + inserted + old[stop:last])
 
 
-def docstring_edit(text: str, node: Function, docstring: str) -> TextEdit:
-    """The edit that gives a function without a docstring this docstring.
+def _engine_edit(text: str, node: Function, edit: FunctionEdit, changed: str) -> TextEdit:
+    """What `edit` does to the function `node` of `text`, made by the command line's engine
+    (`codemt.write.apply`: libcst, then verified) and given back as the smallest text edit.
+    Raises ValueError where the edit cannot be made or would change more than `changed`."""
+    import libcst as cst
 
-    The literal goes on the line below the header, indented as the body is. A body on the
-    header's line (`def f(x): return x`) is moved to a line of its own below the docstring.
-    """
+    tree = parse_text("<editor>", text)
+    where = (node.lineno, node.col_offset)
+    order = functions_in_order(tree)
+    index = next((i for i, f in enumerate(order) if (f.lineno, f.col_offset) == where), None)
+    if index is None:
+        raise ValueError(f"line {node.lineno}: no such function in the text")
+    try:
+        module = cst.parse_module(text)
+    except cst.ParserSyntaxError as error:
+        raise ValueError(f"the file cannot be edited: {error.message}") from None
+    new = edit_functions(module, {index: edit}).code
+    source = Source(Path("<editor>"), text.encode("utf-8", "surrogatepass"), text, tree)
+    try:
+        verify_edit(source, new.encode("utf-8", "surrogatepass"), [index], changed)
+    except SourceError as error:
+        raise ValueError(error.message) from None
+    return text_edit(text, new)
+
+
+def _newline(text: str) -> str:
+    """The file's own line break (its first one), so that edits do not mix styles."""
+    found = LINE_BREAK.search(text)
+    return found.group(0) if found else "\n"
+
+
+def insert_docstring(text: str, node: Function, docstring: str) -> TextEdit:
+    """The edit that gives a function without a docstring this docstring, as `codemt
+    docstring` writes it: below the header, indented as the body, wrapped to the line
+    length; a body on the header's line (`def f(x): return x`) moves below it."""
     if docstring_node(node) is not None:
         raise ValueError(f"line {node.lineno}: the function already has a docstring")
-    starts = line_starts(text)
-    newline = _newline(text)
-    first = node.body[0]
-    colon_line, colon = _header_colon(text, starts, node)
-    if first.lineno > colon_line:  # the body starts on a line of its own
-        start = _offset(text, starts, first.lineno, first.col_offset)
-        indent = text[starts[first.lineno - 1] : start]
-        literal = docstring_literal(docstring, indent).replace("\n", newline)
-        return TextEdit(starts[colon_line], starts[colon_line], indent + literal + newline)
-    # The body shares the header's line: break the line after the colon.
-    header = text[starts[node.lineno - 1] :]
-    indent = header[: len(header) - len(header.lstrip())] + "    "
-    end = _offset(text, starts, first.lineno, first.col_offset)
-    literal = docstring_literal(docstring, indent)
-    return TextEdit(colon, end, f"\n{indent}{literal}\n{indent}".replace("\n", newline))
+    written = docstring_edit(
+        _paragraphs(docstring), line_length=DEFAULT_LINE_LENGTH, newline=_newline(text)
+    )
+    return _engine_edit(text, node, written, "docstring")
 
 
-def docstring_replacement(text: str, node: Function, literal: str) -> TextEdit:
+def replace_docstring(text: str, node: Function, literal: str) -> TextEdit:
     """The edit that replaces a function's docstring literal by `literal` (its lines
     joined by `\\n`, written with the file's own line break)."""
     value = docstring_node(node)
@@ -216,15 +250,13 @@ def docstring_replacement(text: str, node: Function, literal: str) -> TextEdit:
     starts = line_starts(text)
     start = _offset(text, starts, value.lineno, value.col_offset)
     end = _offset(text, starts, value.end_lineno or value.lineno, value.end_col_offset or 0)
-    return TextEdit(start, end, literal.replace("\n", _newline(text)))
+    expected = text[start:end].replace("\r\n", "\n").replace("\r", "\n")
+    return _engine_edit(text, node, literal_edit(expected, literal), "docstring")
 
 
-def body_edit(text: str, node: Function, body: str) -> TextEdit:
-    """The edit that replaces a stub's placeholder (see `is_stub`) by a generated body.
-
-    `body` is indented for a function at column 0 (as `Translator` returns it); it is
-    re-indented to the placeholder's indentation. The placeholder's whole lines are replaced.
-    """
+def replace_body(text: str, node: Function, body: str) -> TextEdit:
+    """The edit that replaces a stub's placeholder (see `is_stub`) by a generated body, as
+    `codemt complete` writes it: the body takes the function's indentation."""
     if not is_stub(node):
         raise ValueError(
             f"line {node.lineno}: not a stub (a docstring followed by ..., pass or "
@@ -232,15 +264,4 @@ def body_edit(text: str, node: Function, body: str) -> TextEdit:
         )
     if not body.strip():
         raise ValueError("the generated body is empty")
-    placeholder = node.body[1]
-    starts = line_starts(text)
-    start = _offset(text, starts, placeholder.lineno, placeholder.col_offset)
-    indent = text[starts[placeholder.lineno - 1] : start]
-    if indent.strip():
-        raise ValueError(f"line {placeholder.lineno}: the placeholder shares its line with code")
-    last = placeholder.end_lineno or placeholder.lineno
-    line_end = starts[last] if last < len(starts) else len(text)
-    # Up to the line break that ends the placeholder's last line, which stays.
-    end = starts[last - 1] + len(text[starts[last - 1] : line_end].rstrip("\r\n"))
-    new_body = textwrap.indent(textwrap.dedent(body), indent).replace("\n", _newline(text))
-    return TextEdit(start - len(indent), end, new_body)
+    return _engine_edit(text, node, body_edit(body), "body")

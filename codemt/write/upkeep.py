@@ -35,7 +35,7 @@ from codemt.source.sections import (
     read_docstring,
     render,
 )
-from codemt.write.apply import Function, FunctionEdit, Source, SourceError, parse_text
+from codemt.write.apply import Function, Source, SourceError, parse_text
 from codemt.write.templates import (
     Descriptions,
     Facts,
@@ -577,29 +577,6 @@ def updated_literal(stale: Stale, descriptions: Descriptions | None, width: int)
     nothing. Raises Unreadable where the change cannot be made safely."""
     lines = update(stale.doc, stale.facts, stale.function.node, descriptions, width=width)
     return None if lines is None else render(stale.doc, lines)
-
-
-def literal_edit(expected: str, literal: str) -> FunctionEdit:
-    """An edit that replaces a function's docstring literal `expected` (as read, newlines
-    as `\\n`) with `literal`, in the file's line endings; a SourceError if the file's
-    literal is another (changed since it was read)."""
-    import libcst as cst
-
-    def edit(function: cst.FunctionDef, indent: str) -> cst.FunctionDef:
-        first = function.body.body[0]
-        expression = first.body[0] if isinstance(first, cst.SimpleStatementLine) else None
-        string = getattr(expression, "value", None)
-        value = string.value if isinstance(string, cst.SimpleString) else None
-        if value is None or value.replace("\r\n", "\n").replace("\r", "\n") != expected:
-            raise ValueError("the docstring is not the one read")
-        newline = "\r\n" if "\r\n" in value else "\n"
-        new = string.with_changes(value=literal.replace("\n", newline))
-        body = [first.with_changes(body=[expression.with_changes(value=new), *first.body[1:]])]
-        return function.with_changes(
-            body=function.body.with_changes(body=[*body, *function.body.body[1:]])
-        )
-
-    return edit
 
 
 def lint_sources(

@@ -3,15 +3,18 @@
 import ast
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from codemt.write.edits import (
-    body_edit,
-    docstring_edit,
-    docstring_literal,
     file_functions,
     find_function,
+    insert_docstring,
     is_stub,
     lsp_range,
+    replace_body,
+    replace_docstring,
+    text_edit,
 )
 
 SOURCE = '''class A:
@@ -31,7 +34,7 @@ def one(x): return x  # tail
 
 def edited(text: str, line: int, docstring: str) -> str:
     node, _ = find_function(file_functions(text), line=line)
-    return docstring_edit(text, node, docstring).apply(text)
+    return insert_docstring(text, node, docstring).apply(text)
 
 
 @pytest.mark.parametrize(
@@ -39,8 +42,8 @@ def edited(text: str, line: int, docstring: str) -> str:
     ["Add x and y.", 'Quote "x"', 'Has """ inside', "back\\slash\\", "Sum.\n\nArgs:\n    x: a"],
 )
 def test_docstring_literal_round_trips(docstring):
-    tree = ast.parse(f"def f():\n    {docstring_literal(docstring, '    ')}\n")
-    assert ast.get_docstring(tree.body[0]) == docstring
+    text = edited("def f():\n    return 1\n", 1, docstring)
+    assert ast.get_docstring(ast.parse(text).body[0]) == docstring
 
 
 def test_docstring_goes_below_the_header_and_keeps_everything_else():
@@ -54,7 +57,8 @@ def test_docstring_goes_below_the_header_and_keeps_everything_else():
 
 def test_a_one_line_function_becomes_a_block():
     text = edited(SOURCE, 12, "Return x.")
-    assert text.endswith('def one(x):\n    """Return x."""\n    return x  # tail\n')
+    # As `codemt docstring` writes it: the comment stays with the `def` line.
+    assert text.endswith('def one(x):  # tail\n    """Return x."""\n    return x\n')
 
 
 def test_line_endings_are_kept():
@@ -67,7 +71,7 @@ def test_line_endings_are_kept():
 def test_a_stub_body_is_replaced_at_its_indentation():
     node, _ = find_function(file_functions(SOURCE), name="A.stub")
     assert is_stub(node)
-    text = body_edit(
+    text = replace_body(
         SOURCE, node, "    n = len(s)\n    if n:\n        return n\n    return 0"
     ).apply(SOURCE)
     assert '"""Count things."""\n        n = len(s)\n        if n:\n            return n\n' in text
@@ -77,7 +81,7 @@ def test_a_stub_body_is_replaced_at_its_indentation():
         and text.endswith("return x  # tail\n")
     )
     with pytest.raises(ValueError, match="empty"):
-        body_edit(SOURCE, node, "  \n")
+        replace_body(SOURCE, node, "  \n")
 
 
 def test_only_stubs_with_a_docstring_are_stubs():
@@ -105,15 +109,66 @@ def test_find_function_picks_the_innermost():
         find_function(functions, name="missing")
 
 
-def test_editors_write_the_literal_the_command_line_writes():
-    """One literal for both: long summaries wrapped to the line length, PEP 257 layout."""
-    from codemt.write.apply import Paragraph
-    from codemt.write.apply import docstring_literal as written
+def test_editors_write_what_the_command_line_writes():
+    """One engine for both: the editor's edit gives the file `codemt docstring` writes,
+    long summaries wrapped to the line length in PEP 257 layout."""
+    from codemt.write.apply import Paragraph, read_source
+    from codemt.write.docstring import DocstringSettings, apply_docstrings
 
     summary = "Return the number of items " + "in the long list of things " * 4 + "here."
-    assert docstring_literal(summary, "    ") == written(
-        [Paragraph(summary)], "    ", line_length=88
-    )
-    literal = docstring_literal(summary, "    ")
-    assert literal.startswith('"""Return') and literal.endswith('\n    """')
-    assert max(len(line) for line in literal.split("\n")) <= 88
+    text = SOURCE.replace("\n", "\r\n")
+    node, _ = find_function(file_functions(text), name="one")
+    by_editor = insert_docstring(text, node, summary).apply(text)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.py"
+        path.write_bytes(text.encode())
+        source = read_source(path)
+        index = next(f.index for f in source.functions if f.name == "one")
+        change = apply_docstrings(source, {index: [Paragraph(summary)]}, DocstringSettings())
+    assert by_editor.encode() == change.new_data
+    literal_lines = by_editor.split("def one(x):")[1].split("\r\n")
+    assert literal_lines[1].startswith('    """Return') and max(map(len, literal_lines)) <= 88
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("abc", "abc"),
+        ("abc", "abXc"),
+        ("abc", "c"),
+        ("", "x"),
+        ("aaa", "aa"),
+        ("ab\r\n", "a\r\nb"),
+        ("x\n    y\n", "x\n    d\n    y\n"),
+        ("a\nb\nc\n", "a\nc\n"),
+        ("a\rb", "a\rXb\r"),
+    ],
+)
+def test_the_text_edit_gives_the_new_text(old, new):
+    edit = text_edit(old, new)
+    assert edit.apply(old) == new
+    assert edit.start == 0 or old[edit.start - 1] in "\r\n"  # whole lines
+
+
+def test_a_docstring_is_replaced_with_the_file_line_breaks():
+    text = 'def f(a):\r\n    """Old.\r\n\r\n    Args:\r\n        b: gone\r\n    """\r\n    return a\r\n'
+    node, _ = find_function(file_functions(text), name="f")
+    literal = '"""Old.\n\n    Args:\n        a: kept\n    """'
+    new = replace_docstring(text, node, literal).apply(text)
+    assert new == text.replace("b: gone", "a: kept")
+
+
+def test_a_body_that_does_not_parse_is_refused():
+    node, _ = find_function(file_functions(SOURCE), name="A.stub")
+    with pytest.raises(ValueError, match="does not parse"):
+        replace_body(SOURCE, node, "    return (")
+
+
+@given(old=st.text(alphabet="ab \r\n", max_size=30), new=st.text(alphabet="ab \r\n", max_size=30))
+def test_any_text_edit_gives_the_new_text_on_whole_lines(old, new):
+    edit = text_edit(old, new)
+    assert edit.apply(old) == new
+    assert edit.start == 0 or old[edit.start - 1] in "\r\n"

@@ -270,7 +270,7 @@ def api(echo_translator):
     pytest.importorskip("jsonschema")
     from fastapi.testclient import TestClient
 
-    from codemt.serve import ServeSettings, create_app
+    from codemt.serve.app import ServeSettings, create_app
 
     app = create_app(echo_translator, ServeSettings(batch_wait_ms=0))
     with TestClient(app, raise_server_exceptions=False) as client:

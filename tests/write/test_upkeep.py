@@ -458,9 +458,9 @@ def test_crlf_and_latin1_files_keep_their_bytes_apart_from_the_change(tmp_path):
 
 
 def test_a_file_changed_after_it_was_read_is_not_written(tmp_path):
-    from codemt.write.apply import read_source
+    from codemt.write.apply import literal_edit, read_source
     from codemt.write.docstring import apply_docstrings
-    from codemt.write.upkeep import find_stale, literal_edit
+    from codemt.write.upkeep import find_stale
 
     path = tmp_path / "module.py"
     path.write_text(

@@ -76,7 +76,7 @@ def test_a_signal_stops_the_command_not_just_the_stage(small_corpus, tmp_path, c
     import os
     import signal
 
-    import codemt.train as training
+    import codemt.training.loop as training
 
     real_train = training.train
 
@@ -103,7 +103,7 @@ def test_a_signal_stops_the_command_not_just_the_stage(small_corpus, tmp_path, c
 def test_selecting_on_a_task_needs_a_mode_and_its_validation_examples(
     small_corpus, small_tokenizer, tmp_path, capsys
 ):
-    # (`tests/test_train.py` checks the selection itself.)
+    # (`test_loop.py` checks the selection itself.)
     from codemt.mine.pipeline import MineSettings, mine
     from codemt.tokenizer import save_tokenizer
 
@@ -134,8 +134,8 @@ def test_selecting_on_a_task_needs_a_mode_and_its_validation_examples(
 def test_a_deadline_bounds_the_token_caches_too(small_corpus, tmp_path, capsys, monkeypatch):
     import time
 
-    import codemt.train
-    from codemt.train_cli import run_training
+    from codemt.training import loop
+    from codemt.training.stages import run_training
 
     def run(deadline):
         return run_training(small_corpus, tmp_path / "run", preset="tiny", stage="multimode",
@@ -149,7 +149,7 @@ def test_a_deadline_bounds_the_token_caches_too(small_corpus, tmp_path, capsys, 
     # Otherwise training gets what is left after them, not the whole budget again.
     seen = {}
     monkeypatch.setattr(
-        codemt.train, "train", lambda data, settings, *a, **k: seen.setdefault("s", settings)
+        loop, "train", lambda data, settings, *a, **k: seen.setdefault("s", settings)
     )
     run(time.monotonic() + 600)
     assert 0 < seen["s"].max_time < 600

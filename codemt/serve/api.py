@@ -1,6 +1,6 @@
 """The bodies of the HTTP API's requests and responses, from which its OpenAPI schema is made.
 
-They live apart from `codemt.serve` so that the command line (`codemt --help`) does not
+They live apart from `codemt.serve.app` so that the command line (`codemt --help`) does not
 import pydantic, which only the `serve` extra installs. Limits that the server's settings
 can change (source size, new tokens) are checked by the server; fixed ones are declared
 here, so that the schema shows them.

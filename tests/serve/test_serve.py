@@ -15,17 +15,15 @@ httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from codemt.generation import GenerationSettings, Translation  # noqa: E402
-from codemt.serve import (  # noqa: E402
-    Batcher,
-    BatchKey,
+from codemt.serve.app import (  # noqa: E402
     HostCheck,
-    Overloaded,
     ServeSettings,
     create_app,
     host_name,
     model_name,
     running_server,
 )
+from codemt.serve.batcher import Batcher, BatchKey, Overloaded  # noqa: E402
 from codemt.translate import Translator  # noqa: E402
 
 FAST = {"num_beams": 1, "max_new_tokens": 12}

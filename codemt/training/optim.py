@@ -1,4 +1,5 @@
-"""Adafactor as T5 trains with it, without a host sync per weight.
+"""The optimiser of a run (`build_optimizer`): AdamW, or Adafactor as T5 trains with it,
+without a host sync per weight.
 
 Adafactor (Shazeer and Stern, 2018) keeps, for every matrix, running means of the squared
 gradients over its rows and over its columns instead of one per entry, has no first
@@ -22,6 +23,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+
+from codemt.model import POINTER_PARTS
+from codemt.training.config import TrainSettings
 
 # What transformers' Adafactor must be set to for this arithmetic.
 _TRANSFORMERS_SETTINGS = {
@@ -138,3 +142,29 @@ class Adafactor(torch.optim.Optimizer):
         weight.sub_(update)
         if weight is not param:
             param.copy_(weight)
+
+
+def build_optimizer(
+    model: torch.nn.Module, settings: TrainSettings, fused: bool
+) -> torch.optim.Optimizer:
+    """The optimiser `settings` ask for, over `model`'s parameters in groups: weight
+    matrices decayed, layer-norm scales and biases not; with a `copy_lr_scale` other than
+    1, a copy mechanism's parameters in groups of their own at `lr * copy_lr_scale` (the
+    scheduler scales every group's lr). `fused`: AdamW's fused kernels (CUDA)."""
+    # At copy_lr_scale 1 the copy mechanism shares the others' groups, so that checkpoints
+    # from before the setting still resume (their optimiser state has that many groups).
+    own = settings.copy_lr_scale != 1
+    parts = [(own and n.startswith(POINTER_PARTS), p) for n, p in model.named_parameters()]
+    groups = []
+    for pointer, lr in ((False, settings.lr), (True, settings.lr * settings.copy_lr_scale)):
+        for decayed in (True, False):
+            chosen = [p for mine, p in parts if mine == pointer and (p.ndim >= 2) == decayed]
+            if chosen:
+                decay = settings.weight_decay if decayed else 0.0
+                groups.append({"params": chosen, "weight_decay": decay, "lr": lr})
+    if settings.optimizer == "adafactor":
+        # The update is relative to each parameter's RMS.
+        return Adafactor(groups, lr=settings.lr)
+    return torch.optim.AdamW(
+        groups, lr=settings.lr, betas=settings.betas, eps=settings.eps, fused=fused
+    )

@@ -1,5 +1,5 @@
 """Tests of the training loop: settings, the learning-rate schedule, a tiny model that
-overfits one batch, checkpoints, exact resume after SIGTERM, and data parallelism.
+overfits one batch, exact resume after SIGTERM, model selection, and data parallelism.
 
 Batches are synthetic random token ids. Run as a script (under torchrun) this file trains
 the data-parallel half of `test_two_processes_match_one`.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,21 +22,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from codemt.model import LATEST_FILE, load_checkpoint, resolve_checkpoint
+from codemt.model import load_checkpoint, resolve_checkpoint
 from codemt.tokenizer import TokenizerSettings, save_tokenizer, train_tokenizer
-from codemt.train import (
-    LOG_FILE,
-    TrainingInterrupted,
-    TrainSettings,
-    _real_tokens,
-    _resume_point,
-    checkpoint_damage,
-    decay_steps,
-    learning_rate,
-    train,
-)
+from codemt.training.checkpoint import LOG_FILE
+from codemt.training.config import TrainSettings, decay_steps, learning_rate
+from codemt.training.loop import TrainingInterrupted, _real_tokens, train
 
 ID_LIMIT = 500  # the batches' ids are below this; the tokenizer must have as many
+
+
 TEXTS = [
     "def add(a, b):\n    '''Return the sum of a and b.'''\n    return a + b\n",
     "class Stack:\n    def push(self, item):\n        self.items.append(item)\n",
@@ -139,14 +132,17 @@ class SlowData:
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory) -> Path:
+def save_tiny_tokenizer(out: Path) -> Path:
     """A tokenizer with at least ID_LIMIT ids (BPE stops short of 640 on so little text)."""
-    out = tmp_path_factory.mktemp("tokenizer")
     tok = train_tokenizer(TEXTS, TokenizerSettings(vocab_size=640))
     assert tok.get_vocab_size() >= ID_LIMIT
     save_tokenizer(tok, out)
     return out
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    return save_tiny_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
 def tiny(**overrides) -> TrainSettings:
@@ -161,62 +157,6 @@ def read_log(run: Path) -> list[dict[str, str]]:
 
 def column(rows: list[dict[str, str]], name: str) -> list[float]:
     return [float(r[name]) for r in rows]
-
-
-class _Numbered:
-    """Batches numbered by epoch and position; one of them can fail."""
-
-    def __init__(self, count: int, fail_at: int | None = None, stall_at: int | None = None):
-        self.count, self.fail_at, self.stall_at = count, fail_at, stall_at
-
-    def num_batches(self, epoch, *, rank=0, world_size=1):
-        return self.count // world_size
-
-    def batches(self, epoch, *, rank=0, world_size=1, start=0):
-        for position in range(rank + start * world_size, self.count, world_size):
-            if position == self.fail_at:
-                raise ValueError(f"bad shard at batch {position}")
-            if position == self.stall_at:
-                time.sleep(600)
-            yield {"input_ids": torch.full((2, 3), 100 * epoch + position)}
-
-
-def _numbers(batches) -> list[int]:
-    return [int(b["input_ids"][0, 0]) for b in batches]
-
-
-@pytest.mark.slow
-def test_batches_built_ahead_in_workers_keep_their_order_errors_and_stop_early():
-    import multiprocessing
-
-    from codemt.train import _built_ahead
-
-    data = _Numbered(20)
-    assert _numbers(_built_ahead(data, 1, 0, 1, 0, workers=2, ahead=2)) == list(range(100, 120))
-    # resuming mid-epoch, and one rank of two
-    assert _numbers(_built_ahead(data, 0, 0, 1, 15, workers=2)) == list(range(15, 20))
-    assert _numbers(_built_ahead(data, 0, 1, 2, 3, workers=2)) == list(range(7, 20, 2))
-    assert _numbers(_built_ahead(data, 0, 0, 1, 20, workers=2)) == []
-
-    with pytest.raises(ValueError, match="bad shard at batch 5"):
-        list(_built_ahead(_Numbered(20, fail_at=5), 0, 0, 1, 0, workers=2))
-
-    stream = _built_ahead(data, 0, 0, 1, 0, workers=2)
-    next(stream)
-    for worker in multiprocessing.active_children():  # Ctrl-C reaches the whole group
-        os.kill(worker.pid, signal.SIGINT)
-        os.kill(worker.pid, signal.SIGTERM)
-    assert _numbers(stream) == list(range(1, 20))  # the loop decides when to stop, not them
-
-    stream = _built_ahead(data, 0, 0, 1, 0, workers=2)
-    next(stream)
-    stream.close()  # the loop stops mid-epoch: no worker may be left behind
-    assert not multiprocessing.active_children()
-
-    stream = _built_ahead(_Numbered(20, stall_at=2), 0, 0, 1, 0, workers=2)
-    next(stream)
-    stream.close()  # not even one stuck building a batch
-    assert not multiprocessing.active_children()
 
 
 def test_settings_resolve_preset_defaults_and_reject_bad_values():
@@ -406,54 +346,10 @@ def test_a_stop_signal_saves_without_evaluating_and_the_resumed_run_evaluates_at
     assert [r["valid_loss"] != "" for r in read_log(run)] == [False] * 5 + [True]
 
 
-def test_checkpoints_rotate_and_round_trip(tmp_path, tokenizer_dir):
-    run = tmp_path / "run"
-    settings = tiny(max_steps=6, save_every=2, keep_last=2, eval_every=3)
-    final = train(
-        SyntheticData(n_batches=3),
-        settings,
-        run,
-        tokenizer_dir,
-        valid_data=SyntheticData(n_batches=2, seed=7),
-        stage="multimode",
-        modes={"<to_docstring>": ["signature", "body"]},
-        corpus_digest="sha256:abc",
-        progress=False,
-    )
-    assert final == run / "step-000006"
-    assert sorted(p.name for p in run.iterdir() if p.name.startswith("step-")) == [
-        "step-000004",
-        "step-000006",
-    ]
-    assert not list(run.glob(".tmp-*"))
-    assert (run / LATEST_FILE).read_text().strip() == "step-000006"
-    for name in ("model.safetensors", "config.json", "codemt.json", "tokenizer.json", LOG_FILE):
-        assert (final / name).is_file(), name
-    for name in ("optimizer.pt", "scheduler.pt", "rng-0.pt", "progress.json"):
-        assert (final / "state" / name).is_file(), name
-
-    checkpoint = load_checkpoint(run)  # a run folder opens its newest checkpoint
-    assert checkpoint.path == final
-    meta = checkpoint.meta
-    assert meta["stage"] == "multimode" and meta["corpus_digest"] == "sha256:abc"
-    assert meta["modes"] == {"<to_docstring>": ["signature", "body"]}
-    assert meta["progress"]["step"] == 6 and meta["progress"]["tokens"] > 0
-    assert meta["settings"]["max_steps"] == 6
-    rows = read_log(run)
-    assert [r["valid_loss"] != "" for r in rows] == [False, False, True, False, False, True]
-
-    # Starting a new run from it (multi-mode training from a pre-trained model).
-    data = SyntheticData(n_batches=3)
-    again = train(
-        data, tiny(max_steps=1), tmp_path / "next", tokenizer_dir, init=run, progress=False
-    )
-    assert load_checkpoint(again).meta["init"] == str(run)
-
-
 def test_selection_keeps_the_checkpoint_of_the_lowest_task_loss(
     tmp_path, tokenizer_dir, monkeypatch
 ):
-    import codemt.train as training
+    import codemt.training.loop as training
 
     task = SyntheticData(n_batches=1, seed=9)
     scripted = iter([3.0, 2.0, 2.5, 2.6, 2.7, 1.5])
@@ -495,24 +391,6 @@ def test_selection_keeps_the_checkpoint_of_the_lowest_task_loss(
               task_data=task, progress=False)  # fmt: skip
 
 
-def test_a_log_of_an_older_layout_gains_the_new_columns_on_resume(tmp_path, tokenizer_dir):
-    run = tmp_path / "run"
-    train(SyntheticData(n_batches=3), tiny(max_steps=2), run, tokenizer_dir, progress=False)
-    for log in (run / LOG_FILE, run / "step-000002" / LOG_FILE):  # as older versions wrote it
-        rows = read_log(run)
-        old = [c for c in rows[0] if c != "task_loss"]
-        with log.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=old, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-    (run / "step-000002" / "checksums.json").unlink()  # older versions wrote none
-    train(SyntheticData(n_batches=3), tiny(max_steps=4), run, tokenizer_dir, resume=True,
-          progress=False)  # fmt: skip
-    rows = read_log(run)
-    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
-    assert all(r["task_loss"] == "" and float(r["loss"]) > 0 for r in rows)
-
-
 def test_the_log_says_what_share_of_the_time_went_to_getting_batches(tmp_path, tokenizer_dir):
     settings = tiny(max_steps=4, log_every=2)
     train(SyntheticData(n_batches=4), settings, tmp_path / "fast", tokenizer_dir, progress=False)
@@ -529,27 +407,15 @@ def test_the_log_says_what_share_of_the_time_went_to_getting_batches(tmp_path, t
 def test_runs_of_two_precisions_in_one_process_and_emulated_bf16_is_warned_of(
     tmp_path, tokenizer_dir, monkeypatch, capsys
 ):
-    import codemt.train
+    import codemt.training.loop
 
-    monkeypatch.setattr(codemt.train, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(codemt.training.loop, "cpu_has_bf16", lambda: False)
     data = SyntheticData(n_batches=2)
     train(data, tiny(max_steps=1, mixed_precision="bf16"), tmp_path / "bf16", tokenizer_dir,
           progress=False)  # fmt: skip
     assert "no bfloat16 instructions" in capsys.readouterr().err
     train(data, tiny(max_steps=1), tmp_path / "fp32", tokenizer_dir, progress=False)
     assert "no bfloat16" not in capsys.readouterr().err
-
-
-def test_refuses_to_overwrite_a_run(tmp_path, tokenizer_dir):
-    data = SyntheticData(n_batches=2)
-    train(data, tiny(max_steps=1), tmp_path / "run", tokenizer_dir, progress=False)
-    with pytest.raises(ValueError, match="resume"):
-        train(data, tiny(max_steps=2), tmp_path / "run", tokenizer_dir, progress=False)
-    # Resuming a finished run trains no further.
-    final = train(
-        data, tiny(max_steps=1), tmp_path / "run", tokenizer_dir, resume=True, progress=False
-    )
-    assert final.name == "step-000001"
 
 
 @pytest.mark.slow
@@ -586,133 +452,3 @@ if __name__ == "__main__":  # one process of the data-parallel run above
         Path(sys.argv[2]),
         progress=False,
     )
-
-
-def test_a_checkpoint_saved_before_the_first_log_row_resumes(tmp_path, tokenizer_dir):
-    # Saving more often than logging: the first checkpoint has no log to copy yet.
-    run = tmp_path / "run"
-    settings = tiny(max_steps=4, save_every=1, log_every=3, keep_last=10)
-    train(SyntheticData(n_batches=3), settings, run, tokenizer_dir, progress=False)
-    assert not list(run.glob(".tmp-*"))
-    assert not (run / "step-000001" / LOG_FILE).exists()
-    assert (run / "step-000004" / LOG_FILE).is_file()
-    # Resuming from the checkpoint without a log drops the rows logged after it.
-    for later in ("step-000002", "step-000003", "step-000004"):
-        shutil.rmtree(run / later)
-    (run / LATEST_FILE).write_text("step-000001\n")
-    train(SyntheticData(n_batches=3), settings, run, tokenizer_dir, resume=True, progress=False)
-    assert [r["step"] for r in read_log(run)] == ["3", "4"]
-
-
-# Each file of a checkpoint, damaged in turn: resuming falls back to the one before.
-CHECKPOINT_FILES = [
-    "model.safetensors",
-    "config.json",
-    "codemt.json",
-    "state/optimizer.pt",
-    "state/scheduler.pt",
-    "state/rng-0.pt",
-    "state/progress.json",
-    "checksums.json",
-]
-
-
-@pytest.fixture(scope="module")
-def two_checkpoints(tmp_path_factory, tokenizer_dir) -> Path:
-    run = tmp_path_factory.mktemp("faults") / "run"
-    settings = tiny(max_steps=4, save_every=2, keep_last=2)
-    train(SyntheticData(n_batches=3), settings, run, tokenizer_dir, progress=False)
-    assert (run / LATEST_FILE).read_text().strip() == "step-000004"
-    return run
-
-
-@pytest.mark.parametrize("name", CHECKPOINT_FILES)
-@pytest.mark.parametrize("fault", ["truncated", "flipped", "missing"])
-def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(
-    two_checkpoints, tmp_path, name, fault, capsys
-):
-    run = tmp_path / "run"
-    shutil.copytree(two_checkpoints, run)
-    damaged = run / "step-000004" / name
-    data = damaged.read_bytes()
-    if fault == "truncated":
-        damaged.write_bytes(data[: len(data) // 2])
-    elif fault == "flipped":  # same size, one byte changed
-        damaged.write_bytes(data[:-3] + bytes([data[-3] ^ 0x20]) + data[-2:])
-    else:
-        damaged.unlink()
-    if fault == "missing" and name == "checksums.json":  # as an older checkpoint: loaded
-        assert checkpoint_damage(run / "step-000004") is None
-        assert _resume_point(run, resume=True) == run / "step-000004"
-        return
-    assert checkpoint_damage(run / "step-000004") is not None
-    assert checkpoint_damage(run / "step-000002") is None
-    assert _resume_point(run, resume=True) == run / "step-000002"
-    said = capsys.readouterr().err
-    assert "step-000004 is damaged" in said and "resuming from" in said
-    assert str(run / "step-000002") in said
-
-
-@pytest.mark.parametrize("latest", ["", "step-000009\n", "../elsewhere\n", None])
-def test_an_empty_or_dangling_latest_falls_back_to_the_newest_intact(
-    two_checkpoints, tmp_path, latest, capsys
-):
-    run = tmp_path / "run"
-    shutil.copytree(two_checkpoints, run)
-    if latest is None:
-        (run / LATEST_FILE).unlink()
-    else:
-        (run / LATEST_FILE).write_text(latest)
-    assert _resume_point(run, resume=True) == run / "step-000004"
-    assert "names no checkpoint" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="already holds checkpoints"):
-        _resume_point(run, resume=False)
-
-
-def test_no_intact_checkpoint_is_an_error_naming_each(two_checkpoints, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(two_checkpoints, run)
-    for step in ("step-000002", "step-000004"):
-        path = run / step / "state" / "optimizer.pt"
-        path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ValueError, match="no intact checkpoint") as error:
-        _resume_point(run, resume=True)
-    assert "step-000004 is damaged (state/optimizer.pt has 100 bytes" in str(error.value)
-    assert "step-000002 is damaged" in str(error.value)
-
-
-def test_a_checkpoint_without_a_checksum_list_is_checked_by_loading_it(two_checkpoints, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(two_checkpoints, run)
-    for step in ("step-000002", "step-000004"):
-        (run / step / "checksums.json").unlink()
-    assert checkpoint_damage(run / "step-000004") is None
-    path = run / "step-000004" / "state" / "rng-0.pt"
-    path.write_bytes(path.read_bytes()[:50])
-    assert checkpoint_damage(run / "step-000004").startswith("state/rng-0.pt does not load")
-    assert _resume_point(run, resume=True) == run / "step-000002"
-
-
-def test_a_damaged_checkpoint_resumes_from_the_previous_and_trains_on(
-    two_checkpoints, tmp_path, tokenizer_dir
-):
-    run = tmp_path / "run"
-    shutil.copytree(two_checkpoints, run)
-    weights = run / "step-000004" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:1000])
-    settings = tiny(max_steps=5, save_every=2, keep_last=2)
-    final = train(
-        SyntheticData(n_batches=3), settings, run, tokenizer_dir, resume=True, progress=False
-    )
-    assert final == run / "step-000005" and checkpoint_damage(final) is None
-    assert [r["step"] for r in read_log(run)] == ["1", "2", "3", "4", "5"]
-
-
-@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "codemt.json"])
-def test_loading_a_damaged_checkpoint_names_the_file(two_checkpoints, tmp_path, name):
-    checkpoint = tmp_path / "checkpoint"
-    shutil.copytree(two_checkpoints / "step-000004", checkpoint)
-    data = (checkpoint / name).read_bytes()
-    (checkpoint / name).write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=f"{checkpoint / name}: damaged or unreadable"):
-        load_checkpoint(checkpoint)

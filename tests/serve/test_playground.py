@@ -12,7 +12,7 @@ playwright = pytest.importorskip(
 )
 
 from codemt.generation import GenerationSettings  # noqa: E402
-from codemt.serve import create_app, playground_html, running_server  # noqa: E402
+from codemt.serve.app import create_app, playground_html, running_server  # noqa: E402
 from codemt.translate import Translator  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -300,9 +300,9 @@ def create_server(settings: LspSettings) -> LanguageServer:
         result = model.translate(record, target, style, settings.generation)
         try:
             if target == "docstring":
-                return edits.docstring_edit(text, node, result.text)
+                return edits.insert_docstring(text, node, result.text)
             if result.parsed:  # the best-scored candidate that parses, if any did
-                return edits.body_edit(text, node, result.text)
+                return edits.replace_body(text, node, result.text)
             raise ValueError(
                 f"none of the {len(result.candidates)} bodies the model wrote for "
                 f"{record['name']} parses; try a larger --beams"
@@ -329,7 +329,7 @@ def create_server(settings: LspSettings) -> LanguageServer:
             raise JsonRpcException(str(error), code=REQUEST_FAILED) from None
         if literal is None:
             raise JsonRpcContentModified(f"{node.name}'s docstring needs no update")
-        return edits.docstring_replacement(document.source, node, literal)
+        return edits.replace_docstring(document.source, node, literal)
 
     @server.feature(types.CODE_ACTION_RESOLVE)
     @server.thread()  # generation takes a while: the server keeps reading messages meanwhile

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from codemt.optim import Adafactor
+from codemt.training.optim import Adafactor
 
 transformers = pytest.importorskip("transformers")
 

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("pygls", reason="the serve extra is not installed")
 
-from codemt.lsp import FramingError, MessageReader, function_at  # noqa: E402
+from codemt.serve.lsp import FramingError, MessageReader, function_at  # noqa: E402
 
 URI = "file:///project/shapes.py"
 DOCUMENT = '''import math
@@ -120,7 +120,8 @@ def apply_edits(text: str, edits: list[dict[str, Any]]) -> str:
 STUB_MODEL = """
 import sys
 
-from codemt import cli, lsp
+from codemt import cli
+from codemt.serve import lsp
 from codemt.generation import Translation
 
 
