@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from codemt.data import collate
-from codemt.recipe import RECIPES
+from codemt.recipe.recipes import RECIPES
 from codemt.training import checkpoint, config, loop, prefetch
 
 
@@ -83,14 +83,16 @@ VARIANTS = {
 
 def recipe_data(run: Path, tokenizer: Path):
     """The GPU recipe's multi-mode training batches over the run folder's corpus."""
-    from codemt.data import BatchSettings, ExampleData, TokenCache
+    from codemt.corpus import Corpus
+    from codemt.data import BatchSettings, ExampleData
     from codemt.examples import ExampleSettings, Vocabulary
-    from codemt.recipe import RECIPES
+    from codemt.recipe.recipes import RECIPES
+    from codemt.token_cache import TokenCache
     from codemt.tokenizer import load_tokenizer
 
     recipe = RECIPES["gpu"]
     tok = load_tokenizer(tokenizer)
-    cache = TokenCache.build(run / "corpus", "train", tok, run / "tokens")
+    cache = TokenCache.build(Corpus.open(run / "corpus"), "train", tok, run / "tokens")
     return ExampleData(
         cache,
         Vocabulary.from_tokenizer(tok),

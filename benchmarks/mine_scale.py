@@ -8,7 +8,7 @@ and writes the Parquet shards and the manifest. This benchmark measures the fini
 phase alone, as `codemt mine` runs it, at growing numbers of methods.
 
 For each size N a first subprocess writes synthetic staged records in the stage's own
-format (`_Stage.save`, with keys from `_keyed` as extraction adds them): N methods over about
+format (`staging.Stage.save`, with keys from `records.keyed` as extraction adds them): N methods over about
 N/200 repositories of skewed sizes, one source per repository (as a list file of GitHub
 repositories gives), with a known share of exact copies (default 10%, same signature and
 body as a method anywhere else) and near copies (default 5%, one attribute or call name of
@@ -177,10 +177,12 @@ def spec_of(repo: str) -> str:
 
 def generate(n: int, out: Path, seed: int, exact_share: float, near_share: float) -> dict:
     """Stage n synthetic methods under `out/.work/staged/`, one source per repository."""
-    from codemt.mine.pipeline import MineSettings, _keyed, _Stage, _Tally
+    from codemt.mine.records import Tally, keyed
+    from codemt.mine.settings import MineSettings
+    from codemt.mine.staging import Stage
 
     settings = MineSettings(workers=1, progress=False, cache_dir=out / "cache")
-    stage = _Stage(out, settings)
+    stage = Stage(out, settings)
     synth = Synthesizer(seed)
     content_ids, n_exact, n_near = _roles(n, exact_share, near_share, seed)
     specs = []
@@ -193,7 +195,7 @@ def generate(n: int, out: Path, seed: int, exact_share: float, near_share: float
             for a, b in zip(synth._pick(rng, 6), synth._pick(rng, 6), strict=True)
         ]
         pairs = []
-        tally = _Tally()
+        tally = Tally()
         for file_index in range(0, size, METHODS_PER_FILE):
             path = f"{'/'.join(synth._pick(rng, rng.randint(1, 3)))}/mod{file_index}.py"
             imports = rng.sample(imports_pool, rng.randint(2, 8))
@@ -230,7 +232,7 @@ def generate(n: int, out: Path, seed: int, exact_share: float, near_share: float
                 # The function node gives the parameters the keys alpha-rename.
                 node = ast.parse(signature + "\n    pass").body[0]
                 pairs.append((node, record))
-        records = _keyed(pairs, settings, tally.counts)
+        records = keyed(pairs, settings, tally.counts)
         tally.counts.update(
             repos=1,
             files_seen=-(-size // METHODS_PER_FILE),
@@ -266,7 +268,9 @@ def _reset_peak() -> bool:
 
 def finish(out: Path, specs: list[str], trace: bool) -> dict:
     """Run `codemt mine` on the staged sources (only its finishing phase has work left)."""
-    from codemt.mine import pipeline
+    from codemt.mine import pipeline, selection
+    from codemt.mine.settings import MineSettings
+    from codemt.mine.staging import Stage
 
     steps: dict[str, dict] = {}
     can_reset = _reset_peak()
@@ -288,8 +292,9 @@ def finish(out: Path, specs: list[str], trace: bool) -> dict:
         return wrapper
 
     peaks = []  # VmHWM before each step resets it: the overall peak is the largest of all
-    for name in ("_deduplicate", "assign_splits", "_write_shards"):
-        step = timed(name.strip("_"), getattr(pipeline, name))
+    # Patched where `mine` looks them up.
+    for name in ("deduplicate", "assign_splits", "write_shards"):
+        step = timed(name, getattr(pipeline, name))
 
         def keep_peak(*args, _step=step, **kwargs):
             peaks.append(_vm("VmHWM"))
@@ -304,10 +309,10 @@ def finish(out: Path, specs: list[str], trace: bool) -> dict:
         import pyarrow as pa
 
         total = {"rows": None, "offered": 0}
-        original = pipeline.Deduplicator
+        original = selection.Deduplicator
 
         class Tracing(original):
-            """Takes a snapshot at the last offer, when all of `_deduplicate`'s state lives."""
+            """Takes a snapshot at the last offer, when all of `deduplicate`'s state lives."""
 
             def offer(self, exact, bands):
                 total["offered"] += 1
@@ -317,15 +322,15 @@ def finish(out: Path, specs: list[str], trace: bool) -> dict:
                     snapshot["rss_mb"] = _vm("VmRSS")
                 return super().offer(exact, bands)
 
-        pipeline.Deduplicator = Tracing
+        selection.Deduplicator = Tracing  # where `deduplicate` looks it up
         tracemalloc.start(1)
 
     baseline = _vm("VmRSS")
-    settings = pipeline.MineSettings(workers=1, progress=False, cache_dir=out / "cache")
+    settings = MineSettings(workers=1, progress=False, cache_dir=out / "cache")
     if trace:
         import pyarrow.parquet as pq
 
-        stage = pipeline._Stage(out, settings)
+        stage = Stage(out, settings)
         total["rows"] = sum(pq.ParquetFile(stage.records_path(s)).metadata.num_rows for s in specs)
     t0 = time.perf_counter()
     manifest = pipeline.mine(specs, out, settings)

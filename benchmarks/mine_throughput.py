@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from codemt.mine.pipeline import MineSettings, mine
+from codemt.mine.pipeline import mine
+from codemt.mine.settings import MineSettings
 
 
 def stdlib_files(limit: int | None) -> list[Path]:

@@ -31,9 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codemt.data import BatchSettings, ExampleData, TokenCache, collate
+from codemt.corpus import Corpus
+from codemt.data import BatchSettings, ExampleData, collate
 from codemt.examples import FEATURES, TOKEN_FIELDS, Vocabulary, all_modes, control_ids
 from codemt.model import load_checkpoint
+from codemt.token_cache import TokenCache
 from codemt.tokenizer import load_tokenizer
 from codemt.translate import example_settings
 
@@ -61,7 +63,7 @@ def source_gain(checkpoint: Path, corpus: Path, mode: str, batches: int, cache: 
     # Only `mode` has weight (a mode left out of the weights counts 1, so all are listed).
     weights = {m.name: 0.0 for m in all_modes()} | {mode: 1.0}
     settings = replace(example_settings(loaded.meta), mode_weights=weights, undocumented_share=1.0)
-    valid = TokenCache.build(corpus, "valid", tokenizer, cache, limit=4000)
+    valid = TokenCache.build(Corpus.open(corpus), "valid", tokenizer, cache, limit=4000)
     data = ExampleData(
         valid, Vocabulary.from_tokenizer(tokenizer), "multimode", settings, BatchSettings(4096)
     )

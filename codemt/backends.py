@@ -28,7 +28,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from codemt.model import CODEMT_FILE, resolve_checkpoint
+from codemt.data import collate
+from codemt.model import CODEMT_FILE, count_parameters, load_checkpoint, resolve_checkpoint
+from codemt.words import WordConstraint, read_words
 
 if TYPE_CHECKING:
     import torch
@@ -159,9 +161,6 @@ class TorchBackend:
         """
         import torch
 
-        from codemt.model import load_checkpoint
-        from codemt.words import read_words
-
         if threads:
             torch.set_num_threads(threads)
         if device is None:
@@ -172,7 +171,6 @@ class TorchBackend:
     @property
     def parameters(self) -> int:
         """Number of model parameters."""
-        from codemt.model import count_parameters
 
         return count_parameters(self.model)
 
@@ -187,8 +185,6 @@ class TorchBackend:
         """`n_return` hypotheses per source with transformers' `generate`; with `words`,
         in the words of the model's word list and of each source (when it has a list)."""
         import torch
-
-        from codemt.data import collate
 
         # Padded as in training (the labels that collate also builds are not needed).
         batch = collate([(s, [self.vocab.eos]) for s in sources], self.vocab.pad, torch)
@@ -211,8 +207,6 @@ class TorchBackend:
             from transformers import LogitsProcessorList
 
             if self._constraint is None:
-                from codemt.words import WordConstraint
-
                 self._constraint = WordConstraint(self.tokenizer, self.words, self.vocab.eos)
             texts = self.tokenizer.decode_batch(sources, skip_special_tokens=True)
             options["logits_processor"] = LogitsProcessorList([self._constraint.processor(texts)])
@@ -259,8 +253,6 @@ class TorchBackend:
         """
         import torch
         from transformers.modeling_outputs import BaseModelOutput
-
-        from codemt.data import collate
 
         by_source: dict[tuple[int, ...], list[int]] = {}
         for i, (source, _) in enumerate(pairs):

@@ -10,8 +10,10 @@ this module, so the layout lives in one place::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -91,6 +93,40 @@ def iter_records(
     """Stream the corpus as one dict per method."""
     for batch in iter_batches(corpus, split, columns):
         yield from batch.to_pylist()
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus on disk opened once: its folder and its manifest, read and checked here, so
+    that a run that reads the corpus many times (token caches, checkpoints' records) reads
+    the manifest once."""
+
+    path: Path
+    manifest: dict
+    manifest_bytes: bytes  # as stored: what caches and checkpoints are keyed by
+
+    @classmethod
+    def open(cls, path: Path | str) -> Corpus:
+        """The corpus in `path`; FileNotFoundError saying how to make one where there is none."""
+        path = Path(path)
+        read_manifest(path)  # the error that says what to do
+        data = manifest_path(path).read_bytes()
+        return cls(path, json.loads(data), data)
+
+    @property
+    def digest(self) -> str:
+        """A short digest of the manifest, recorded in checkpoints."""
+        return hashlib.sha256(self.manifest_bytes).hexdigest()[:16]
+
+    def shard_paths(self, split: str | None = None) -> list[Path]:
+        """The Parquet shards, optionally of one split, in a stable order."""
+        return shard_paths(self.path, split)
+
+    def iter_batches(
+        self, split: str | None = None, columns: Sequence[str] | None = None, batch_size: int = 4096
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream record batches without loading the corpus whole into memory."""
+        return iter_batches(self.path, split, columns, batch_size)
 
 
 def write_table(records: Iterable[dict] | pa.Table, path: Path) -> int:

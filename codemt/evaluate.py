@@ -28,9 +28,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from codemt.corpus import iter_records, manifest_path
 from codemt.examples import FEATURES, Mode, name_words
+from codemt.memory import Memory
 from codemt.metrics import score_texts
 from codemt.source.docstrings import summary_of
+from codemt.translate import parse_method
 
 if TYPE_CHECKING:
     from codemt.translate import Translator
@@ -94,7 +97,6 @@ class EvalData:
     @cached_property
     def _repo_memories(self) -> dict[str, Any]:
         """A `codemt.memory.Memory` per repository of the data (built once)."""
-        from codemt.memory import Memory
 
         by_repo: dict[str, list[dict[str, Any]]] = {}
         for record in self.records:
@@ -105,7 +107,6 @@ class EvalData:
 
 def load_corpus(corpus: Path, split: str = "test") -> EvalData:
     """A split of our corpus; docstring references only for docstring-task methods."""
-    from codemt.corpus import iter_records
 
     records, references = [], []
     for record in iter_records(corpus, split):
@@ -125,7 +126,6 @@ def load_codesearchnet(path: Path) -> EvalData:
     builds it. Method generation's reference is the extracted body. Rows whose code does not
     parse are skipped and counted.
     """
-    from codemt.translate import parse_method
 
     records, references = [], []
     skipped = 0
@@ -159,7 +159,6 @@ def load_codesearchnet(path: Path) -> EvalData:
 
 def load_data(path: Path, split: str = "test") -> EvalData:
     """A corpus folder (its `split`) or a CodeSearchNet jsonl file."""
-    from codemt.corpus import manifest_path
 
     path = Path(path)
     if path.is_dir() and manifest_path(path).is_file():

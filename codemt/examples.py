@@ -23,7 +23,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from codemt.source.docstrings import summary_of
-from codemt.tokenizer import FEATURE_TOKENS, NUM_SENTINELS, STYLE_TOKENS, TARGET_TOKENS
+from codemt.tokenizer import (
+    EOS_TOKEN,
+    FEATURE_TOKENS,
+    NUM_SENTINELS,
+    PAD_TOKEN,
+    SENTINEL_TOKENS,
+    STYLE_TOKENS,
+    TARGET_TOKENS,
+    special_token_id,
+)
 
 FEATURES = ("signature", "docstring", "body")
 CONTEXT_FEATURES = ("imports", "class", "decorators")
@@ -100,10 +109,10 @@ class ExampleSettings:
     # the training tokens. Most mined methods have no docstring.
     undocumented_share: float = 1.0
     # Of those methods, the share that takes part in training at all (pre-training too): a
-    # fixed set, the methods whose key (`codemt.data.method_keys`, a hash of signature and
+    # fixed set, the methods whose key (`codemt.token_cache.method_keys`, a hash of signature and
     # body) is below it. `undocumented_share` is then drawn from this set. The others can
     # be left out of a copy of the corpus made to train elsewhere
-    # (`codemt.recipe.copy_for_training`): the copy makes the very same examples.
+    # (`codemt.recipe.corpus.copy_for_training`): the copy makes the very same examples.
     undocumented_kept: float = 1.0
     # Follow a source signature with its names as words, `# save act (path)`: summaries
     # reuse those words, spelled as prose tokens (` path`), not as identifier pieces
@@ -279,7 +288,6 @@ class Vocabulary:
     @classmethod
     def from_tokenizer(cls, tokenizer) -> Vocabulary:
         """Look the ids up in a `tokenizers.Tokenizer` built by `codemt.tokenizer`."""
-        from codemt.tokenizer import EOS_TOKEN, PAD_TOKEN, SENTINEL_TOKENS, special_token_id
 
         def ids(mapping: dict[str, str]) -> dict[str, int]:
             return {name: special_token_id(tokenizer, token) for name, token in mapping.items()}

@@ -28,7 +28,13 @@ from codemt.backends import (
     is_ctranslate2_export,
     read_meta,
 )
-from codemt.model import CODEMT_FILE, has_pointer, resolve_checkpoint
+from codemt.model import (
+    CODEMT_FILE,
+    count_parameters,
+    has_pointer,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 from codemt.tokenizer import TOKENIZER_FILES, load_tokenizer
 
 # CTranslate2's weight types: int8 everywhere it can (on GPU it computes in float16 where
@@ -44,7 +50,6 @@ def _converter(checkpoint: Path) -> Any:
         parameters = 0
 
         def load_model(self, model_class: Any, model_name_or_path: str, **kwargs: Any) -> Any:
-            from codemt.model import count_parameters, load_checkpoint
 
             # Our loader: float32 (shipped weights may be float16), the untied lm_head
             # checked, transformers' tie warnings silenced.

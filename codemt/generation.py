@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from codemt.examples import WORD_PARTS, name_words, signature_names
+from codemt.source.docstrings import prose_summary
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,6 @@ def finish_docstring(text: str) -> str:
             text = text[3:]
             text = text[:-3] if text.endswith(quote) else text
             break
-    from codemt.source.docstrings import prose_summary
 
     text = fix_articles(inspect.cleandoc(text))
     summary, rest = (text.split("\n\n", 1) + [""])[:2]

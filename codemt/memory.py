@@ -34,7 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from codemt import __version__, corpus
 from codemt.source.docstrings import prose_summary
+from codemt.source.extract import extract_methods
+from codemt.source.reading import SkipFile, decode_source, parse_with_repairs
+from codemt.write.docstring import DocstringSettings, find_files
 
 # Bumped whenever what a cache file holds changes: an older cache is rebuilt, not trusted.
 CACHE_FORMAT = 1
@@ -300,7 +304,6 @@ class ProjectMemory:
         return memory
 
     def _project_files(self) -> list[Path]:
-        from codemt.write.docstring import DocstringSettings, find_files
 
         return find_files([self.root], DocstringSettings())
 
@@ -364,7 +367,6 @@ class ProjectMemory:
         path = self._cache_path()
         if path is None or not path.is_file():
             return {}
-        from codemt import __version__
 
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -387,7 +389,6 @@ class ProjectMemory:
         path = self._cache_path()
         if path is None:
             return
-        from codemt import __version__
 
         with self._lock:
             data = {
@@ -441,8 +442,6 @@ class ProjectMemory:
 def _documented_functions(data: bytes, relative: str) -> list[dict[str, Any]]:
     """The documented functions of a file's bytes, as Neighbor fields; ValueError saying
     why a file cannot be read."""
-    from codemt.source.extract import extract_methods
-    from codemt.source.reading import SkipFile, decode_source, parse_with_repairs
 
     try:
         tree = parse_with_repairs(decode_source(data, max_bytes=2_000_000), repair=False)[0]
@@ -509,8 +508,6 @@ def split_neighbors(
     have no docstring to write a body from).
     """
     from tqdm.auto import tqdm
-
-    from codemt import corpus
 
     columns = ["repo", "path", "name", "signature", "docstring", "body", "docstring_task"]
     records = [

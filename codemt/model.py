@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from codemt import __version__
+from codemt.tokenizer import TOKENIZER_FILES
+from codemt.words import WORDS_FILE
 
 if TYPE_CHECKING:
     import torch
@@ -280,8 +282,6 @@ def tokenizer_files(folder: Path) -> list[str]:
     """The names of the files a checkpoint takes from a tokenizer folder: the tokenizer's
     and the word list (`codemt.words`), those present. Only those: a checkpoint folder
     given as the tokenizer's must not lend its weights too."""
-    from codemt.tokenizer import TOKENIZER_FILES
-    from codemt.words import WORDS_FILE
 
     return [name for name in (*TOKENIZER_FILES, WORDS_FILE) if (Path(folder) / name).is_file()]
 

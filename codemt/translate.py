@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from codemt.backends import BACKENDS, read_meta, select_backend
 from codemt.examples import (
     DEF_NAME,
     DOCSTRING_STYLES,
@@ -52,8 +53,11 @@ from codemt.generation import (
     name_coverage,
 )
 from codemt.model import PRESETS
+from codemt.source.docstrings import prose_summary, summary_of
 from codemt.source.extract import extract_methods
 from codemt.source.reading import SkipFile, parse_with_repairs
+from codemt.tokenizer import load_tokenizer
+from codemt.write.templates import build_docstring, docstring_text, facts_of, parse_descriptions
 
 if TYPE_CHECKING:
     import torch
@@ -199,8 +203,6 @@ def structured(record: dict[str, Any], result: Translation, style: str) -> Trans
     parameters, returns, yields and raises as the code has them (never one twice, never
     one it lacks), the model's summary and descriptions where it gave them; the model's
     text as it is where the method's code does not parse."""
-    from codemt.source.docstrings import prose_summary, summary_of
-    from codemt.write.templates import build_docstring, docstring_text, facts_of, parse_descriptions
 
     decorators = "".join(f"@{d}\n" for d in record.get("decorators") or ())
     try:
@@ -329,8 +331,6 @@ class Translator:
         path holds no model, `codemt.backends.BackendUnavailable` (a ValueError) when the
         backend asked for is not installed or the model has no form it loads.
         """
-        from codemt.backends import BACKENDS, read_meta, select_backend
-        from codemt.tokenizer import load_tokenizer
 
         path = default_model_path() if str(path_or_name) == DEFAULT_MODEL else path_or_name
         name, folder = select_backend(path, backend)

@@ -30,6 +30,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from codemt.corpus import iter_records
+from codemt.examples import name_words
+
 if TYPE_CHECKING:
     import torch
     from tokenizers import Tokenizer
@@ -49,7 +52,6 @@ def docstring_words(docstrings: Iterable[str], min_count: int = MIN_COUNT) -> li
 
 def corpus_words(corpus: Path, split: str = "train") -> list[str]:
     """`docstring_words` of the docstrings of one split of a corpus from `codemt mine`."""
-    from codemt.corpus import iter_records
 
     return docstring_words(r["docstring"] for r in iter_records(corpus, split, ["docstring"]))
 
@@ -84,7 +86,6 @@ def read_words(folder: Path) -> frozenset[str] | None:
 
 def source_words(text: str) -> set[str]:
     """The words a source offers: every letter run, and the parts of camel-case ones."""
-    from codemt.examples import name_words  # `HTTPServer` -> "http server", as in sources
 
     words = set()
     for run in _LETTERS.findall(text):

@@ -14,7 +14,8 @@ MODULES = ["json", "email", "textwrap.py", "shlex.py", "fractions.py", "statisti
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory) -> Path:
     """A corpus of a few hundred real methods, split across several repositories."""
-    from codemt.mine.pipeline import MineSettings, mine
+    from codemt.mine.pipeline import mine
+    from codemt.mine.settings import MineSettings
 
     root = tmp_path_factory.mktemp("corpus")
     sources = [str(STDLIB / m) for m in MODULES]
@@ -39,16 +40,18 @@ def tiny_model(small_corpus, small_tokenizer, tmp_path_factory) -> Path:
 
     import torch
 
-    from codemt.data import BatchSettings, ExampleData, TokenCache
+    from codemt.corpus import Corpus
+    from codemt.data import BatchSettings, ExampleData
     from codemt.examples import ExampleSettings, Vocabulary
     from codemt.model import PRESETS
+    from codemt.token_cache import TokenCache
     from codemt.tokenizer import save_tokenizer
     from codemt.training.config import TrainSettings
     from codemt.training.loop import train
 
     root = tmp_path_factory.mktemp("tiny_model")
     save_tokenizer(small_tokenizer, root / "tokenizer")
-    cache = TokenCache.build(small_corpus, "train", small_tokenizer, root / "cache")
+    cache = TokenCache.build(Corpus.open(small_corpus), "train", small_tokenizer, root / "cache")
     examples = ExampleSettings(max_source_tokens=PRESETS["tiny"].context, max_target_tokens=64)
     vocab = Vocabulary.from_tokenizer(small_tokenizer)
     data = ExampleData(cache, vocab, "multimode", examples, BatchSettings(max_tokens=4096))

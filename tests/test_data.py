@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from codemt.data import BatchSettings, ExampleData, Planned, TokenCache
+from codemt.corpus import Corpus
+from codemt.data import BatchSettings, ExampleData, Planned
 from codemt.examples import ExampleSettings, Mode, Vocabulary
+from codemt.token_cache import TokenCache
 
 
 @pytest.fixture(scope="module")
 def cache(small_corpus, small_tokenizer, tmp_path_factory):
     return TokenCache.build(
-        small_corpus, "train", small_tokenizer, tmp_path_factory.mktemp("cache")
+        Corpus.open(small_corpus), "train", small_tokenizer, tmp_path_factory.mktemp("cache")
     )
 
 
@@ -33,21 +35,23 @@ def test_cache_holds_every_method_and_decodes_back(cache, small_tokenizer, small
 def test_cache_is_reused_and_invalidated(small_corpus, small_tokenizer, tmp_path):
     from codemt.tokenizer import TokenizerSettings, corpus_texts, train_tokenizer
 
-    first = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path)
+    first = TokenCache.build(Corpus.open(small_corpus), "train", small_tokenizer, tmp_path)
     stamp = (first.folder / "tokens.int32").stat().st_mtime_ns
-    again = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path)
+    again = TokenCache.build(Corpus.open(small_corpus), "train", small_tokenizer, tmp_path)
     assert (
         again.folder == first.folder and (again.folder / "tokens.int32").stat().st_mtime_ns == stamp
     )
 
     other = train_tokenizer(corpus_texts(small_corpus), TokenizerSettings(vocab_size=900))
-    assert TokenCache.build(small_corpus, "train", other, tmp_path).folder != first.folder
+    assert (
+        TokenCache.build(Corpus.open(small_corpus), "train", other, tmp_path).folder != first.folder
+    )
 
     manifest = json.loads((small_corpus / "manifest.json").read_text())
     try:
         (small_corpus / "manifest.json").write_text(json.dumps({**manifest, "created": "later"}))
         assert (
-            TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path).folder
+            TokenCache.build(Corpus.open(small_corpus), "train", small_tokenizer, tmp_path).folder
             != first.folder
         )
     finally:
@@ -59,10 +63,15 @@ def test_worker_processes_build_the_same_cache(
     cache, small_corpus, small_tokenizer, tmp_path, limit
 ):
     serial = TokenCache.build(
-        small_corpus, "train", small_tokenizer, tmp_path / "one", limit=limit, workers=1
+        Corpus.open(small_corpus),
+        "train",
+        small_tokenizer,
+        tmp_path / "one",
+        limit=limit,
+        workers=1,
     )
     parallel = TokenCache.build(
-        small_corpus, "train", small_tokenizer, tmp_path / "two", limit=limit, batch_size=64,
+        Corpus.open(small_corpus), "train", small_tokenizer, tmp_path / "two", limit=limit, batch_size=64,
         workers=2,
     )  # fmt: skip
     assert parallel.folder.name == serial.folder.name and len(parallel) == (limit or len(cache))
@@ -78,7 +87,9 @@ def test_runs_that_build_the_same_cache_at_once_both_get_it(
     import sys
     from concurrent.futures import ThreadPoolExecutor
 
-    cache = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path / "alone")
+    cache = TokenCache.build(
+        Corpus.open(small_corpus), "train", small_tokenizer, tmp_path / "alone"
+    )
     tmp_path /= "together"
     tmp_path.mkdir()
     # What a killed run left: the folder of a process that is gone.
@@ -90,7 +101,12 @@ def test_runs_that_build_the_same_cache_at_once_both_get_it(
         built = list(
             pool.map(
                 lambda _: TokenCache.build(
-                    small_corpus, "train", small_tokenizer, tmp_path, batch_size=16, workers=1
+                    Corpus.open(small_corpus),
+                    "train",
+                    small_tokenizer,
+                    tmp_path,
+                    batch_size=16,
+                    workers=1,
                 ),
                 range(2),
             )
@@ -113,7 +129,9 @@ def test_special_tokens_in_feature_text_stay_literal(small_tokenizer, tmp_path):
     }  # fmt: skip
     write_table([record], tmp_path / "corpus" / "shards" / "train-00000.parquet")
     (tmp_path / "corpus" / "manifest.json").write_text("{}")
-    cache = TokenCache.build(tmp_path / "corpus", "train", small_tokenizer, tmp_path / "cache")
+    cache = TokenCache.build(
+        Corpus.open(tmp_path / "corpus"), "train", small_tokenizer, tmp_path / "cache"
+    )
     specials = {
         special_token_id(small_tokenizer, t) for t in (TARGET_TOKENS["body"], "<signature>")
     }
@@ -252,7 +270,7 @@ def test_undocumented_kept_is_a_fixed_set_of_methods_without_a_task_docstring(
 
 
 def test_method_keys_depend_on_signature_and_body_alone():
-    from codemt.data import method_keys
+    from codemt.token_cache import method_keys
 
     keys = method_keys(["def f(x):", "def f(x):", "def g(x):"], ["return x", "return x", ""])
     assert keys[0] == keys[1] != keys[2] and ((keys >= 0) & (keys < 1)).all()
@@ -262,8 +280,8 @@ def test_method_keys_depend_on_signature_and_body_alone():
 def test_plan_draws_modes_as_rng_choice_does(cache, small_tokenizer):
     """The cached planner makes the same random draws, in the same order, as drawing each
     method's mode afresh with `rng.choice`: plans do not depend on what is cached."""
-    from codemt.data import _STYLE_CODES
     from codemt.examples import TOKEN_FIELDS, available_modes, target_style
+    from codemt.token_cache import STYLE_CODES
 
     settings = ExampleSettings(
         undocumented_share=0.5,
@@ -290,7 +308,7 @@ def test_plan_draws_modes_as_rng_choice_does(cache, small_tokenizer):
             style = None
             if mode.target == "docstring":
                 summary = rng.random() < settings.summary_fraction
-                style = target_style(_STYLE_CODES[cache.style[method]], summary)
+                style = target_style(STYLE_CODES[cache.style[method]], summary)
             expected.append((method, mode, style))
         planned, _ = examples.plan(epoch)
         assert [(p.method, p.mode, p.style) for p in planned] == expected
@@ -313,7 +331,7 @@ def test_length_bucketing_keeps_padding_under_ten_percent():
 
 
 def test_a_cut_split_is_spread_over_all_of_it():
-    from codemt.data import spread_rows
+    from codemt.token_cache import spread_rows
 
     assert spread_rows(10, 3).tolist() == [0, 4, 9]  # first, middle and last project alike
     assert spread_rows(10, None) is None and spread_rows(5, 10) is None

@@ -239,10 +239,14 @@ def test_split_neighbors_come_from_the_same_repository_and_never_the_method(smal
 
 def test_training_examples_with_neighbors_fit_their_planned_length(small_corpus, small_tokenizer,
                                                                    tmp_path):  # fmt: skip
-    from codemt.data import BatchSettings, ExampleData, TokenCache
+    from codemt.corpus import Corpus
+    from codemt.data import BatchSettings, ExampleData
     from codemt.examples import ExampleSettings, Vocabulary
+    from codemt.token_cache import TokenCache
 
-    cache = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path / "cache")
+    cache = TokenCache.build(
+        Corpus.open(small_corpus), "train", small_tokenizer, tmp_path / "cache"
+    )
     vocab = Vocabulary.from_tokenizer(small_tokenizer)
     settings = ExampleSettings(max_source_tokens=64, max_target_tokens=32, neighbors=2)
     data = ExampleData(cache, vocab, "multimode", settings, BatchSettings(max_tokens=2048))
@@ -356,9 +360,12 @@ def test_evaluate_with_repo_memory_records_it(memory_model, tmp_path, capsys):
 
 
 def test_a_memory_array_on_disk_is_reused(small_corpus, small_tokenizer, tmp_path, monkeypatch):
-    from codemt.data import TokenCache
+    from codemt.corpus import Corpus
+    from codemt.token_cache import TokenCache
 
-    cache = TokenCache.build(small_corpus, "valid", small_tokenizer, tmp_path / "c", limit=20)
+    cache = TokenCache.build(
+        Corpus.open(small_corpus), "valid", small_tokenizer, tmp_path / "c", limit=20
+    )
     first = cache.neighbors(2, progress=False)
     assert first["docstring"].shape == (len(cache), 2)
     monkeypatch.setattr(memory_module, "split_neighbors", lambda *a, **k: 1 / 0)

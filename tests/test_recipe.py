@@ -9,33 +9,31 @@ import pytest
 import torch
 
 from codemt.cli.recipe import parse_budget
-from codemt.recipe import (
-    RECIPES,
-    Recipe,
-    check_no_leak,
-    copy_for_training,
-    run_recipe,
-)
+from codemt.data import BatchSettings
+from codemt.examples import ExampleSettings
+from codemt.recipe.corpus import check_no_leak, copy_for_training
+from codemt.recipe.recipes import RECIPES, Recipe
+from codemt.recipe.run import run_recipe
 from codemt.training.config import TrainSettings
 from tests.conftest import MODULES, STDLIB
 
 TINY = Recipe(
-    preset="tiny",
     vocab_size=1000,
     pretrain_tokens=3000,
-    multimode_tokens=3000,
     # name_words and copy as both recipes have them, and the GPU recipe's schedule, decaying
     # to 0 at the token target: trained, resumed, exported and evaluated end to end.
-    examples={"max_source_tokens": 64, "max_target_tokens": 32, "name_words": True},
-    batching={"max_tokens": 1024},
-    train={
-        "warmup_steps": 2,
-        "schedule": "linear",
-        "save_every": 2,
-        "eval_every": 0,
-        "log_every": 1,
-        "copy": True,
-    },
+    examples=ExampleSettings(max_source_tokens=64, max_target_tokens=32, name_words=True),
+    batching=BatchSettings(max_tokens=1024),
+    train=TrainSettings(
+        preset="tiny",
+        max_tokens=3000,
+        warmup_steps=2,
+        schedule="linear",
+        save_every=2,
+        eval_every=0,
+        log_every=1,
+        copy=True,
+    ),
 )
 
 
@@ -85,12 +83,14 @@ def test_recipe_runs_whole_then_resumes_to_the_same_model(tmp_path):
 def test_a_recipe_without_pretraining_or_copy_trains_from_scratch_and_ships_fast(
     tmp_path, monkeypatch
 ):
-    import codemt.recipe
+    import codemt.recipe.ship
 
     # As a model too large for float16 in git: its weights ship in 8 bits.
-    monkeypatch.setattr(codemt.recipe, "FLOAT16_SHIPPED_BYTES", 0)
+    monkeypatch.setattr(codemt.recipe.ship, "FLOAT16_SHIPPED_BYTES", 0)
     sources = tuple(str(STDLIB / m) for m in MODULES[:2])
-    recipe = dataclasses.replace(TINY, pretrain_tokens=0, train=TINY.train | {"copy": False})
+    recipe = dataclasses.replace(
+        TINY, pretrain_tokens=0, train=dataclasses.replace(TINY.train, copy=False)
+    )
     done = run_recipe(
         tmp_path / "run", recipe=recipe, sources=sources, eval_limit=2, progress=False
     )
@@ -124,8 +124,8 @@ def test_a_run_folder_is_continued_only_with_its_own_recipe(tmp_path):
     assert json.loads((tmp_path / "recipe.json").read_text())["vocab_size"] == 1000
     with pytest.raises(ValueError, match="another recipe .*vocab_size"):
         run_recipe(tmp_path, recipe=other, sources=sources, progress=False)
-    with pytest.raises(ValueError, match="multimode_tokens > 0"):
-        dataclasses.replace(TINY, multimode_tokens=0)
+    with pytest.raises(ValueError, match="max_tokens"):
+        dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, max_tokens=0))
     with pytest.raises(ValueError, match="add up to 1"):
         bad_split = dataclasses.replace(TINY, split=(0.9, 0.1, 0.1))
         run_recipe(tmp_path / "bad", recipe=bad_split, sources=sources, progress=False)
@@ -174,7 +174,7 @@ def test_dropout_is_part_of_the_recipe(tmp_path):
         progress=False,
     )
     assert same["status"] == "prepared"
-    assert "dropout" not in json.loads((tmp_path / "zero" / "recipe.json").read_text())["train"]
+    assert json.loads((tmp_path / "zero" / "recipe.json").read_text())["train"]["dropout"] == 0
 
 
 @pytest.mark.slow
@@ -184,7 +184,7 @@ def test_the_copy_of_a_prepared_run_trains_elsewhere(tmp_path):
     sources = tuple(str(STDLIB / m) for m in MODULES)  # enough projects for a test split
     # Half the undocumented methods take part: the copy leaves the others out.
     recipe = dataclasses.replace(
-        TINY, pretrain_tokens=0, examples=TINY.examples | {"undocumented_kept": 0.5}
+        TINY, pretrain_tokens=0, examples=dataclasses.replace(TINY.examples, undocumented_kept=0.5)
     )
     run_recipe(tmp_path / "here", recipe=recipe, sources=sources, prepare_only=True, progress=False)
     size = copy_for_training(tmp_path / "here", tmp_path / "there")
@@ -235,17 +235,21 @@ def _examples(run, recipe, stage: str = "multimode") -> list:
     makes them."""
     from tokenizers import Tokenizer
 
-    from codemt.data import BatchSettings, ExampleData, TokenCache
-    from codemt.examples import ExampleSettings, Vocabulary
+    from codemt.corpus import Corpus
+    from codemt.data import ExampleData
+    from codemt.examples import Vocabulary
+    from codemt.token_cache import TokenCache
 
     tokenizer = Tokenizer.from_file(str(run / "tokenizer" / "tokenizer.json"))
-    cache = TokenCache.build(run / "corpus", "train", tokenizer, run / "tokens", workers=1)
+    cache = TokenCache.build(
+        Corpus.open(run / "corpus"), "train", tokenizer, run / "tokens", workers=1
+    )
     data = ExampleData(
         cache,
         Vocabulary.from_tokenizer(tokenizer),
         stage,
-        ExampleSettings(**recipe.examples),
-        BatchSettings(**recipe.batching),
+        recipe.examples,
+        recipe.batching,
     )
     planned, batches = data.plan(0)
     return [data.build(planned[i], 0) for batch in batches for i in batch]
@@ -260,7 +264,7 @@ def test_the_cpu_recipe_trains_in_bf16_only_where_the_cpu_has_it(
     monkeypatch.setattr(codemt.training.loop, "cpu_has_bf16", lambda: native)
     sources = tuple(str(STDLIB / m) for m in MODULES[:2])
     recipe = dataclasses.replace(
-        TINY, pretrain_tokens=0, train=TINY.train | {"mixed_precision": "bf16"}
+        TINY, pretrain_tokens=0, train=dataclasses.replace(TINY.train, mixed_precision="bf16")
     )
     done = run_recipe(
         tmp_path, recipe=recipe, hardware="cpu", sources=sources, eval_limit=2, progress=False
@@ -307,7 +311,9 @@ def test_finish_exports_and_evaluates_what_is_trained_so_far(tmp_path):
     sources = tuple(str(STDLIB / m) for m in MODULES)
     # A target far away, and training that stops after 2 steps: the run is unfinished.
     recipe = dataclasses.replace(
-        TINY, pretrain_tokens=0, multimode_tokens=10**9, train=TINY.train | {"max_steps": 2}
+        TINY,
+        pretrain_tokens=0,
+        train=dataclasses.replace(TINY.train, max_tokens=10**9, max_steps=2),
     )
     run = tmp_path / "run"
     with pytest.raises(FileNotFoundError, match="no checkpoint yet"):
@@ -370,7 +376,16 @@ def test_the_recipe_mines_out_the_benchmark_s_methods(tmp_path, capsys):
 @pytest.mark.parametrize("hardware", sorted(RECIPES))
 def test_each_recipe_makes_valid_training_settings(hardware):
     recipe = RECIPES[hardware]
-    TrainSettings(preset=recipe.preset, **recipe.train, max_tokens=recipe.multimode_tokens)
+    multimode = recipe.stage_settings("multimode")
+    assert multimode.max_tokens == recipe.multimode_tokens and multimode.preset == recipe.preset
+    if recipe.pretrain_tokens:
+        assert recipe.stage_settings("pretrain").select_on is None
+
+
+def test_pre_training_takes_the_recipe_settings_up_to_its_own_target():
+    pretrain = TINY.stage_settings("pretrain")
+    assert pretrain.max_tokens == TINY.pretrain_tokens and pretrain.copy == TINY.train.copy
+    assert TINY.with_preset("small").stage_settings("multimode").preset == "small"
 
 
 def test_budget_parsing():
@@ -378,7 +393,7 @@ def test_budget_parsing():
 
 
 def test_the_card_learning_curve_has_a_row_per_validation(tmp_path):
-    from codemt.recipe import _learning_curve
+    from codemt.recipe.ship import _learning_curve
 
     log = tmp_path / "train_log.csv"
     log.write_text(
@@ -399,7 +414,7 @@ def test_the_card_learning_curve_has_a_row_per_validation(tmp_path):
 def test_the_corpus_extra_packages_not_installed_are_named(monkeypatch):
     from importlib import metadata
 
-    from codemt import recipe
+    from codemt.recipe import corpus as recipe
 
     requires = [
         "numpy>=1.24",

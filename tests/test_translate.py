@@ -11,8 +11,7 @@ import pytest
 
 from codemt.cli import main
 from codemt.cli.translate import split_location
-from codemt.corpus import iter_records
-from codemt.data import TokenCache
+from codemt.corpus import Corpus, iter_records
 from codemt.examples import Mode
 from codemt.generation import (
     Candidate,
@@ -25,6 +24,7 @@ from codemt.generation import (
     method_name_words,
     name_coverage,
 )
+from codemt.token_cache import TokenCache
 from codemt.translate import Translator, example_settings, parse_method, source_features, structured
 
 ADD = '''def add(a: int, b: int = 1) -> int:
@@ -226,13 +226,15 @@ def test_inputs_match_the_training_examples(
     translator, small_corpus, small_tokenizer, tmp_path, monkeypatch, name_words
 ):
     """The translator builds exactly the ids the token cache and `build_translation` train on."""
-    from codemt.data import spread_rows
     from codemt.examples import Vocabulary, build_translation
+    from codemt.token_cache import spread_rows
 
     examples = dataclasses.replace(translator.examples, name_words=name_words)
     monkeypatch.setattr(translator, "examples", examples)
 
-    cache = TokenCache.build(small_corpus, "train", small_tokenizer, tmp_path, limit=20)
+    cache = TokenCache.build(
+        Corpus.open(small_corpus), "train", small_tokenizer, tmp_path, limit=20
+    )
     split = list(iter_records(small_corpus, "train"))
     records = [split[i] for i in spread_rows(len(split), 20)]
     assert len(cache) == len(records) == 20

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from codemt.cli.translate import add_backend_argument, add_decoding_arguments, generation_settings
 from codemt.evaluate import (
     MEMORIES,
     evaluate,
@@ -19,11 +20,10 @@ from codemt.evaluate import (
     write_results,
 )
 from codemt.metrics import score_texts
+from codemt.translate import Translator
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
-    from codemt.cli.translate import generation_settings
-    from codemt.translate import Translator
 
     try:
         data = load_data(args.data, args.split)
@@ -71,7 +71,6 @@ def _score_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `codemt evaluate` and `codemt score` to the command line."""
-    from codemt.cli.translate import add_backend_argument, add_decoding_arguments
 
     parser = subparsers.add_parser(
         "evaluate",

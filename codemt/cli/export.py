@@ -10,10 +10,10 @@ from pathlib import Path
 from codemt.backends import CTRANSLATE2_FORMAT, CTRANSLATE2_SUBFOLDER
 from codemt.export import FORMATS, QUANTIZATIONS
 from codemt.model import resolve_checkpoint
+from codemt.translate import DEFAULT_MODEL, default_model_path
 
 
 def _export_command(args: argparse.Namespace) -> int:
-    from codemt.translate import DEFAULT_MODEL, default_model_path
 
     try:
         model = default_model_path() if args.model == DEFAULT_MODEL else args.model

@@ -7,9 +7,10 @@ import argparse
 import os
 import sys
 
+from codemt.backends import select_backend
 from codemt.cli.translate import add_model_arguments, generation_settings
 from codemt.serve.lsp import LspSettings, create_server, serve
-from codemt.translate import DEFAULT_MODEL
+from codemt.translate import DEFAULT_MODEL, default_model_path
 
 
 def _lsp_command(args: argparse.Namespace) -> int:
@@ -32,8 +33,6 @@ def _lsp_command(args: argparse.Namespace) -> int:
             lint=not args.no_lint,
         )
         # Fail now, not on the first code action (the model loads then).
-        from codemt.backends import select_backend
-        from codemt.translate import default_model_path
 
         select_backend(
             default_model_path() if args.model == DEFAULT_MODEL else args.model, args.backend

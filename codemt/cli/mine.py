@@ -94,7 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run `codemt mine` from parsed arguments."""
     from codemt.mine.dedup import DedupSettings
-    from codemt.mine.pipeline import FilterSettings, MineSettings, format_report, mine
+    from codemt.mine.pipeline import format_report, mine
+    from codemt.mine.settings import FilterSettings, MineSettings
 
     try:
         ratios = tuple(float(x) for x in args.split.split(","))

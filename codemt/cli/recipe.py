@@ -8,7 +8,8 @@ import re
 import sys
 from pathlib import Path
 
-from codemt.recipe import check_copy_destination, copy_for_training, run_recipe
+from codemt.recipe.corpus import check_copy_destination, copy_for_training
+from codemt.recipe.run import run_recipe
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from codemt.model import resolve_checkpoint
 from codemt.training.stages import STAGE_CHOICES, load_config, run_training
 
 
@@ -58,7 +59,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train_command(args: argparse.Namespace) -> int:
-    from codemt.model import resolve_checkpoint
     from codemt.training.loop import TrainingInterrupted
 
     overrides = {

@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from codemt.backends import BACKEND_CHOICES
 from codemt.examples import DOCSTRING_STYLES
 from codemt.generation import GenerationSettings
+from codemt.memory import add_memory_arguments, open_memory
 from codemt.source.extract import extract_methods
-from codemt.source.reading import SkipFile, parse_with_repairs
+from codemt.source.reading import SkipFile, decode_source, parse_with_repairs
 from codemt.translate import DEFAULT_MODEL, TARGETS, Translator
 
 
@@ -31,7 +33,6 @@ def _read_source(path: str) -> str:
     file = Path(path)
     if not file.is_file():
         raise CommandError(f"{path}: no such file")
-    from codemt.source.reading import decode_source
 
     try:
         return decode_source(file.read_bytes(), max_bytes=10_000_000)
@@ -112,7 +113,6 @@ def load_for_project(
 ) -> Translator:
     """The model of a command that writes for a project's files (`--model`, `--backend`),
     with the project's memory (`--project`, `--memory`) where the model reads one."""
-    from codemt.memory import open_memory
 
     translator = Translator.load(args.model, settings=settings, backend=args.backend)
     if translator.reads_neighbors:
@@ -131,7 +131,6 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
     Pass `args.backend` on as `Translator.load(..., backend=args.backend)`.
     """
-    from codemt.backends import BACKEND_CHOICES
 
     parser.add_argument(
         "--backend",
@@ -260,7 +259,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=None, help="seed for --sample (--beams: how many)"
     )
     add_model_arguments(parser, beams_default=None, beams_help="; with --sample, samples drawn")
-    from codemt.memory import add_memory_arguments
 
     add_memory_arguments(parser)
     parser.set_defaults(func=_translate_command)

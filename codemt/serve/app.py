@@ -59,6 +59,9 @@ from codemt.translate import (
     resolve_style,
     source_features,
 )
+from codemt.write import edits, upkeep
+from codemt.write.apply import SourceError
+from codemt.write.templates import parse_descriptions
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -273,9 +276,6 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
     from fastapi.responses import HTMLResponse, JSONResponse
 
     from codemt.serve import api
-    from codemt.write import edits, upkeep
-    from codemt.write.apply import SourceError
-    from codemt.write.templates import parse_descriptions
 
     settings = settings or ServeSettings()
     batcher = Batcher(

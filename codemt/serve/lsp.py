@@ -39,11 +39,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from codemt import __version__
+from codemt.backends import read_meta, select_backend
 from codemt.generation import GenerationSettings, Translation
+from codemt.memory import open_memory
 from codemt.source.extract import docstring_node
-from codemt.translate import DEFAULT_MODEL, Translator, resolve_style
+from codemt.translate import (
+    DEFAULT_MODEL,
+    Translator,
+    default_model_path,
+    example_settings,
+    resolve_style,
+)
 from codemt.write import edits, upkeep
 from codemt.write.apply import SourceError
+from codemt.write.templates import parse_descriptions
 
 if TYPE_CHECKING:
     from lsprotocol import types
@@ -102,8 +111,6 @@ class _Model:
 
     def reads_neighbors(self) -> bool:
         """Whether the model reads project memory (read from its folder, not loaded)."""
-        from codemt.backends import read_meta, select_backend
-        from codemt.translate import default_model_path, example_settings
 
         path = default_model_path() if self.path == DEFAULT_MODEL else self.path
         try:
@@ -160,7 +167,6 @@ def create_server(settings: LspSettings) -> LanguageServer:
 
     def build_memory() -> None:
         """The workspace's memory, off the message loop; the editor is told once if not."""
-        from codemt.memory import open_memory
 
         root = server.workspace.root_path
         if not settings.memory or not root or not model.reads_neighbors():
@@ -313,7 +319,6 @@ def create_server(settings: LspSettings) -> LanguageServer:
     def updated(document: Any, node: edits.Function, record: dict) -> edits.TextEdit:
         """The edit that brings a stale docstring in line with its code, new entries
         described by the model in the docstring's style."""
-        from codemt.write.templates import parse_descriptions
 
         found = stale(document, node)
         if found is None:

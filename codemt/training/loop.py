@@ -67,6 +67,7 @@ from codemt.training.control import Control, stop_requests
 from codemt.training.optim import build_optimizer
 
 if TYPE_CHECKING:
+    from tokenizers import Tokenizer
     from transformers import T5ForConditionalGeneration
 
 
@@ -106,6 +107,7 @@ def train(
     modes: dict[str, Any] | None = None,
     corpus_digest: str | None = None,
     progress: bool = True,
+    tokenizer: Tokenizer | None = None,
 ) -> Path:
     """Train a model of `settings.preset` on `train_data`; return the final checkpoint folder.
 
@@ -127,6 +129,7 @@ def train(
         stage, modes, corpus_digest: recorded in `codemt.json` (the training stage, the
             modes/control codes the data layer uses, the corpus manifest's digest).
         progress: show a progress bar.
+        tokenizer: the tokenizer of `tokenizer_dir`, where the caller has it loaded already.
     """
     out_dir = Path(out_dir)
     tokenizer_dir = Path(tokenizer_dir)
@@ -154,7 +157,8 @@ def train(
             file=sys.stderr,
         )
     set_seed(settings.seed)
-    model = _initial_model(settings, tokenizer_dir, start or init, resuming=start is not None)
+    tok = tokenizer or tokenization.load_tokenizer(tokenizer_dir)
+    model = _initial_model(settings, tok, tokenizer_dir, start or init, resuming=start is not None)
     optimizer = build_optimizer(model, settings, fused=accelerator.device.type == "cuda")
     # Not prepared by accelerate: its scheduler wrapper steps once per process per update,
     # and our schedule counts updates, whatever the number of processes.
@@ -201,9 +205,12 @@ def train(
 
 
 def _initial_model(
-    settings: TrainSettings, tokenizer_dir: Path, source: Path | str | None, resuming: bool
+    settings: TrainSettings,
+    tok: Tokenizer,
+    tokenizer_dir: Path,
+    source: Path | str | None,
+    resuming: bool,
 ) -> T5ForConditionalGeneration:
-    tok = tokenization.load_tokenizer(tokenizer_dir)
     vocab_size = tok.get_vocab_size()
     excluded = [tokenization.special_token_id(tok, t) for t in tokenization.SPECIAL_TOKENS]
     if source is None:

@@ -11,12 +11,22 @@ win over the file.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sys
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
+from typing import Any
+
+from codemt import tokenizer as tokenization
+from codemt.corpus import Corpus, read_manifest
+from codemt.data import BatchSettings, ExampleData
+from codemt.examples import ExampleSettings, Vocabulary, all_modes
+from codemt.model import get_preset, tokenizer_files
+from codemt.token_cache import TokenCache
+from codemt.tokenizer import load_tokenizer
+from codemt.training.config import TrainSettings
+from codemt.words import corpus_words, write_words
 
 STAGE_CHOICES = ("pretrain", "multimode", "both")
 
@@ -37,8 +47,6 @@ def _settings_from(cls, values: dict, where: str):
 def _task_data(cache, vocab, stage: str, examples, batching, mode_name: str):
     """Validation batches of one mode alone, of every method that has it (a docstring target
     asked for as a summary, as the CodeXGLUE task has it), to select a run's best checkpoint on."""
-    from codemt.data import ExampleData
-    from codemt.examples import all_modes
 
     names = [m.name for m in all_modes()]
     if stage != "multimode" or mode_name not in names:
@@ -85,7 +93,6 @@ def load_config(path: Path | None) -> dict:
 
 def prepare_tokenizer(data: Path, out: Path, tokenizer: Path | None, vocab_size: int) -> Path:
     """The tokenizer folder to train with: the one given, or one trained on `data` into `out/tokenizer`."""
-    from codemt import tokenizer as tokenization
 
     if tokenizer is not None:
         tokenization.load_tokenizer(tokenizer)  # fails early, naming the path
@@ -106,8 +113,6 @@ def prepare_words(tokenizer_dir: Path, data: Path, out: Path) -> Path:
     folder elsewhere is copied first (and left as it is). The list is written for `data`
     every time (seconds): a checkpoint's folder given as the tokenizer of a fine-tune on
     another corpus holds its own corpus' list."""
-    from codemt.model import tokenizer_files
-    from codemt.words import corpus_words, write_words
 
     folder = out / "tokenizer"
     if not folder.exists() or not folder.samefile(tokenizer_dir):
@@ -118,11 +123,30 @@ def prepare_words(tokenizer_dir: Path, data: Path, out: Path) -> Path:
     return folder
 
 
-def corpus_digest(data: Path) -> str:
-    """A digest of the corpus manifest, recorded in checkpoints."""
-    from codemt.corpus import manifest_path
-
-    return hashlib.sha256(manifest_path(data).read_bytes()).hexdigest()[:16]
+def settings_from_config(
+    config: dict, overrides: dict, preset: str, stage: str
+) -> tuple[ExampleSettings, BatchSettings, dict[str, TrainSettings]]:
+    """The typed settings a config file's sections (`load_config`) and the command line's
+    `overrides` (which win) give: the examples, the batching, and each stage's training
+    settings, in the order the stages run. Raises ValueError naming an unknown setting."""
+    if stage not in STAGE_CHOICES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGE_CHOICES)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    shape = get_preset(preset)
+    examples_config = {
+        "max_source_tokens": shape.context,
+        "max_target_tokens": max(shape.context // 2, 8),
+        **config.get("examples", {}),
+    }
+    examples = _settings_from(ExampleSettings, examples_config, "examples")
+    batching = _settings_from(BatchSettings, config.get("batching", {}), "batching")
+    stages = {}
+    for name in ["pretrain", "multimode"] if stage == "both" else [stage]:
+        values = {**config.get("train", {}), **config.get(name, {}), **overrides, "preset": preset}
+        if name != "multimode":  # selecting on a task is multi-mode training's
+            values.pop("select_on", None)
+        stages[name] = _settings_from(TrainSettings, values, f"train settings of stage {name}")
+    return examples, batching, stages
 
 
 def run_training(
@@ -134,6 +158,26 @@ def run_training(
     tokenizer: Path | None = None,
     config: dict | None = None,
     overrides: dict | None = None,
+    **options: Any,
+) -> Path | None:
+    """`codemt train`: train `preset` on the corpus `data` in the run folder `out` with the
+    settings of a config file's sections and the command line's `overrides` (they win);
+    `options` are `train_stages`'. Returns the final checkpoint."""
+    if stage not in STAGE_CHOICES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGE_CHOICES)}")
+    read_manifest(data)
+    examples, batching, stages = settings_from_config(config or {}, overrides or {}, preset, stage)
+    return train_stages(data, out, examples, batching, stages, tokenizer=tokenizer, **options)
+
+
+def train_stages(
+    data: Path,
+    out: Path,
+    examples: ExampleSettings,
+    batching: BatchSettings,
+    stages: dict[str, TrainSettings],
+    *,
+    tokenizer: Path | None = None,
     init: Path | None = None,
     resume: bool = False,
     cache_dir: Path | None = None,
@@ -141,49 +185,27 @@ def run_training(
     progress: bool = True,
     deadline: float | None = None,
 ) -> Path | None:
-    """Train `preset` on the corpus `data` in the run folder `out`; return the final checkpoint.
+    """Train the `stages` (name -> settings, in order) on the corpus `data` in the run
+    folder `out` (one stage: `out` itself; several: a subfolder each, each stage starting
+    from the one before); return the final checkpoint.
 
-    `overrides` are train settings from the command line; they win over `config`.
     `deadline` (a `time.monotonic()` instant) bounds the whole call, the token caches'
     building included: training stops resumably there, and when the caches took all the
     time it does not start (the return is then `init`).
     """
-    from codemt.corpus import read_manifest
-    from codemt.data import BatchSettings, ExampleData, TokenCache
-    from codemt.examples import ExampleSettings, Vocabulary
-    from codemt.model import get_preset
-    from codemt.tokenizer import load_tokenizer
-    from codemt.training.config import TrainSettings
-    from codemt.training.loop import train
-
-    if stage not in STAGE_CHOICES:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGE_CHOICES)}")
-    read_manifest(data)
-    config = config or {}
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    shape = get_preset(preset)
-    examples_config = {
-        "max_source_tokens": shape.context,
-        "max_target_tokens": max(shape.context // 2, 8),
-        **config.get("examples", {}),
-    }
-    examples = _settings_from(ExampleSettings, examples_config, "examples")
-    batching = _settings_from(BatchSettings, config.get("batching", {}), "batching")
+    opened = Corpus.open(data)
+    shape = get_preset(next(iter(stages.values())).preset)
     tokenizer_dir = prepare_words(prepare_tokenizer(data, out, tokenizer, shape.vocab), data, out)
     tok = load_tokenizer(tokenizer_dir)
     vocab = Vocabulary.from_tokenizer(tok)
     cache_root = cache_dir or out / "cache"
-    train_cache = TokenCache.build(data, "train", tok, cache_root)
-    valid_cache = TokenCache.build(data, "valid", tok, cache_root, limit=valid_limit)
-    digest = corpus_digest(data)
+    train_cache = TokenCache.build(opened, "train", tok, cache_root)
+    valid_cache = TokenCache.build(opened, "valid", tok, cache_root, limit=valid_limit)
 
-    stages = ["pretrain", "multimode"] if stage == "both" else [stage]
+    from codemt.training.loop import train  # torch: not for `codemt train --help`
+
     checkpoint = init
-    for name in stages:
-        values = {**config.get("train", {}), **config.get(name, {}), **overrides, "preset": preset}
-        if name != "multimode":  # selecting on a task is multi-mode training's
-            values.pop("select_on", None)
-        settings = _settings_from(TrainSettings, values, f"train settings of stage {name}")
+    for name, settings in stages.items():
         train_data = ExampleData(train_cache, vocab, name, examples, batching)
         valid_data = (
             # Every valid method, whatever the share trained on: losses stay comparable.
@@ -200,7 +222,7 @@ def run_training(
         task_data = None
         if settings.select_on is not None:
             # The whole split: one mode of `valid_limit` methods is too few to go by.
-            whole = TokenCache.build(data, "valid", tok, cache_root)
+            whole = TokenCache.build(opened, "valid", tok, cache_root)
             task_data = _task_data(whole, vocab, name, examples, batching, settings.select_on)
         run_dir = out / name if len(stages) > 1 else out
         if deadline is not None:
@@ -225,7 +247,8 @@ def run_training(
             resume=resume,
             stage=name,
             modes={"examples": asdict(examples), "batching": asdict(batching)},
-            corpus_digest=digest,
+            corpus_digest=opened.digest,
             progress=progress,
+            tokenizer=tok,
         )
     return checkpoint

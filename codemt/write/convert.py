@@ -26,9 +26,12 @@ from codemt.source.sections import (
     Section,
     Unreadable,
     indentation,
+    read_docstring,
+    render,
 )
 from codemt.write.apply import Function, Source, SourceError
-from codemt.write.templates import Facts
+from codemt.write.templates import Facts, facts_of
+from codemt.write.upkeep import docstring_source
 
 TEXT = "text"
 _TITLES = {
@@ -252,9 +255,6 @@ def conversions(
     """Per documented function (those `chosen` says) whose docstring has sections in
     another style: (source, function, its literal, the converted literal); and the
     docstrings that cannot be read, as errors naming their line."""
-    from codemt.source.sections import read_docstring, render
-    from codemt.write.templates import facts_of
-    from codemt.write.upkeep import docstring_source
 
     found, unreadable = [], []
     for source in sources:

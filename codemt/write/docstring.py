@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import pathspec
 
 from codemt.generation import Translation
-from codemt.mine.sources import ENVIRONMENT_DIR_NAMES, SKIPPED_DIR_NAMES, is_skipped_folder
+from codemt.mine.folders import ENVIRONMENT_DIR_NAMES, SKIPPED_DIR_NAMES, is_skipped_folder
 from codemt.source.docstrings import SUMMARY, detect_style, prose_summary
 from codemt.source.sections import Unreadable
 from codemt.write.apply import (

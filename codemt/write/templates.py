@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from codemt.examples import name_words
 from codemt.source.docstrings import GOOGLE, NUMPY, REST, SUMMARY
 from codemt.source.extract import docstring_node
 from codemt.write.apply import Paragraph
@@ -349,7 +350,6 @@ _EMPTY_WORDS = frozenset(
 def informative(name: str, text: str) -> bool:
     """Whether a description says more than the name it describes: some word that is
     neither a filler nor (a prefix or extension of) a word of the name."""
-    from codemt.examples import name_words
 
     named = set(name_words(name).split())
     for word in re.findall(r"[a-z]+", text.lower()):

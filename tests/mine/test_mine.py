@@ -9,7 +9,9 @@ import pytest
 
 from codemt.cli import main
 from codemt.corpus import iter_records, read_manifest
-from codemt.mine.pipeline import MineSettings, assign_splits, mine, split_of
+from codemt.mine.pipeline import mine
+from codemt.mine.selection import assign_splits, split_of
+from codemt.mine.settings import MineSettings
 
 GOOD = '''
 class Stack:

@@ -17,8 +17,10 @@ import pytest
 
 from codemt.cli import main
 from codemt.corpus import iter_records
-from codemt.mine.pipeline import MineSettings, mine
-from codemt.mine.sources import Repository, resolve
+from codemt.mine.pipeline import mine
+from codemt.mine.resolved import Repository
+from codemt.mine.settings import MineSettings
+from codemt.mine.sources import resolve
 from codemt.source import reading
 
 GOOD = '''

@@ -13,13 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from codemt.mine.sources import (
-    JsonlSource,
-    Repository,
-    SourceFailure,
-    expand_sources,
-    resolve,
-)
+from codemt.mine.resolved import JsonlSource, Repository, SourceFailure
+from codemt.mine.sources import expand_sources, resolve
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

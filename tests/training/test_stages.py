@@ -104,7 +104,8 @@ def test_selecting_on_a_task_needs_a_mode_and_its_validation_examples(
     small_corpus, small_tokenizer, tmp_path, capsys
 ):
     # (`test_loop.py` checks the selection itself.)
-    from codemt.mine.pipeline import MineSettings, mine
+    from codemt.mine.pipeline import mine
+    from codemt.mine.settings import MineSettings
     from codemt.tokenizer import save_tokenizer
 
     save_tokenizer(small_tokenizer, tmp_path / "tok")

@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 
 from codemt.corpus import iter_records
 from codemt.generation import Translation
-from codemt.mine.pipeline import MineSettings, mine
-from codemt.mine.sources import Repository, resolve
+from codemt.mine.pipeline import mine
+from codemt.mine.resolved import Repository
+from codemt.mine.settings import MineSettings
+from codemt.mine.sources import resolve
 from codemt.source.docstrings import summary_of
 from codemt.source.extract import docstring_node
 from codemt.source.reading import printable
