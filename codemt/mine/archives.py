@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from codemt.mine.folders import PYTHON_SUFFIXES, walk_folder
+from codemt.mine.folders import walk_folder
 from codemt.mine.resolved import (
     Limits,
     Repository,
@@ -38,6 +38,7 @@ from codemt.mine.resolved import (
     normalise,
     sorted_counts,
 )
+from codemt.source.files import PYTHON_SUFFIXES
 
 _SDIST_STEM = re.compile(r"^(?P<name>.+)-(?P<version>\d[^-]*)$")  # name-1.2.3
 _EXTRACTED = ".codemt-extracted.json"  # next to an archive's extracted members

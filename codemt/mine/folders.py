@@ -1,36 +1,28 @@
 """Local folders and .py files -> repositories: which files are mined, which folders skipped.
 
-A walk never leaves its root: it does not descend into linked folders, and a linked file
-leading out of the root is counted, not read. A folder that cannot be listed is left out
-alone. `is_skipped_folder` is the one rule for folders that hold no one's own source (build
-output, hidden folders, environments); the docstring writer's file walk uses it too.
+The walk is `codemt.source.files.walk`, the docstring writer's too: it never leaves its
+root through a linked folder, and leaves out folders that hold no one's own source. A
+linked file leading out of the root is counted, not read; a folder that cannot be listed
+is left out alone.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from codemt.mine.resolved import Limits, Repository, Skip, sorted_counts
-
-PYTHON_SUFFIXES = (".py", ".pyw")
-# Hidden folders (.git, .tox, .eggs, ...) are skipped too, as are virtualenvs and *.egg-info
-# (`is_skipped_folder`).
-SKIPPED_DIR_NAMES = frozenset({"__pycache__", "node_modules", "build", "dist"})
-# Folders a project's own environment usually lives in: never the user's code to document
-# (mining keeps them: a corpus may be mined from site-packages itself).
-ENVIRONMENT_DIR_NAMES = frozenset({"site-packages", "__pypackages__", "venv", "env"})
+from codemt.source.files import PYTHON_SUFFIXES, walk
 
 
 def directory_repository(name: str, spec: str, root: Path, limits: Limits) -> Repository:
     """The repository `name` of the Python files under the resolved folder `root`."""
-    walk = walk_folder(root, limits.max_file_bytes)
+    found = walk_folder(root, limits.max_file_bytes)
     return Repository(
-        name, spec, root, tuple(walk.files), sorted_counts(walk.skipped), tuple(walk.left_out)
+        name, spec, root, tuple(found.files), sorted_counts(found.skipped), tuple(found.left_out)
     )
 
 
@@ -48,11 +40,11 @@ def walk_folder(root: Path, max_file_bytes: int) -> Walk:
 
     A folder that cannot be listed (no permission, gone meanwhile) is left out alone.
     """
-    walk = Walk([], Counter(), [])
+    found = Walk([], Counter(), [])
 
     def unlistable(error: OSError) -> None:
         folder = error.filename or root
-        walk.left_out.append(
+        found.left_out.append(
             Skip(
                 "unreadable_folder",
                 f"{folder}: cannot list this folder ({error.strerror or error}); its files are "
@@ -60,17 +52,14 @@ def walk_folder(root: Path, max_file_bytes: int) -> Walk:
             )
         )
 
-    # os.walk does not descend into linked folders.
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable):
-        folder = Path(dirpath)
-        dirnames[:] = [name for name in dirnames if not is_skipped_folder(folder / name)]
+    for folder, filenames in walk(root, on_error=unlistable):
         for filename in filenames:
             if filename.endswith(PYTHON_SUFFIXES):
                 file_paths, file_skipped = single_file(folder / filename, root, max_file_bytes)
-                walk.files += file_paths
-                walk.skipped += file_skipped
-    walk.files.sort()
-    return walk
+                found.files += file_paths
+                found.skipped += file_skipped
+    found.files.sort()
+    return found
 
 
 def single_file(path: Path, root: Path, max_file_bytes: int) -> tuple[list[Path], Counter[str]]:
@@ -90,15 +79,3 @@ def single_file(path: Path, root: Path, max_file_bytes: int) -> tuple[list[Path]
     if status.st_size > max_file_bytes:
         return [], Counter(["too_large"])
     return [path], Counter()
-
-
-def is_skipped_folder(path: Path, names: frozenset[str] = SKIPPED_DIR_NAMES) -> bool:
-    """Whether a folder holds no one's own source: hidden (.git, .tox), named in `names`
-    (build output by default), `*.egg-info`, or a virtual or conda environment."""
-    name = path.name
-    if name.startswith(".") or name in names or name.endswith(".egg-info"):
-        return True
-    try:
-        return (path / "pyvenv.cfg").is_file() or (path / "conda-meta").is_dir()
-    except OSError:  # a folder we may not look into: the walk records it when listing fails
-        return False

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 
-from codemt.mine.folders import PYTHON_SUFFIXES, Walk, single_file, walk_folder
+from codemt.mine.folders import Walk, single_file, walk_folder
 from codemt.mine.resolved import (
     Limits,
     Repository,
@@ -25,6 +25,7 @@ from codemt.mine.resolved import (
     normalise,
     sorted_counts,
 )
+from codemt.source.files import PYTHON_SUFFIXES
 
 
 def _stdlib_repositories(spec: str, limits: Limits) -> Iterator[Resolved]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from codemt.mine.archives import archive_repository, archive_suffix
-from codemt.mine.folders import PYTHON_SUFFIXES, directory_repository, single_file
+from codemt.mine.folders import directory_repository, single_file
 from codemt.mine.git import (
     GIT_SCHEMES,
     SCP_LIKE_URL,
@@ -40,6 +40,7 @@ from codemt.mine.resolved import (
     normalise,
     sorted_counts,
 )
+from codemt.source.files import PYTHON_SUFFIXES
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 

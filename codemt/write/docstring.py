@@ -13,7 +13,6 @@ chosen style (`codemt.write.templates`), insert them with libcst and verify and 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections import Counter
@@ -25,8 +24,8 @@ from typing import Any, Protocol
 import pathspec
 
 from codemt.generation import Translation
-from codemt.mine.folders import ENVIRONMENT_DIR_NAMES, SKIPPED_DIR_NAMES, is_skipped_folder
 from codemt.source.docstrings import SUMMARY, detect_style, prose_summary
+from codemt.source.files import ENVIRONMENT_DIR_NAMES, SKIPPED_DIR_NAMES, walk
 from codemt.source.sections import Unreadable
 from codemt.write.apply import (
     DEFAULT_LINE_LENGTH,
@@ -185,11 +184,6 @@ def plural(count: int, noun: str) -> str:
 # ------------------------------------------------------------------ finding files
 
 
-def _is_skipped_folder(folder: Path) -> bool:
-    """Hidden folders, virtual environments and build output are not the user's source."""
-    return is_skipped_folder(folder, SKIPPED_DIR_NAMES | ENVIRONMENT_DIR_NAMES)
-
-
 def _git_ignored(root: Path, files: list[Path]) -> set[Path] | None:
     """The files git ignores, or None when `root` is not in a git work tree (or git fails)."""
     try:
@@ -245,17 +239,16 @@ def _walk(root: Path, settings: DocstringSettings) -> list[Path]:
     exclude = pathspec.GitIgnoreSpec.from_lines(settings.exclude)
     gitignore = _GitignoreFiles()
     found = []
-    for folder, subfolders, names in os.walk(root):
-        here = Path(folder)
+
+    def keep(folder: Path) -> bool:
+        relative = folder.relative_to(root).as_posix() + "/"
+        return not exclude.match_file(relative) and not gitignore.ignores(folder, folder=True)
+
+    # Environments are never the user's code to document (mining keeps them).
+    skipped = SKIPPED_DIR_NAMES | ENVIRONMENT_DIR_NAMES
+    for here, names in walk(root, skipped_names=skipped, keep_folder=keep):
         gitignore.add(here)
-        subfolders[:] = sorted(
-            s
-            for s in subfolders
-            if not _is_skipped_folder(here / s)
-            and not exclude.match_file((here / s).relative_to(root).as_posix() + "/")
-            and not gitignore.ignores(here / s, folder=True)
-        )
-        for name in sorted(names):
+        for name in names:
             relative = (here / name).relative_to(root).as_posix()
             if include.match_file(relative) and not exclude.match_file(relative):
                 found.append(here / name)
