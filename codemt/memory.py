@@ -37,8 +37,8 @@ import numpy as np
 from codemt import __version__, corpus
 from codemt.source.docstrings import prose_summary
 from codemt.source.extract import extract_methods
+from codemt.source.files import find_files
 from codemt.source.reading import SkipFile, decode_source, parse_with_repairs
-from codemt.write.docstring import DocstringSettings, find_files
 
 # Bumped whenever what a cache file holds changes: an older cache is rebuilt, not trusted.
 CACHE_FORMAT = 1
@@ -305,7 +305,7 @@ class ProjectMemory:
 
     def _project_files(self) -> list[Path]:
 
-        return find_files([self.root], DocstringSettings())
+        return find_files([self.root])
 
     def _relative(self, path: Path) -> str:
         try:

@@ -13,13 +13,13 @@ import sys
 from codemt.cli.translate import add_model_arguments, generation_settings, load_for_project
 from codemt.memory import add_memory_arguments
 from codemt.source.docstrings import SUMMARY
+from codemt.source.files import find_files
 from codemt.write.apply import SourceError, read_source
 from codemt.write.docstring import (
     AUTO,
     DEFAULT_LINE_LENGTH,
     DocstringSettings,
     document,
-    find_files,
     plural,
     skip_reason,
 )
@@ -30,7 +30,7 @@ from codemt.write.upkeep import CODES, codes_selected, lint_sources
 def _lint_command(args: argparse.Namespace, settings: DocstringSettings) -> int:
     """`--lint`: each finding as `path:line: CODE message`; exit 1 when any."""
     sources, errors = [], []
-    for path in find_files(args.paths, settings):
+    for path in find_files(args.paths, include=settings.include, exclude=settings.exclude):
         try:
             sources.append(read_source(path))
         except SourceError as error:

@@ -13,7 +13,6 @@ chosen style (`codemt.write.templates`), insert them with libcst and verify and 
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -21,11 +20,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import pathspec
-
 from codemt.generation import Translation
 from codemt.source.docstrings import SUMMARY, detect_style, prose_summary
-from codemt.source.files import ENVIRONMENT_DIR_NAMES, SKIPPED_DIR_NAMES, walk
+from codemt.source.files import file_identity, find_files
 from codemt.source.sections import Unreadable
 from codemt.write.apply import (
     DEFAULT_LINE_LENGTH,
@@ -184,123 +181,19 @@ def plural(count: int, noun: str) -> str:
 # ------------------------------------------------------------------ finding files
 
 
-def _git_ignored(root: Path, files: list[Path]) -> set[Path] | None:
-    """The files git ignores, or None when `root` is not in a git work tree (or git fails)."""
-    try:
-        inside = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"],
-            capture_output=True,
-            text=True,
-        )
-        if inside.returncode != 0 or inside.stdout.strip() != "true":
-            return None
-        answer = subprocess.run(
-            ["git", "-C", str(root), "check-ignore", "--stdin", "-z"],
-            input=b"\0".join(str(f.relative_to(root)).encode() for f in files),
-            capture_output=True,
-        )
-    except OSError:  # no git installed
-        return None
-    if answer.returncode not in (0, 1):  # 1: nothing ignored; more: git could not tell
-        return None
-    return {root / name for name in answer.stdout.decode().split("\0") if name}
-
-
-class _GitignoreFiles:
-    """The .gitignore files met while walking a folder tree, matched as git does (pathspec).
-
-    They prune ignored folders during the walk; for files, git has the last word where
-    there is a work tree (it also knows .git/info/exclude and the global excludes file).
-    """
-
-    def __init__(self) -> None:
-        self.specs: list[tuple[Path, pathspec.GitIgnoreSpec]] = []
-
-    def add(self, folder: Path) -> None:
-        """Read the folder's .gitignore, if it has one."""
-        ignore = folder / ".gitignore"
-        if ignore.is_file():
-            lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
-            self.specs.append((folder, pathspec.GitIgnoreSpec.from_lines(lines)))
-
-    def ignores(self, path: Path, *, folder: bool) -> bool:
-        """Whether a .gitignore read so far ignores the path (a folder if `folder`)."""
-        for base, spec in self.specs:
-            if base in path.parents:
-                relative = path.relative_to(base).as_posix() + ("/" if folder else "")
-                if spec.match_file(relative):
-                    return True
-        return False
-
-
-def _walk(root: Path, settings: DocstringSettings) -> list[Path]:
-    """The Python files under a folder that are the user's source."""
-    include = pathspec.GitIgnoreSpec.from_lines(settings.include)
-    exclude = pathspec.GitIgnoreSpec.from_lines(settings.exclude)
-    gitignore = _GitignoreFiles()
-    found = []
-
-    def keep(folder: Path) -> bool:
-        relative = folder.relative_to(root).as_posix() + "/"
-        return not exclude.match_file(relative) and not gitignore.ignores(folder, folder=True)
-
-    # Environments are never the user's code to document (mining keeps them).
-    skipped = SKIPPED_DIR_NAMES | ENVIRONMENT_DIR_NAMES
-    for here, names in walk(root, skipped_names=skipped, keep_folder=keep):
-        gitignore.add(here)
-        for name in names:
-            relative = (here / name).relative_to(root).as_posix()
-            if include.match_file(relative) and not exclude.match_file(relative):
-                found.append(here / name)
-    ignored = _git_ignored(root, found)
-    if ignored is None:
-        return [f for f in found if not gitignore.ignores(f, folder=False)]
-    return [f for f in found if f not in ignored]
-
-
-def _identity(file: Path) -> Path:
-    """What makes two paths the same file: the resolved path; a symlink loop (`a.py ->
-    b.py -> a.py`) is its own, and reading it later fails with a message naming it."""
-    try:
-        return file.resolve()
-    except (OSError, RuntimeError):  # RuntimeError: pathlib's "Symlink loop" before 3.13
-        return file.absolute()
-
-
 def _inside_given(paths: Iterable[str | Path]) -> Callable[[Path], bool]:
     """Whether a file found under `paths` is, once its links are followed, one of the files
     named or inside one of the folders named: `--write` never writes through a link out of
     them."""
     folders, files = [], set()
     for given in map(Path, paths):
-        (folders.append if given.is_dir() else files.add)(_identity(given))
+        (folders.append if given.is_dir() else files.add)(file_identity(given))
 
     def inside(path: Path) -> bool:
-        real = _identity(path)
+        real = file_identity(path)
         return real in files or any(real.is_relative_to(folder) for folder in folders)
 
     return inside
-
-
-def find_files(paths: Iterable[str | Path], settings: DocstringSettings) -> list[Path]:
-    """The Python files to document under files and folders, each once, in a stable order.
-
-    Folders are searched recursively; files named directly are always taken (pre-commit
-    names them), unless an `exclude` glob matches them. Raises FileNotFoundError for a
-    path that does not exist.
-    """
-    exclude = pathspec.GitIgnoreSpec.from_lines(settings.exclude)
-    files: dict[Path, Path] = {}
-    for given in map(Path, paths):
-        if given.is_dir():
-            for file in _walk(given, settings):
-                files.setdefault(_identity(file), file)
-        elif given.is_file():
-            if not exclude.match_file(given.as_posix()):
-                files.setdefault(given.resolve(), given)
-        else:
-            raise FileNotFoundError(f"{given}: no such file or folder")
-    return list(files.values())
 
 
 # ------------------------------------------------------------------ choosing functions
@@ -432,7 +325,7 @@ def document(
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     report = Report()
     sources = []
-    for path in find_files(paths, settings):
+    for path in find_files(paths, include=settings.include, exclude=settings.exclude):
         report.files += 1
         try:
             sources.append(read_source(path))
@@ -500,7 +393,7 @@ def document(
                 SourceError(
                     source.path,
                     0,
-                    f"a link to {_identity(source.path)}, outside the paths given: not written "
+                    f"a link to {file_identity(source.path)}, outside the paths given: not written "
                     f"(name that file itself to document it)",
                 )
             )

@@ -16,8 +16,9 @@ import pytest
 
 from codemt.cli import main
 from codemt.generation import Translation
+from codemt.source.files import find_files
 from codemt.write.apply import Paragraph, SourceError, docstring_literal, read_source
-from codemt.write.docstring import DocstringSettings, document, find_files, project_style
+from codemt.write.docstring import DocstringSettings, document, project_style
 from codemt.write.templates import Facts, Parameter, build_docstring, facts_of, parse_descriptions
 from tests.conftest import without_docstrings
 
@@ -372,14 +373,20 @@ def test_discovery_skips_ignored_hidden_virtualenv_and_build_folders(tmp_path):
     (tmp_path / ".gitignore").write_text("ignored.py\nout/\n")
     settings = DocstringSettings(exclude=("*_pb2.py", "tests/"))
     expected = [tmp_path / "pkg/a.py", tmp_path / "pkg/sub/b.py"]
-    assert find_files([tmp_path], settings) == expected  # outside git: pathspec reads .gitignore
+    assert (
+        find_files([tmp_path], include=settings.include, exclude=settings.exclude) == expected
+    )  # outside git: pathspec reads .gitignore
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / ".git" / "info" / "exclude").write_text("sub/\n")  # only git knows this one
-    assert find_files([tmp_path], settings) == expected[:1]
+    assert (
+        find_files([tmp_path], include=settings.include, exclude=settings.exclude) == expected[:1]
+    )
     # A file named on the command line is taken as it is (pre-commit names files).
-    assert find_files([tmp_path / "ignored.py"], settings) == [tmp_path / "ignored.py"]
+    assert find_files([tmp_path / "ignored.py"], exclude=settings.exclude) == [
+        tmp_path / "ignored.py"
+    ]
     with pytest.raises(FileNotFoundError, match="nothing.py"):
-        find_files([tmp_path / "nothing.py"], settings)
+        find_files([tmp_path / "nothing.py"])
 
 
 # ------------------------------------------------------------------ safe writing
