@@ -118,3 +118,28 @@ def test_the_graph_sees_imports_inside_functions(tmp_path):
         "def f():\n    from codemt.write import apply\n    import codemt.corpus\n"
     )
     assert _imported(module) == {"codemt.write", "codemt.write.apply", "codemt.corpus"}
+
+
+# What each package may not import: the data flows from reading source, through mining and
+# training, to the model's users; nothing below reaches up, and only `cli` speaks argparse.
+NOT_IMPORTED_BY = {
+    "codemt.source": ("mine", "write", "serve", "training", "recipe", "cli", "translate"),
+    "codemt.mine": ("write", "serve", "training", "recipe", "cli", "translate", "memory"),
+    "codemt.training": ("write", "serve", "recipe", "cli", "mine"),
+    "codemt.write": ("mine", "serve", "training", "recipe", "cli"),
+    "codemt.serve": ("mine", "training", "recipe", "cli"),
+    "codemt.recipe": ("serve", "cli"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(NOT_IMPORTED_BY))
+def test_the_data_flows_one_way(package):
+    forbidden = tuple(f"codemt.{name}" for name in NOT_IMPORTED_BY[package])
+    reaching_up = sorted(
+        f"{name} -> {other}"
+        for name, path in MODULES.items()
+        if name == package or name.startswith(package + ".")
+        for other in _imported(path)
+        if other in forbidden or other.startswith(tuple(f + "." for f in forbidden))
+    )
+    assert reaching_up == []
