@@ -185,7 +185,7 @@ def run_recipe(
         export_model(Path(checkpoint), corpus, evaluation, model)
     else:
         # Measure what ships: the exported model, in the form the commands load (the int8
-        # CTranslate2 export when ctranslate2 is installed, 4-5x faster than PyTorch here).
+        # CTranslate2 export when ctranslate2 is installed, several times faster than PyTorch).
         export_model(Path(checkpoint), corpus, None, model)
         _evaluate(model, corpus, benchmark, out / "eval", eval_limit)
         evaluated.write_text(shipped + "\n", encoding="utf-8")

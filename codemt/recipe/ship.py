@@ -14,17 +14,12 @@ from codemt.export import export_ctranslate2
 from codemt.model import INT8_WEIGHTS, count_parameters, has_pointer, load_checkpoint, write_model
 
 SHIPPED_QUANTIZATION = "int8"  # of the CTranslate2 export shipped beside the weights
-
-
 # The shipped weights are float16 up to this many bytes (20M parameters), else 8-bit
-# (`codemt.model.INT8_WEIGHTS`, half the size): git holds at most 60 MB of model. 8 bits
-# cost the GPU copy model 13.80 -> 13.69 smoothed BLEU-4 on the CodeXGLUE sample and
-# 12.34 -> 12.28 on 300 valid docstrings: within noise, but not free, so only where needed.
-# (A model without a copy mechanism ships its 8-bit CTranslate2 form too, a byte a
-# parameter more: for one of those the budget holds about 30M parameters, not 60M.)
+# (`codemt.model.INT8_WEIGHTS`, half the size): git holds at most 60 MB of model, and 8
+# bits cost a little quality (docs/default-model.md), so only where needed. (A model
+# without a copy mechanism ships its 8-bit CTranslate2 form too, a byte a parameter more:
+# for one of those the budget holds about 30M parameters, not 60M.)
 FLOAT16_SHIPPED_BYTES = 40_000_000
-
-
 SHIPPED_BYTES = 60_000_000  # the most a shipped model folder may hold (warned above)
 
 
