@@ -30,9 +30,10 @@ import torch
 from translate_speed import random_model  # the sibling benchmark's random `small` checkpoint
 
 from codemt.generation import GenerationSettings
+from codemt.source.files import find_files
 from codemt.translate import Translator
 from codemt.write.apply import read_source
-from codemt.write.docstring import DocstringSettings, document, find_files
+from codemt.write.docstring import DocstringSettings, document
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -81,7 +82,7 @@ def main() -> None:
             folder / "model-src" / "model", settings=generation, device="cpu"
         )
         package = copy_package(args.package, folder)
-        files = find_files([package], DocstringSettings())
+        files = find_files([package])
         records = [f.record for path in files for f in read_source(path).functions]
         print(
             f"preset small (random weights, vocabulary {vocab}), stdlib {args.package}/: "

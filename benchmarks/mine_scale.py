@@ -270,7 +270,6 @@ def finish(out: Path, specs: list[str], trace: bool) -> dict:
     """Run `codemt mine` on the staged sources (only its finishing phase has work left)."""
     from codemt.mine import pipeline, selection
     from codemt.mine.settings import MineSettings
-    from codemt.mine.staging import Stage
 
     steps: dict[str, dict] = {}
     can_reset = _reset_peak()
@@ -308,30 +307,29 @@ def finish(out: Path, specs: list[str], trace: bool) -> dict:
 
         import pyarrow as pa
 
-        total = {"rows": None, "offered": 0}
-        original = selection.Deduplicator
+        original = selection._ranks
+        calls = {"n": 0}
 
-        class Tracing(original):
-            """Takes a snapshot at the last offer, when all of `deduplicate`'s state lives."""
+        def tracing(values):
+            """Snapshots at the last ranking (the last band's), when all of `deduplicate`'s
+            keys live: the read keys, the ranks so far and the last band's sort."""
+            ranked = original(values)
+            calls["n"] += 1
+            if calls["n"] == 1 + total_bands:
+                snapshot["python"] = tracemalloc.take_snapshot()
+                snapshot["arrow_mb"] = pa.total_allocated_bytes() / 2**20
+                snapshot["rss_mb"] = _vm("VmRSS")
+            return ranked
 
-            def offer(self, exact, bands):
-                total["offered"] += 1
-                if total["offered"] == total["rows"]:
-                    snapshot["python"] = tracemalloc.take_snapshot()
-                    snapshot["arrow_mb"] = pa.total_allocated_bytes() / 2**20
-                    snapshot["rss_mb"] = _vm("VmRSS")
-                return super().offer(exact, bands)
-
-        selection.Deduplicator = Tracing  # where `deduplicate` looks it up
+        selection._ranks = tracing  # where `deduplicate` looks it up
         tracemalloc.start(1)
 
     baseline = _vm("VmRSS")
     settings = MineSettings(workers=1, progress=False, cache_dir=out / "cache")
     if trace:
-        import pyarrow.parquet as pq
+        from codemt.mine.dedup import _lsh_plan
 
-        stage = Stage(out, settings)
-        total["rows"] = sum(pq.ParquetFile(stage.records_path(s)).metadata.num_rows for s in specs)
+        total_bands = _lsh_plan(settings.dedup.threshold, settings.dedup.num_perm)[0]
     t0 = time.perf_counter()
     manifest = pipeline.mine(specs, out, settings)
     seconds = time.perf_counter() - t0

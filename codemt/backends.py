@@ -171,7 +171,6 @@ class TorchBackend:
     @property
     def parameters(self) -> int:
         """Number of model parameters."""
-
         return count_parameters(self.model)
 
     def generate(

@@ -97,7 +97,6 @@ class EvalData:
     @cached_property
     def _repo_memories(self) -> dict[str, Any]:
         """A `codemt.memory.Memory` per repository of the data (built once)."""
-
         by_repo: dict[str, list[dict[str, Any]]] = {}
         for record in self.records:
             if record.get("repo"):
@@ -107,7 +106,6 @@ class EvalData:
 
 def load_corpus(corpus: Path, split: str = "test") -> EvalData:
     """A split of our corpus; docstring references only for docstring-task methods."""
-
     records, references = [], []
     for record in iter_records(corpus, split):
         records.append(record)
@@ -126,7 +124,6 @@ def load_codesearchnet(path: Path) -> EvalData:
     builds it. Method generation's reference is the extracted body. Rows whose code does not
     parse are skipped and counted.
     """
-
     records, references = [], []
     skipped = 0
     with Path(path).open(encoding="utf-8") as lines:
@@ -159,7 +156,6 @@ def load_codesearchnet(path: Path) -> EvalData:
 
 def load_data(path: Path, split: str = "test") -> EvalData:
     """A corpus folder (its `split`) or a CodeSearchNet jsonl file."""
-
     path = Path(path)
     if path.is_dir() and manifest_path(path).is_file():
         return load_corpus(path, split)

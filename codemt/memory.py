@@ -27,7 +27,7 @@ import re
 import sys
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -442,7 +442,6 @@ class ProjectMemory:
 def _documented_functions(data: bytes, relative: str) -> list[dict[str, Any]]:
     """The documented functions of a file's bytes, as Neighbor fields; ValueError saying
     why a file cannot be read."""
-
     try:
         tree = parse_with_repairs(decode_source(data, max_bytes=2_000_000), repair=False)[0]
     except SkipFile as error:
@@ -540,35 +539,20 @@ def split_neighbors(
 # ------------------------------------------------------------------ the command line
 
 
-def add_memory_arguments(parser: Any) -> None:
-    """Add `--project DIR` and `--memory project|none` to a command that writes with a model."""
-    parser.add_argument(
-        "--project",
-        metavar="DIR",
-        default=None,
-        help="the project whose documented functions the model reads beside each function "
-        "(default: the nearest folder above the first path holding .git, pyproject.toml, "
-        "setup.py or setup.cfg)",
-    )
-    parser.add_argument(
-        "--memory",
-        choices=("project", "none"),
-        default="project",
-        help="project: write with the project's memory (default); none: each function alone",
-    )
-
-
-def open_memory(
-    args: Any, paths: Sequence[str | Path], *, say: Any = None, progress: bool = True
+def open_project_memory(
+    paths: Sequence[str | Path],
+    *,
+    project: Path | None = None,
+    say: Callable[[str], None] | None = None,
+    progress: bool = True,
 ) -> ProjectMemory | None:
-    """The project memory a command's `--project` / `--memory` ask for, or None.
+    """The memory of `project` (by default the project root of `paths`), or None.
 
-    Never fails the command: a project that cannot be read falls back to no memory,
-    saying so once through `say` (default: a line on stderr)."""
+    Never fails its caller: a project that cannot be read, or has no documented function
+    yet, falls back to no memory, saying so once through `say` (default: a line on
+    stderr)."""
     say = say or (lambda line: print(line, file=sys.stderr))
-    if getattr(args, "memory", "project") == "none":
-        return None
-    root = Path(args.project) if getattr(args, "project", None) else project_root(list(paths))
+    root = project or project_root(list(paths))
     try:
         memory = ProjectMemory.open(root, progress=progress)
         size = len(memory)

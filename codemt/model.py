@@ -282,7 +282,6 @@ def tokenizer_files(folder: Path) -> list[str]:
     """The names of the files a checkpoint takes from a tokenizer folder: the tokenizer's
     and the word list (`codemt.words`), those present. Only those: a checkpoint folder
     given as the tokenizer's must not lend its weights too."""
-
     return [name for name in (*TOKENIZER_FILES, WORDS_FILE) if (Path(folder) / name).is_file()]
 
 

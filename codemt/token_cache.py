@@ -166,7 +166,7 @@ class TokenCache:
     @classmethod
     def build(
         cls,
-        data: corpus.Corpus,
+        data: corpus.Corpus | Path,
         split: str,
         tokenizer,
         cache_root: Path,
@@ -176,7 +176,7 @@ class TokenCache:
         workers: int | None = None,
     ) -> TokenCache:
         """Open the cache for (corpus, split, tokenizer), tokenising the split first if needed
-        (`data`: the corpus, opened once with `codemt.corpus.Corpus.open`).
+        (`data`: the corpus, opened with `codemt.corpus.Corpus.open`, or its folder).
 
         `limit` keeps that many of the split's methods, evenly spread over it (`spread_rows`):
         splits are stored project by project, and the first few thousand methods would be a
@@ -188,6 +188,8 @@ class TokenCache:
         The cache is written to a temporary folder and renamed into place, so a killed run
         never leaves a half-written cache behind.
         """
+        if not isinstance(data, corpus.Corpus):
+            data = corpus.Corpus.open(data)
         key = cls.fingerprint(data, split, tokenizer.to_str()) + (
             f"-spread{limit}" if limit else ""
         )

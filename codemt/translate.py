@@ -203,7 +203,6 @@ def structured(record: dict[str, Any], result: Translation, style: str) -> Trans
     parameters, returns, yields and raises as the code has them (never one twice, never
     one it lacks), the model's summary and descriptions where it gave them; the model's
     text as it is where the method's code does not parse."""
-
     decorators = "".join(f"@{d}\n" for d in record.get("decorators") or ())
     try:
         tree = ast.parse(f"{decorators}{record['signature']}\n{record['body'] or '    ...'}")
@@ -331,7 +330,6 @@ class Translator:
         path holds no model, `codemt.backends.BackendUnavailable` (a ValueError) when the
         backend asked for is not installed or the model has no form it loads.
         """
-
         path = default_model_path() if str(path_or_name) == DEFAULT_MODEL else path_or_name
         name, folder = select_backend(path, backend)
         tokenizer = load_tokenizer(folder)

@@ -52,7 +52,6 @@ def docstring_words(docstrings: Iterable[str], min_count: int = MIN_COUNT) -> li
 
 def corpus_words(corpus: Path, split: str = "train") -> list[str]:
     """`docstring_words` of the docstrings of one split of a corpus from `codemt mine`."""
-
     return docstring_words(r["docstring"] for r in iter_records(corpus, split, ["docstring"]))
 
 
@@ -86,7 +85,6 @@ def read_words(folder: Path) -> frozenset[str] | None:
 
 def source_words(text: str) -> set[str]:
     """The words a source offers: every letter run, and the parts of camel-case ones."""
-
     words = set()
     for run in _LETTERS.findall(text):
         words.add(run.lower())

@@ -78,6 +78,8 @@ def test_library_modules_know_nothing_of_argparse():
 
 
 def _imported_names(path: Path) -> set[str]:
+    """The top-level packages a file imports, and "argparse" where it builds a parser
+    (`add_argument`, `add_parser`) whatever it imported."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names = set()
     for node in ast.walk(tree):
@@ -85,7 +87,12 @@ def _imported_names(path: Path) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Attribute) and node.attr in PARSER_CALLS:
+            names.add("argparse")
     return names
+
+
+PARSER_CALLS = {"add_argument", "add_parser", "add_subparsers", "add_argument_group"}
 
 
 def test_no_import_cycle():

@@ -14,7 +14,7 @@ from codemt.memory import (
     ProjectMemory,
     code_words,
     neighbors_from_request,
-    open_memory,
+    open_project_memory,
     project_root,
     split_neighbors,
 )
@@ -168,19 +168,24 @@ def test_open_memory_falls_back_to_none_saying_so_once(tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "a.py").write_text("def f(x):\n    return x\n")
-
-    class Args:
-        memory, project = "project", str(empty)
-
     said = []
-    assert open_memory(Args(), [], say=said.append, progress=False) is None
+    assert open_project_memory([], project=empty, say=said.append, progress=False) is None
     assert len(said) == 1 and "no documented function" in said[0] and ".gitignore" in said[0]
-    Args.project = str(tmp_path / "missing")
     said.clear()
-    assert open_memory(Args(), [], say=said.append, progress=False) is None
+    missing = tmp_path / "missing"
+    assert open_project_memory([], project=missing, say=said.append, progress=False) is None
     assert len(said) == 1 and "project memory off" in said[0]
-    Args.memory = "none"
-    assert open_memory(Args(), [], say=said.append, progress=False) is None
+
+
+def test_memory_none_on_the_command_line_opens_no_memory(tmp_path):
+    import argparse
+
+    from codemt.cli.translate import add_memory_arguments, open_memory
+
+    parser = argparse.ArgumentParser()
+    add_memory_arguments(parser)
+    args = parser.parse_args(["--memory", "none", "--project", str(tmp_path)])
+    assert open_memory(args, [tmp_path]) is None
 
 
 def test_refresh_takes_a_saved_file_and_forgets_a_deleted_one(tmp_path):

@@ -174,7 +174,7 @@ def test_dropout_is_part_of_the_recipe(tmp_path):
         progress=False,
     )
     assert same["status"] == "prepared"
-    assert json.loads((tmp_path / "zero" / "recipe.json").read_text())["train"]["dropout"] == 0
+    assert "dropout" not in json.loads((tmp_path / "zero" / "recipe.json").read_text())["train"]
 
 
 @pytest.mark.slow
@@ -439,3 +439,38 @@ def test_the_corpus_extra_packages_not_installed_are_named(monkeypatch):
 
     monkeypatch.setattr(metadata, "requires", not_installed)
     assert recipe.missing_corpus_packages() == []
+
+
+@pytest.mark.parametrize("recipe", [*RECIPES.values(), TINY], ids=[*RECIPES, "tiny"])
+def test_a_recorded_recipe_reads_back_as_itself(recipe):
+    assert Recipe.from_record(recipe.record()) == recipe
+
+
+def test_a_run_folder_recorded_by_an_earlier_version_continues(tmp_path):
+    from codemt.recipe.run import _check_same_recipe
+
+    earlier = {  # `recipe.json` as the untyped recipes wrote it: every value given, as given
+        "hardware": "cpu",
+        "preset": "tiny",
+        "vocab_size": 1000,
+        "pretrain_tokens": 3000,
+        "multimode_tokens": 3000,
+        "examples": {"max_source_tokens": 64, "max_target_tokens": 32, "name_words": True},
+        "batching": {"max_tokens": 1024},
+        "train": {
+            "warmup_steps": 2,
+            "schedule": "linear",
+            "save_every": 2,
+            "eval_every": 0,
+            "log_every": 1,
+            "copy": True,
+        },
+        "split": [0.9, 0.05, 0.05],
+    }
+    (tmp_path / "recipe.json").write_text(json.dumps(earlier))
+    _check_same_recipe(tmp_path, "cpu", TINY)  # the same recipe
+    other = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, dropout=0.1))
+    with pytest.raises(ValueError, match="another recipe .*train"):
+        _check_same_recipe(tmp_path, "cpu", other)
+    with pytest.raises(ValueError, match="another recipe .*hardware"):
+        _check_same_recipe(tmp_path, "gpu", TINY)

@@ -7,13 +7,13 @@ import argparse
 import sys
 
 from codemt.cli.translate import (
+    add_memory_arguments,
     add_model_arguments,
     generation_settings,
     load_for_project,
     split_location,
 )
 from codemt.generation import GenerationSettings
-from codemt.memory import add_memory_arguments
 from codemt.write.apply import SourceError, show_or_write
 from codemt.write.complete import CompleteError, complete
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from codemt.cli.translate import add_model_arguments, generation_settings, load_for_project
-from codemt.memory import add_memory_arguments
+from codemt.cli.translate import (
+    add_memory_arguments,
+    add_model_arguments,
+    generation_settings,
+    load_for_project,
+)
 from codemt.source.docstrings import SUMMARY
 from codemt.source.files import find_files
 from codemt.write.apply import SourceError, read_source

@@ -71,7 +71,6 @@ def _score_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `codemt evaluate` and `codemt score` to the command line."""
-
     parser = subparsers.add_parser(
         "evaluate",
         help="score a model on a corpus's test split or CodeSearchNet jsonl",

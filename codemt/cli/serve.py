@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from codemt.cli.translate import add_model_arguments
-from codemt.memory import open_memory
+from codemt.cli.translate import add_model_arguments, open_memory
 from codemt.serve.app import HostCheck, ServeSettings, create_app, host_name, is_loopback
 from codemt.translate import Translator
 

@@ -17,7 +17,7 @@ from typing import Any
 from codemt.backends import BACKEND_CHOICES
 from codemt.examples import DOCSTRING_STYLES
 from codemt.generation import GenerationSettings
-from codemt.memory import add_memory_arguments, open_memory
+from codemt.memory import ProjectMemory, open_project_memory
 from codemt.source.extract import extract_methods
 from codemt.source.reading import SkipFile, decode_source, parse_with_repairs
 from codemt.translate import DEFAULT_MODEL, TARGETS, Translator
@@ -113,7 +113,6 @@ def load_for_project(
 ) -> Translator:
     """The model of a command that writes for a project's files (`--model`, `--backend`),
     with the project's memory (`--project`, `--memory`) where the model reads one."""
-
     translator = Translator.load(args.model, settings=settings, backend=args.backend)
     if translator.reads_neighbors:
         translator.memory = open_memory(args, [p for p in paths if p != "-"])
@@ -131,7 +130,6 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
     Pass `args.backend` on as `Translator.load(..., backend=args.backend)`.
     """
-
     parser.add_argument(
         "--backend",
         choices=BACKEND_CHOICES,
@@ -182,6 +180,32 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
         help="docstrings: rank the beams by score plus W times the share of the function's "
         "name and parameter words they mention (default: %(default)s; 0: by score alone)",
     )
+
+
+def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--project DIR` and `--memory project|none` to a command that writes with a model."""
+    parser.add_argument(
+        "--project",
+        metavar="DIR",
+        default=None,
+        help="the project whose documented functions the model reads beside each function "
+        "(default: the nearest folder above the first path holding .git, pyproject.toml, "
+        "setup.py or setup.cfg)",
+    )
+    parser.add_argument(
+        "--memory",
+        choices=("project", "none"),
+        default="project",
+        help="project: write with the project's memory (default); none: each function alone",
+    )
+
+
+def open_memory(args: argparse.Namespace, paths: Sequence[str | Path]) -> ProjectMemory | None:
+    """The project memory a command's `--project` / `--memory` ask for, or None."""
+    if getattr(args, "memory", "project") == "none":
+        return None
+    project = Path(args.project) if getattr(args, "project", None) else None
+    return open_project_memory(paths, project=project)
 
 
 def add_model_arguments(

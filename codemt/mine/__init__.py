@@ -4,7 +4,7 @@ The modules, in the order data flows through them:
 
     settings     MineSettings, FilterSettings: what decides the corpus
     sources      source specs and list files -> the reader for each kind of source:
-      folders      local folders and .py files (and the folder-skip rule)
+      folders      local folders and .py files (walked by `codemt.source.files`)
       git          git URLs and bare repositories, cloned into the cache
       archives     sdists, wheels, tarballs and zips, extracted into the cache
       interpreter  python:stdlib and python:site-packages

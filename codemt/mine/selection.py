@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from codemt.mine.dedup import Deduplicator, exact_key
+from codemt.mine.dedup import exact_key
 from codemt.mine.settings import MineSettings
 
 
@@ -30,50 +32,196 @@ def deduplicate(
     type annotations, say) unless the body is too short to tell.
     Returns a keep-mask per file, the count of removed rows per kind, and the count of
     kept methods per repository.
+
+    The greedy choice is `Deduplicator`'s (methods offered in preference order, the first of
+    each cluster kept), made over numbered keys instead of sets of them: every exact key
+    and every band key is replaced by its rank among the corpus's distinct values, so that
+    what is held is a few numpy arrays of small integers per method (`StagedKeys`), and the
+    sets of `Deduplicator` become one byte per distinct key.
     """
-    columns = ["repo", "path", "lineno", "docstring", "exact_key", "band_keys"]
-    blocked = Deduplicator(settings.dedup)
-    blocked_bodies: set[int] = set()
-    for path in excluded:
-        table = pq.read_table(path, columns=["exact_key", "band_keys"])
-        exact_keys, band_lists = table.column("exact_key"), table.column("band_keys")
-        for key, row_bands in zip(exact_keys.to_numpy(), band_lists.to_pylist(), strict=True):
-            blocked.remember(int(key), row_bands)
-        blocked_bodies.update(int(k) for k in _body_keys(path) if k)
-    tables = [pq.read_table(p, columns=columns) for p in paths]
-    bodies = [_body_keys(p) if excluded else None for p in paths]
-    order_keys = []
-    for file_index, table in enumerate(tables):
-        has_doc = [bool(d) for d in table.column("docstring").to_pylist()]
-        repos = table.column("repo").to_pylist()
-        files = table.column("path").to_pylist()
-        lines = table.column("lineno").to_pylist()
-        for row in range(table.num_rows):
-            # Documented methods first: of two copies, keep the one that teaches docstrings.
-            order_keys.append(
-                (not has_doc[row], repos[row], files[row], lines[row], file_index, row)
-            )
-    order_keys.sort()
-    dedup = Deduplicator(settings.dedup)
-    masks = [np.ones(t.num_rows, dtype=bool) for t in tables]
-    exact = [t.column("exact_key").to_numpy() for t in tables]
-    bands = [t.column("band_keys").to_pylist() for t in tables]
+    staged = StagedKeys.read(paths)
+    outside = _copies_of_excluded(staged, paths, excluded, settings) if excluded else None
+    order = staged.preference_order()
+    exact_ids, distinct_exact = _ranks(staged.exact)
+    del staged.exact
+    band_ids = np.full(staged.bands.shape, -1, dtype=np.int32)
+    distinct_bands = []
+    for band in range(staged.bands.shape[1]):
+        band_ids[staged.has_bands, band], distinct = _ranks(staged.bands[staged.has_bands, band])
+        distinct_bands.append(distinct)
+    del staged.bands
+    keep = np.ones(len(order), dtype=bool)
     removed: Counter = Counter()
     kept: Counter = Counter()
-    for _, repo, *_, file_index, row in order_keys:
-        key, row_bands = int(exact[file_index][row]), bands[file_index][row]
-        verdict = None
-        if excluded and (
-            blocked.match(key, row_bands) or int(bodies[file_index][row]) in blocked_bodies
-        ):
-            verdict = "excluded"
-        verdict = verdict or dedup.offer(key, row_bands)
-        if verdict:
-            masks[file_index][row] = False
-            removed[verdict] += 1
-        else:
-            kept[repo] += 1
-    return masks, removed, kept
+    seen_exact = bytearray(distinct_exact)
+    taken_bands = [bytearray(n) for n in distinct_bands]
+    use_exact, use_near = settings.dedup.exact, settings.dedup.near
+    repos = staged.repos
+    for start in range(0, len(order), _CHUNK):
+        chosen = order[start : start + _CHUNK]
+        rows = chosen.tolist()
+        exacts = exact_ids[chosen].tolist()
+        bands = band_ids[chosen].tolist()
+        has_bands = staged.has_bands[chosen].tolist()
+        repo_ids = staged.repo_ids[chosen].tolist()
+        copies = outside[chosen].tolist() if outside is not None else None
+        for k, row in enumerate(rows):
+            if copies is not None and copies[k]:
+                keep[row] = False
+                removed["excluded"] += 1
+                continue
+            exact = exacts[k]
+            near = use_near and has_bands[k]
+            if use_exact and seen_exact[exact]:
+                verdict = "exact_duplicate"
+            elif near and any(taken[key] for taken, key in zip(taken_bands, bands[k], strict=True)):
+                verdict = "near_duplicate"
+            else:
+                verdict = None
+            if use_exact:  # a near duplicate's exact copies count as exact
+                seen_exact[exact] = 1
+            if verdict:
+                keep[row] = False
+                removed[verdict] += 1
+                continue
+            if near:
+                for taken, key in zip(taken_bands, bands[k], strict=True):
+                    taken[key] = 1
+            kept[repos[repo_ids[k]]] += 1
+    return np.split(keep, staged.offsets[1:-1]), removed, kept
+
+
+# Methods decided per step of the greedy pass: their keys are turned into Python lists,
+# which are fast to read and, a chunk at a time, small.
+_CHUNK = 65536
+
+
+def _ranks(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each value's rank among the distinct values (int32: equal values, equal ranks), and
+    how many distinct values there are."""
+    if not len(values):
+        return np.zeros(0, dtype=np.int32), 0
+    distinct, inverse = np.unique(values, return_inverse=True)
+    return inverse.astype(np.int32).reshape(-1), len(distinct)
+
+
+class StagedKeys:
+    """What de-duplication reads of the staged rows of a run, as arrays (one row a method,
+    files end to end): the sort key of the preference order, the exact key, the band keys."""
+
+    def __init__(self) -> None:
+        self.offsets = [0]
+        self.undocumented: list[np.ndarray] = []
+        self.repo_ids: np.ndarray
+        self.path_ids: np.ndarray
+        self.lines: list[np.ndarray] = []
+        self.exact: np.ndarray
+        self.bands: np.ndarray
+        self.has_bands: np.ndarray
+        self.repos: list[str] = []  # sorted: a repository's id is its rank
+
+    @classmethod
+    def read(cls, paths: Sequence[Path]) -> StagedKeys:
+        """The keys of every staged file, read a file at a time (the docstrings are only
+        asked whether they are empty)."""
+        keys = cls()
+        repos, paths_in, exact, bands, valid = [], [], [], [], []
+        width = None
+        for path in paths:
+            table = pq.read_table(
+                path, columns=["repo", "path", "lineno", "docstring", "exact_key", "band_keys"]
+            )
+            keys.offsets.append(keys.offsets[-1] + table.num_rows)
+            documented = pc.fill_null(
+                pc.greater(pc.binary_length(table.column("docstring")), 0), False
+            )
+            keys.undocumented.append(~documented.to_numpy(zero_copy_only=False))
+            repos.append(table.column("repo").combine_chunks().dictionary_encode())
+            paths_in.append(table.column("path").combine_chunks().dictionary_encode())
+            keys.lines.append(
+                table.column("lineno").to_numpy(zero_copy_only=False).astype(np.int64)
+            )
+            exact.append(table.column("exact_key").to_numpy(zero_copy_only=False).astype(np.int64))
+            lists = table.column("band_keys").combine_chunks()
+            present = lists.is_valid().to_numpy(zero_copy_only=False)
+            flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+            rows = int(present.sum())
+            if rows:
+                width = width or len(flat) // rows
+                if len(flat) != rows * width:
+                    raise ValueError(f"{path}: staged band keys of unequal lengths")
+            file_bands = np.zeros((table.num_rows, width or 0), dtype=np.int64)
+            if rows:
+                file_bands[present] = flat.reshape(rows, width)
+            bands.append(file_bands)
+            valid.append(present)
+        keys.repos, keys.repo_ids = _global_ids(repos)
+        _, keys.path_ids = _global_ids(paths_in)
+        keys.exact = np.concatenate(exact) if exact else np.zeros(0, dtype=np.int64)
+        width = width or 0
+        keys.bands = (
+            np.concatenate(
+                [b if b.shape[1] == width else np.zeros((len(b), width), np.int64) for b in bands]
+            )
+            if bands
+            else np.zeros((0, 0), np.int64)
+        )
+        keys.has_bands = np.concatenate(valid) if valid else np.zeros(0, dtype=bool)
+        return keys
+
+    def preference_order(self) -> np.ndarray:
+        """The rows in the order they are offered: documented methods first (of two copies,
+        keep the one that teaches docstrings), then by repository, path, line and place."""
+        undocumented = np.concatenate(self.undocumented) if self.undocumented else np.zeros(0, bool)
+        lines = np.concatenate(self.lines) if self.lines else np.zeros(0, np.int64)
+        place = np.arange(len(lines))
+        order = np.lexsort((place, lines, self.path_ids, self.repo_ids, undocumented))
+        self.undocumented, self.lines = [], []
+        return order
+
+
+def _global_ids(columns: list[pa.DictionaryArray]) -> tuple[list[str], np.ndarray]:
+    """The sorted distinct strings of dictionary-encoded columns, and each row's rank among
+    them (UTF-8 byte order is code point order: the order Python's `<` gives)."""
+    if not columns:
+        return [], np.zeros(0, dtype=np.int32)
+    distinct = pc.unique(pa.chunked_array([c.dictionary for c in columns]).combine_chunks())
+    distinct = distinct.take(pc.array_sort_indices(distinct))
+    ids = []
+    for column in columns:
+        rank = pc.index_in(column.dictionary, value_set=distinct).to_numpy(zero_copy_only=False)
+        ids.append(rank.astype(np.int32)[column.indices.to_numpy(zero_copy_only=False)])
+    return distinct.to_pylist(), np.concatenate(ids)
+
+
+def _copies_of_excluded(
+    staged: StagedKeys, paths: Sequence[Path], excluded: Sequence[Path], settings: MineSettings
+) -> np.ndarray:
+    """Which staged rows copy a row of the `excluded` files: the same exact key or a shared
+    band key (by band), or the very same body (of ten words or more)."""
+    blocked_exact, blocked_bands, blocked_bodies = [], [], []
+    for path in excluded:
+        table = pq.read_table(path, columns=["exact_key", "band_keys"])
+        blocked_exact.append(table.column("exact_key").to_numpy(zero_copy_only=False))
+        for row_bands in table.column("band_keys").to_pylist():
+            if row_bands is not None:
+                blocked_bands.append(row_bands)
+        blocked_bodies.append(_body_keys(path))
+    hit = np.zeros(len(staged.exact), dtype=bool)
+    if settings.dedup.exact and blocked_exact:
+        hit |= np.isin(staged.exact, np.concatenate(blocked_exact).astype(np.int64))
+    if settings.dedup.near and blocked_bands and staged.bands.shape[1]:
+        table = np.asarray(blocked_bands, dtype=np.int64)
+        for band in range(staged.bands.shape[1]):
+            hit |= staged.has_bands & np.isin(staged.bands[:, band], table[:, band])
+    bodies = (
+        np.concatenate([b for b in blocked_bodies]) if blocked_bodies else np.zeros(0, np.uint64)
+    )
+    bodies = bodies[bodies != 0]
+    if len(bodies):
+        own = np.concatenate([_body_keys(p) for p in paths]) if paths else np.zeros(0, np.uint64)
+        hit |= (own != 0) & np.isin(own, bodies)
+    return hit
 
 
 def _body_keys(path: Path) -> np.ndarray:

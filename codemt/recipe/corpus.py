@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from codemt.corpus import iter_batches, manifest_path, read_manifest, shard_dir, shard_paths
+from codemt.recipe.recipes import Recipe
 from codemt.token_cache import CACHED_COLUMNS, method_keys
 
 
@@ -61,7 +62,6 @@ def check_no_leak(corpus: Path, benchmark: Path) -> None:
     """Refuse a corpus that holds a project of the evaluation file; warn when it was mined
     without keeping the file's methods out (`MineSettings.exclude`): other projects may
     have copied some of them."""
-
     excluded = read_manifest(corpus)["settings"].get("exclude", [])
     # By content: the corpus may have been mined where the file had another path.
     digest = hashlib.sha256(Path(benchmark).read_bytes()).hexdigest()
@@ -133,13 +133,14 @@ def _copy_run(out: Path, tmp: Path) -> None:
     shards = tmp / "corpus" / shard_dir(corpus).relative_to(corpus)
     shards.mkdir()
     training = ["repo", *CACHED_COLUMNS]
-    examples = json.loads((out / "recipe.json").read_text(encoding="utf-8"))["examples"]
+    recorded = json.loads((out / "recipe.json").read_text(encoding="utf-8"))
+    examples = Recipe.from_record(recorded).examples
     for split in ("train", "valid"):
         for path in shard_paths(corpus, split):
             table = pq.read_table(path, columns=training)
             if split == "train":  # validation keeps every method
-                table = _kept_methods(table, examples.get("undocumented_kept", 1.0))
-            if not examples.get("context", False):
+                table = _kept_methods(table, examples.undocumented_kept)
+            if not examples.context:
                 table = _without_context(table)
             # Level 19: 9% smaller than 9 on these shards, in seconds more.
             pq.write_table(table, shards / path.name, compression="zstd", compression_level=19)

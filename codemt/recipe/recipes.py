@@ -5,7 +5,9 @@ as they are"."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from codemt.data import BatchSettings
 from codemt.examples import ExampleSettings
@@ -50,6 +52,40 @@ class Recipe:
     def preset(self) -> str:
         """The model size."""
         return self.train.preset
+
+    def record(self) -> dict[str, Any]:
+        """What `OUT/recipe.json` records (as JSON reads it back): the model size, the
+        tokenizer, the token targets, the split, and of the examples, batching and training
+        settings the values that differ from their defaults."""
+        defaults = TrainSettings(preset=self.preset, max_tokens=self.multimode_tokens)
+        recorded = {
+            "preset": self.preset,
+            "vocab_size": self.vocab_size,
+            "pretrain_tokens": self.pretrain_tokens,
+            "multimode_tokens": self.multimode_tokens,
+            "examples": _changed(self.examples, ExampleSettings()),
+            "batching": _changed(self.batching, BatchSettings()),
+            "train": _changed(self.train, defaults, leave=("preset", "max_tokens")),
+            "split": list(self.split),
+        }
+        return json.loads(json.dumps(recorded))
+
+    @classmethod
+    def from_record(cls, recorded: dict[str, Any]) -> Recipe:
+        """The recipe a `record` (this version's, or an earlier one's) describes."""
+        train = dict(recorded.get("train", {}))
+        if "betas" in train:
+            train["betas"] = tuple(train["betas"])
+        return cls(
+            vocab_size=recorded["vocab_size"],
+            pretrain_tokens=recorded["pretrain_tokens"],
+            train=TrainSettings(
+                preset=recorded["preset"], max_tokens=recorded["multimode_tokens"], **train
+            ),
+            examples=ExampleSettings(**recorded.get("examples", {})),
+            batching=BatchSettings(**recorded.get("batching", {})),
+            split=tuple(recorded.get("split", (0.9, 0.05, 0.05))),
+        )
 
     def with_preset(self, preset: str) -> Recipe:
         """This recipe with another model size; a learning rate or warm-up that was the old
@@ -145,6 +181,15 @@ RECIPES = {
         ),
     ),
 }
+
+
+def _changed(settings: Any, defaults: Any, leave: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields of a settings dataclass whose values differ from `defaults`'."""
+    return {
+        f.name: getattr(settings, f.name)
+        for f in fields(settings)
+        if f.name not in leave and getattr(settings, f.name) != getattr(defaults, f.name)
+    }
 
 
 def pick_hardware(choice: str) -> str:

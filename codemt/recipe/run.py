@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from codemt.evaluate import evaluate, load_data, parse_mode, write_results
@@ -26,7 +26,6 @@ from codemt.translate import Translator
 
 def _trained_tokens(run_dir: Path) -> int:
     """Tokens a stage's run has trained on so far (0 before its first checkpoint)."""
-
     try:
         checkpoint = resolve_checkpoint(run_dir, newest=True)
     except FileNotFoundError:
@@ -35,15 +34,23 @@ def _trained_tokens(run_dir: Path) -> int:
     return int(progress["state"]["tokens"])
 
 
-def _check_same_recipe(out: Path, recipe: dict) -> None:
-    """Record the recipe of a new run in `out/recipe.json`; refuse to continue another's."""
+def _check_same_recipe(out: Path, hardware: str, recipe: Recipe) -> None:
+    """Record the recipe of a new run in `out/recipe.json`; refuse to continue another's.
+
+    Recipes are compared as settings, not as text: a record of an earlier version, which
+    wrote other fields or other defaults, stands for the same recipe when it means it.
+    """
     recorded = out / "recipe.json"
-    recipe = json.loads(json.dumps(recipe))  # as it reads back: tuples are lists
+    record = {"hardware": hardware, **recipe.record()}
     if recorded.is_file():
         before = json.loads(recorded.read_text(encoding="utf-8"))
-        if before != recipe:
+        try:
+            same = before.get("hardware") == hardware and Recipe.from_record(before) == recipe
+        except (KeyError, TypeError, ValueError):  # not a recipe this version can read
+            same = False
+        if not same:
             changed = sorted(
-                k for k in recipe.keys() | before.keys() if before.get(k) != recipe.get(k)
+                k for k in record.keys() | before.keys() if before.get(k) != record.get(k)
             )
             started = "; ".join(f"{k} {json.dumps(before.get(k))}" for k in changed)
             raise ValueError(
@@ -55,7 +62,7 @@ def _check_same_recipe(out: Path, recipe: dict) -> None:
         return
     out.mkdir(parents=True, exist_ok=True)
     tmp = recorded.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     tmp.replace(recorded)
 
 
@@ -119,7 +126,7 @@ def run_recipe(
         cache_dir=out / "cache",
         exclude=() if benchmark is None else (str(benchmark),),
     )
-    _check_same_recipe(out, {"hardware": kind, "preset": recipe.preset, **asdict(recipe)})
+    _check_same_recipe(out, kind, recipe)
     if not (corpus / "manifest.json").is_file():
         missing = missing_corpus_packages() if sources == SOURCES else []
         if missing:
@@ -205,7 +212,6 @@ def _has_checkpoint(run_dir: Path) -> bool:
 def _evaluate(model: Path, corpus: Path, benchmark: Path | None, out: Path, limit: int) -> None:
     """Evaluate every mode on the corpus's test split (those it has examples of), and
     docstrings on `benchmark`."""
-
     translator = Translator.load(model)
     data = load_data(corpus, "test")
     modes = [m for m in all_modes() if data.examples(m, 1)]

@@ -29,7 +29,6 @@ def export_model(checkpoint: Path, corpus: Path, evaluation: Path | None, out: P
     evaluation, a model card and (with ctranslate2 installed, for a model without a copy
     mechanism, which CTranslate2 cannot run) the CTranslate2 export; atomically (temp
     folder, then rename)."""
-
     loaded = load_checkpoint(checkpoint)
     checkpoint = loaded.path  # a run folder resolves to its best (else newest) checkpoint
     tmp = out.with_name(out.name + ".tmp")
@@ -122,7 +121,6 @@ def model_card(model: Path) -> str:
 
     Hand checks of generated docstrings and bodies are the authors' to add below it.
     """
-
     meta = json.loads((model / "codemt.json").read_text(encoding="utf-8"))
     manifest = json.loads((model / "corpus_manifest.json").read_text(encoding="utf-8"))
     progress = meta.get("progress", {})

@@ -441,6 +441,15 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
             timing=timing(result, t0),
         )
 
+    async def edited(make: Callable[..., edits.TextEdit], *args: Any) -> edits.TextEdit:
+        """The edit, made off the event loop (libcst and the verification take a while on a
+        long file); 409 where the file cannot take it (it would change more than the
+        docstring, or the text cannot be edited)."""
+        try:
+            return await asyncio.to_thread(make, *args)
+        except ValueError as error:
+            raise HTTPException(409, f"the file cannot be edited there: {error}") from None
+
     @app.post("/v1/docstring", response_model=api.DocstringResponse, responses=errors)
     async def docstring(body: api.DocstringRequest) -> api.DocstringResponse:
         """Write the docstring of one function of a file; return the edited file and the edit."""
@@ -453,7 +462,7 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
             )
         style = resolve_style("docstring", body.style)
         result = await generate(with_context(record, body), BatchKey("docstring", style, options))
-        edit = edits.insert_docstring(body.text, node, result.translation.text)
+        edit = await edited(edits.insert_docstring, body.text, node, result.translation.text)
         return api.DocstringResponse(
             function=record["name"],
             line=node.lineno,
@@ -518,7 +527,7 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
             raise HTTPException(409, f"{record['name']}: {error}; left as it is") from None
         if literal is None:
             raise HTTPException(409, f"{record['name']} (line {node.lineno}) needs no update")
-        edit = edits.replace_docstring(body.text, node, literal)
+        edit = await edited(edits.replace_docstring, body.text, node, literal)
         total = 1000 * (time.monotonic() - t0)
         return api.UpdateResponse(
             function=record["name"],

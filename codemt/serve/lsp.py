@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from codemt import __version__
 from codemt.backends import read_meta, select_backend
 from codemt.generation import GenerationSettings, Translation
-from codemt.memory import open_memory
+from codemt.memory import open_project_memory
 from codemt.source.extract import docstring_node
 from codemt.translate import (
     DEFAULT_MODEL,
@@ -111,7 +111,6 @@ class _Model:
 
     def reads_neighbors(self) -> bool:
         """Whether the model reads project memory (read from its folder, not loaded)."""
-
         path = default_model_path() if self.path == DEFAULT_MODEL else self.path
         try:
             folder = select_backend(path, self.backend)[1]
@@ -167,20 +166,16 @@ def create_server(settings: LspSettings) -> LanguageServer:
 
     def build_memory() -> None:
         """The workspace's memory, off the message loop; the editor is told once if not."""
-
         root = server.workspace.root_path
         if not settings.memory or not root or not model.reads_neighbors():
             return
-
-        class Options:
-            memory, project = "project", root
 
         def say(line: str) -> None:
             server.window_log_message(
                 types.LogMessageParams(type=types.MessageType.Info, message=line)
             )
 
-        model.memory = open_memory(Options(), [root], say=say, progress=False)
+        model.memory = open_project_memory([root], project=Path(root), say=say, progress=False)
 
     def opened(uri: str) -> Any:
         """The document the editor opened at `uri`, else None: the server never reads a
@@ -319,7 +314,6 @@ def create_server(settings: LspSettings) -> LanguageServer:
     def updated(document: Any, node: edits.Function, record: dict) -> edits.TextEdit:
         """The edit that brings a stale docstring in line with its code, new entries
         described by the model in the docstring's style."""
-
         found = stale(document, node)
         if found is None:
             raise JsonRpcContentModified(f"{node.name}'s docstring needs no update")

@@ -152,8 +152,10 @@ def extract_methods(
         )
 
 
-def docstring_literal(docstring: str, indent: str = "    ") -> str:
-    """A docstring as a triple-quoted literal, indented for a function body."""
+def _rebuilt_literal(docstring: str, indent: str = "    ") -> str:
+    """A docstring as `method_source` puts it back: a triple-quoted literal, indented for a
+    function body, that parses to the same text (unwrapped: the literal users' files get
+    is `codemt.write.apply.docstring_literal`'s)."""
     quote = '"""' if '"""' not in docstring else "'''"
     text = docstring.replace("\\", "\\\\")
     if text.endswith(quote[0]):
@@ -174,7 +176,7 @@ def method_source(record: dict, *, with_docstring: bool = True, raw: bool = True
     if docstring.strip():
         import inspect
 
-        parts.append(docstring_literal(inspect.cleandoc(docstring)))
+        parts.append(_rebuilt_literal(inspect.cleandoc(docstring)))
     if record["body"]:
         parts.append(record["body"])
     elif len(parts) == 1:

@@ -4,9 +4,8 @@ Mining (`codemt.mine.folders`) walks folders with `walk`; writing docstrings
 (`codemt.write.docstring`) and the project memory take a project's files from
 `find_files`, which walks with it and leaves out what .gitignore ignores. `walk` never
 enters a linked folder (so it never leaves its root through one), nor a folder that holds
-no one's own source
-(`is_skipped_folder`: hidden, build output, virtual and conda environments), nor one the
-caller's own rule refuses.
+no one's own source (`is_skipped_folder`: hidden, build output, virtual and conda
+environments), nor one the caller's own rule refuses.
 """
 
 from __future__ import annotations

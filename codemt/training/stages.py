@@ -47,7 +47,6 @@ def _settings_from(cls, values: dict, where: str):
 def _task_data(cache, vocab, stage: str, examples, batching, mode_name: str):
     """Validation batches of one mode alone, of every method that has it (a docstring target
     asked for as a summary, as the CodeXGLUE task has it), to select a run's best checkpoint on."""
-
     names = [m.name for m in all_modes()]
     if stage != "multimode" or mode_name not in names:
         raise ValueError(
@@ -93,7 +92,6 @@ def load_config(path: Path | None) -> dict:
 
 def prepare_tokenizer(data: Path, out: Path, tokenizer: Path | None, vocab_size: int) -> Path:
     """The tokenizer folder to train with: the one given, or one trained on `data` into `out/tokenizer`."""
-
     if tokenizer is not None:
         tokenization.load_tokenizer(tokenizer)  # fails early, naming the path
         return tokenizer.parent if tokenizer.is_file() else tokenizer
@@ -113,7 +111,6 @@ def prepare_words(tokenizer_dir: Path, data: Path, out: Path) -> Path:
     folder elsewhere is copied first (and left as it is). The list is written for `data`
     every time (seconds): a checkpoint's folder given as the tokenizer of a fine-tune on
     another corpus holds its own corpus' list."""
-
     folder = out / "tokenizer"
     if not folder.exists() or not folder.samefile(tokenizer_dir):
         folder.mkdir(parents=True, exist_ok=True)

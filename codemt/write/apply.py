@@ -107,6 +107,12 @@ class Source:
     tree: ast.Module
 
     @cached_property
+    def newline(self) -> str:
+        """The file's own line break: its first one ("\\n" in a file of one line)."""
+        found = re.search(rb"\r\n|\r|\n", self.data)
+        return found.group(0).decode("ascii") if found else "\n"
+
+    @cached_property
     def functions(self) -> list[Function]:
         """Every function and method of the file, in the order the miner finds them."""
         index = {id(node): i for i, node in enumerate(functions_in_order(self.tree))}
@@ -406,10 +412,10 @@ def body_edit(body: str) -> FunctionEdit:
     return edit
 
 
-def literal_edit(expected: str, literal: str) -> FunctionEdit:
+def literal_edit(expected: str, literal: str, newline: str) -> FunctionEdit:
     """An edit that replaces a function's docstring literal `expected` (as read, newlines
-    as `\\n`) with `literal`, in the file's line endings; a SourceError if the file's
-    literal is another (changed since it was read)."""
+    as `\\n`) with `literal`, its lines joined by the file's `newline`; a ValueError if the
+    file's literal is another (changed since it was read)."""
     import libcst as cst
 
     def edit(function: cst.FunctionDef, indent: str) -> cst.FunctionDef:
@@ -419,7 +425,6 @@ def literal_edit(expected: str, literal: str) -> FunctionEdit:
         value = string.value if isinstance(string, cst.SimpleString) else None
         if value is None or value.replace("\r\n", "\n").replace("\r", "\n") != expected:
             raise ValueError("the docstring is not the one read")
-        newline = "\r\n" if "\r\n" in value else "\n"
         new = string.with_changes(value=literal.replace("\n", newline))
         body = [first.with_changes(body=[expression.with_changes(value=new), *first.body[1:]])]
         return function.with_changes(

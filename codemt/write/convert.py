@@ -255,7 +255,6 @@ def conversions(
     """Per documented function (those `chosen` says) whose docstring has sections in
     another style: (source, function, its literal, the converted literal); and the
     docstrings that cannot be read, as errors naming their line."""
-
     found, unreadable = [], []
     for source in sources:
         for function in source.functions:

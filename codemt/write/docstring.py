@@ -346,7 +346,9 @@ def document(
         )
         report.unreadable += unreadable
         for source, function, old, new in found:
-            converted.setdefault(source.path, {})[function.index] = literal_edit(old, new)
+            converted.setdefault(source.path, {})[function.index] = literal_edit(
+                old, new, source.newline
+            )
             report.restyled.append((source.path.as_posix(), function))
         report.converted = sum(len(c) for c in converted.values())  # in check mode
     if settings.classes:
@@ -462,6 +464,6 @@ def _updates(
             continue
         if literal is not None:
             expected = docstring_source(item.source, item.function) or ""
-            edit = literal_edit(expected, literal)
+            edit = literal_edit(expected, literal, item.source.newline)
             edits.setdefault(item.source.path, {})[item.function.index] = edit
     return edits

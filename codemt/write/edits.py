@@ -215,6 +215,9 @@ def _engine_edit(text: str, node: Function, edit: FunctionEdit, changed: str) ->
     except cst.ParserSyntaxError as error:
         raise ValueError(f"the file cannot be edited: {error.message}") from None
     new = edit_functions(module, {index: edit}).code
+    ending = LINE_BREAK.search(text[-2:])
+    if ending and text.endswith(ending.group(0)) and not new.endswith(ending.group(0)):
+        new += ending.group(0)  # libcst drops a last lone "\r"
     source = Source(Path("<editor>"), text.encode("utf-8", "surrogatepass"), text, tree)
     try:
         verify_edit(source, new.encode("utf-8", "surrogatepass"), [index], changed)
@@ -251,7 +254,8 @@ def replace_docstring(text: str, node: Function, literal: str) -> TextEdit:
     start = _offset(text, starts, value.lineno, value.col_offset)
     end = _offset(text, starts, value.end_lineno or value.lineno, value.end_col_offset or 0)
     expected = text[start:end].replace("\r\n", "\n").replace("\r", "\n")
-    return _engine_edit(text, node, literal_edit(expected, literal), "docstring")
+    written = literal_edit(expected, literal, _newline(text))
+    return _engine_edit(text, node, written, "docstring")
 
 
 def replace_body(text: str, node: Function, body: str) -> TextEdit:

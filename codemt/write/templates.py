@@ -350,7 +350,6 @@ _EMPTY_WORDS = frozenset(
 def informative(name: str, text: str) -> bool:
     """Whether a description says more than the name it describes: some word that is
     neither a filler nor (a prefix or extension of) a word of the name."""
-
     named = set(name_words(name).split())
     for word in re.findall(r"[a-z]+", text.lower()):
         if word in _EMPTY_WORDS:

@@ -172,3 +172,19 @@ def test_any_text_edit_gives_the_new_text_on_whole_lines(old, new):
     edit = text_edit(old, new)
     assert edit.apply(old) == new
     assert edit.start == 0 or old[edit.start - 1] in "\r\n"
+
+
+def test_a_one_line_docstring_made_longer_takes_the_file_line_breaks():
+    text = 'def f(a, b):\r\n    """Do it."""\r\n    return a\r\n'
+    node, _ = find_function(file_functions(text), name="f")
+    new = replace_docstring(text, node, '"""Do it.\n\n    Args:\n        b: more.\n    """').apply(
+        text
+    )
+    assert "\n" not in new.replace("\r\n", "") and "b: more." in new
+
+
+def test_a_file_of_lone_carriage_returns_keeps_its_last_one():
+    text = "def f(x):\r    return x\r"
+    node, _ = find_function(file_functions(text), name="f")
+    new = insert_docstring(text, node, "Return x.").apply(text)
+    assert new == 'def f(x):\r    """Return x."""\r    return x\r'

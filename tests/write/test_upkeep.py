@@ -468,7 +468,7 @@ def test_a_file_changed_after_it_was_read_is_not_written(tmp_path):
     )
     source = read_source(path)
     [stale], _ = find_stale([source], lambda f: True)
-    edit = literal_edit('"""another docstring"""', '"""Do."""')
+    edit = literal_edit('"""another docstring"""', '"""Do."""', "\n")
     from codemt.write.apply import SourceError
 
     with pytest.raises(SourceError, match="not the one read"):
