@@ -327,9 +327,9 @@ def finish(out: Path, specs: list[str], trace: bool) -> dict:
     baseline = _vm("VmRSS")
     settings = MineSettings(workers=1, progress=False, cache_dir=out / "cache")
     if trace:
-        from codemt.mine.dedup import _lsh_plan
+        from codemt.mine.dedup import lsh_plan
 
-        total_bands = _lsh_plan(settings.dedup.threshold, settings.dedup.num_perm)[0]
+        total_bands = lsh_plan(settings.dedup.threshold, settings.dedup.num_perm)[0]
     t0 = time.perf_counter()
     manifest = pipeline.mine(specs, out, settings)
     seconds = time.perf_counter() - t0

@@ -105,7 +105,7 @@ def code_tokens(signature: str, body: str, renamable: set[str]) -> list[str]:
 
 
 @lru_cache(maxsize=4)
-def _lsh_plan(threshold: float, num_perm: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+def lsh_plan(threshold: float, num_perm: int) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Bands and rows (datasketch's optimum for the threshold) and the permutations."""
     from datasketch import MinHashLSH
 
@@ -139,7 +139,7 @@ def band_keys_batch(
     method's minimum per permutation. Repeated shingles do not change a minimum, so no
     de-duplication of shingles is needed.
     """
-    bands, rows, a, b = _lsh_plan(settings.threshold, settings.num_perm)
+    bands, rows, a, b = lsh_plan(settings.threshold, settings.num_perm)
     k = settings.shingle_size
     keys: list[list[int] | None] = [None] * len(token_lists)
     eligible = [i for i, tokens in enumerate(token_lists) if len(tokens) >= settings.min_tokens]
@@ -200,7 +200,7 @@ class Deduplicator:
 
     def __init__(self, settings: DedupSettings):
         self.settings = settings
-        bands, *_ = _lsh_plan(settings.threshold, settings.num_perm)
+        bands, *_ = lsh_plan(settings.threshold, settings.num_perm)
         self._exact: set[int] = set()
         self._bands: list[set[int]] = [set() for _ in range(bands)]
 

@@ -107,84 +107,80 @@ def _ranks(values: np.ndarray) -> tuple[np.ndarray, int]:
 
 class StagedKeys:
     """What de-duplication reads of the staged rows of a run, as arrays (one row a method,
-    files end to end): the sort key of the preference order, the exact key, the band keys."""
+    files end to end): the sort key of the preference order, the exact key, the band keys.
 
-    def __init__(self) -> None:
+    The arrays are sized from the files' metadata first and filled a file at a time, so a
+    run holds each key once (about 100 bytes a method with nine bands).
+    """
+
+    COLUMNS = ["repo", "path", "lineno", "docstring", "exact_key", "band_keys"]
+
+    def __init__(self, rows: int, bands: int) -> None:
         self.offsets = [0]
-        self.undocumented: list[np.ndarray] = []
-        self.repo_ids: np.ndarray
-        self.path_ids: np.ndarray
-        self.lines: list[np.ndarray] = []
-        self.exact: np.ndarray
-        self.bands: np.ndarray
-        self.has_bands: np.ndarray
+        self.undocumented = np.zeros(rows, dtype=bool)
+        self.lines = np.zeros(rows, dtype=np.int64)
+        self.exact = np.zeros(rows, dtype=np.int64)
+        self.bands = np.zeros((rows, bands), dtype=np.int64)
+        self.has_bands = np.zeros(rows, dtype=bool)
+        self.repo_ids = np.zeros(rows, dtype=np.int32)
+        self.path_ids = np.zeros(rows, dtype=np.int32)
         self.repos: list[str] = []  # sorted: a repository's id is its rank
 
     @classmethod
     def read(cls, paths: Sequence[Path]) -> StagedKeys:
-        """The keys of every staged file, read a file at a time (the docstrings are only
-        asked whether they are empty)."""
-        keys = cls()
-        repos, paths_in, exact, bands, valid = [], [], [], [], []
-        width = None
+        """The keys of every staged file, read a file at a time; the docstrings are only
+        asked whether they are empty."""
+        rows = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+        bands = _band_count(paths)
+        keys = cls(rows, bands)
+        repos, files = [], []
         for path in paths:
-            table = pq.read_table(
-                path, columns=["repo", "path", "lineno", "docstring", "exact_key", "band_keys"]
-            )
-            keys.offsets.append(keys.offsets[-1] + table.num_rows)
+            table = pq.read_table(path, columns=cls.COLUMNS)
+            start, end = keys.offsets[-1], keys.offsets[-1] + table.num_rows
+            keys.offsets.append(end)
             documented = pc.fill_null(
                 pc.greater(pc.binary_length(table.column("docstring")), 0), False
             )
-            keys.undocumented.append(~documented.to_numpy(zero_copy_only=False))
+            keys.undocumented[start:end] = ~documented.to_numpy(zero_copy_only=False)
+            keys.lines[start:end] = table.column("lineno").to_numpy(zero_copy_only=False)
+            keys.exact[start:end] = table.column("exact_key").to_numpy(zero_copy_only=False)
             repos.append(table.column("repo").combine_chunks().dictionary_encode())
-            paths_in.append(table.column("path").combine_chunks().dictionary_encode())
-            keys.lines.append(
-                table.column("lineno").to_numpy(zero_copy_only=False).astype(np.int64)
-            )
-            exact.append(table.column("exact_key").to_numpy(zero_copy_only=False).astype(np.int64))
+            files.append(table.column("path").combine_chunks().dictionary_encode())
             lists = table.column("band_keys").combine_chunks()
             present = lists.is_valid().to_numpy(zero_copy_only=False)
-            flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False).astype(np.int64)
-            rows = int(present.sum())
-            if rows:
-                width = width or len(flat) // rows
-                if len(flat) != rows * width:
-                    raise ValueError(f"{path}: staged band keys of unequal lengths")
-            file_bands = np.zeros((table.num_rows, width or 0), dtype=np.int64)
-            if rows:
-                file_bands[present] = flat.reshape(rows, width)
-            bands.append(file_bands)
-            valid.append(present)
-        keys.repos, keys.repo_ids = _global_ids(repos)
-        _, keys.path_ids = _global_ids(paths_in)
-        keys.exact = np.concatenate(exact) if exact else np.zeros(0, dtype=np.int64)
-        width = width or 0
-        keys.bands = (
-            np.concatenate(
-                [b if b.shape[1] == width else np.zeros((len(b), width), np.int64) for b in bands]
-            )
-            if bands
-            else np.zeros((0, 0), np.int64)
-        )
-        keys.has_bands = np.concatenate(valid) if valid else np.zeros(0, dtype=bool)
+            flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
+            if len(flat) != int(present.sum()) * bands:
+                raise ValueError(f"{path}: staged band keys are not {bands} a method")
+            keys.has_bands[start:end] = present
+            if len(flat):
+                keys.bands[start:end][present] = flat.reshape(-1, bands)
+        keys.repos, keys.repo_ids[:] = _global_ids(repos, rows)
+        keys.path_ids[:] = _global_ids(files, rows)[1]
         return keys
 
     def preference_order(self) -> np.ndarray:
         """The rows in the order they are offered: documented methods first (of two copies,
         keep the one that teaches docstrings), then by repository, path, line and place."""
-        undocumented = np.concatenate(self.undocumented) if self.undocumented else np.zeros(0, bool)
-        lines = np.concatenate(self.lines) if self.lines else np.zeros(0, np.int64)
-        place = np.arange(len(lines))
-        order = np.lexsort((place, lines, self.path_ids, self.repo_ids, undocumented))
-        self.undocumented, self.lines = [], []
+        place = np.arange(len(self.lines))
+        order = np.lexsort((place, self.lines, self.path_ids, self.repo_ids, self.undocumented))
+        del self.undocumented, self.lines, self.path_ids
         return order
 
 
-def _global_ids(columns: list[pa.DictionaryArray]) -> tuple[list[str], np.ndarray]:
-    """The sorted distinct strings of dictionary-encoded columns, and each row's rank among
-    them (UTF-8 byte order is code point order: the order Python's `<` gives)."""
+def _band_count(paths: Sequence[Path]) -> int:
+    """How many band keys the staged methods have (0 where none has any)."""
+    for path in paths:
+        lists = pq.read_table(path, columns=["band_keys"]).column(0).drop_null()
+        if len(lists):
+            return len(lists[0])
+    return 0
+
+
+def _global_ids(columns: list[pa.DictionaryArray], rows: int) -> tuple[list[str], np.ndarray]:
+    """The sorted distinct strings of dictionary-encoded columns, and each of their `rows`
+    rows' rank among them (UTF-8 byte order is code point order: Python's `<`)."""
     if not columns:
-        return [], np.zeros(0, dtype=np.int32)
+        return [], np.zeros(rows, dtype=np.int32)
     distinct = pc.unique(pa.chunked_array([c.dictionary for c in columns]).combine_chunks())
     distinct = distinct.take(pc.array_sort_indices(distinct))
     ids = []
