@@ -115,12 +115,12 @@ class StagedKeys:
 
     COLUMNS = ["repo", "path", "lineno", "docstring", "exact_key", "band_keys"]
 
-    def __init__(self, rows: int, bands: int) -> None:
+    def __init__(self, rows: int) -> None:
         self.offsets = [0]
         self.undocumented = np.zeros(rows, dtype=bool)
         self.lines = np.zeros(rows, dtype=np.int64)
         self.exact = np.zeros(rows, dtype=np.int64)
-        self.bands = np.zeros((rows, bands), dtype=np.int64)
+        self.bands = np.zeros((rows, 0), dtype=np.int64)  # widened at the first band keys
         self.has_bands = np.zeros(rows, dtype=bool)
         self.repo_ids = np.zeros(rows, dtype=np.int32)
         self.path_ids = np.zeros(rows, dtype=np.int32)
@@ -131,8 +131,7 @@ class StagedKeys:
         """The keys of every staged file, read a file at a time; the docstrings are only
         asked whether they are empty."""
         rows = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
-        bands = _band_count(paths)
-        keys = cls(rows, bands)
+        keys = cls(rows)
         repos, files = [], []
         for path in paths:
             table = pq.read_table(path, columns=cls.COLUMNS)
@@ -149,10 +148,13 @@ class StagedKeys:
             lists = table.column("band_keys").combine_chunks()
             present = lists.is_valid().to_numpy(zero_copy_only=False)
             flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
-            if len(flat) != int(present.sum()) * bands:
-                raise ValueError(f"{path}: staged band keys are not {bands} a method")
             keys.has_bands[start:end] = present
             if len(flat):
+                if not keys.bands.shape[1]:
+                    keys.bands = np.zeros((rows, len(flat) // int(present.sum())), np.int64)
+                bands = keys.bands.shape[1]
+                if len(flat) != int(present.sum()) * bands:
+                    raise ValueError(f"{path}: staged band keys are not {bands} a method")
                 keys.bands[start:end][present] = flat.reshape(-1, bands)
         keys.repos, keys.repo_ids[:] = _global_ids(repos, rows)
         keys.path_ids[:] = _global_ids(files, rows)[1]
@@ -167,26 +169,21 @@ class StagedKeys:
         return order
 
 
-def _band_count(paths: Sequence[Path]) -> int:
-    """How many band keys the staged methods have (0 where none has any)."""
-    for path in paths:
-        lists = pq.read_table(path, columns=["band_keys"]).column(0).drop_null()
-        if len(lists):
-            return len(lists[0])
-    return 0
-
-
 def _global_ids(columns: list[pa.DictionaryArray], rows: int) -> tuple[list[str], np.ndarray]:
     """The sorted distinct strings of dictionary-encoded columns, and each of their `rows`
     rows' rank among them (UTF-8 byte order is code point order: Python's `<`)."""
     if not columns:
         return [], np.zeros(rows, dtype=np.int32)
-    distinct = pc.unique(pa.chunked_array([c.dictionary for c in columns]).combine_chunks())
+    # One lookup for every file's dictionary together: a lookup builds its hash table anew.
+    dictionaries = pa.chunked_array([c.dictionary for c in columns]).combine_chunks()
+    distinct = pc.unique(dictionaries)
     distinct = distinct.take(pc.array_sort_indices(distinct))
-    ids = []
+    ranks = pc.index_in(dictionaries, value_set=distinct).to_numpy(zero_copy_only=False)
+    ids, start = [], 0
     for column in columns:
-        rank = pc.index_in(column.dictionary, value_set=distinct).to_numpy(zero_copy_only=False)
-        ids.append(rank.astype(np.int32)[column.indices.to_numpy(zero_copy_only=False)])
+        end = start + len(column.dictionary)
+        ids.append(ranks[start:end].astype(np.int32)[column.indices.to_numpy(zero_copy_only=False)])
+        start = end
     return distinct.to_pylist(), np.concatenate(ids)
 
 
