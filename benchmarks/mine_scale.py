@@ -123,6 +123,8 @@ class Synthesizer:
         """The method `content_id` with one attribute or call name of its body changed."""
         signature, body, names = self.content(content_id)
         rng = self._rng(-1 - copy_id)
+        if not names:  # a body of checks alone: the copy gains a line instead
+            return signature, body + f"\n    self.{self._pick(rng)[0]} = None"
         old = rng.choice(names)
         new = rng.choice([w for w in self._pick(rng, 4) if w != old] or ["changed"])
         for before in (f".{old}(", f".{old})", f".{old}", f"{old}("):
