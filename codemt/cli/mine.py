@@ -6,6 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
+from codemt.mine.dedup import DedupSettings
+from codemt.mine.pipeline import format_report, mine
+from codemt.mine.settings import FilterSettings, MineSettings
 from codemt.source.reading import MAX_PARSE_TOKENS
 
 
@@ -93,10 +96,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `codemt mine` from parsed arguments."""
-    from codemt.mine.dedup import DedupSettings
-    from codemt.mine.pipeline import format_report, mine
-    from codemt.mine.settings import FilterSettings, MineSettings
-
     try:
         ratios = tuple(float(x) for x in args.split.split(","))
     except ValueError:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from codemt import __version__
 from codemt.corpus import SPLITS, manifest_path, shard_dir
+from codemt.mine.csn import write_codesearchnet
 from codemt.mine.selection import assign_splits, deduplicate
 from codemt.mine.settings import MineSettings
 from codemt.mine.shards import write_shards
@@ -106,8 +107,6 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
         "elapsed_seconds": None,
     }
     if settings.jsonl:
-        from codemt.mine.csn import write_codesearchnet
-
         manifest["jsonl"] = write_codesearchnet(out)
     manifest["elapsed_seconds"] = round(time.perf_counter() - t0, 2)
     manifest = _printable_values(manifest)
