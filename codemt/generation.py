@@ -46,6 +46,9 @@ class GenerationSettings:
         neighbor_candidates: summaries written with project memory: the neighbours' own
             summaries (adapted to the method's names where they differ by a word or two)
             are candidates beside the beams, scored by the model (torch backend).
+        neighbors: the most project neighbours a model that reads them is given (None:
+            as many as it was trained with). The shipped model was trained with up to 3 and
+            writes as well with 2, sooner (docs/experiments.md).
         neighbor_bonus: added to a neighbour summary's score when ranking: a sentence
             the project's authors wrote is worth more than the model's score says (how it
             was chosen: the default model's card).
@@ -64,6 +67,7 @@ class GenerationSettings:
     real_words: bool = True
     name_weight: float = 2.0
     neighbor_candidates: bool = True
+    neighbors: int | None = 2
     neighbor_bonus: float = 0.5
     batch_size: int = 16
     seed: int | None = None
@@ -83,6 +87,10 @@ class GenerationSettings:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.neighbors is not None and self.neighbors < 0:
+            raise ValueError(
+                f"neighbors must be 0 or more (None: the model's), got {self.neighbors}"
+            )
         if not math.isfinite(self.neighbor_bonus):
             raise ValueError(f"neighbor_bonus must be a finite number, got {self.neighbor_bonus}")
         if not (math.isfinite(self.name_weight) and self.name_weight >= 0):

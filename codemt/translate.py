@@ -293,14 +293,20 @@ class Translator:
         return self.examples.neighbors > 0
 
     def neighbors_of(
-        self, record: dict[str, Any], target: str, memory: MemoryLike | None = None
+        self,
+        record: dict[str, Any],
+        target: str,
+        memory: MemoryLike | None = None,
+        settings: GenerationSettings | None = None,
     ) -> list[dict[str, Any]]:
         """The neighbours a method is translated with: those its record carries
         (`record["neighbors"]`, a list of Neighbor or {signature, docstring[, body]}), else
-        the memory's; none for a model that does not read them."""
+        the memory's, at most `settings.neighbors` of them; none for a model that does not
+        read them."""
         if not self.reads_neighbors:
             return []
-        k = self.examples.neighbors
+        wanted = (settings or self.settings).neighbors
+        k = self.examples.neighbors if wanted is None else min(wanted, self.examples.neighbors)
         if "neighbors" in record:
             given = record["neighbors"] or []
         else:
@@ -448,7 +454,7 @@ class Translator:
                 raise ValueError(
                     f"method {i}: {error}" if len(methods) > 1 else str(error)
                 ) from None
-        neighbors = [self.neighbors_of(r, target, memory) for r in records]
+        neighbors = [self.neighbors_of(r, target, memory, settings) for r in records]
         inputs = self.encode(records, target, style, sources=sources, neighbors=neighbors)
         # Summaries written in the project: the neighbours' own (and, where names differ by a
         # word or two, adapted to this method's names) join the beams as candidates, scored

@@ -332,6 +332,25 @@ def memory_model(tiny_model, tmp_path_factory):
     return folder
 
 
+def test_settings_cap_the_neighbours_a_model_reads(memory_model):
+    from codemt.generation import GenerationSettings
+    from codemt.translate import Translator
+
+    translator = Translator.load(memory_model, backend="torch")  # trained with up to 2
+    method = record("download_youku", "def download_youku(url):", "    return get_video(url)")
+    siblings = [
+        Neighbor(f"download_{n}", f"def download_{n}(url):", f"Downloads {n} videos.")
+        for n in ("cbs", "sina", "ted")
+    ]
+    given = {**method, "neighbors": siblings}
+    read = lambda **k: translator.neighbors_of(given, "docstring", settings=GenerationSettings(**k))  # noqa: E731
+    assert len(read(neighbors=1)) == 1
+    assert len(read(neighbors=None)) == len(read(neighbors=5)) == 2  # never past its training
+    assert read(neighbors=0) == []
+    with pytest.raises(ValueError, match="neighbors"):
+        GenerationSettings(neighbors=-1)
+
+
 def test_a_translator_reads_neighbors_from_its_memory_or_the_record(memory_model):
     from codemt.translate import Translator
 
