@@ -196,6 +196,9 @@ class Deduplicator:
 
     A method is an exact duplicate if a kept method had the same exact key, and a near
     duplicate if it shares an LSH band with a kept method (MinHash LSH's candidate rule).
+    This is the rule one method at a time, over Python sets (the exclusion check of a
+    small file, a caller offering methods as they come); a whole corpus is decided by
+    `codemt.mine.selection.deduplicate`, the same rule over ranked keys in arrays.
     """
 
     def __init__(self, settings: DedupSettings):

@@ -21,6 +21,10 @@ import pyarrow.parquet as pq
 from codemt.mine.dedup import exact_key
 from codemt.mine.settings import MineSettings
 
+# Methods decided per step of the greedy pass: their keys are turned into Python lists,
+# which are fast to read and, a chunk at a time, small.
+_CHUNK = 65536
+
 
 def deduplicate(
     paths: list[Path], settings: MineSettings, excluded: Sequence[Path] = ()
@@ -89,11 +93,6 @@ def deduplicate(
                     taken[key] = 1
             kept[repos[repo_ids[k]]] += 1
     return np.split(keep, staged.offsets[1:-1]), removed, kept
-
-
-# Methods decided per step of the greedy pass: their keys are turned into Python lists,
-# which are fast to read and, a chunk at a time, small.
-_CHUNK = 65536
 
 
 def _ranks(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -207,9 +206,7 @@ def _copies_of_excluded(
         table = np.asarray(blocked_bands, dtype=np.int64)
         for band in range(staged.bands.shape[1]):
             hit |= staged.has_bands & np.isin(staged.bands[:, band], table[:, band])
-    bodies = (
-        np.concatenate([b for b in blocked_bodies]) if blocked_bodies else np.zeros(0, np.uint64)
-    )
+    bodies = np.concatenate(blocked_bodies) if blocked_bodies else np.zeros(0, np.uint64)
     bodies = bodies[bodies != 0]
     if len(bodies):
         own = np.concatenate([_body_keys(p) for p in paths]) if paths else np.zeros(0, np.uint64)

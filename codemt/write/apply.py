@@ -97,6 +97,17 @@ class Function:
         )
 
 
+# The line breaks of Python's tokenizer and of the LSP alike (str.splitlines knows more).
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def first_line_break(text: str) -> str:
+    """A file's own line break: its first one ("\\n" in a file of one line), so that what
+    is written into it does not mix styles."""
+    found = LINE_BREAK.search(text)
+    return found.group(0) if found else "\n"
+
+
 @dataclass(frozen=True)
 class Source:
     """A Python file read for editing: its bytes, its decoded text and its AST."""
@@ -108,9 +119,8 @@ class Source:
 
     @cached_property
     def newline(self) -> str:
-        """The file's own line break: its first one ("\\n" in a file of one line)."""
-        found = re.search(rb"\r\n|\r|\n", self.data)
-        return found.group(0).decode("ascii") if found else "\n"
+        """The file's own line break (`first_line_break` of its bytes)."""
+        return first_line_break(self.data.decode("latin-1"))  # a byte a character
 
     @cached_property
     def functions(self) -> list[Function]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ast
 import bisect
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from codemt.source.extract import docstring_node, extract_methods
 from codemt.source.reading import SkipFile, parse_with_repairs
 from codemt.write.apply import (
     DEFAULT_LINE_LENGTH,
+    LINE_BREAK,
     FunctionEdit,
     Paragraph,
     Source,
@@ -38,6 +38,7 @@ from codemt.write.apply import (
     body_edit,
     docstring_edit,
     edit_functions,
+    first_line_break,
     functions_in_order,
     literal_edit,
     parse_text,
@@ -46,8 +47,6 @@ from codemt.write.apply import (
 from codemt.write.templates import is_stub as _is_placeholder
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
-# The line breaks of Python's tokenizer and of the LSP alike (str.splitlines knows more).
-LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # LSP position encodings: the codec and bytes per code unit (UTF-16 counts two units for
 # characters beyond the Basic Multilingual Plane, which is why editors' columns differ).
 CODE_UNITS = {"utf-8": ("utf-8", 1), "utf-16": ("utf-16-le", 2), "utf-32": ("utf-32-le", 4)}
@@ -90,13 +89,6 @@ def lsp_range(
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """The LSP range of `text[start:end]`, as ((line, character), (line, character))."""
     return lsp_position(text, start, encoding), lsp_position(text, end, encoding)
-
-
-def _offset(text: str, starts: list[int], line: int, col_bytes: int) -> int:
-    """The offset of an ast position: a 1-based line and a UTF-8 byte column."""
-    begin = starts[line - 1]
-    end = starts[line] if line < len(starts) else len(text)
-    return begin + len(text[begin:end].encode("utf-8")[:col_bytes].decode("utf-8", "ignore"))
 
 
 # ------------------------------------------------------------------ finding functions
@@ -226,12 +218,6 @@ def _engine_edit(text: str, node: Function, edit: FunctionEdit, changed: str) ->
     return text_edit(text, new)
 
 
-def _newline(text: str) -> str:
-    """The file's own line break (its first one), so that edits do not mix styles."""
-    found = LINE_BREAK.search(text)
-    return found.group(0) if found else "\n"
-
-
 def insert_docstring(text: str, node: Function, docstring: str) -> TextEdit:
     """The edit that gives a function without a docstring this docstring, as `codemt
     docstring` writes it: below the header, indented as the body, wrapped to the line
@@ -239,7 +225,7 @@ def insert_docstring(text: str, node: Function, docstring: str) -> TextEdit:
     if docstring_node(node) is not None:
         raise ValueError(f"line {node.lineno}: the function already has a docstring")
     written = docstring_edit(
-        _paragraphs(docstring), line_length=DEFAULT_LINE_LENGTH, newline=_newline(text)
+        _paragraphs(docstring), line_length=DEFAULT_LINE_LENGTH, newline=first_line_break(text)
     )
     return _engine_edit(text, node, written, "docstring")
 
@@ -250,11 +236,9 @@ def replace_docstring(text: str, node: Function, literal: str) -> TextEdit:
     value = docstring_node(node)
     if value is None:
         raise ValueError(f"line {node.lineno}: the function has no docstring")
-    starts = line_starts(text)
-    start = _offset(text, starts, value.lineno, value.col_offset)
-    end = _offset(text, starts, value.end_lineno or value.lineno, value.end_col_offset or 0)
-    expected = text[start:end].replace("\r\n", "\n").replace("\r", "\n")
-    written = literal_edit(expected, literal, _newline(text))
+    literal_now = ast.get_source_segment(text, value) or ""
+    expected = literal_now.replace("\r\n", "\n").replace("\r", "\n")
+    written = literal_edit(expected, literal, first_line_break(text))
     return _engine_edit(text, node, written, "docstring")
 
 
