@@ -8,7 +8,8 @@ from pathlib import Path
 
 from codemt.mine.dedup import DedupSettings
 from codemt.mine.pipeline import format_report, mine
-from codemt.mine.settings import FilterSettings, MineSettings
+from codemt.mine.settings import ENGINES, FilterSettings, MineSettings
+from codemt.mine.staging import MiningStopped
 from codemt.source.reading import MAX_PARSE_TOKENS
 
 
@@ -90,6 +91,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "corpus (evaluation data, e.g. a CodeSearchNet .jsonl file); repeatable",
     )
     parser.add_argument("--shard-rows", type=int, default=100_000, help="rows per Parquet shard")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="where sources are mined: this machine's processes (default), or the workers of "
+        "a Ray cluster, a source a task, with --out on a folder every node sees "
+        "(pip install 'codemt[ray]'; docs/mining.md)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --engine ray: the cluster to join ('auto' for the one this machine belongs "
+        "to, HOST:PORT, ray://HOST:10001); default RAY_ADDRESS, else a new Ray instance on "
+        "this machine with --workers CPUs",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -125,10 +141,18 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir,
             progress=not args.quiet,
             exclude=tuple(args.exclude),
+            engine=args.engine,
+            ray_address=args.ray_address,
         )
         manifest = mine(args.sources, args.out, settings)
-    except ValueError as exc:
+    except (ValueError, MiningStopped) as exc:
         raise SystemExit(f"codemt mine: {exc}") from None
+    except OSError as exc:  # a full disk, a folder that cannot be written
+        raise SystemExit(
+            f"codemt mine: {exc}; the shards of {args.out} are replaced only once the new ones "
+            "are written whole, and the sources mined until then are kept: make room (or fix "
+            "the permission) and rerun the same command to resume"
+        ) from None
     print(format_report(manifest))
     print(f"corpus written to {args.out} (manifest: {args.out / 'manifest.json'})")
     return 0

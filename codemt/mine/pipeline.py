@@ -3,7 +3,8 @@
 The work is done in two phases so a long run can stop and resume:
 
 1. Stage (`staging`): every source is resolved into repositories, its files are read,
-   repaired, parsed and turned into method records on all cores; the records of a source,
+   repaired, parsed and turned into method records on all cores (or, with `--engine ray`,
+   by the workers of a Ray cluster: `cluster`); the records of a source,
    with their de-duplication keys, are written to `DIR/.work/staged/` and the source is
    marked done. A rerun with the same `--out` skips sources already done.
 2. Finish: the staged records of the sources asked for are de-duplicated globally (across
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from codemt import __version__
 from codemt.corpus import SPLITS, manifest_path, shard_dir
+from codemt.mine.cluster import stage_on_ray
 from codemt.mine.csn import write_codesearchnet
 from codemt.mine.selection import assign_splits, deduplicate
 from codemt.mine.settings import MineSettings
@@ -52,7 +54,9 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
         )
     excluded = expand_sources(list(settings.exclude)) if settings.exclude else []
     stage = Stage(out, settings)
-    already = stage_sources([*specs, *excluded], stage, settings)
+    already = [spec for spec in [*specs, *excluded] if stage.is_done(spec)]
+    stage_with = stage_on_ray if settings.engine == "ray" else stage_sources
+    stage_with([*specs, *excluded], stage, settings)
     check_excluded(excluded, stage)
 
     paths = [stage.records_path(s) for s in specs]

@@ -18,6 +18,7 @@ from codemt.source import reading
 
 # Bump when staged records or their dedup keys change meaning, so stale stages are redone.
 STAGE_FORMAT = 4
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,10 @@ class MineSettings:
     # Sources kept out of the corpus with every copy of their methods, exact or near (the
     # de-duplication's rules): evaluation data, whose code other projects may have copied.
     exclude: tuple[str, ...] = ()
+    # Where sources are staged: "local" (this machine's processes) or "ray" (the workers of
+    # the Ray cluster at `ray_address`; None: Ray's own choice, RAY_ADDRESS or a new local one).
+    engine: str = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -85,11 +90,14 @@ class MineSettings:
             raise ValueError(f"split ratios must add up to 1, got {self.split_ratios}")
         if self.split_by not in ("methods", "repos"):
             raise ValueError(f"split_by must be 'methods' or 'repos', got {self.split_by!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.shard_rows < 1:
             raise ValueError(f"shard_rows must be positive, got {self.shard_rows}")
 
     def fingerprint(self) -> str:
-        """A digest of the settings that change staged records (workers, output format don't)."""
+        """A digest of the settings that change staged records (workers, engine and output
+        format don't)."""
         relevant = {
             "version": __version__,
             "stage_format": STAGE_FORMAT,

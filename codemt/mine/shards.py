@@ -3,6 +3,7 @@ split, swapped in for the previous shards at once (`codemt.corpus` owns the layo
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -67,9 +68,16 @@ def write_shards(
                     1 for d in part.column("docstring").to_pylist() if d
                 )
                 stats[f"{split}:docstring_task"] += sum(part.column("docstring_task").to_pylist())
-    finally:
+        for split in list(writers):
+            writers.pop(split).close()  # a close writes the footer: it may fail too
+    except BaseException:
+        # A full disk, say: the previous shards stay as they are, and the new ones written
+        # so far go, to give the space back.
         for writer in writers.values():
-            writer.close()
+            with contextlib.suppress(Exception):
+                writer.close()
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
     for split in SPLITS:
         stats[f"{split}:repos"] = len(repos_per_split[split])
     final = shard_dir(out)

@@ -49,7 +49,8 @@ NOT_FOUND_HINT = (
     "list file, .jsonl, python:stdlib or python:site-packages"
 )
 
-_GITHUB_SHORTHAND = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")  # owner/name
+# owner/name, as long as GitHub allows (39 and 100 characters)
+_GITHUB_SHORTHAND = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
 
 
 def expand_sources(specs: Sequence[str]) -> list[str]:
@@ -214,13 +215,30 @@ def _spec_from_line(line: str, folder: Path) -> str:
     if path.is_absolute():
         return str(path)
     local = folder / path
-    if not local.exists() and _GITHUB_SHORTHAND.match(line) and not _has_file_suffix(line):
+    if _GITHUB_SHORTHAND.match(line) and not _has_file_suffix(line) and not _exists(local):
         return f"https://github.com/{line}"
     return os.path.normpath(local)
 
 
 def _is_list_file(path: Path) -> bool:
-    return path.is_file() and not _has_file_suffix(path.name)
+    return _is_file(path) and not _has_file_suffix(path.name)
+
+
+def _is_file(path: Path) -> bool:
+    """`path.is_file()`, False for what cannot name a file at all (a name too long, say: a
+    line of a text file read as a list of sources)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _exists(path: Path) -> bool:
+    """`path.exists()`, False for what cannot name a file at all."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _has_file_suffix(name: str) -> bool:

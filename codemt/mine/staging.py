@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import shutil
 import sys
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -154,33 +158,51 @@ class Stage:
         """Write a source's records, then its done-marker (both atomically, marker last)."""
         records.sort(key=lambda r: (r["repo"], r["path"], r["lineno"], r["name"]))
         table = pa.Table.from_pylist(records, schema=STAGED_SCHEMA)
-        tmp = self.records_path(spec).with_suffix(".tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.replace(self.records_path(spec))
         status = {
             "source": spec,
             "counts": dict(tally.counts),
             "failures": [asdict(f) for f in failures],
             "skipped": tally.skipped,
         }
-        tmp = self.done_path(spec).with_suffix(".tmp")
-        tmp.write_text(json.dumps(status, indent=1))
-        tmp.replace(self.done_path(spec))
+        records_tmp = self.records_path(spec).with_suffix(".tmp")
+        done_tmp = self.done_path(spec).with_suffix(".tmp")
+        try:
+            pq.write_table(table, records_tmp, compression="zstd")
+            records_tmp.replace(self.records_path(spec))
+            done_tmp.write_text(json.dumps(status, indent=1))
+            done_tmp.replace(self.done_path(spec))
+        except BaseException:  # a full disk, say: no partial file left behind
+            records_tmp.unlink(missing_ok=True)
+            done_tmp.unlink(missing_ok=True)
+            raise
 
     def status(self, spec: str) -> dict:
         return json.loads(self.done_path(spec).read_text())
 
+    def pending(self, specs: Sequence[str]) -> list[tuple[int, str]]:
+        """The (index, spec) of the sources not staged yet."""
+        return [(i, spec) for i, spec in enumerate(specs) if not self.is_done(spec)]
 
-def _progress(settings: MineSettings, **kwargs):
+
+def progress_bar(settings: MineSettings, **kwargs):
     from tqdm import tqdm
 
     return tqdm(disable=not settings.progress, dynamic_ncols=True, **kwargs)
 
 
-def stage_sources(specs: list[str], stage: Stage, settings: MineSettings) -> list[str]:
-    """Extract every source not yet done; return the specs skipped as already done."""
-    pending = [(i, s) for i, s in enumerate(specs) if not stage.is_done(s)]
-    already = [s for s in specs if stage.is_done(s)]
+class MiningStopped(RuntimeError):
+    """The run stopped before its end; the sources staged until then are kept for the rerun
+    that resumes it."""
+
+
+class WorkerLost(MiningStopped):
+    """A worker process died (killed, out of memory) while mining."""
+
+
+def stage_sources(specs: list[str], stage: Stage, settings: MineSettings) -> None:
+    """Extract every source not staged yet with this machine's worker processes (the local
+    engine), each source cut into tasks of a few files."""
+    pending = stage.pending(specs)
 
     def tasks() -> Iterator[tuple[_Task, MineSettings]]:
         for index, spec in pending:
@@ -191,7 +213,7 @@ def stage_sources(specs: list[str], stage: Stage, settings: MineSettings) -> lis
     tallies: dict[int, Tally] = {}
     failures: dict[int, list[SourceFailure]] = {}
     remaining: dict[int, int] = {}
-    bar = _progress(settings, desc="mining", unit="file")
+    bar = progress_bar(settings, desc="mining", unit="file")
 
     def collect(task: _Task, result: tuple[int, list[dict], Tally]) -> None:
         index, found, tally = result
@@ -199,10 +221,8 @@ def stage_sources(specs: list[str], stage: Stage, settings: MineSettings) -> lis
         records.setdefault(index, []).extend(found)
         tallies.setdefault(index, Tally()).add(tally)
         failures.setdefault(index, []).extend(task.failures)
-        warnings = [f"{f.source}: {f.message}" for f in task.failures]
-        warnings += [f"{specs[index]}: {part.message}" for part in task.left_out]
-        for warning in warnings:
-            print(f"warning: {reading.printable(warning)}", file=sys.stderr)
+        for warning in _warnings(specs[index], task):
+            print(warning, file=sys.stderr)
         bar.update(len(task.files) + len(task.jsonl_rows))
         remaining[index] -= 1
         if remaining[index] == 0:
@@ -213,23 +233,77 @@ def stage_sources(specs: list[str], stage: Stage, settings: MineSettings) -> lis
             for item in tasks():
                 collect(item[0], _run_task(item))
         else:
-            with get_context("spawn").Pool(settings.workers) as pool:
-                # imap keeps task order, so each result pairs with the task that produced it;
-                # the pool's feeder thread resolves (clones, extracts) the next sources meanwhile.
-                feed = tasks()
-                sent: list[_Task] = []
-
-                def recorded() -> Iterator[tuple[_Task, MineSettings]]:
-                    for item in feed:
-                        sent.append(item[0])
-                        yield item
-
-                for position, result in enumerate(pool.imap(_run_task, recorded(), chunksize=1)):
-                    collect(sent[position], result)
-                    sent[position] = None  # free the task's file list
+            for task, result in _in_worker_processes(tasks(), settings.workers):
+                collect(task, result)
+    except BrokenProcessPool:
+        unfinished = [reading.printable(s) for _, s in pending if not stage.is_done(s)]
+        more = " and others" if len(unfinished) > 3 else ""
+        raise WorkerLost(
+            "a worker process died (killed, or out of memory?) while mining "
+            f"{', '.join(unfinished[:3])}{more}; the sources mined until then are kept in "
+            f"{stage.root}: rerun the same command to resume"
+        ) from None
     finally:
         bar.close()
-    return already
+
+
+def stage_source(index: int, spec: str, stage: Stage, settings: MineSettings) -> list[str]:
+    """Mine one source whole in this process and stage it: what a cluster's worker runs.
+    Returns the warnings to print (sources that failed, parts left out)."""
+    records: list[dict] = []
+    tally = Tally()
+    failures: list[SourceFailure] = []
+    warnings: list[str] = []
+    for task in _tasks_for_source(index, spec, settings):
+        _, found, task_tally = _run_task((task, settings))
+        records.extend(found)
+        tally.add(task_tally)
+        failures.extend(task.failures)
+        warnings.extend(_warnings(spec, task))
+    stage.save(spec, records, tally, failures)
+    return warnings
+
+
+def _warnings(spec: str, task: _Task) -> list[str]:
+    lines = [f"{f.source}: {f.message}" for f in task.failures]
+    lines += [f"{spec}: {part.message}" for part in task.left_out]
+    return [f"warning: {reading.printable(line)}" for line in lines]
+
+
+def _in_worker_processes(
+    tasks: Iterator[tuple[_Task, MineSettings]], workers: int
+) -> Iterator[tuple[_Task, tuple[int, list[dict], Tally]]]:
+    """Each task with its result, in task order, run by `workers` processes.
+
+    A thread hands the tasks to the pool as they come, so the next sources are resolved
+    (cloned, extracted) while the workers mine; a worker that dies breaks the pool, which
+    raises `BrokenProcessPool` here instead of waiting forever for its task.
+    """
+    sent: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def feed(pool: ProcessPoolExecutor) -> None:
+        try:
+            for item in tasks:
+                if stop.is_set():
+                    return
+                sent.put((item[0], pool.submit(_run_task, item)))
+        except BaseException as exc:  # handed to the reading side, which raises it
+            sent.put(exc)
+        sent.put(None)
+
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    feeder = threading.Thread(target=feed, args=(pool,), daemon=True)
+    feeder.start()
+    try:
+        while (item := sent.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            task, future = item
+            yield task, future.result()
+    finally:
+        stop.set()  # the feeder ends at its next task (not joined: it may be cloning)
+        pool.shutdown(cancel_futures=True)
 
 
 def check_excluded(specs: list[str], stage: Stage) -> None:

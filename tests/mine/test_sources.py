@@ -353,3 +353,17 @@ def test_site_packages_exclusions_use_normalised_names(tmp_path: Path) -> None:
     items = resolve("python:site-packages", tmp_path / "cache", exclude_distributions=excluded)
     names = {item.name for item in items if isinstance(item, Repository)}
     assert names and not names & {"pypi/numpy", "pypi/pyyaml"}
+
+
+def test_a_list_line_that_cannot_name_a_file_is_a_failed_source(tmp_path: Path) -> None:
+    """A text file given as a source is read as a list; a line too long for a file name
+    (a licence's paragraph, say) becomes a source that fails, not a crash of the run."""
+    write(tmp_path / "one" / "a.py")
+    long_line = "text: " + "Licensed under the Apache License " * 200
+    write(tmp_path / "THIRDPARTY.yaml", f"one\n{long_line}\n{'a/' + 'b' * 5000}\n")
+    # (the last is no GitHub name either: too long for one)
+
+    specs = expand_sources([str(tmp_path / "THIRDPARTY.yaml")])
+    assert specs[0] == str(tmp_path / "one") and len(specs) == 3
+    items = [item for spec in specs for item in resolve(spec, tmp_path / "cache")]
+    assert [type(item) for item in items] == [Repository, SourceFailure, SourceFailure]

@@ -1,0 +1,267 @@
+"""The engines `codemt mine` stages sources with, and what survives their faults: the Ray
+engine gives the local engine's corpus; a worker killed mid-run (Ray: its task runs
+again; local: the run stops and a rerun resumes), a full disk, and a missing engine lose
+nothing and double nothing."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from codemt.cli import main
+from codemt.corpus import SPLITS, shard_paths
+from codemt.mine import shards
+from codemt.mine.pipeline import mine
+from codemt.mine.settings import MineSettings
+from codemt.mine.staging import Stage, stage_source, stage_sources
+
+
+def make_sources(root: Path, repos: int, files: int) -> list[str]:
+    """`repos` folders of `files` files of five small functions each, with copies across
+    repositories (exact duplicates for the global de-duplication to find)."""
+    specs = []
+    for r in range(repos):
+        folder = root / f"repo{r}"
+        folder.mkdir(parents=True)
+        for f in range(files):
+            text = "".join(
+                f'def f{r}_{f}_{k}(a, b):\n    """Combine a and b, {k}."""\n'
+                f"    c = a + b * {k} + {r}\n    return c - {f}\n\n"
+                for k in range(5)
+            )
+            (folder / f"m{f}.py").write_text(text)
+        (folder / "copied.py").write_text(
+            'def shared(x):\n    """The same in every repository."""\n    y = x * 2\n    return y\n'
+        )
+        specs.append(str(folder))
+    return specs
+
+
+def settings(tmp_path: Path, **kwargs: object) -> MineSettings:
+    return MineSettings(progress=False, cache_dir=tmp_path / "cache", **kwargs)
+
+
+def corpus_rows(out: Path) -> dict[str, list[dict]]:
+    return {
+        split: [row for path in shard_paths(out, split) for row in pq.read_table(path).to_pylist()]
+        for split in SPLITS
+    }
+
+
+def comparable(manifest: dict) -> dict:
+    """What two runs on the same sources must agree on (not times, nor which run resumed)."""
+    return {
+        "sources": [{k: v for k, v in s.items() if k != "resumed"} for s in manifest["sources"]],
+        "counts": manifest["counts"],
+        "dedup": manifest["dedup"],
+        "splits": manifest["splits"],
+        "shards": manifest["shards"],
+    }
+
+
+def processes(marker: str, parent: int | None = None) -> list[int]:
+    """The ids of this machine's processes whose command line holds `marker` (children of
+    `parent` only, if given)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() not in (entry / "cmdline").read_bytes():
+                    continue
+                if parent is not None and int((entry / "stat").read_text().split()[3]) != parent:
+                    continue
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                continue
+            found.append(int(entry.name))
+    return found
+
+
+class Killer(threading.Thread):
+    """Kills (SIGKILL) the first process whose command line holds `marker`, once
+    `ready()` says so."""
+
+    def __init__(self, marker: str, ready=lambda: True, parent: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self.marker, self.ready, self.parent = marker, ready, parent
+        self.killed: list[int] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set() and not self.killed:
+            victims = processes(self.marker, self.parent) if self.ready() else []
+            for pid in victims[:1]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append(pid)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+
+needs_proc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+# --- the local engine ---------------------------------------------------------------------------
+
+
+@needs_proc
+def test_a_local_worker_killed_stops_the_run_and_a_rerun_resumes_it(tmp_path, capsys):
+    specs = make_sources(tmp_path / "src", repos=3, files=300)
+    reference = mine(specs, tmp_path / "reference", settings(tmp_path, workers=1))
+    out = tmp_path / "out"
+    staged = lambda: any((out / ".work" / "staged").glob("*.json"))  # noqa: E731
+    killer = Killer("spawn_main", ready=staged, parent=os.getpid())
+    killer.start()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main(["mine", *specs, "--out", str(out), "--workers", "2", "--quiet"])
+    finally:
+        killer.stop()
+    assert killer.killed
+    message = str(stopped.value)
+    assert "worker process died" in message and "rerun the same command" in message
+    assert str(out / ".work") in message
+
+    assert main(["mine", *specs, "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert any(source["resumed"] for source in manifest["sources"])
+    assert comparable(manifest) == comparable(reference)
+    assert corpus_rows(out) == corpus_rows(tmp_path / "reference")
+
+
+# --- a full disk ---------------------------------------------------------------------------------
+
+
+def no_space(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_while_writing_shards_keeps_the_previous_corpus(tmp_path, monkeypatch):
+    specs = make_sources(tmp_path / "src", repos=2, files=4)
+    out = tmp_path / "out"
+    assert main(["mine", *specs, "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    before = corpus_rows(out), (out / "manifest.json").read_text()
+    more = tmp_path / "more" / "extra.py"
+    more.parent.mkdir()
+    more.write_text('def extra(x):\n    """A new method."""\n    y = x + 3\n    return y\n')
+    more = [str(more.parent)]
+
+    write_table = shards.pq.ParquetWriter.write_table
+
+    def no_space_for_shards(writer, *args: object, **kwargs: object) -> None:
+        if "shards.tmp" in str(writer.where):  # staging still writes
+            no_space()
+        write_table(writer, *args, **kwargs)
+
+    monkeypatch.setattr(shards.pq.ParquetWriter, "write_table", no_space_for_shards)
+    with pytest.raises(SystemExit) as stopped:
+        main(["mine", *specs, *more, "--out", str(out), "--workers", "1", "--quiet"])
+    assert "No space left on device" in str(stopped.value)
+    assert "rerun the same command to resume" in str(stopped.value)
+    assert (corpus_rows(out), (out / "manifest.json").read_text()) == before
+    assert not (out / ".work" / "shards.tmp").exists()
+
+    monkeypatch.undo()  # room made: the rerun finishes from the staged sources
+    assert main(["mine", *specs, *more, "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all(source["resumed"] for source in manifest["sources"])
+    assert manifest["dedup"]["methods_after"] > json.loads(before[1])["dedup"]["methods_after"]
+
+
+def test_a_full_disk_while_staging_leaves_no_partial_file(tmp_path, monkeypatch):
+    specs = make_sources(tmp_path / "src", repos=2, files=2)
+    out = tmp_path / "out"
+    monkeypatch.setattr("codemt.mine.staging.pq.write_table", no_space)
+    with pytest.raises(SystemExit, match="No space left on device"):
+        main(["mine", *specs, "--out", str(out), "--workers", "1", "--quiet"])
+    assert sorted(p.name for p in (out / ".work" / "staged").iterdir()) == []
+    monkeypatch.undo()
+    assert main(["mine", *specs, "--out", str(out), "--workers", "1", "--quiet"]) == 0
+
+
+# --- the Ray engine -----------------------------------------------------------------------------
+
+
+def test_the_ray_engine_not_installed_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    specs = make_sources(tmp_path / "src", repos=1, files=1)
+    with pytest.raises(SystemExit, match=r"pip install 'codemt\[ray\]'"):
+        main(["mine", *specs, "--out", str(tmp_path / "out"), "--engine", "ray", "--quiet"])
+
+
+def test_an_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="engine must be one of local, ray"):
+        MineSettings(engine="spark")
+
+
+@pytest.fixture
+def ray_installed():
+    pytest.importorskip("ray", reason="the Ray engine's tests need pip install 'codemt[ray]'")
+
+
+def test_the_ray_engine_mines_the_corpus_the_local_engine_mines(tmp_path, ray_installed):
+    """A local Ray cluster of two workers; sources that copy one another, a source that
+    fails, an excluded source: the same corpus and manifest as the local engine's."""
+    specs = make_sources(tmp_path / "src", repos=4, files=6)
+    specs.append(str(tmp_path / "no-such-folder"))  # counted as a failed source
+    excluded = tmp_path / "benchmark" / "held_out.py"
+    excluded.parent.mkdir()
+    excluded.write_text(
+        "def first(x):\n    y = x + 1\n    return y * y\n\n\n"
+        "def second(x):\n    y = x - 1\n    return y / 3\n"
+    )
+    shutil.copy(excluded, Path(specs[0]) / "copy_of_held_out.py")
+    options = {"workers": 2, "exclude": (str(excluded.parent),)}
+    local = mine(specs, tmp_path / "local", settings(tmp_path, **options))
+    on_ray = mine(specs, tmp_path / "ray", settings(tmp_path, engine="ray", **options))
+
+    assert comparable(on_ray) == comparable(local)
+    assert corpus_rows(tmp_path / "ray") == corpus_rows(tmp_path / "local")
+    assert local["dedup"]["exact_duplicates"] == 3 and local["dedup"]["excluded"] == 2
+    assert [s["failures"] != [] for s in on_ray["sources"]] == [False] * 4 + [True]
+
+
+@needs_proc
+def test_a_ray_worker_killed_mid_source_runs_its_task_again(tmp_path, ray_installed, capsys):
+    specs = make_sources(tmp_path / "src", repos=3, files=300)
+    reference = mine(specs, tmp_path / "reference", settings(tmp_path, workers=1))
+    killer = Killer("ray::stage_source")
+    killer.start()
+    try:
+        code = main(["mine", *specs, "--out", str(tmp_path / "ray"), "--engine", "ray"])
+    finally:
+        killer.stop()
+    assert code == 0 and killer.killed
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert comparable(manifest) == comparable(reference)
+    assert corpus_rows(tmp_path / "ray") == corpus_rows(tmp_path / "reference")
+
+
+def test_a_source_staged_whole_in_one_process_equals_its_staging_in_tasks(tmp_path):
+    """What a cluster's worker runs (`stage_source`) stages what the local engine's tasks
+    stage, byte for byte in content, with the same tally."""
+    specs = make_sources(tmp_path / "src", repos=1, files=40)  # several tasks of 16 files
+    specs.append(str(tmp_path / "missing"))
+    local = Stage(tmp_path / "local", settings(tmp_path))
+    stage_sources(specs, local, settings(tmp_path, workers=1))
+    whole = Stage(tmp_path / "whole", settings(tmp_path))
+    warnings = [stage_source(i, spec, whole, settings(tmp_path)) for i, spec in enumerate(specs)]
+
+    assert warnings[0] == [] and "missing" in warnings[1][0]
+    for spec in specs:
+        assert whole.status(spec) == local.status(spec)
+        assert pq.read_table(whole.records_path(spec)) == pq.read_table(local.records_path(spec))
