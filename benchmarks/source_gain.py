@@ -70,7 +70,7 @@ def source_gain(checkpoint: Path, corpus: Path, mode: str, batches: int, cache: 
     # The epoch's examples are drawn alike for every checkpoint of one corpus and tokenizer:
     # the same random sample of them, sorted by the length of their features (not of the
     # sources the settings build) to batch with little padding and the same neighbours.
-    planned, _ = data.plan(0)
+    planned = list(data.plan(0).examples())
     sample = np.random.default_rng(0).permutation(len(planned))[: batches * BATCH]
     fields = [TOKEN_FIELDS.index(f) for f in FEATURES]
     items = sorted(

@@ -38,7 +38,7 @@ def worker(config: dict, steps: int, warmup: int) -> dict:
     import numpy as np
     import torch
 
-    from codemt.data import BatchSettings, ExampleData, Planned, collate
+    from codemt.data import BatchSettings, ExampleData, collate
     from codemt.model import build_model
 
     torch.set_num_threads(config["threads"])
@@ -53,16 +53,13 @@ def worker(config: dict, steps: int, warmup: int) -> dict:
     n = 4000
     source = np.exp(rng.normal(np.log(60), 0.9, n)).clip(8, 192).astype(int)
     target = np.exp(rng.normal(np.log(18), 0.9, n)).clip(3, 96).astype(int)
-    planned = [
-        Planned(i, None, None, int(s), int(t))
-        for i, (s, t) in enumerate(zip(source, target, strict=True))
-    ]
     data = ExampleData.__new__(ExampleData)
     data.batching = BatchSettings(max_tokens=config["budget"])
-    batches = data._batch(planned, np.random.default_rng(1))
+    order, bounds = data._batch(source, target, np.random.default_rng(1))
+    batches = [order[bounds[j] : bounds[j + 1]].tolist() for j in range(len(bounds) - 1)]
     tokens = elapsed = 0.0
     for position, batch in enumerate(batches[: warmup + steps]):
-        pairs = [(rng.integers(200, 16000, planned[i].source_len).tolist(), rng.integers(200, 16000, planned[i].target_len).tolist()) for i in batch]  # fmt: skip
+        pairs = [(rng.integers(200, 16000, source[i]).tolist(), rng.integers(200, 16000, target[i]).tolist()) for i in batch]  # fmt: skip
         inputs = collate(pairs, 0, torch)
         t0 = time.perf_counter()
         loss = step_fn(**inputs).loss

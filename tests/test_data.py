@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from codemt.corpus import Corpus
-from codemt.data import BatchSettings, ExampleData, Planned
+from codemt.data import BatchSettings, EpochPlan, ExampleData, Planned
 from codemt.examples import ExampleSettings, Mode, Vocabulary
 from codemt.token_cache import TokenCache
 
@@ -178,9 +178,10 @@ def test_batches_are_deterministic_within_budget_and_shard_across_ranks(
         assert (batch["attention_mask"].sum(1) > 0).all()
         assert ((batch["labels"] == -100) | (batch["labels"] >= 0)).all()
 
-    planned, batches = one.plan(0)
-    rank0 = [set(b) for b in batches[0::2]][: one.num_batches(0, rank=0, world_size=2)]
-    rank1 = [set(b) for b in batches[1::2]][: one.num_batches(0, rank=1, world_size=2)]
+    plan = one.plan(0)
+    batches = [set(plan.batch(j).tolist()) for j in range(plan.num_batches)]
+    rank0 = batches[0::2][: one.num_batches(0, rank=0, world_size=2)]
+    rank1 = batches[1::2][: one.num_batches(0, rank=1, world_size=2)]
     assert len(rank0) == len(rank1) == len(batches) // 2
     shapes0 = [b["input_ids"].shape[0] for b in one.batches(0, rank=0, world_size=2)]
     assert shapes0 == [len(b) for b in rank0]
@@ -200,7 +201,7 @@ def test_resuming_mid_epoch_skips_to_the_same_batch(cache, small_tokenizer):
 def test_multimode_examples_start_with_their_control_code(cache, small_tokenizer):
     examples = data(cache, small_tokenizer, "multimode", max_tokens=4096)
     vocab = examples.vocab
-    planned, _ = examples.plan(0)
+    planned = list(examples.plan(0).examples())
     for item in planned[:200]:
         source, target = examples.build(item, 0)
         assert source[0] == vocab.targets[item.mode.target]
@@ -211,7 +212,7 @@ def test_multimode_examples_start_with_their_control_code(cache, small_tokenizer
 def test_name_words_are_planned_and_built_after_source_signatures(cache, small_tokenizer):
     settings = ExampleSettings(name_words=True)
     examples = data(cache, small_tokenizer, "multimode", settings, max_tokens=4096)
-    planned, _ = examples.plan(0)
+    planned = list(examples.plan(0).examples())
     with_signature = [p for p in planned if "signature" in p.mode.sources][:100]
     assert with_signature
     for item in with_signature:
@@ -230,7 +231,8 @@ def test_undocumented_share_thins_only_methods_without_a_task_docstring(cache, s
 
     def planned(share: float, epoch: int = 0) -> list[Planned]:
         settings = ExampleSettings(undocumented_share=share)
-        return ExampleData(cache, vocab, "multimode", settings, BatchSettings()).plan(epoch)[0]
+        data = ExampleData(cache, vocab, "multimode", settings, BatchSettings())
+        return list(data.plan(epoch).examples())
 
     documented = {i for i in range(len(cache)) if cache.docstring_task[i]}
     everything, thinned = planned(1.0), planned(0.3)
@@ -253,7 +255,7 @@ def test_undocumented_kept_is_a_fixed_set_of_methods_without_a_task_docstring(
 
     def methods(epoch: int = 0, **settings) -> set[int]:
         data = ExampleData(cache, vocab, "multimode", ExampleSettings(**settings), BatchSettings())
-        return {p.method for p in data.plan(epoch)[0]}
+        return set(data.plan(epoch).method.tolist())
 
     documented = {i for i in range(len(cache)) if cache.docstring_task[i]}
     everything = methods()
@@ -310,24 +312,96 @@ def test_plan_draws_modes_as_rng_choice_does(cache, small_tokenizer):
                 summary = rng.random() < settings.summary_fraction
                 style = target_style(STYLE_CODES[cache.style[method]], summary)
             expected.append((method, mode, style))
-        planned, _ = examples.plan(epoch)
+        planned = list(examples.plan(epoch).examples())
         assert [(p.method, p.mode, p.style) for p in planned] == expected
 
 
 def test_length_bucketing_keeps_padding_under_ten_percent():
     """Planned lengths shaped like real methods (many short, a long tail), one epoch's worth."""
     rng = np.random.default_rng(0)
-    source = np.clip(rng.lognormal(3.5, 1.0, 20000).astype(int) + 4, 4, 512)
-    target = np.clip(rng.lognormal(2.8, 1.1, 20000).astype(int) + 2, 2, 256)
-    planned = [
-        Planned(i, Mode(("body",), "docstring"), None, int(s), int(t))
-        for i, (s, t) in enumerate(zip(source, target, strict=True))
-    ]
+    n = 20000
+    source = np.clip(rng.lognormal(3.5, 1.0, n).astype(int) + 4, 4, 512).astype(np.int32)
+    target = np.clip(rng.lognormal(2.8, 1.1, n).astype(int) + 2, 2, 256).astype(np.int32)
     examples = ExampleData.__new__(ExampleData)
     examples.batching = BatchSettings(max_tokens=8192)
-    examples._plans = {0: (planned, examples._batch(planned, np.random.default_rng(1)))}
-    assert sorted(i for b in examples._plans[0][1] for i in b) == list(range(20000))
+    order, bounds = examples._batch(source, target, np.random.default_rng(1))
+    assert sorted(order.tolist()) == list(range(n))
+    plan = EpochPlan(
+        np.arange(n, dtype=np.int32), np.zeros(n, np.int16), np.zeros(n, np.int8), source,
+        target, np.zeros(n, bool), order, bounds, (Mode(("body",), "docstring"),),
+    )  # fmt: skip
+    examples._plans = {0: plan}
+    real, padded = plan.batch_costs()
+    assert ((padded <= 8192) | (np.diff(bounds) == 1)).all()
     assert examples.padding_waste(0) < 0.10
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        ExampleSettings(),
+        ExampleSettings(name_words=True, context=False, max_source_tokens=48),
+        ExampleSettings(neighbors=2, neighbor_tokens=8, max_source_tokens=64, summary_fraction=0.5),
+    ],
+)
+def test_planned_lengths_over_arrays_are_those_of_the_definitions(cache, small_tokenizer, settings):
+    """Each example's planned lengths, computed for many at once, are what the one-example
+    definitions (`source_budgets`, `neighbor_length`, `span_counts`) give."""
+    from codemt.examples import (
+        CONTEXT_FEATURES,
+        TOKEN_FIELDS,
+        control_ids,
+        neighbor_length,
+        source_budgets,
+        span_counts,
+    )
+
+    vocab = Vocabulary.from_tokenizer(small_tokenizer)
+    for stage in ("multimode", "pretrain"):
+        data = ExampleData(cache, vocab, stage, settings, BatchSettings())
+        plan = data.plan(0)
+        assert len(plan) and plan.method.dtype == np.int32
+        for item in plan.examples():
+            lengths = dict(zip(TOKEN_FIELDS, cache.lengths[item.method].tolist(), strict=True))
+            context = [f for f in CONTEXT_FEATURES if lengths[f]] if settings.context else []
+            if item.mode is None:
+                names = [f for f in ("signature", "docstring", "body") if lengths[f]] + context
+                share = settings.noise_density * (1 + 1 / settings.mean_noise_span)
+                room = min(
+                    settings.max_source_tokens - 1, int((settings.max_target_tokens - 2) / share)
+                )
+                budgets = source_budgets({f: lengths[f] for f in names}, room - len(names))
+                expected = span_counts(len(names) + sum(budgets.values()), settings)
+            else:
+                if settings.names_follow_signature(item.mode):
+                    lengths["signature"] += lengths["names"]
+                sources = [*item.mode.sources, *context]
+                fixed = len(control_ids(item.mode, item.style, vocab)) + len(sources) + 1
+                budgets = source_budgets(
+                    {f: lengths[f] for f in sources}, settings.max_source_tokens - fixed
+                )
+                source = fixed + sum(budgets.values())
+                for other in data.neighbors_of(item.method, item.mode.target) * item.neighbors:
+                    other_lengths = dict(
+                        zip(TOKEN_FIELDS, cache.lengths[other].tolist(), strict=True)
+                    )
+                    source += neighbor_length(other_lengths, item.mode.target, settings)
+                field = "summary" if item.style == "summary" else item.mode.target
+                expected = (source, min(lengths[field], settings.max_target_tokens - 1) + 1)
+            assert (item.source_len, item.target_len) == expected
+        if settings.neighbors and stage == "multimode":
+            assert plan.neighbors.any()
+
+
+def test_a_plan_holds_about_twenty_bytes_an_example(cache, small_tokenizer):
+    data = ExampleData(
+        cache, Vocabulary.from_tokenizer(small_tokenizer), "multimode", ExampleSettings(),
+        BatchSettings(),
+    )  # fmt: skip
+    plan = data.plan(0)
+    columns = [plan.method, plan.mode, plan.style, plan.source_len, plan.target_len,
+               plan.neighbors, plan.order]  # fmt: skip
+    assert sum(c.nbytes for c in columns) / len(plan) <= 20
 
 
 def test_a_cut_split_is_spread_over_all_of_it():

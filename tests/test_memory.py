@@ -255,10 +255,10 @@ def test_training_examples_with_neighbors_fit_their_planned_length(small_corpus,
     vocab = Vocabulary.from_tokenizer(small_tokenizer)
     settings = ExampleSettings(max_source_tokens=64, max_target_tokens=32, neighbors=2)
     data = ExampleData(cache, vocab, "multimode", settings, BatchSettings(max_tokens=2048))
-    planned, _ = data.plan(0)
+    planned = list(data.plan(0).examples())
     with_neighbors = [p for p in planned if p.neighbors]
     # Of the examples whose method has neighbours for the target, `neighbor_share` (0.7).
-    could = [p for p in planned if data._neighbor_list(p.method, p.mode)]
+    could = [p for p in planned if data.neighbors_of(p.method, p.mode.target)]
     assert 0.55 * len(could) < len(with_neighbors) < 0.85 * len(could)
     for item in with_neighbors[:200]:
         source, target = data.build(item, 0)
@@ -267,13 +267,13 @@ def test_training_examples_with_neighbors_fit_their_planned_length(small_corpus,
     # The neighbours are kept beside the cache and the plan is the same the next time.
     assert list(cache.folder.glob("neighbors-*.npz"))
     again = ExampleData(cache, vocab, "multimode", settings, BatchSettings(max_tokens=2048))
-    assert again.plan(0)[0] == planned
+    assert list(again.plan(0).examples()) == planned
     # Without neighbours, the plans are those of before (no extra random draw).
     plain = ExampleData(
         cache, vocab, "multimode", ExampleSettings(max_source_tokens=64, max_target_tokens=32),
         BatchSettings(max_tokens=2048),
     )  # fmt: skip
-    assert not any(p.neighbors for p in plain.plan(0)[0])
+    assert not plain.plan(0).neighbors.any()
 
 
 def tiny_jsonl(path: Path) -> Path:

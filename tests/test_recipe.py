@@ -251,8 +251,12 @@ def _examples(run, recipe, stage: str = "multimode") -> list:
         recipe.examples,
         recipe.batching,
     )
-    planned, batches = data.plan(0)
-    return [data.build(planned[i], 0) for batch in batches for i in batch]
+    plan = data.plan(0)
+    return [
+        data.build(plan.example(i), 0)
+        for batch in range(plan.num_batches)
+        for i in plan.batch(batch).tolist()
+    ]
 
 
 @pytest.mark.parametrize("native", [True, False])
