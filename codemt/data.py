@@ -184,6 +184,7 @@ class ExampleData:
         """The epoch's examples and batches, kept for the current epoch."""
         if epoch in self._plans:
             return self._plans[epoch]
+        self._plans = {}  # the previous epoch's plan goes first: one is held at a time
         rng = np.random.default_rng(
             [self.batching.seed, self.examples.seed, epoch, STAGES.index(self.stage)]
         )
@@ -208,7 +209,7 @@ class ExampleData:
             bounds,
             tuple(self._modes),
         )
-        self._plans = {epoch: plan}  # keep only the current epoch
+        self._plans = {epoch: plan}
         return plan
 
     def _draw_translations(

@@ -505,35 +505,72 @@ def split_neighbors(
     Docstring targets are searched by signature and body, for the methods of the docstring
     task; body targets by signature and docstring, for documented methods (the others
     have no docstring to write a body from).
+
+    The split is read twice, streamed: its repository names first, to know how many
+    methods each holds, then its records, a repository's documented methods held only
+    until its last method has gone by (the shards keep a repository's methods together,
+    so that is about one repository at a time, whatever the size of the corpus).
     """
     from tqdm.auto import tqdm
 
-    columns = ["repo", "path", "name", "signature", "docstring", "body", "docstring_task"]
-    records = [
-        r
-        for batch in corpus.iter_batches(corpus_dir, split, columns, batch_size=4096)
-        for r in batch.to_pylist()
-    ]
-    if rows is not None:
-        records = [records[i] for i in rows.tolist()]
-    found = {t: np.full((len(records), k), -1, dtype=np.int32) for t in ("docstring", "body")}
-    by_repo: dict[str, list[int]] = {}
-    for i, record in enumerate(records):
-        by_repo.setdefault(record["repo"], []).append(i)
-    for members in tqdm(
-        by_repo.values(), desc=f"neighbours ({split})", unit="repo", disable=not progress
-    ):
-        documented = [i for i in members if prose_summary(records[i]["docstring"] or "")]
-        if len(documented) < 2:
-            continue
-        memory = Memory([neighbor_of(records[i]) for i in documented])
-        for i in documented:
-            record = records[i]
-            targets = ("docstring", "body") if record["docstring_task"] else ("body",)
-            for target in targets:
-                chosen = [documented[j] for j in memory.search(record, k, target=target)]
-                found[target][i, : len(chosen)] = chosen
+    repo_of, repos = _repository_codes(corpus_dir, split)
+    # Each row of the split: its place in the cache (-1: not in it).
+    place = np.full(len(repo_of), -1, dtype=np.int64)
+    chosen = np.arange(len(repo_of)) if rows is None else rows
+    place[chosen] = np.arange(len(chosen))
+    left = np.bincount(repo_of[chosen], minlength=len(repos))
+    found = {t: np.full((len(chosen), k), -1, dtype=np.int32) for t in ("docstring", "body")}
+    open_repos: dict[int, list[tuple[int, dict]]] = {}
+    bar = tqdm(
+        total=int((left > 0).sum()),
+        desc=f"neighbours ({split})",
+        unit="repo",
+        disable=not progress,
+    )
+    columns = ["path", "name", "signature", "docstring", "body", "docstring_task"]
+    row = 0
+    for batch in corpus.iter_batches(corpus_dir, split, columns, batch_size=4096):
+        for record in batch.to_pylist():
+            i, repo = int(place[row]), int(repo_of[row])
+            row += 1
+            if i < 0:
+                continue
+            if prose_summary(record["docstring"] or ""):
+                open_repos.setdefault(repo, []).append((i, record))
+            left[repo] -= 1
+            if left[repo] == 0:
+                _search_repository(open_repos.pop(repo, []), k, found)
+                bar.update(1)
+    bar.close()
     return found
+
+
+def _repository_codes(corpus_dir: Path, split: str) -> tuple[np.ndarray, list[str]]:
+    """Each row's repository as a number, and the repositories' names."""
+    codes, names, index = [], [], {}
+    for batch in corpus.iter_batches(corpus_dir, split, ["repo"], batch_size=65536):
+        encoded = batch.column(0).dictionary_encode()
+        lookup = []
+        for name in encoded.dictionary.to_pylist():
+            lookup.append(index.setdefault(name, len(index)))
+            if len(index) > len(names):
+                names.append(name)
+        codes.append(np.asarray(lookup, dtype=np.int64)[encoded.indices.to_numpy()])
+    return (np.concatenate(codes) if codes else np.zeros(0, np.int64)), names
+
+
+def _search_repository(
+    documented: list[tuple[int, dict]], k: int, found: dict[str, np.ndarray]
+) -> None:
+    """Fill in the neighbours of a repository's documented methods, among themselves."""
+    if len(documented) < 2:
+        return
+    memory = Memory([neighbor_of(record) for _, record in documented])
+    for i, record in documented:
+        targets = ("docstring", "body") if record["docstring_task"] else ("body",)
+        for target in targets:
+            picked = [documented[j][0] for j in memory.search(record, k, target=target)]
+            found[target][i, : len(picked)] = picked
 
 
 # ------------------------------------------------------------------ the command line

@@ -42,7 +42,7 @@ STYLE_CODES = ("", "summary", "google", "numpy", "rest", "other")
 CACHE_FORMAT = 5  # 4: `key.npy`; 5: keys from `exact_key`
 
 
-NEIGHBORS_FORMAT = 1  # of the `neighbors-*.npz` files beside a cache
+NEIGHBORS_FORMAT = 2  # of the `neighbors-*.npz` files beside a cache; 2: prose summaries only
 
 
 TOKENS_FILE = "tokens.int32"  # every id of every field, back to back, raw little-endian int32
@@ -86,6 +86,21 @@ def _running(pid: int) -> bool:
     return True
 
 
+class FieldLengths:
+    """`lengths[rows]` (methods x fields) or `lengths[rows, fields]`: the number of tokens
+    of each field of each method, computed from the offsets when asked for."""
+
+    def __init__(self, offsets: np.ndarray):
+        self._offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows, fields = key if isinstance(key, tuple) else (key, slice(None))
+        return np.diff(np.asarray(self._offsets[rows]), axis=-1)[..., fields]
+
+
 class TokenCache:
     """Token ids of every method's features in one corpus split, memory-mapped from disk.
 
@@ -103,8 +118,10 @@ class TokenCache:
             if tokens_path.stat().st_size
             else np.zeros(0, np.int32)
         )
-        self.offsets = np.load(self.folder / "offsets.npy")  # (methods, fields + 1)
-        self.lengths = np.diff(self.offsets, axis=1)  # (methods, fields)
+        # (methods, fields + 1), mapped too: at tens of millions of methods, 72 bytes a
+        # method is more than a training process should hold for what it reads rarely.
+        self.offsets = np.load(self.folder / "offsets.npy", mmap_mode="r").view(np.ndarray)
+        self.lengths = FieldLengths(self.offsets)
         self.style = np.load(self.folder / "style.npy")  # index into STYLE_CODES
         self.docstring_task = np.load(self.folder / "docstring_task.npy")
         self.key = np.load(self.folder / "key.npy")  # `method_keys`
@@ -116,11 +133,13 @@ class TokenCache:
     def ids(self, method: int, name: str) -> np.ndarray:
         """The token ids of one field of one method."""
         f = TOKEN_FIELDS.index(name)
-        return self.tokens[self.offsets[method, f] : self.offsets[method, f + 1]]
+        start, end = self.offsets[method, f : f + 2].tolist()
+        return self.tokens[start:end]
 
     def fields(self, method: int) -> dict[str, np.ndarray]:
         """All token fields of one method."""
-        return {name: self.ids(method, name) for name in TOKEN_FIELDS}
+        bounds = self.offsets[method].tolist()
+        return {name: self.tokens[bounds[f] : bounds[f + 1]] for f, name in enumerate(TOKEN_FIELDS)}
 
     def rows(self) -> np.ndarray | None:
         """The split's rows this cache holds (None: all of them, in order)."""
