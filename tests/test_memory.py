@@ -242,6 +242,64 @@ def test_split_neighbors_come_from_the_same_repository_and_never_the_method(smal
     assert some > 50
 
 
+def test_split_neighbors_streamed_equal_a_search_over_every_repository_held_whole(
+    small_corpus, tmp_path
+):
+    """The streamed search (a repository's methods held until its last one went by) finds
+    what searching each repository with all its records in memory finds, with the split's
+    rows cut to a spread subset too, and when a repository's methods are not together in
+    the shards (its rows split around another repository's)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from codemt.corpus import iter_records, shard_paths
+    from codemt.memory import Memory, neighbor_of, prose_summary
+
+    def held_whole(corpus, rows=None):
+        records = list(iter_records(corpus, "train"))
+        if rows is not None:
+            records = [records[i] for i in rows.tolist()]
+        found = {t: np.full((len(records), 3), -1, np.int32) for t in ("docstring", "body")}
+        repos = {}
+        for i, record in enumerate(records):
+            repos.setdefault(record["repo"], []).append(i)
+        for members in repos.values():
+            documented = [i for i in members if prose_summary(records[i]["docstring"] or "")]
+            if len(documented) < 2:
+                continue
+            memory = Memory([neighbor_of(records[i]) for i in documented])
+            for i in documented:
+                targets = ("docstring", "body") if records[i]["docstring_task"] else ("body",)
+                for target in targets:
+                    picked = [documented[j] for j in memory.search(records[i], 3, target=target)]
+                    found[target][i, : len(picked)] = picked
+        return found
+
+    # A copy whose first repository's rows are cut in two around the others'.
+    mixed = tmp_path / "mixed"
+    shutil.copytree(small_corpus, mixed)
+    paths = shard_paths(mixed, "train")
+    table = pa.concat_tables(pq.read_table(p) for p in paths)
+    first = table.column("repo")[0].as_py()
+    mine = np.flatnonzero(np.asarray(table.column("repo").to_pylist()) == first)
+    others = np.setdiff1d(np.arange(table.num_rows), mine)
+    half = len(mine) // 2
+    table = table.take(np.concatenate([mine[:half], others, mine[half:]]))
+    for p in paths:
+        p.unlink()
+    pq.write_table(table, paths[0])
+
+    rows = np.unique(np.linspace(0, table.num_rows - 1, table.num_rows // 2).astype(np.int64))
+    for corpus, chosen in ((small_corpus, None), (small_corpus, rows), (mixed, None)):
+        streamed = split_neighbors(corpus, "train", 3, chosen)
+        expected = held_whole(corpus, chosen)
+        for target in ("docstring", "body"):
+            assert np.array_equal(streamed[target], expected[target])
+        assert (streamed["body"] >= 0).sum() > 50
+
+
 def test_training_examples_with_neighbors_fit_their_planned_length(small_corpus, small_tokenizer,
                                                                    tmp_path):  # fmt: skip
     from codemt.corpus import Corpus
