@@ -513,6 +513,8 @@ def split_neighbors(
     """
     from tqdm.auto import tqdm
 
+    if rows is not None and len(rows) > 1 and not (np.diff(rows) > 0).all():
+        raise ValueError("split_neighbors: rows must be increasing, each row once")
     repo_of, repos = _repository_codes(corpus_dir, split)
     # Each row of the split: its place in the cache (-1: not in it).
     place = np.full(len(repo_of), -1, dtype=np.int64)

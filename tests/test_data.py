@@ -336,6 +336,55 @@ def test_length_bucketing_keeps_padding_under_ten_percent():
     assert examples.padding_waste(0) < 0.10
 
 
+def reference_batches(source, target, batching, rng) -> list[list[int]]:
+    """Batching as it was written over lists of examples, before plans became columns:
+    the order of examples and batches a run started then resumes on."""
+    planned = list(zip(source.tolist(), target.tolist(), strict=True))
+    order = rng.permutation(len(planned))
+    s_all, t_all = np.asarray(source, np.int64), np.asarray(target, np.int64)
+    mean_cost = float((s_all + t_all).mean())
+    pool = max(int(batching.pool_batches * batching.max_tokens / mean_cost), 1)
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        source_bin = np.floor(np.log(s_all[chunk]) / np.log(1.1)).astype(np.int64)
+        snake = np.where(source_bin % 2 == 0, t_all[chunk], -t_all[chunk])
+        chunk = chunk[np.lexsort((s_all[chunk], snake, source_bin))]
+        current, longest_s, longest_t, real = [], 0, 0, 0
+        for index in chunk.tolist():
+            s, t = max(longest_s, planned[index][0]), max(longest_t, planned[index][1])
+            padded = (len(current) + 1) * (s + t)
+            new_real = real + planned[index][0] + planned[index][1]
+            if current and (
+                padded > batching.max_tokens or new_real < (1 - batching.max_padding) * padded
+            ):
+                batches.append(current)
+                current, s, t, new_real = (
+                    [],
+                    planned[index][0],
+                    planned[index][1],
+                    sum(planned[index]),
+                )
+            current.append(index)
+            longest_s, longest_t, real = s, t, new_real
+        if current:
+            batches.append(current)
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+@pytest.mark.parametrize("batching", [BatchSettings(max_tokens=512, pool_batches=3),
+                                      BatchSettings(max_tokens=4096, max_padding=0.3)])  # fmt: skip
+def test_batches_are_cut_and_shuffled_as_before_plans_were_columns(batching):
+    rng = np.random.default_rng(5)
+    source = rng.integers(3, 200, 3000).astype(np.int32)
+    target = rng.integers(2, 90, 3000).astype(np.int32)
+    data = ExampleData.__new__(ExampleData)
+    data.batching = batching
+    order, bounds = data._batch(source, target, np.random.default_rng(9))
+    got = [order[bounds[j] : bounds[j + 1]].tolist() for j in range(len(bounds) - 1)]
+    assert got == reference_batches(source, target, batching, np.random.default_rng(9))
+
+
 @pytest.mark.parametrize(
     "settings",
     [

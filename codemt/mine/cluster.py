@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 from codemt.mine.settings import MineSettings
 from codemt.mine.staging import MiningStopped, Stage, WorkerLost, progress_bar, stage_source
@@ -38,6 +40,7 @@ MAX_RETRIES = 3
 # Sources handed to the cluster at once, per CPU of it: enough to keep every worker busy,
 # few enough that waiting on them stays cheap with hundreds of thousands of sources.
 TASKS_PER_CPU = 2
+MIN_IN_FLIGHT = 8  # also while a cluster that scales with demand has no worker yet
 # The object store of a local instance: tasks return a few warnings, not records.
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2
 
@@ -94,15 +97,21 @@ def _connect(ray, settings: MineSettings) -> bool:
 
 def _run_tasks(ray, pending: list[tuple[int, str]], stage: Stage, settings: MineSettings) -> None:
     run = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(stage_source)
-    in_flight = max(1, int(ray.cluster_resources().get("CPU", 1)) * TASKS_PER_CPU)
+    # The workers read paths where they run: the cache folder and local sources as
+    # absolute paths (the stage's root is one already); a source keeps its spec as its name.
+    settings = replace(settings, cache_dir=Path(settings.cache_dir).absolute())
     waiting: dict = {}
     queue = list(reversed(pending))
     bar = progress_bar(settings, desc="mining", unit="source", total=len(pending))
     try:
         while queue or waiting:
+            # Asked again as it goes: an autoscaling cluster grows with the work it is given.
+            in_flight = max(
+                MIN_IN_FLIGHT, int(ray.cluster_resources().get("CPU", 0)) * TASKS_PER_CPU
+            )
             while queue and len(waiting) < in_flight:
                 index, spec = queue.pop()
-                waiting[run.remote(index, spec, stage, settings)] = spec
+                waiting[run.remote(index, spec, stage, settings, where=_absolute(spec))] = spec
             (ref,), _ = ray.wait(list(waiting), num_returns=1)
             spec = waiting.pop(ref)
             for warning in _result(ray, ref, spec, stage):
@@ -125,9 +134,31 @@ def _result(ray, ref, spec: str, stage: Stage) -> list[str]:
             f"{type(cause).__name__}: {cause}; the sources mined until then are kept in "
             f"{stage.root}: rerun the same command to resume"
         ) from None
-    except ray.exceptions.RayError as exc:  # its worker or node died more than MAX_RETRIES times
+    except (
+        ray.exceptions.WorkerCrashedError,
+        ray.exceptions.NodeDiedError,
+        ray.exceptions.OutOfMemoryError,
+    ) as exc:  # its worker or node died, more often than tasks are run again
         raise WorkerLost(
-            f"the Ray workers mining {reading.printable(spec)} died {MAX_RETRIES + 1} times "
-            f"({type(exc).__name__}); the sources mined until then are kept in "
-            f"{stage.root}: rerun the same command to resume"
+            f"the Ray workers mining {reading.printable(spec)} died ({type(exc).__name__}); "
+            f"the sources mined until then are kept in {stage.root}: rerun the same "
+            f"command to resume"
         ) from None
+    except ray.exceptions.RayError as exc:  # the cluster's own trouble
+        raise MiningStopped(
+            f"Ray could not mine {reading.printable(spec)}: {type(exc).__name__}: {exc}; the "
+            f"sources mined until then are kept in {stage.root}: rerun the same command to "
+            f"resume"
+        ) from None
+
+
+def _absolute(spec: str) -> str | None:
+    """A relative local path made absolute, for a worker that runs elsewhere; None for
+    anything else (a URL, python:stdlib, an absolute path)."""
+    if "://" in spec or spec.startswith("python:") or Path(spec).is_absolute():
+        return None
+    local = Path(spec).expanduser()
+    try:
+        return str(local.absolute()) if local.exists() else None
+    except OSError:  # a name that cannot be a path
+        return None

@@ -120,13 +120,13 @@ def _resolve(spec: str, cache_dir: Path, limits: Limits) -> Iterator[Resolved]:
         yield git_repository(spec, text, cache_dir, limits)
         return
     path = Path(text).expanduser()
-    if path.is_dir():
+    if _is_dir(path):
         if is_bare_repository(path):
             yield git_repository(spec, path.resolve().as_uri(), cache_dir, limits)
         else:
             root = path.resolve()
             yield directory_repository(local_directory_name(root), spec, root, limits)
-    elif path.is_file():
+    elif _is_file(path):
         yield from _file(spec, path, cache_dir, limits)
     elif text.endswith(".git"):
         yield git_repository(spec, text, cache_dir, limits)
@@ -229,6 +229,14 @@ def _is_file(path: Path) -> bool:
     line of a text file read as a list of sources)."""
     try:
         return path.is_file()
+    except OSError:
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    """`path.is_dir()`, False for what cannot name a folder at all."""
+    try:
+        return path.is_dir()
     except OSError:
         return False
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import queue
 import shutil
 import sys
 import threading
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -39,6 +41,7 @@ STAGED_SCHEMA = SCHEMA.append(pa.field("exact_key", pa.int64())).append(
     pa.field("band_keys", pa.list_(pa.int64()))
 )
 FILES_PER_TASK = 16
+TASKS_AHEAD_PER_WORKER = 4
 JSONL_ROWS_PER_TASK = 512
 
 
@@ -127,7 +130,8 @@ class Stage:
     """Where staged records and done-markers of one output directory live."""
 
     def __init__(self, out: Path, settings: MineSettings):
-        self.root = out / ".work"
+        # Absolute: a cluster's workers run elsewhere than where the path was given.
+        self.root = Path(out).absolute() / ".work"
         fingerprint = settings.fingerprint()
         marker = self.root / "fingerprint"
         if marker.is_file() and marker.read_text().strip() != fingerprint:
@@ -164,8 +168,11 @@ class Stage:
             "failures": [asdict(f) for f in failures],
             "skipped": tally.skipped,
         }
-        records_tmp = self.records_path(spec).with_suffix(".tmp")
-        done_tmp = self.done_path(spec).with_suffix(".tmp")
+        # Names of this writer's own: a task run again while the first run of it still
+        # writes (a node thought dead) must not write into the other's file.
+        own = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        records_tmp = self.records_path(spec).with_suffix(own)
+        done_tmp = self.done_path(spec).with_suffix(own)
         try:
             pq.write_table(table, records_tmp, compression="zstd")
             records_tmp.replace(self.records_path(spec))
@@ -180,8 +187,11 @@ class Stage:
         return json.loads(self.done_path(spec).read_text())
 
     def pending(self, specs: Sequence[str]) -> list[tuple[int, str]]:
-        """The (index, spec) of the sources not staged yet."""
-        return [(i, spec) for i, spec in enumerate(specs) if not self.is_done(spec)]
+        """The (index, spec) of the sources not staged yet, each spec once."""
+        first = {spec: i for i, spec in reversed(list(enumerate(specs)))}
+        return [
+            (i, spec) for i, spec in enumerate(specs) if first[spec] == i and not self.is_done(spec)
+        ]
 
 
 def progress_bar(settings: MineSettings, **kwargs):
@@ -247,14 +257,18 @@ def stage_sources(specs: list[str], stage: Stage, settings: MineSettings) -> Non
         bar.close()
 
 
-def stage_source(index: int, spec: str, stage: Stage, settings: MineSettings) -> list[str]:
-    """Mine one source whole in this process and stage it: what a cluster's worker runs.
-    Returns the warnings to print (sources that failed, parts left out)."""
+def stage_source(
+    index: int, spec: str, stage: Stage, settings: MineSettings, *, where: str | None = None
+) -> list[str]:
+    """Mine one source whole in this process and stage it under its `spec`: what a
+    cluster's worker runs. `where` is the spec to read, when not `spec` itself (a relative
+    path made absolute). Returns the warnings to print (sources that failed, parts left
+    out)."""
     records: list[dict] = []
     tally = Tally()
     failures: list[SourceFailure] = []
     warnings: list[str] = []
-    for task in _tasks_for_source(index, spec, settings):
+    for task in _tasks_for_source(index, where or spec, settings):
         _, found, task_tally = _run_task((task, settings))
         records.extend(found)
         tally.add(task_tally)
@@ -281,10 +295,16 @@ def _in_worker_processes(
     """
     sent: queue.Queue = queue.Queue()
     stop = threading.Event()
+    # Tasks handed out and not yet read back: enough to keep every worker busy, few enough
+    # that the sources are resolved (cloned) as they are needed, not all at once.
+    room = threading.Semaphore(TASKS_AHEAD_PER_WORKER * workers)
 
     def feed(pool: ProcessPoolExecutor) -> None:
         try:
             for item in tasks:
+                while not room.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
                 if stop.is_set():
                     return
                 sent.put((item[0], pool.submit(_run_task, item)))
@@ -300,7 +320,9 @@ def _in_worker_processes(
             if isinstance(item, BaseException):
                 raise item
             task, future = item
-            yield task, future.result()
+            result = future.result()
+            room.release()
+            yield task, result
     finally:
         stop.set()  # the feeder ends at its next task (not joined: it may be cloning)
         pool.shutdown(cancel_futures=True)

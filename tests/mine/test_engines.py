@@ -23,7 +23,14 @@ from codemt.corpus import SPLITS, shard_paths
 from codemt.mine import shards
 from codemt.mine.pipeline import mine
 from codemt.mine.settings import MineSettings
-from codemt.mine.staging import Stage, stage_source, stage_sources
+from codemt.mine.staging import (
+    TASKS_AHEAD_PER_WORKER,
+    Stage,
+    _in_worker_processes,
+    _Task,
+    stage_source,
+    stage_sources,
+)
 
 
 def make_sources(root: Path, repos: int, files: int) -> list[str]:
@@ -112,6 +119,25 @@ class Killer(threading.Thread):
         self.join()
 
 
+def within(seconds: float, function, *args):
+    """What `function(*args)` returns or raises, or a failed test if it has not ended
+    within `seconds` (a run that hangs must fail, not hang the test run)."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(function(*args))
+        except BaseException as exc:  # noqa: BLE001 (handed back to the test)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"still running after {seconds} s: a hang")
+    return outcome[0]
+
+
 needs_proc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 
@@ -127,12 +153,13 @@ def test_a_local_worker_killed_stops_the_run_and_a_rerun_resumes_it(tmp_path, ca
     killer = Killer("spawn_main", ready=staged, parent=os.getpid())
     killer.start()
     try:
-        with pytest.raises(SystemExit) as stopped:
-            main(["mine", *specs, "--out", str(out), "--workers", "2", "--quiet"])
+        stopped = within(
+            120, main, ["mine", *specs, "--out", str(out), "--workers", "2", "--quiet"]
+        )
     finally:
         killer.stop()
-    assert killer.killed
-    message = str(stopped.value)
+    assert killer.killed and isinstance(stopped, SystemExit)
+    message = str(stopped)
     assert "worker process died" in message and "rerun the same command" in message
     assert str(out / ".work") in message
 
@@ -141,6 +168,25 @@ def test_a_local_worker_killed_stops_the_run_and_a_rerun_resumes_it(tmp_path, ca
     assert any(source["resumed"] for source in manifest["sources"])
     assert comparable(manifest) == comparable(reference)
     assert corpus_rows(out) == corpus_rows(tmp_path / "reference")
+
+
+def test_the_local_engine_resolves_sources_as_workers_need_them(tmp_path):
+    """Tasks are handed to the workers a few at a time: the next sources are resolved
+    (cloned, extracted) while the workers mine, not all of them at the start."""
+    handed = []
+    settings_ = settings(tmp_path, workers=2)
+
+    def tasks():
+        for i in range(500):
+            handed.append(i)
+            yield _Task(source=0, tasks_in_source=500), settings_
+
+    results = _in_worker_processes(tasks(), workers=2)
+    next(results)
+    time.sleep(1.0)
+    # The room of the one result read back, and one task drawn that waits for room.
+    assert len(handed) <= TASKS_AHEAD_PER_WORKER * 2 + 2
+    assert sum(1 for _ in results) == 499  # and the rest follow
 
 
 # --- a full disk ---------------------------------------------------------------------------------
@@ -242,7 +288,9 @@ def test_a_ray_worker_killed_mid_source_runs_its_task_again(tmp_path, ray_instal
     killer = Killer("ray::stage_source")
     killer.start()
     try:
-        code = main(["mine", *specs, "--out", str(tmp_path / "ray"), "--engine", "ray"])
+        code = within(
+            120, main, ["mine", *specs, "--out", str(tmp_path / "ray"), "--engine", "ray"]
+        )
     finally:
         killer.stop()
     assert code == 0 and killer.killed
@@ -265,3 +313,23 @@ def test_a_source_staged_whole_in_one_process_equals_its_staging_in_tasks(tmp_pa
     for spec in specs:
         assert whole.status(spec) == local.status(spec)
         assert pq.read_table(whole.records_path(spec)) == pq.read_table(local.records_path(spec))
+
+
+def test_a_source_failing_on_a_ray_worker_stops_the_run_naming_it(tmp_path, ray_installed):
+    """What a worker cannot do (here: write the staged file, whose place is taken by a
+    folder) ends the run with the source named and the rest kept for a rerun."""
+    specs = make_sources(tmp_path / "src", repos=2, files=2)
+    out = tmp_path / "out"
+    stage = Stage(out, settings(tmp_path))
+    stage.records_path(specs[1]).mkdir(parents=True)
+    command = ["mine", *specs, "--out", str(out), "--engine", "ray", "--quiet", "--workers", "2"]
+    stopped = within(120, main, [*command, "--cache-dir", str(tmp_path / "cache")])
+    assert isinstance(stopped, SystemExit)
+    message = str(stopped)
+    assert f"mining {specs[1]} failed on a Ray worker" in message
+    assert "rerun the same command to resume" in message
+    assert not stage.is_done(specs[1])
+    stage.records_path(specs[1]).rmdir()  # the obstacle gone, the rerun finishes
+    assert within(120, main, [*command, "--cache-dir", str(tmp_path / "cache")]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["source"] for s in manifest["sources"]] == specs

@@ -367,3 +367,4 @@ def test_a_list_line_that_cannot_name_a_file_is_a_failed_source(tmp_path: Path) 
     assert specs[0] == str(tmp_path / "one") and len(specs) == 3
     items = [item for spec in specs for item in resolve(spec, tmp_path / "cache")]
     assert [type(item) for item in items] == [Repository, SourceFailure, SourceFailure]
+    assert [item.reason for item in items[1:]] == ["not_found", "not_found"]
