@@ -26,8 +26,10 @@ into `--cache-dir` (which may be a local folder).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,6 +43,7 @@ MAX_RETRIES = 3
 # few enough that waiting on them stays cheap with hundreds of thousands of sources.
 TASKS_PER_CPU = 2
 MIN_IN_FLIGHT = 8  # also while a cluster that scales with demand has no worker yet
+RESOURCES_EVERY_S = 10.0  # how often the cluster's size is asked again
 # The object store of a local instance: tasks return a few warnings, not records.
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2
 
@@ -103,12 +106,13 @@ def _run_tasks(ray, pending: list[tuple[int, str]], stage: Stage, settings: Mine
     waiting: dict = {}
     queue = list(reversed(pending))
     bar = progress_bar(settings, desc="mining", unit="source", total=len(pending))
+    in_flight, asked = MIN_IN_FLIGHT, -math.inf
     try:
         while queue or waiting:
             # Asked again as it goes: an autoscaling cluster grows with the work it is given.
-            in_flight = max(
-                MIN_IN_FLIGHT, int(ray.cluster_resources().get("CPU", 0)) * TASKS_PER_CPU
-            )
+            if time.monotonic() - asked > RESOURCES_EVERY_S:
+                cpus = int(ray.cluster_resources().get("CPU", 0))
+                in_flight, asked = max(MIN_IN_FLIGHT, cpus * TASKS_PER_CPU), time.monotonic()
             while queue and len(waiting) < in_flight:
                 index, spec = queue.pop()
                 waiting[run.remote(index, spec, stage, settings, where=_absolute(spec))] = spec
@@ -131,8 +135,7 @@ def _result(ray, ref, spec: str, stage: Stage) -> list[str]:
         cause = exc.cause if exc.cause is not None else exc
         raise MiningStopped(
             f"mining {reading.printable(spec)} failed on a Ray worker: "
-            f"{type(cause).__name__}: {cause}; the sources mined until then are kept in "
-            f"{stage.root}: rerun the same command to resume"
+            f"{type(cause).__name__}: {cause}; {stage.resume_note()}"
         ) from None
     except (
         ray.exceptions.WorkerCrashedError,
@@ -141,14 +144,12 @@ def _result(ray, ref, spec: str, stage: Stage) -> list[str]:
     ) as exc:  # its worker or node died, more often than tasks are run again
         raise WorkerLost(
             f"the Ray workers mining {reading.printable(spec)} died ({type(exc).__name__}); "
-            f"the sources mined until then are kept in {stage.root}: rerun the same "
-            f"command to resume"
+            f"{stage.resume_note()}"
         ) from None
     except ray.exceptions.RayError as exc:  # the cluster's own trouble
         raise MiningStopped(
-            f"Ray could not mine {reading.printable(spec)}: {type(exc).__name__}: {exc}; the "
-            f"sources mined until then are kept in {stage.root}: rerun the same command to "
-            f"resume"
+            f"Ray could not mine {reading.printable(spec)}: {type(exc).__name__}: {exc}; "
+            f"{stage.resume_note()}"
         ) from None
 
 

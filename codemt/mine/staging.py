@@ -186,6 +186,13 @@ class Stage:
     def status(self, spec: str) -> dict:
         return json.loads(self.done_path(spec).read_text())
 
+    def resume_note(self) -> str:
+        """What a stopped run tells of what it keeps."""
+        return (
+            f"the sources mined until then are kept in {self.root}: "
+            "rerun the same command to resume"
+        )
+
     def pending(self, specs: Sequence[str]) -> list[tuple[int, str]]:
         """The (index, spec) of the sources not staged yet, each spec once."""
         first = {spec: i for i, spec in reversed(list(enumerate(specs)))}
@@ -250,8 +257,7 @@ def stage_sources(specs: list[str], stage: Stage, settings: MineSettings) -> Non
         more = " and others" if len(unfinished) > 3 else ""
         raise WorkerLost(
             "a worker process died (killed, or out of memory?) while mining "
-            f"{', '.join(unfinished[:3])}{more}; the sources mined until then are kept in "
-            f"{stage.root}: rerun the same command to resume"
+            f"{', '.join(unfinished[:3])}{more}; {stage.resume_note()}"
         ) from None
     finally:
         bar.close()
