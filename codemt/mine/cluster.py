@@ -28,7 +28,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -66,12 +68,18 @@ def stage_on_ray(specs: list[str], stage: Stage, settings: MineSettings) -> None
     if not pending:
         return
     ray = import_ray()
+    # `ray.init` takes over SIGTERM (and leaves it taken after `ray.shutdown`): a caller's
+    # handlers, a training loop's say, are given back when the Ray instance of this call ends.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     started = _connect(ray, settings)
     try:
         _run_tasks(ray, pending, stage, settings)
     finally:
         if started:
             ray.shutdown()
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
 
 
 def _connect(ray, settings: MineSettings) -> bool:

@@ -276,6 +276,7 @@ def test_the_ray_engine_mines_the_corpus_the_local_engine_mines(tmp_path, ray_in
     on_ray = mine(specs, tmp_path / "ray", settings(tmp_path, engine="ray", **options))
 
     assert comparable(on_ray) == comparable(local)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # Ray's handler gone with it
     assert corpus_rows(tmp_path / "ray") == corpus_rows(tmp_path / "local")
     assert local["dedup"]["exact_duplicates"] == 3 and local["dedup"]["excluded"] == 2
     assert [s["failures"] != [] for s in on_ray["sources"]] == [False] * 4 + [True]
