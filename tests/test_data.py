@@ -409,7 +409,7 @@ def test_planned_lengths_over_arrays_are_those_of_the_definitions(cache, small_t
     for stage in ("multimode", "pretrain"):
         data = ExampleData(cache, vocab, stage, settings, BatchSettings())
         plan = data.plan(0)
-        assert len(plan) and plan.method.dtype == np.int32
+        assert len(plan) and plan.method.dtype == np.int32 and len(cache.lengths) == len(cache)
         for item in plan.examples():
             lengths = dict(zip(TOKEN_FIELDS, cache.lengths[item.method].tolist(), strict=True))
             context = [f for f in CONTEXT_FEATURES if lengths[f]] if settings.context else []
