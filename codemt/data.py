@@ -19,7 +19,6 @@ from codemt.examples import (
     CONTEXT_FEATURES,
     DOCSTRING_STYLES,
     FEATURES,
-    NUM_SENTINELS,
     SOURCE_PRIORITY,
     TOKEN_FIELDS,
     ExampleSettings,
@@ -29,8 +28,10 @@ from codemt.examples import (
     build_span_masking,
     build_translation,
     control_ids,
-    neighbor_budget,
+    neighbor_length,
     pretraining_ids,
+    span_counts,
+    span_room,
     target_style,
 )
 from codemt.token_cache import STYLE_CODES, TokenCache, spread_rows
@@ -326,10 +327,7 @@ class ExampleData:
         for column in range(found.shape[1]):
             present = found[:, column] >= 0
             lengths = self._field_lengths(found[present, column])
-            length = 1 + lengths["summary"] + lengths["names"]
-            if target == "body":
-                length = length + np.where(lengths["body"] > 0, 1 + lengths["body"], 0)
-            total[present] += np.minimum(length, neighbor_budget(target, self.examples))
+            total[present] += neighbor_length(lengths, target, self.examples)
         return total
 
     def _span_lengths(self, method: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -337,28 +335,8 @@ class ExampleData:
         lengths = self._field_lengths(method)
         names = [*FEATURES, *(CONTEXT_FEATURES if self.examples.context else ())]
         count = sum((lengths[f] > 0).astype(np.int64) for f in names)
-        target_share = self.examples.noise_density * (1 + 1 / self.examples.mean_noise_span)
-        room = min(
-            self.examples.max_source_tokens - 1,
-            int((self.examples.max_target_tokens - 2) / target_share),
-        )
-        length = count + _budgeted(lengths, names, room - count)
-        # span_counts, over arrays: np.rint rounds half to even as round() does.
-        noise = np.minimum(
-            np.maximum(np.rint(length * self.examples.noise_density).astype(np.int64), 1),
-            length - 1,
-        )
-        spans = np.minimum.reduce(
-            [
-                np.maximum(np.rint(noise / self.examples.mean_noise_span).astype(np.int64), 1),
-                noise,
-                length - noise,
-                np.full(len(length), NUM_SENTINELS),
-            ]
-        )
-        short = length < 2
-        source = np.where(short, length + 1, length - noise + spans + 1)
-        target = np.where(short, 1, noise + spans + 1)
+        length = count + _budgeted(lengths, names, span_room(self.examples) - count)
+        source, target = span_counts(length, self.examples)
         return source.astype(np.int32), target.astype(np.int32)
 
     def _field_lengths(self, method: np.ndarray) -> dict[str, np.ndarray]:

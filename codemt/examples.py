@@ -321,12 +321,14 @@ def neighbor_budget(target: str, settings: ExampleSettings) -> int:
     return settings.neighbor_tokens * (2 if target == "body" else 1)
 
 
-def neighbor_length(lengths: dict[str, int], target: str, settings: ExampleSettings) -> int:
-    """How many tokens a neighbour with these field lengths takes (`neighbor_ids`)."""
-    length = 1 + lengths["summary"] + lengths["names"]
-    if target == "body" and lengths["body"]:
-        length += 1 + lengths["body"]
-    return min(length, neighbor_budget(target, settings))
+def neighbor_length(lengths: dict, target: str, settings: ExampleSettings) -> np.ndarray:
+    """How many tokens a neighbour with these field lengths takes (`neighbor_ids`); the
+    lengths may be numbers or arrays (one neighbour each), and so is what it returns."""
+    length = 1 + np.asarray(lengths["summary"]) + lengths["names"]
+    if target == "body":
+        body = np.asarray(lengths["body"])
+        length = length + np.where(body > 0, 1 + body, 0)
+    return np.minimum(length, neighbor_budget(target, settings))
 
 
 def neighbor_ids(
@@ -402,8 +404,7 @@ def noise_mask(
     """
     if length < 2:
         return np.zeros(length, dtype=bool)
-    noise = min(max(int(round(length * density)), 1), length - 1)
-    spans = min(max(int(round(noise / mean_span)), 1), noise, length - noise, NUM_SENTINELS)
+    noise, spans = (int(n) for n in noise_spans(length, density, mean_span))
     noise_lengths = _random_segmentation(noise, spans, rng)
     kept_lengths = _random_segmentation(length - noise, spans, rng)
     # Runs alternate kept, noise, kept, noise...: count run boundaries up to each position;
@@ -414,15 +415,28 @@ def noise_mask(
     return np.cumsum(run) % 2 == 1
 
 
-def span_counts(length: int, settings: ExampleSettings) -> tuple[int, int]:
-    """(source length, target length) of a span-masking example, without building it."""
-    if length < 2:
-        return length + 1, 1
-    noise = min(max(int(round(length * settings.noise_density)), 1), length - 1)
-    spans = min(
-        max(int(round(noise / settings.mean_noise_span)), 1), noise, length - noise, NUM_SENTINELS
+def noise_spans(length, density: float, mean_span: float) -> tuple[np.ndarray, np.ndarray]:
+    """How many of `length` tokens (2 or more; a number or an array) are noise, and in
+    how many spans (`noise_mask`). `np.rint` rounds half to even, as `round` does."""
+    length = np.asarray(length, dtype=np.int64)
+    noise = np.minimum(np.maximum(np.rint(length * density).astype(np.int64), 1), length - 1)
+    spans = np.maximum(np.rint(noise / mean_span).astype(np.int64), 1)
+    spans = np.minimum(np.minimum(spans, noise), np.minimum(length - noise, NUM_SENTINELS))
+    return noise, spans
+
+
+def span_counts(length, settings: ExampleSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(source length, target length) of span-masking examples of `length` tokens (a
+    number or an array), without building them."""
+    length = np.asarray(length, dtype=np.int64)
+    noise, spans = noise_spans(
+        np.maximum(length, 2), settings.noise_density, settings.mean_noise_span
     )
-    return length - noise + spans + 1, noise + spans + 1
+    short = length < 2
+    return (
+        np.where(short, length + 1, length - noise + spans + 1),
+        np.where(short, 1, noise + spans + 1),
+    )
 
 
 def build_span_masking(
@@ -449,6 +463,14 @@ def apply_span_mask(
     return source.tolist() + [vocab.eos], target.tolist() + [vocab.eos]
 
 
+def span_room(settings: ExampleSettings) -> int:
+    """The tokens a span-masking sequence may hold (markers included): the masked source
+    (never longer than the sequence, plus </s>) and the target (the noise plus one sentinel
+    a span) must both fit."""
+    target_share = settings.noise_density * (1 + 1 / settings.mean_noise_span)
+    return min(settings.max_source_tokens - 1, int((settings.max_target_tokens - 2) / target_share))
+
+
 def pretraining_ids(
     tokens: dict[str, Sequence[int]], vocab: Vocabulary, settings: ExampleSettings
 ) -> list[int]:
@@ -460,9 +482,7 @@ def pretraining_ids(
     names = [
         f for f in SOURCE_ORDER if len(tokens.get(f, ())) and (settings.context or f in FEATURES)
     ]
-    target_share = settings.noise_density * (1 + 1 / settings.mean_noise_span)
-    room = min(settings.max_source_tokens - 1, int((settings.max_target_tokens - 2) / target_share))
-    budgets = source_budgets({f: len(tokens[f]) for f in names}, room - len(names))
+    budgets = source_budgets({f: len(tokens[f]) for f in names}, span_room(settings) - len(names))
     ids: list[int] = []
     for name in SOURCE_ORDER:
         if budgets.get(name):

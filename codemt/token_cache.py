@@ -91,8 +91,7 @@ def _map_tokens(path: Path) -> np.ndarray:
     """The ids file as a read-only array over a memory map, read at random: training
     takes each batch's methods from anywhere in the file, and the kernel's read-ahead
     (made for reading on) would fetch many pages for each one used; told that reads are
-    random it fetches what is read (at 4M methods, with the file out of the page cache,
-    batches build 9 times as fast). A plain array, not an `np.memmap`: slicing one of
+    random, it fetches what is read. A plain array, not an `np.memmap`: slicing one of
     those costs far more."""
     with open(path, "rb") as file:
         if not os.fstat(file.fileno()).st_size:  # a map cannot be empty

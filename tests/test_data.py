@@ -403,6 +403,7 @@ def test_planned_lengths_over_arrays_are_those_of_the_definitions(cache, small_t
         neighbor_length,
         source_budgets,
         span_counts,
+        span_room,
     )
 
     vocab = Vocabulary.from_tokenizer(small_tokenizer)
@@ -415,12 +416,10 @@ def test_planned_lengths_over_arrays_are_those_of_the_definitions(cache, small_t
             context = [f for f in CONTEXT_FEATURES if lengths[f]] if settings.context else []
             if item.mode is None:
                 names = [f for f in ("signature", "docstring", "body") if lengths[f]] + context
-                share = settings.noise_density * (1 + 1 / settings.mean_noise_span)
-                room = min(
-                    settings.max_source_tokens - 1, int((settings.max_target_tokens - 2) / share)
-                )
+                room = span_room(settings)
                 budgets = source_budgets({f: lengths[f] for f in names}, room - len(names))
-                expected = span_counts(len(names) + sum(budgets.values()), settings)
+                counts = span_counts(len(names) + sum(budgets.values()), settings)
+                expected = tuple(int(n) for n in counts)
             else:
                 if settings.names_follow_signature(item.mode):
                     lengths["signature"] += lengths["names"]
@@ -434,7 +433,7 @@ def test_planned_lengths_over_arrays_are_those_of_the_definitions(cache, small_t
                     other_lengths = dict(
                         zip(TOKEN_FIELDS, cache.lengths[other].tolist(), strict=True)
                     )
-                    source += neighbor_length(other_lengths, item.mode.target, settings)
+                    source += int(neighbor_length(other_lengths, item.mode.target, settings))
                 field = "summary" if item.style == "summary" else item.mode.target
                 expected = (source, min(lengths[field], settings.max_target_tokens - 1) + 1)
             assert (item.source_len, item.target_len) == expected

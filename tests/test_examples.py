@@ -16,6 +16,7 @@ from codemt.examples import (
     feature_texts,
     noise_mask,
     signature_names,
+    span_counts,
     target_style,
 )
 
@@ -267,3 +268,21 @@ def test_examples_command_explains_bad_input(small_corpus, small_tokenizer, tmp_
     with_names = capsys.readouterr().out
     assert main(args) == 0
     assert with_names.count("\n# ") > capsys.readouterr().out.count("\n# ")
+
+
+@pytest.mark.parametrize(
+    "settings", [ExampleSettings(), ExampleSettings(noise_density=0.3, mean_noise_span=1.5)]
+)
+def test_span_counts_are_the_lengths_span_masking_builds(settings):
+    """The planned lengths of span masking, for one length or many at once, are those of
+    the examples built."""
+    lengths = np.arange(0, 400)
+    sources, targets = span_counts(lengths, settings)
+    for length, planned_source, planned_target in zip(lengths, sources, targets, strict=True):
+        rng = np.random.default_rng(int(length))
+        source, target = build_span_masking(list(range(500, 500 + length)), VOCAB, settings, rng)
+        assert (len(source), len(target)) == (planned_source, planned_target)
+        assert tuple(int(n) for n in span_counts(int(length), settings)) == (
+            len(source),
+            len(target),
+        )
