@@ -36,18 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from codemt.mine.settings import MineSettings
-from codemt.mine.sources import read_in_place
-from codemt.mine.staging import (
-    MiningStopped,
-    SourceCollector,
-    Stage,
-    Task,
-    WorkerLost,
-    progress_bar,
-    run_task,
-    stage_source,
-    tasks_for_source,
-)
+from codemt.mine.staging import MiningStopped, Stage, WorkerLost, progress_bar, stage_source
 from codemt.source import reading
 
 # How many times a source's task runs again when its worker or node dies.
@@ -118,61 +107,32 @@ def _connect(ray, settings: MineSettings) -> bool:
 
 
 def _run_tasks(ray, pending: list[tuple[int, str]], stage: Stage, settings: MineSettings) -> None:
-    on_worker = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)
-    whole, part = on_worker(stage_source), on_worker(run_task)
+    run = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(stage_source)
     # The workers read paths where they run: the cache folder and local sources as
     # absolute paths (the stage's root is one already); a source keeps its spec as its name.
     settings = replace(settings, cache_dir=Path(settings.cache_dir).absolute())
-    specs = dict(pending)
-    collected = SourceCollector(specs, stage)
-    work = _work(pending, settings)
-    waiting: dict = {}  # task reference -> (its source's index, its task or None)
+    waiting: dict = {}
+    queue = list(reversed(pending))
     bar = progress_bar(settings, desc="mining", unit="source", total=len(pending))
-    in_flight, asked, more = MIN_IN_FLIGHT, -math.inf, True
+    in_flight, asked = MIN_IN_FLIGHT, -math.inf
     try:
-        while more or waiting:
+        while queue or waiting:
             # Asked again as it goes: an autoscaling cluster grows with the work it is given.
             if time.monotonic() - asked > RESOURCES_EVERY_S:
                 cpus = int(ray.cluster_resources().get("CPU", 0))
                 in_flight, asked = max(MIN_IN_FLIGHT, cpus * TASKS_PER_CPU), time.monotonic()
-            while more and len(waiting) < in_flight:
-                item = next(work, None)
-                if item is None:
-                    more = False
-                elif isinstance(item, Task):
-                    waiting[part.remote((item, settings))] = (item.source, item)
-                else:
-                    index, spec, where = item
-                    waiting[whole.remote(index, spec, stage, settings, where=where)] = (index, None)
+            while queue and len(waiting) < in_flight:
+                index, spec = queue.pop()
+                waiting[run.remote(index, spec, stage, settings, where=_absolute(spec))] = spec
             (ref,), _ = ray.wait(list(waiting), num_returns=1)
-            index, task = waiting.pop(ref)
-            result = _result(ray, ref, specs[index], stage)
-            if task is None:
-                warnings, staged = result, 1
-            else:
-                before = collected.staged
-                warnings = collected.add(task, result)
-                staged = collected.staged - before
-            for warning in warnings:
+            spec = waiting.pop(ref)
+            for warning in _result(ray, ref, spec, stage):
                 print(warning, file=sys.stderr)
-            bar.update(staged)
+            bar.update(1)
     finally:
         bar.close()
         for ref in waiting:
             ray.cancel(ref)
-
-
-def _work(pending: list[tuple[int, str]], settings: MineSettings):
-    """What the workers are given: the tasks of a few files of each source read where it
-    lies (cut here, as the local engine cuts them, so one large folder or jsonl file is
-    spread over the cluster), and whole the sources to fetch or unpack first (git URLs,
-    archives), which a worker resolves where it runs."""
-    for index, spec in pending:
-        where = _absolute(spec)
-        if read_in_place(spec):
-            yield from tasks_for_source(index, where or spec, settings)
-        else:
-            yield index, spec, where
 
 
 def _result(ray, ref, spec: str, stage: Stage) -> list[str]:

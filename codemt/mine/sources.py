@@ -102,21 +102,6 @@ def resolve(
         )
 
 
-def read_in_place(spec: str) -> bool:
-    """Whether a spec is read where it lies (a folder, a .py or jsonl file, the
-    interpreter's own sources) rather than fetched or unpacked into the cache first (a git
-    URL or bare repository, an archive) or not found at all."""
-    text = spec.strip()
-    if text.startswith("python:"):
-        return text in INTERPRETER_SOURCES
-    if "://" in text or SCP_LIKE_URL.match(text):
-        return False
-    path = Path(text).expanduser()
-    if _is_dir(path):
-        return not is_bare_repository(path)
-    return _is_file(path) and archive_suffix(path.name.lower()) is None
-
-
 def _resolve(spec: str, cache_dir: Path, limits: Limits) -> Iterator[Resolved]:
     text = spec.strip()
     if text.startswith("python:"):

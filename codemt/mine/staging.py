@@ -19,7 +19,7 @@ import threading
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
@@ -46,12 +46,11 @@ JSONL_ROWS_PER_TASK = 512
 
 
 @dataclass(frozen=True)
-class Task:
+class _Task:
     """A chunk of one source's work, sent to a worker."""
 
     source: int  # index into the run's list of sources
     tasks_in_source: int
-    position: int = 0  # among its source's tasks: results are combined in this order
     repo: str = ""
     root: str = ""
     files: tuple[str, ...] = ()
@@ -64,7 +63,7 @@ class Task:
     left_out: tuple[Skip, ...] = ()
 
 
-def run_task(task_and_settings: tuple[Task, MineSettings]) -> tuple[int, list[dict], Tally]:
+def _run_task(task_and_settings: tuple[_Task, MineSettings]) -> tuple[int, list[dict], Tally]:
     """Worker entry point: mine one chunk of a source."""
     task, settings = task_and_settings
     tally = Tally(Counter(dict(task.counts)))
@@ -85,7 +84,7 @@ def _chunks(items: Sequence, size: int) -> list[tuple]:
     return [tuple(items[i : i + size]) for i in range(0, len(items), size)]
 
 
-def tasks_for_source(index: int, spec: str, settings: MineSettings) -> list[Task]:
+def _tasks_for_source(index: int, spec: str, settings: MineSettings) -> list[_Task]:
     """Resolve one source (cloning or extracting it if needed) into tasks."""
     parts: list[dict] = []
     failures: list[SourceFailure] = []
@@ -124,10 +123,7 @@ def tasks_for_source(index: int, spec: str, settings: MineSettings) -> list[Task
         "failures": tuple(failures),
         "left_out": tuple(left_out),
     }
-    return [
-        Task(source=index, tasks_in_source=len(parts), position=position, **part)
-        for position, part in enumerate(parts)
-    ]
+    return [_Task(source=index, tasks_in_source=len(parts), **part) for part in parts]
 
 
 class Stage:
@@ -225,23 +221,34 @@ def stage_sources(specs: list[str], stage: Stage, settings: MineSettings) -> Non
     engine), each source cut into tasks of a few files."""
     pending = stage.pending(specs)
 
-    def tasks() -> Iterator[tuple[Task, MineSettings]]:
+    def tasks() -> Iterator[tuple[_Task, MineSettings]]:
         for index, spec in pending:
-            for task in tasks_for_source(index, spec, settings):
+            for task in _tasks_for_source(index, spec, settings):
                 yield task, settings
 
-    collected = SourceCollector(specs, stage)
+    records: dict[int, list[dict]] = {}
+    tallies: dict[int, Tally] = {}
+    failures: dict[int, list[SourceFailure]] = {}
+    remaining: dict[int, int] = {}
     bar = progress_bar(settings, desc="mining", unit="file")
 
-    def collect(task: Task, result: tuple[int, list[dict], Tally]) -> None:
-        for warning in collected.add(task, result):
+    def collect(task: _Task, result: tuple[int, list[dict], Tally]) -> None:
+        index, found, tally = result
+        remaining.setdefault(index, task.tasks_in_source)
+        records.setdefault(index, []).extend(found)
+        tallies.setdefault(index, Tally()).add(tally)
+        failures.setdefault(index, []).extend(task.failures)
+        for warning in _warnings(specs[index], task):
             print(warning, file=sys.stderr)
         bar.update(len(task.files) + len(task.jsonl_rows))
+        remaining[index] -= 1
+        if remaining[index] == 0:
+            stage.save(specs[index], records.pop(index), tallies.pop(index), failures.pop(index))
 
     try:
         if settings.workers == 1:
             for item in tasks():
-                collect(item[0], run_task(item))
+                collect(item[0], _run_task(item))
         else:
             for task, result in _in_worker_processes(tasks(), settings.workers):
                 collect(task, result)
@@ -256,36 +263,6 @@ def stage_sources(specs: list[str], stage: Stage, settings: MineSettings) -> Non
         bar.close()
 
 
-class SourceCollector:
-    """Gathers the results of each source's tasks as they come back, in any order, and
-    stages a source when its last task is in: its records, and its tallies and failures
-    combined in task order (the listed skips are the first ones met, as one process
-    reading the source in order would list them)."""
-
-    def __init__(self, specs: Sequence[str] | Mapping[int, str], stage: Stage):
-        self.specs, self.stage = specs, stage
-        self.staged = 0  # sources staged so far
-        self._results: dict[int, dict[int, tuple[Task, list[dict], Tally]]] = {}
-
-    def add(self, task: Task, result: tuple[int, list[dict], Tally]) -> list[str]:
-        """Take one task's result; returns the warnings it brings (failed sources, parts
-        left out), to print."""
-        index, records, tally = result
-        parts = self._results.setdefault(index, {})
-        parts[task.position] = (task, records, tally)
-        if len(parts) == task.tasks_in_source:
-            del self._results[index]
-            records, tally, failures = [], Tally(), []
-            for position in sorted(parts):
-                part_task, part_records, part_tally = parts[position]
-                records.extend(part_records)
-                tally.add(part_tally)
-                failures.extend(part_task.failures)
-            self.stage.save(self.specs[index], records, tally, failures)
-            self.staged += 1
-        return _warnings(self.specs[index], task)
-
-
 def stage_source(
     index: int, spec: str, stage: Stage, settings: MineSettings, *, where: str | None = None
 ) -> list[str]:
@@ -293,22 +270,29 @@ def stage_source(
     cluster's worker runs. `where` is the spec to read, when not `spec` itself (a relative
     path made absolute). Returns the warnings to print (sources that failed, parts left
     out)."""
-    collected = SourceCollector({index: spec}, stage)
+    records: list[dict] = []
+    tally = Tally()
+    failures: list[SourceFailure] = []
     warnings: list[str] = []
-    for task in tasks_for_source(index, where or spec, settings):
-        warnings += collected.add(task, run_task((task, settings)))
+    for task in _tasks_for_source(index, where or spec, settings):
+        _, found, task_tally = _run_task((task, settings))
+        records.extend(found)
+        tally.add(task_tally)
+        failures.extend(task.failures)
+        warnings.extend(_warnings(spec, task))
+    stage.save(spec, records, tally, failures)
     return warnings
 
 
-def _warnings(spec: str, task: Task) -> list[str]:
+def _warnings(spec: str, task: _Task) -> list[str]:
     lines = [f"{f.source}: {f.message}" for f in task.failures]
     lines += [f"{spec}: {part.message}" for part in task.left_out]
     return [f"warning: {reading.printable(line)}" for line in lines]
 
 
 def _in_worker_processes(
-    tasks: Iterator[tuple[Task, MineSettings]], workers: int
-) -> Iterator[tuple[Task, tuple[int, list[dict], Tally]]]:
+    tasks: Iterator[tuple[_Task, MineSettings]], workers: int
+) -> Iterator[tuple[_Task, tuple[int, list[dict], Tally]]]:
     """Each task with its result, in task order, run by `workers` processes.
 
     A thread hands the tasks to the pool as they come, so the next sources are resolved
@@ -329,7 +313,7 @@ def _in_worker_processes(
                         return
                 if stop.is_set():
                     return
-                sent.put((item[0], pool.submit(run_task, item)))
+                sent.put((item[0], pool.submit(_run_task, item)))
         except BaseException as exc:  # handed to the reading side, which raises it
             sent.put(exc)
         sent.put(None)

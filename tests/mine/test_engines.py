@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import sys
-import tarfile
 import threading
 import time
 from pathlib import Path
@@ -27,8 +26,8 @@ from codemt.mine.settings import MineSettings
 from codemt.mine.staging import (
     TASKS_AHEAD_PER_WORKER,
     Stage,
-    Task,
     _in_worker_processes,
+    _Task,
     stage_source,
     stage_sources,
 )
@@ -180,7 +179,7 @@ def test_the_local_engine_resolves_sources_as_workers_need_them(tmp_path):
     def tasks():
         for i in range(500):
             handed.append(i)
-            yield Task(source=0, tasks_in_source=500), settings_
+            yield _Task(source=0, tasks_in_source=500), settings_
 
     results = _in_worker_processes(tasks(), workers=2)
     next(results)
@@ -263,19 +262,7 @@ def ray_installed():
 def test_the_ray_engine_mines_the_corpus_the_local_engine_mines(tmp_path, ray_installed):
     """A local Ray cluster of two workers; sources that copy one another, a source that
     fails, an excluded source: the same corpus and manifest as the local engine's."""
-    specs = make_sources(tmp_path / "src", repos=4, files=40)  # 3 tasks of files each
-    rows = tmp_path / "rows.jsonl"
-    code = 'def g{0}(x):\n    "Row {0}, and more words."\n    return x + {0}\n'
-    rows.write_text(
-        "".join(
-            json.dumps(
-                {"repo": "rows/one", "path": "a.py", "func_name": f"g{i}", "code": code.format(i)}
-            )
-            + "\n"
-            for i in range(20)
-        )  # fmt: skip
-    )
-    specs.append(str(rows))
+    specs = make_sources(tmp_path / "src", repos=4, files=6)
     specs.append(str(tmp_path / "no-such-folder"))  # counted as a failed source
     excluded = tmp_path / "benchmark" / "held_out.py"
     excluded.parent.mkdir()
@@ -292,15 +279,14 @@ def test_the_ray_engine_mines_the_corpus_the_local_engine_mines(tmp_path, ray_in
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # Ray's handler gone with it
     assert corpus_rows(tmp_path / "ray") == corpus_rows(tmp_path / "local")
     assert local["dedup"]["exact_duplicates"] == 3 and local["dedup"]["excluded"] == 2
-    assert [s["failures"] != [] for s in on_ray["sources"]] == [False] * 5 + [True]
-    assert on_ray["counts"]["jsonl_rows"] == 20
+    assert [s["failures"] != [] for s in on_ray["sources"]] == [False] * 4 + [True]
 
 
 @needs_proc
 def test_a_ray_worker_killed_mid_source_runs_its_task_again(tmp_path, ray_installed, capsys):
     specs = make_sources(tmp_path / "src", repos=3, files=300)
     reference = mine(specs, tmp_path / "reference", settings(tmp_path, workers=1))
-    killer = Killer("ray::run_task")  # a task of a few files of a folder source
+    killer = Killer("ray::stage_source")
     killer.start()
     try:
         code = within(
@@ -331,14 +317,9 @@ def test_a_source_staged_whole_in_one_process_equals_its_staging_in_tasks(tmp_pa
 
 
 def test_a_source_failing_on_a_ray_worker_stops_the_run_naming_it(tmp_path, ray_installed):
-    """What a worker cannot do (here: write the staged file of an archive, which a worker
-    unpacks and stages whole, whose place is taken by a folder) ends the run with the
-    source named and the rest kept for a rerun."""
+    """What a worker cannot do (here: write the staged file, whose place is taken by a
+    folder) ends the run with the source named and the rest kept for a rerun."""
     specs = make_sources(tmp_path / "src", repos=2, files=2)
-    archive = tmp_path / "repo1.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(specs[1], arcname="repo1")
-    specs[1] = str(archive)
     out = tmp_path / "out"
     stage = Stage(out, settings(tmp_path))
     stage.records_path(specs[1]).mkdir(parents=True)
