@@ -285,6 +285,17 @@ def choose_candidate(candidates: Sequence[Candidate], name_weight: float = 0.0) 
     )
 
 
+def could_win(
+    text: str, words: set[str], generated: Sequence[Candidate], settings: GenerationSettings
+) -> bool:
+    """Whether `choose_candidate` could choose a neighbour's summary `text` over the
+    `generated` docstrings, were its score the highest a score can be (0: every token
+    certain), so that a summary that could not is never scored."""
+    best = max((c.score + settings.name_weight * c.coverage for c in generated), default=-math.inf)
+    reach = settings.name_weight * name_coverage(words, text) + settings.neighbor_bonus
+    return reach >= best
+
+
 _NAME_PARTS = re.compile(r"[a-z]+|\d+")  # of `signature_names`' lower-case words
 _PLURAL_ES = re.compile(r"(?:ss|x|ch|sh)es$")
 # Names that docstrings hardly ever spell out.

@@ -59,6 +59,8 @@ class PointerT5(T5ForConditionalGeneration):
         # Not a buffer: from_pretrained builds models on the meta device and would leave a
         # non-persistent buffer uninitialised. Made on first use, per device.
         self._excluded: dict[torch.device, torch.Tensor] = {}
+        # While generating: the last encoder outputs and their pointer keys (`_source_keys`).
+        self._keys: list[torch.Tensor] | None = None
         self.reset_pointer()
 
     def copy_excluded(self, device: torch.device) -> torch.Tensor:
@@ -95,7 +97,23 @@ class PointerT5(T5ForConditionalGeneration):
             if source is None:
                 raise ValueError("PointerT5.generate needs input_ids (the source ids)")
             kwargs["source_ids"] = source
-        return super().generate(*args, **kwargs)
+        self._keys = []
+        try:
+            return super().generate(*args, **kwargs)
+        finally:
+            self._keys = None  # nor the encoder outputs kept past their generation
+
+    def _reorder_cache(self, cache: Any, beam_idx: torch.LongTensor) -> Any:
+        """Beam search's hook to follow the beams it keeps, for the decoder's own keys and
+        values only.
+
+        A beam only ever continues a beam of the same source, and every beam of a source
+        holds the same cross-attention keys and values (the encoder's outputs repeated per
+        beam): reordering them would copy the whole source's keys and values of every layer
+        at every step for nothing, and with project memory the sources are long.
+        """
+        getattr(cache, "self_attention_cache", cache).reorder_cache(beam_idx)
+        return cache
 
     def forward(
         self,
@@ -224,8 +242,7 @@ class PointerT5(T5ForConditionalGeneration):
             copyable &= attention_mask.bool()
         # The layers' own weights in float32 too (a model may be stored in half precision).
         query = nn.functional.linear(state, self.pointer_query.weight.float())
-        key = nn.functional.linear(encoded, self.pointer_key.weight.float())
-        scores = query @ key.transpose(1, 2)
+        scores = query @ self._source_keys(encoded).transpose(1, 2)
         scores = scores * _POINTER_DIM**-0.5
         scores = scores.masked_fill(~copyable[:, None, :], torch.finfo(scores.dtype).min)
         # A source with nothing copyable gets a uniform pointer that the mask zeroes, and a
@@ -236,6 +253,19 @@ class PointerT5(T5ForConditionalGeneration):
             torch.cat([state, read], -1), self.copy_gate.weight.float(), self.copy_gate.bias.float()
         )
         return pointer, gate.masked_fill(~copyable.any(-1)[:, None, None], _ALWAYS)
+
+    def _source_keys(self, encoded: torch.Tensor) -> torch.Tensor:
+        """The pointer's keys of the encoder outputs, (batch, source, pointer dim).
+
+        Generation passes the same encoder outputs at every step: while it runs, the keys of
+        the last outputs are kept and reused as long as those outputs come again.
+        """
+        if self._keys and self._keys[0] is encoded:
+            return self._keys[1]
+        keys = nn.functional.linear(encoded, self.pointer_key.weight.float())
+        if self._keys is not None:
+            self._keys[:] = [encoded, keys]
+        return keys
 
     def _log_p(
         self,

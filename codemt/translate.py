@@ -49,6 +49,7 @@ from codemt.generation import (
     Translation,
     choose_candidate,
     code_parses,
+    could_win,
     method_name_words,
     name_coverage,
 )
@@ -467,23 +468,29 @@ class Translator:
         # Longest first: similar lengths share a batch, and memory runs out early if at all.
         order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
         results: dict[int, Translation] = {}
+        candidates: dict[int, list[Candidate]] = {}
+        words: dict[int, set[str]] = {}
         with tqdm(total=len(inputs), unit="method", disable=not progress) as bar:
             for start in range(0, len(order), settings.batch_size):
                 batch = order[start : start + settings.batch_size]
                 generated = self._generate(
                     [inputs[i] for i in batch], n_return, settings, words=target == "docstring"
                 )
-                scored = self._scored([inputs[i] for i in batch], [offered[i] for i in batch])
-                for i, sequences, own in zip(batch, generated, scored, strict=True):
+                for i, sequences in zip(batch, generated, strict=True):
+                    # A docstring is rewarded for naming what the method's names say, where
+                    # the model sees them.
                     named = "signature" in (sources or source_features(records[i], target))
-                    results[i] = self._finish(
-                        records[i],
-                        target,
-                        sequences,
-                        settings,
-                        named,
-                        offered=own,
-                    )
+                    words[i] = method_name_words(records[i]) if named else set()
+                    candidates[i] = self._candidates(records[i], target, sequences, words[i])
+                # A summary that could not be chosen even if the model gave each of its
+                # tokens all the probability is not scored: the decoder passes are the cost.
+                worth = [
+                    [t for t in offered[i] if could_win(t, words[i], candidates[i], settings)]
+                    for i in batch
+                ]
+                scored = self._scored([inputs[i] for i in batch], worth)
+                for i, own in zip(batch, scored, strict=True):
+                    results[i] = self._finish(target, candidates[i], words[i], settings, own)
                 bar.update(len(batch))
         if target == "docstring" and style not in (None, "summary"):
             for i, record in enumerate(records):
@@ -538,27 +545,34 @@ class Translator:
         )
         return [[(t, next(scores)) for t in found] for found in texts]
 
-    def _finish(
+    def _candidates(
         self,
         record: dict[str, Any],
         target: str,
         sequences: list[tuple[str, float]],
-        settings: GenerationSettings,
-        named: bool,
-        offered: Sequence[tuple[str, float]] = (),
-    ) -> Translation:
-        """The chosen candidate; `named`: the source held the signature, whose names a
-        docstring is then rewarded for mentioning; `offered`: scored neighbour summaries."""
+        words: set[str],
+    ) -> list[Candidate]:
+        """The generated sequences as finished candidates; docstrings with their coverage
+        of `words`, code with whether it parses."""
         texts = [(FINISHERS[target](t), s) for t, s in sequences]
         if target == "docstring":
-            words = method_name_words(record) if named else set()
-            candidates = [Candidate(t, s, None, name_coverage(words, t)) for t, s in texts]
-            candidates += [
-                Candidate(t, s, None, name_coverage(words, t), settings.neighbor_bonus)
-                for t, s in offered
-            ]
-        else:
-            candidates = [Candidate(t, s, code_parses(record, target, t)) for t, s in texts]
+            return [Candidate(t, s, None, name_coverage(words, t)) for t, s in texts]
+        return [Candidate(t, s, code_parses(record, target, t)) for t, s in texts]
+
+    def _finish(
+        self,
+        target: str,
+        generated: list[Candidate],
+        words: set[str],
+        settings: GenerationSettings,
+        offered: Sequence[tuple[str, float]] = (),
+    ) -> Translation:
+        """The chosen candidate among the generated ones and `offered`, the scored
+        neighbour summaries (their coverage of `words` counted as the generated ones')."""
+        candidates = generated + [
+            Candidate(t, s, None, name_coverage(words, t), settings.neighbor_bonus)
+            for t, s in offered
+        ]
         candidates.sort(key=lambda c: -c.score)
         best = choose_candidate(candidates, settings.name_weight)  # code: coverage 0
         if target == "docstring":

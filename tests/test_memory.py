@@ -658,6 +658,48 @@ def test_neighbor_summaries_are_scored_candidates(memory_model):
     assert translator._offered(records, [[sibling.as_record()]], "body", None, settings) == [[]]
 
 
+def test_a_summary_that_cannot_be_chosen_is_not_scored(memory_model, monkeypatch):
+    """`could_win`: an offered summary is scored only if, with the best score there is (0),
+    its name coverage and bonus could beat the best generated docstring; leaving the others
+    unscored chooses what scoring them all chooses."""
+    from codemt.generation import Candidate, GenerationSettings, could_win
+    from codemt.translate import Translator
+
+    settings = GenerationSettings()  # name weight 2, bonus 0.5
+    generated = [Candidate("Download a video.", -0.4, None, 1.0), Candidate("x", -2, None, 0)]
+    words = {"download", "video"}
+    assert could_win("Download the video.", words, generated, settings)  # 2.5 >= 1.6
+    assert not could_win("Fetch it.", words, generated, settings)  # 0.5 < 1.6
+    assert could_win("Fetch it.", words, [Candidate("x", -1.2, None, 0.0)], settings)
+    unnamed = GenerationSettings(name_weight=0)
+    assert could_win("Fetch it.", words, generated, unnamed)  # 0.5 >= -0.4
+
+    translator = Translator.load(memory_model, backend="torch")
+    siblings = [
+        Neighbor("download_cbs", "def download_cbs(url):", "Downloads CBS videos."),
+        Neighbor("parse_feed", "def parse_feed(text):", "Parse an RSS feed."),
+    ]
+    methods = [
+        record(name, f"def {name}(url):", f"    return get_{name}(url)")
+        for name in ("download_sina", "parse_page", "close", "read_feed")
+    ]
+    records = [{**m, "neighbors": [n.as_record() for n in siblings]} for m in methods]
+    settings = GenerationSettings(num_beams=2, max_new_tokens=8)
+    scored = []
+    score = Translator._scored
+    monkeypatch.setattr(
+        Translator, "_scored", lambda self, s, t: scored.extend(t) or score(self, s, t)
+    )
+    pruned = translator.translate_batch(records, "docstring", settings=settings)
+    offered = len(scored)
+    monkeypatch.setattr("codemt.translate.could_win", lambda *args: True)
+    scored.clear()
+    every = translator.translate_batch(records, "docstring", settings=settings)
+    assert [t.text for t in pruned] == [t.text for t in every]
+    assert [t.score for t in pruned] == pytest.approx([t.score for t in every], abs=1e-5)
+    assert sum(map(len, scored)) >= offered
+
+
 def scoring_case(memory_model):
     """A translator, the sources of two methods, three texts and their token ids."""
     from codemt.translate import Translator

@@ -124,6 +124,33 @@ def test_generation_with_the_cache_matches_the_full_forward(pointer, batch):
     torch.testing.assert_close(out.sequences_scores, (steps * real).sum(1), rtol=1e-4, atol=1e-4)
 
 
+def test_beam_search_leaves_the_cross_attention_cache_alone_and_finds_the_same_beams(
+    pointer, batch, monkeypatch
+):
+    """`_reorder_cache` moves the decoder's own keys and values only (every beam of a
+    source holds the same cross-attention ones): the beams and scores of transformers'
+    full reordering; the pointer's keys of the source are made once and not kept after."""
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    options = {"num_beams": 4, "num_return_sequences": 4, "max_new_tokens": 12}
+    options |= {"return_dict_in_generate": True, "output_scores": True}
+    made = []
+    keys = PointerT5._source_keys
+    monkeypatch.setattr(
+        PointerT5, "_source_keys", lambda self, e: made.append(bool(self._keys)) or keys(self, e)
+    )
+    ours = pointer.generate(**inputs, **options)
+    assert made.count(False) == 1 and len(made) > 5  # made at the first step alone
+    assert pointer._keys is None
+    monkeypatch.delattr(PointerT5, "_reorder_cache")
+    monkeypatch.setattr(PointerT5, "_source_keys", keys)
+    full = pointer.generate(**inputs, **options)
+    assert torch.equal(ours.sequences, full.sequences)
+    torch.testing.assert_close(ours.sequences_scores, full.sequences_scores)
+    # The beams did move: some returned sequence continues another beam than it began as.
+    indices = ours.beam_indices[:, : ours.sequences.shape[1] - 1]
+    assert (indices != indices[:, :1]).logical_and(indices >= 0).any()
+
+
 def test_a_source_with_nothing_to_copy_only_generates(pointer, batch):
     batch["input_ids"][1] = torch.tensor([2, 1, 0, 0, 0, 0, 0, 0, 0])  # control code, </s>
     batch["attention_mask"] = (batch["input_ids"] != 0).long()
