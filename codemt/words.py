@@ -255,7 +255,11 @@ class WordConstraint:
     def allowed(self, ids: list[int], own: set[str], inside: torch.Tensor) -> torch.Tensor:
         """(vocab,) bool: the tokens that may follow `ids`, given the source's words `own`
         and `inside = inside_allowed(own)`."""
-        word = self.writing(ids)
+        return self.allowed_after(self.writing(ids), own, inside)
+
+    def allowed_after(self, word: str, own: set[str], inside: torch.Tensor) -> torch.Tensor:
+        """(vocab,) bool: the tokens that may follow the word being written, `word`, as in
+        `allowed`."""
         mask = self._state_mask(word)
         extra = self._source_allows(word, own)
         if extra:
@@ -278,14 +282,22 @@ class WordsProcessor:
         self.constraint = constraint
         self.own = own
         self.inside = [constraint.inside_allowed(words) for words in own]
+        # (source, word being written) -> mask: a source's beams and steps are often
+        # between words or in the same one, and a long source has many words to try.
+        self._masks: dict[tuple[int, str], torch.Tensor] = {}
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         import torch
 
         per_source = input_ids.size(0) // len(self.own)
         history = input_ids[:, 1:].tolist()  # without the decoder start token
-        allowed = [
-            self.constraint.allowed(ids, self.own[r // per_source], self.inside[r // per_source])
-            for r, ids in enumerate(history)
-        ]
+        allowed = []
+        for r, ids in enumerate(history):
+            key = (r // per_source, self.constraint.writing(ids))
+            mask = self._masks.get(key)
+            if mask is None:
+                source = key[0]
+                mask = self.constraint.allowed_after(key[1], self.own[source], self.inside[source])
+                self._masks[key] = mask
+            allowed.append(mask)
         return scores.masked_fill(~torch.stack(allowed).to(scores.device), -float("inf"))
