@@ -74,6 +74,11 @@ def _start_worker() -> None:
     gc.set_threshold(MINING_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """The local engine's worker processes (started afresh: no state of the caller's)."""
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker)
+
+
 @dataclass(frozen=True)
 class _Task:
     """A chunk of one source's work, sent to a worker."""
@@ -348,7 +353,7 @@ def _in_worker_processes(
             sent.put(exc)
         sent.put(None)
 
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker)
+    pool = worker_pool(workers)
     feeder = threading.Thread(target=feed, args=(pool,), daemon=True)
     feeder.start()
     try:

@@ -20,16 +20,18 @@ import pytest
 
 from codemt.cli import main
 from codemt.corpus import SPLITS, shard_paths
-from codemt.mine import shards
+from codemt.mine import shards, staging
 from codemt.mine.pipeline import mine
 from codemt.mine.settings import MineSettings
 from codemt.mine.staging import (
+    MINING_GC_THRESHOLD,
     TASKS_AHEAD_PER_WORKER,
     Stage,
     _in_worker_processes,
     _Task,
     stage_source,
     stage_sources,
+    worker_pool,
 )
 
 
@@ -334,3 +336,29 @@ def test_a_source_failing_on_a_ray_worker_stops_the_run_naming_it(tmp_path, ray_
     assert within(120, main, [*command, "--cache-dir", str(tmp_path / "cache")]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["source"] for s in manifest["sources"]] == specs
+
+
+def test_mining_collects_garbage_rarely_and_gives_the_setting_back(tmp_path, monkeypatch):
+    """The garbage collector's threshold is raised while sources are mined, in this
+    process and in the local engine's workers and a cluster's, and restored after, also
+    when mining fails."""
+    import gc
+
+    before = gc.get_threshold()
+    seen = []
+    run_task = staging._run_task
+    monkeypatch.setattr(
+        staging, "_run_task", lambda item: seen.append(gc.get_threshold()) or run_task(item)
+    )
+    specs = make_sources(tmp_path / "src", 1, 2)
+    mine(specs, tmp_path / "out", settings(tmp_path, workers=1))
+    assert seen and all(t[0] == MINING_GC_THRESHOLD for t in seen)
+    assert gc.get_threshold() == before
+    seen.clear()
+    stage_source(0, specs[0], Stage(tmp_path / "one", settings(tmp_path)), settings(tmp_path))
+    assert seen[0][0] == MINING_GC_THRESHOLD and gc.get_threshold() == before
+    with pytest.raises(ValueError, match="no sources"):
+        mine([], tmp_path / "none", settings(tmp_path))
+    assert gc.get_threshold() == before
+    with worker_pool(1) as pool:
+        assert pool.submit(gc.get_threshold).result(timeout=60)[0] == MINING_GC_THRESHOLD
