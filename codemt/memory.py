@@ -38,7 +38,7 @@ from codemt import __version__, corpus
 from codemt.source.docstrings import prose_summary
 from codemt.source.extract import extract_methods
 from codemt.source.files import find_files
-from codemt.source.reading import SkipFile, decode_source, parse_with_repairs
+from codemt.source.reading import SkipFile, decode_source, parse_with_repairs, rare_collections
 
 # Bumped whenever what a cache file holds changes: an older cache is rebuilt, not trusted.
 CACHE_FORMAT = 1
@@ -298,8 +298,9 @@ class ProjectMemory:
             disable=not progress or len(paths) < 50,
             file=sys.stderr,
         )
-        for path in bar:
-            memory._take(path, cached)
+        with rare_collections():
+            for path in bar:
+                memory._take(path, cached)
         memory._save_cache()
         return memory
 

@@ -133,6 +133,24 @@ def test_a_changed_file_is_read_again_and_an_unchanged_one_is_not(tmp_path, monk
     assert "Loads the settings file." in {n.docstring for n in memory.memory.entries}
 
 
+def test_building_a_memory_collects_garbage_rarely_and_gives_the_setting_back(
+    tmp_path, monkeypatch
+):
+    import gc
+
+    from codemt.source.reading import RARE_GC_THRESHOLD
+
+    root = make_project(tmp_path)
+    before = gc.get_threshold()
+    seen = []
+    take = ProjectMemory._take
+    monkeypatch.setattr(
+        ProjectMemory, "_take", lambda self, *a: seen.append(gc.get_threshold()) or take(self, *a)
+    )
+    assert len(ProjectMemory.open(root, cache_dir=tmp_path / "cache")) == 3
+    assert seen[0][0] == RARE_GC_THRESHOLD and gc.get_threshold() == before
+
+
 def test_a_cache_of_another_version_or_damaged_is_rebuilt_not_trusted(tmp_path):
     root, cache = make_project(tmp_path), tmp_path / "cache"
     ProjectMemory.open(root, cache_dir=cache)

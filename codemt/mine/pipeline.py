@@ -38,13 +38,13 @@ from codemt.mine.selection import assign_splits, deduplicate
 from codemt.mine.settings import MineSettings
 from codemt.mine.shards import write_shards
 from codemt.mine.sources import expand_sources
-from codemt.mine.staging import Stage, check_excluded, rare_collections, stage_sources
+from codemt.mine.staging import Stage, check_excluded, stage_sources
 from codemt.source import reading
 
 
 def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None) -> dict:
     """Mine `sources` into a corpus at `out`; returns the manifest (also written to disk)."""
-    with rare_collections():
+    with reading.rare_collections():
         return _mine(sources, out, settings)
 
 

@@ -23,7 +23,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -45,33 +44,11 @@ STAGED_SCHEMA = SCHEMA.append(pa.field("exact_key", pa.int64())).append(
 FILES_PER_TASK = 16
 TASKS_AHEAD_PER_WORKER = 4
 JSONL_ROWS_PER_TASK = 512
-# Allocations of container objects between two collections of the youngest generation
-# while mining (Python's default: 700).
-MINING_GC_THRESHOLD = 100_000
-
-
-@contextmanager
-def rare_collections() -> Iterator[None]:
-    """Python's cyclic garbage collector run 140 times less often, for the time of a block.
-
-    Mining makes syntax trees by the million (short-lived) beside the records of the
-    sources not yet staged (long-lived); each collection of the oldest generation walks all
-    of those records, and the default threshold starts collections so often that the
-    collector took longer than extracting the methods. Trees and records hold no reference
-    cycles (reference counting frees them as they go), so collecting rarely keeps nothing
-    alive that would otherwise be freed, but for the odd cycle, collected later.
-    """
-    threshold = gc.get_threshold()
-    gc.set_threshold(MINING_GC_THRESHOLD, *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
 
 
 def _start_worker() -> None:
     """A local worker process's start: it mines and nothing else, for its whole life."""
-    gc.set_threshold(MINING_GC_THRESHOLD, *gc.get_threshold()[1:])
+    gc.set_threshold(reading.RARE_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -308,7 +285,7 @@ def stage_source(
     tally = Tally()
     failures: list[SourceFailure] = []
     warnings: list[str] = []
-    with rare_collections():  # a cluster's worker process may run other tasks after
+    with reading.rare_collections():  # a cluster's worker may run other tasks after
         for task in _tasks_for_source(index, where or spec, settings):
             _, found, task_tally = _run_task((task, settings))
             records.extend(found)

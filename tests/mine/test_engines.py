@@ -24,7 +24,6 @@ from codemt.mine import shards, staging
 from codemt.mine.pipeline import mine
 from codemt.mine.settings import MineSettings
 from codemt.mine.staging import (
-    MINING_GC_THRESHOLD,
     TASKS_AHEAD_PER_WORKER,
     Stage,
     _in_worker_processes,
@@ -33,6 +32,7 @@ from codemt.mine.staging import (
     stage_sources,
     worker_pool,
 )
+from codemt.source.reading import RARE_GC_THRESHOLD
 
 
 def make_sources(root: Path, repos: int, files: int) -> list[str]:
@@ -352,13 +352,13 @@ def test_mining_collects_garbage_rarely_and_gives_the_setting_back(tmp_path, mon
     )
     specs = make_sources(tmp_path / "src", 1, 2)
     mine(specs, tmp_path / "out", settings(tmp_path, workers=1))
-    assert seen and all(t[0] == MINING_GC_THRESHOLD for t in seen)
+    assert seen and all(t[0] == RARE_GC_THRESHOLD for t in seen)
     assert gc.get_threshold() == before
     seen.clear()
     stage_source(0, specs[0], Stage(tmp_path / "one", settings(tmp_path)), settings(tmp_path))
-    assert seen[0][0] == MINING_GC_THRESHOLD and gc.get_threshold() == before
+    assert seen[0][0] == RARE_GC_THRESHOLD and gc.get_threshold() == before
     with pytest.raises(ValueError, match="no sources"):
         mine([], tmp_path / "none", settings(tmp_path))
     assert gc.get_threshold() == before
     with worker_pool(1) as pool:
-        assert pool.submit(gc.get_threshold).result(timeout=60)[0] == MINING_GC_THRESHOLD
+        assert pool.submit(gc.get_threshold).result(timeout=60)[0] == RARE_GC_THRESHOLD
