@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import keyword
+import logging
 import os
 import re
 import sys
@@ -59,6 +60,16 @@ _STOP_WORDS = frozenset(keyword.kwlist) | {
     "self", "cls", "args", "kwargs", "none", "true", "false", "return", "def", "str", "int",
     "len", "isinstance", "is", "not", "in", "the", "a", "an", "of", "to", "and", "or",
 }  # fmt: skip
+
+
+def _bm25() -> Any:
+    """The `bm25s` module, its logger quiet: it logs each index it builds at DEBUG level
+    (its own), which any handler on the root logger (as a library's `logging.basicConfig`
+    installs, rouge-score's among them) would print to the user."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 
 def user_cache_dir() -> Path:
@@ -150,9 +161,7 @@ class Memory:
         self._index = None
         words = [_document_words(e) for e in self.entries]
         if any(words):
-            import bm25s
-
-            self._index = bm25s.BM25()
+            self._index = _bm25().BM25()
             self._index.index(words, show_progress=False)
 
     def __len__(self) -> int:

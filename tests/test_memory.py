@@ -151,6 +151,24 @@ def test_building_a_memory_collects_garbage_rarely_and_gives_the_setting_back(
     assert seen[0][0] == RARE_GC_THRESHOLD and gc.get_threshold() == before
 
 
+def test_building_an_index_prints_nothing_under_a_root_handler(tmp_path, caplog):
+    """bm25s logs each index at DEBUG level; a root handler (rouge-score's absl installs
+    one during `codemt evaluate`) printed those lines to the user."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG):  # a root handler that takes every level
+        memory = Memory.from_records(
+            [
+                record("download_sina", "def download_sina(url):", "    return get_video(url)",
+                       docstring="Downloads Sina videos."),
+                record("parse_feed", "def parse_feed(text):", "    return feed(text)",
+                       docstring="Parse an RSS feed."),
+            ]
+        )  # fmt: skip
+        assert memory.neighbors(record("download_cbs", "def download_cbs(url):", ""), k=1)
+    assert not [r for r in caplog.records if r.name.startswith("bm25s")]
+
+
 def test_a_cache_of_another_version_or_damaged_is_rebuilt_not_trusted(tmp_path):
     root, cache = make_project(tmp_path), tmp_path / "cache"
     ProjectMemory.open(root, cache_dir=cache)
