@@ -59,8 +59,10 @@ class PointerT5(T5ForConditionalGeneration):
         # Not a buffer: from_pretrained builds models on the meta device and would leave a
         # non-persistent buffer uninitialised. Made on first use, per device.
         self._excluded: dict[torch.device, torch.Tensor] = {}
-        # While generating: the last encoder outputs and their pointer keys (`_source_keys`).
-        self._keys: list[torch.Tensor] | None = None
+        # While generating: the last encoder outputs and their pointer keys (`_source_keys`),
+        # one tuple, replaced whole: a thread reading it never sees half of another's.
+        self._keep_keys = False
+        self._keys: tuple[torch.Tensor, torch.Tensor] | None = None
         self.reset_pointer()
 
     def copy_excluded(self, device: torch.device) -> torch.Tensor:
@@ -97,11 +99,11 @@ class PointerT5(T5ForConditionalGeneration):
             if source is None:
                 raise ValueError("PointerT5.generate needs input_ids (the source ids)")
             kwargs["source_ids"] = source
-        self._keys = []
+        self._keep_keys = True
         try:
             return super().generate(*args, **kwargs)
         finally:
-            self._keys = None  # nor the encoder outputs kept past their generation
+            self._keep_keys, self._keys = False, None  # no encoder outputs kept after
 
     def _reorder_cache(self, cache: Any, beam_idx: torch.LongTensor) -> Any:
         """Beam search's hook to follow the beams it keeps, for the decoder's own keys and
@@ -260,11 +262,12 @@ class PointerT5(T5ForConditionalGeneration):
         Generation passes the same encoder outputs at every step: while it runs, the keys of
         the last outputs are kept and reused as long as those outputs come again.
         """
-        if self._keys and self._keys[0] is encoded:
-            return self._keys[1]
+        kept = self._keys
+        if kept is not None and kept[0] is encoded:
+            return kept[1]
         keys = nn.functional.linear(encoded, self.pointer_key.weight.float())
-        if self._keys is not None:
-            self._keys[:] = [encoded, keys]
+        if self._keep_keys:
+            self._keys = (encoded, keys)
         return keys
 
     def _log_p(

@@ -136,11 +136,13 @@ def test_beam_search_leaves_the_cross_attention_cache_alone_and_finds_the_same_b
     made = []
     keys = PointerT5._source_keys
     monkeypatch.setattr(
-        PointerT5, "_source_keys", lambda self, e: made.append(bool(self._keys)) or keys(self, e)
+        PointerT5,
+        "_source_keys",
+        lambda self, e: made.append(self._keys is not None and self._keys[0] is e) or keys(self, e),
     )
     ours = pointer.generate(**inputs, **options)
     assert made.count(False) == 1 and len(made) > 5  # made at the first step alone
-    assert pointer._keys is None
+    assert pointer._keys is None and not pointer._keep_keys
     monkeypatch.delattr(PointerT5, "_reorder_cache")
     monkeypatch.setattr(PointerT5, "_source_keys", keys)
     full = pointer.generate(**inputs, **options)
