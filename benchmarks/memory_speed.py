@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--packages", nargs="+", default=["email", "json", "http", "xml"])
     parser.add_argument("--functions", type=int, default=30, help="functions for the p50 row")
-    parser.add_argument("--package-limit", type=int, default=60, help="functions for the last row")
+    parser.add_argument("--package-limit", type=int, default=150, help="functions for the last row")
     args = parser.parse_args()
 
     translator = Translator.load(args.model, backend=args.backend)
