@@ -21,6 +21,7 @@ import ast
 import gc
 import itertools
 import re
+import threading
 import tokenize
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -161,12 +162,24 @@ def rare_collections() -> Iterator[None]:
     frees them as they go), so collecting rarely keeps nothing alive that would otherwise
     be freed, but for the odd cycle, collected later.
     """
-    threshold = gc.get_threshold()
-    gc.set_threshold(RARE_GC_THRESHOLD, *threshold[1:])
+    global _rare_depth, _usual_threshold
+    with _rare_lock:  # blocks may nest, or run in threads side by side: the first one in
+        if _rare_depth == 0:  # saves the setting, the last one out gives it back
+            _usual_threshold = gc.get_threshold()
+            gc.set_threshold(RARE_GC_THRESHOLD, *_usual_threshold[1:])
+        _rare_depth += 1
     try:
         yield
     finally:
-        gc.set_threshold(*threshold)
+        with _rare_lock:
+            _rare_depth -= 1
+            if _rare_depth == 0:
+                gc.set_threshold(*_usual_threshold)
+
+
+_rare_lock = threading.Lock()
+_rare_depth = 0
+_usual_threshold = gc.get_threshold()
 
 
 def _parse(text: str) -> ast.Module:

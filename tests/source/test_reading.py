@@ -100,3 +100,44 @@ def test_a_large_text_that_does_not_parse_is_not_converted_from_python2(monkeypa
         parse_with_repairs(source, max_repair_tokens=1000)
     assert caught.value.reason == reading.TOO_LARGE_TO_REPAIR
     assert "line 401" in str(caught.value)
+
+
+def test_rare_collections_nest_and_overlap_in_threads_and_give_the_setting_back():
+    import gc
+    import threading
+
+    from codemt.source.reading import RARE_GC_THRESHOLD, rare_collections
+
+    before = gc.get_threshold()
+    with rare_collections():
+        with rare_collections():
+            assert gc.get_threshold()[0] == RARE_GC_THRESHOLD
+        assert gc.get_threshold()[0] == RARE_GC_THRESHOLD  # the outer block still runs
+    assert gc.get_threshold() == before
+    # Two threads whose blocks overlap, the first to start ending first: the second still
+    # runs rarely, and when it ends the setting before both comes back.
+    first_in, first_out, second_in = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def first():
+        with rare_collections():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with rare_collections():
+            second_in.set()
+            first_out.wait(10)
+            seen.append(gc.get_threshold()[0])
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert seen == [RARE_GC_THRESHOLD] and gc.get_threshold() == before
+    with pytest.raises(RuntimeError), rare_collections():
+        raise RuntimeError("a failing block")
+    assert gc.get_threshold() == before
