@@ -11,11 +11,12 @@ What runs where:
   its records in `OUT/.work/staged/` exactly as the local engine does (atomically, the
   done-marker last), so a task that runs again after its worker died, or a rerun of a
   stopped `codemt mine`, never stages a method twice nor loses one.
-- The finish (global de-duplication, the split, the shards) runs where `codemt mine` runs,
-  reading the staged keys from the shared folder. It is one pass in preference order (of
-  each cluster of copies, the first is kept) over arrays of a few bytes a method: about
-  1.1 GB and three minutes at 4M methods, about 5 GB at PyMT5's 26M (docs/mining.md);
-  extraction is the part that needs a cluster.
+- The finish: global de-duplication reads the staged keys from the shared folder where
+  `codemt mine` runs (arrays of a few bytes a method: about 1.1 GB at 4M methods, 5 GB
+  at PyMT5's 26M), finds the groups of methods linked by shared keys, and hands the
+  greedy passes over those groups to the workers, a few parts a CPU
+  (`codemt.mine.selection.deduplicate`); the split (a hash of each repository's name)
+  and the shards follow where `codemt mine` runs.
 
 So `--out` must be a folder every node and the driver see (a network file system, a
 mounted bucket), codemt must be installed on every node, and local sources (folders,
@@ -32,9 +33,13 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from codemt.mine.selection import Runner
 from codemt.mine.settings import MineSettings
 from codemt.mine.staging import MiningStopped, Stage, WorkerLost, progress_bar, stage_source
 from codemt.source import reading
@@ -62,24 +67,53 @@ def import_ray():
     return ray
 
 
-def stage_on_ray(specs: list[str], stage: Stage, settings: MineSettings) -> None:
-    """Stage the sources not staged yet on the cluster's workers, a task a source."""
-    pending = stage.pending(specs)
-    if not pending:
-        return
+@contextmanager
+def ray_session(settings: MineSettings) -> Iterator[Any]:
+    """The `ray` module, joined to the cluster (`--ray-address`) or to a local instance it
+    starts, for the time of a block; a caller's own connection is used and kept."""
     ray = import_ray()
     # `ray.init` takes over SIGTERM (and leaves it taken after `ray.shutdown`): a caller's
     # handlers, a training loop's say, are given back when the Ray instance of this call ends.
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     started = _connect(ray, settings)
     try:
-        _run_tasks(ray, pending, stage, settings)
+        yield ray
     finally:
         if started:
             ray.shutdown()
             if threading.current_thread() is threading.main_thread():
                 for sig, handler in handlers.items():
                     signal.signal(sig, handler)
+
+
+def stage_on_ray(ray, specs: list[str], stage: Stage, settings: MineSettings) -> None:
+    """Stage the sources not staged yet on the cluster's workers, a task a source."""
+    pending = stage.pending(specs)
+    if pending:
+        _run_tasks(ray, pending, stage, settings)
+
+
+def greedy_parts(ray) -> int:
+    """How many parts the finish's greedy de-duplication is cut into: a few per CPU."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) * TASKS_PER_CPU)
+
+
+def runner(ray) -> Runner:
+    """A `codemt.mine.selection.Runner` on the cluster: a task a part, run again (up to
+    `MAX_RETRIES` times) when its worker dies; the results in the order of the parts."""
+
+    def run(fn: Callable[[Any], Any], parts: Sequence[Any]) -> list[Any]:
+        remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(fn)
+        refs = [remote.remote(part) for part in parts]
+        try:
+            return ray.get(refs)
+        except ray.exceptions.RayError as exc:
+            raise MiningStopped(
+                f"de-duplicating on the Ray cluster failed: {type(exc).__name__}: {exc}; "
+                "every source is staged: rerun the same command to finish"
+            ) from None
+
+    return run
 
 
 def _connect(ray, settings: MineSettings) -> bool:

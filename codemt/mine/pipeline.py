@@ -8,7 +8,9 @@ The work is done in two phases so a long run can stop and resume:
    with their de-duplication keys, are written to `DIR/.work/staged/` and the source is
    marked done. A rerun with the same `--out` skips sources already done.
 2. Finish: the staged records of the sources asked for are de-duplicated globally (across
-   sources and shards) and split by repository (`selection`), and written as Parquet
+   sources and shards; with `--engine ray`, the greedy passes over the groups of methods
+   linked by shared keys run on the cluster's workers) and split by repository
+   (`selection`), and written as Parquet
    shards (`shards`) with a manifest. This phase is rerun each time; it replaces the
    previous shards atomically.
 
@@ -26,15 +28,17 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from codemt import __version__
 from codemt.corpus import SPLITS, manifest_path, shard_dir
-from codemt.mine.cluster import stage_on_ray
+from codemt.mine.cluster import greedy_parts, ray_session, runner, stage_on_ray
 from codemt.mine.csn import write_codesearchnet
-from codemt.mine.selection import assign_splits, deduplicate
+from codemt.mine.selection import Runner, assign_splits, deduplicate, run_here
 from codemt.mine.settings import MineSettings
 from codemt.mine.shards import write_shards
 from codemt.mine.sources import expand_sources
@@ -46,6 +50,18 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
     """Mine `sources` into a corpus at `out`; returns the manifest (also written to disk)."""
     with reading.rare_collections():
         return _mine(sources, out, settings)
+
+
+@contextmanager
+def _engine(settings: MineSettings) -> Iterator[tuple[Callable, Runner, int]]:
+    """What stages the sources, what runs the greedy de-duplication's parts and into how
+    many parts it is cut: this machine's worker processes and one pass here, or a Ray
+    cluster's workers for both."""
+    if settings.engine != "ray":
+        yield stage_sources, run_here, 1
+        return
+    with ray_session(settings) as ray:
+        yield partial(stage_on_ray, ray), runner(ray), greedy_parts(ray)
 
 
 def _mine(sources: Sequence[str], out: Path, settings: MineSettings | None) -> dict:
@@ -60,16 +76,17 @@ def _mine(sources: Sequence[str], out: Path, settings: MineSettings | None) -> d
     excluded = expand_sources(list(settings.exclude)) if settings.exclude else []
     stage = Stage(out, settings)
     already = [spec for spec in [*specs, *excluded] if stage.is_done(spec)]
-    stage_with = stage_on_ray if settings.engine == "ray" else stage_sources
-    stage_with([*specs, *excluded], stage, settings)
-    check_excluded(excluded, stage)
-
-    paths = [stage.records_path(s) for s in specs]
+    with _engine(settings) as (stage_with, run, parts):
+        stage_with([*specs, *excluded], stage, settings)
+        check_excluded(excluded, stage)
+        paths = [stage.records_path(s) for s in specs]
+        masks, removed, kept = deduplicate(
+            paths, settings, [stage.records_path(s) for s in excluded], run=run, tasks=parts
+        )
     statuses = [stage.status(s) for s in specs]
     counts: Counter = Counter()
     for status in statuses:
         counts.update(status["counts"])
-    masks, removed, kept = deduplicate(paths, settings, [stage.records_path(s) for s in excluded])
     splits = assign_splits(kept, settings.split_ratios, settings.split_by)
     split_stats = write_shards(paths, masks, splits, out, settings)
     manifest = {

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,8 +28,22 @@ from codemt.mine.settings import MineSettings
 _CHUNK = 65536
 
 
+# Runs `fn` on each task, giving back the results in the order of the tasks: here, one
+# after another, or on the workers of a cluster (`codemt.mine.cluster.run_on_ray`).
+Runner = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+
+
+def run_here(fn: Callable[[Any], Any], tasks: Sequence[Any]) -> list[Any]:
+    return [fn(task) for task in tasks]
+
+
 def deduplicate(
-    paths: list[Path], settings: MineSettings, excluded: Sequence[Path] = ()
+    paths: list[Path],
+    settings: MineSettings,
+    excluded: Sequence[Path] = (),
+    *,
+    run: Runner = run_here,
+    tasks: int = 1,
 ) -> tuple[list[np.ndarray], Counter, Counter]:
     """Decide which staged rows survive global de-duplication.
 
@@ -42,6 +58,13 @@ def deduplicate(
     and every band key is replaced by its rank among the corpus's distinct values, so that
     what is held is a few numpy arrays of small integers per method (`StagedKeys`), and the
     sets of `Deduplicator` become one byte per distinct key.
+
+    Only methods that share a key with another can be removed, and a method's fate depends
+    only on those it is linked to through shared keys: the methods fall into independent
+    groups (the connected components of "shares a key with"), a method that shares no key
+    is kept at once, and the greedy pass runs over each group in preference order, in
+    `tasks` parts of whole groups, by `run` (on a cluster's workers with the Ray engine).
+    Any split into parts gives the same decisions as one pass over all methods.
     """
     staged = StagedKeys.read(paths)
     outside = _copies_of_excluded(staged, paths, excluded, settings) if excluded else None
@@ -54,45 +77,140 @@ def deduplicate(
         band_ids[staged.has_bands, band], distinct = _ranks(staged.bands[staged.has_bands, band])
         distinct_bands.append(distinct)
     del staged.bands
-    keep = np.ones(len(order), dtype=bool)
     removed: Counter = Counter()
-    kept: Counter = Counter()
-    seen_exact = bytearray(distinct_exact)
-    taken_bands = [bytearray(n) for n in distinct_bands]
+    # Rows copying an excluded file go, and mark nothing: they take part in no group.
+    keep = np.ones(len(order), dtype=bool) if outside is None else ~outside
+    if outside is not None and outside.any():
+        removed["excluded"] = int(outside.sum())
     use_exact, use_near = settings.dedup.exact, settings.dedup.near
-    repos = staged.repos
-    for start in range(0, len(order), _CHUNK):
-        chosen = order[start : start + _CHUNK]
-        rows = chosen.tolist()
-        exacts = exact_ids[chosen].tolist()
-        bands = band_ids[chosen].tolist()
-        has_bands = staged.has_bands[chosen].tolist()
-        repo_ids = staged.repo_ids[chosen].tolist()
-        copies = outside[chosen].tolist() if outside is not None else None
-        for k, row in enumerate(rows):
-            if copies is not None and copies[k]:
-                keep[row] = False
-                removed["excluded"] += 1
-                continue
-            exact = exacts[k]
-            near = use_near and has_bands[k]
-            if use_exact and seen_exact[exact]:
+    links = []
+    if use_exact:
+        links.append((exact_ids, distinct_exact, keep))
+    if use_near:
+        banded = keep & staged.has_bands
+        links += [(band_ids[:, b], n, banded) for b, n in enumerate(distinct_bands)]
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    grouped, bounds = _groups(links, rank)
+    parts = [
+        GreedyPart(
+            rows := grouped[a:b],
+            exact_ids[rows] if use_exact else None,
+            band_ids[rows] if use_near else None,
+            staged.has_bands[rows],
+        )
+        for a, b in _parts(bounds, tasks)
+    ]
+    for part, (kept_rows, verdicts) in zip(parts, run(greedy_pass, parts), strict=True):
+        keep[part.rows] = kept_rows
+        removed.update(verdicts)
+    # Kept methods per repository, counted in preference order (a repository first met
+    # first), as one pass would count them.
+    repo_ids = staged.repo_ids[order[keep[order]]]
+    ids, first, counts = np.unique(repo_ids, return_index=True, return_counts=True)
+    kept: Counter = Counter()
+    for j in np.argsort(first, kind="stable").tolist():
+        kept[staged.repos[ids[j]]] = int(counts[j])
+    return np.split(keep, staged.offsets[1:-1]), removed, kept
+
+
+@dataclass(frozen=True)
+class GreedyPart:
+    """Whole groups of rows that share keys, each group's rows in preference order: the
+    rows' numbers, their exact keys' and band keys' ranks (None where that kind of
+    de-duplication is off) and whether they have band keys."""
+
+    rows: np.ndarray
+    exact: np.ndarray | None
+    bands: np.ndarray | None
+    has_bands: np.ndarray
+
+
+def greedy_pass(part: GreedyPart) -> tuple[np.ndarray, Counter]:
+    """Which rows of `part` are kept, offered in order (of each cluster of copies the
+    first stays), and how many of the others are exact or near duplicates."""
+    keep = np.zeros(len(part.rows), dtype=bool)
+    verdicts: Counter = Counter()
+    exact, distinct_exact = _ranks(part.exact) if part.exact is not None else (None, 0)
+    seen_exact = bytearray(distinct_exact)
+    taken_bands, bands = [], None
+    if part.bands is not None and part.bands.shape[1]:
+        bands = np.full(part.bands.shape, -1, dtype=np.int32)
+        for b in range(part.bands.shape[1]):
+            bands[part.has_bands, b], distinct = _ranks(part.bands[part.has_bands, b])
+            taken_bands.append(bytearray(distinct))
+    for start in range(0, len(part.rows), _CHUNK):
+        stop = start + _CHUNK
+        exacts = exact[start:stop].tolist() if exact is not None else None
+        row_bands = bands[start:stop].tolist() if bands is not None else None
+        has_bands = part.has_bands[start:stop].tolist()
+        for k in range(len(has_bands)):
+            near = row_bands is not None and has_bands[k]
+            if exacts is not None and seen_exact[exacts[k]]:
                 verdict = "exact_duplicate"
-            elif near and any(taken[key] for taken, key in zip(taken_bands, bands[k], strict=True)):
+            elif near and any(t[key] for t, key in zip(taken_bands, row_bands[k], strict=True)):
                 verdict = "near_duplicate"
             else:
                 verdict = None
-            if use_exact:  # a near duplicate's exact copies count as exact
-                seen_exact[exact] = 1
+            if exacts is not None:  # a near duplicate's exact copies count as exact
+                seen_exact[exacts[k]] = 1
             if verdict:
-                keep[row] = False
-                removed[verdict] += 1
+                verdicts[verdict] += 1
                 continue
+            keep[start + k] = True
             if near:
-                for taken, key in zip(taken_bands, bands[k], strict=True):
+                for taken, key in zip(taken_bands, row_bands[k], strict=True):
                     taken[key] = 1
-            kept[repos[repo_ids[k]]] += 1
-    return np.split(keep, staged.offsets[1:-1]), removed, kept
+    return keep, verdicts
+
+
+def _groups(
+    links: list[tuple[np.ndarray, int, np.ndarray]], rank: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows that share a key with another row, by group (connected through shared
+    keys), each group's rows in preference order (`rank`); and where each group starts
+    (with the end last). `links`: per kind of key, each row's key rank, the number of
+    distinct keys and which rows take part."""
+    edge_rows, edge_keys, offset = [], [], 0
+    for ids, distinct, taking in links:
+        rows = np.flatnonzero(taking)
+        keys = ids[rows]
+        shared = np.bincount(keys, minlength=distinct)[keys] >= 2
+        edge_rows.append(rows[shared])
+        edge_keys.append(keys[shared].astype(np.int64) + offset)
+        offset += distinct
+    if not edge_rows or not sum(len(r) for r in edge_rows):
+        return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rows, row_node = np.unique(np.concatenate(edge_rows), return_inverse=True)
+    keys, key_node = np.unique(np.concatenate(edge_keys), return_inverse=True)
+    nodes = len(rows) + len(keys)
+    graph = coo_matrix(
+        (np.ones(len(row_node), dtype=np.int8), (row_node, len(rows) + key_node)),
+        shape=(nodes, nodes),
+    ).tocsr()
+    labels = connected_components(graph, directed=False)[1][: len(rows)]
+    by_group = np.lexsort((rank[rows], labels))
+    labels = labels[by_group]
+    starts = np.flatnonzero(np.diff(labels)) + 1
+    return rows[by_group], np.concatenate([[0], starts, [len(rows)]])
+
+
+def _parts(bounds: np.ndarray, tasks: int) -> list[tuple[int, int]]:
+    """Cut the groups (starting at `bounds`) into at most `tasks` runs of whole groups of
+    about as many rows each."""
+    total = int(bounds[-1])
+    if total == 0:
+        return []
+    size = -(-total // max(tasks, 1))
+    parts, start = [], 0
+    for end in bounds[1:].tolist():
+        if end - start >= size or end == total:
+            parts.append((start, end))
+            start = end
+    return parts
 
 
 def _ranks(values: np.ndarray) -> tuple[np.ndarray, int]:

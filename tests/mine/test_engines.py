@@ -20,7 +20,7 @@ import pytest
 
 from codemt.cli import main
 from codemt.corpus import SPLITS, shard_paths
-from codemt.mine import shards, staging
+from codemt.mine import cluster, pipeline, shards, staging
 from codemt.mine.pipeline import mine
 from codemt.mine.settings import MineSettings
 from codemt.mine.staging import (
@@ -261,7 +261,9 @@ def ray_installed():
     pytest.importorskip("ray", reason="the Ray engine's tests need pip install 'codemt[ray]'")
 
 
-def test_the_ray_engine_mines_the_corpus_the_local_engine_mines(tmp_path, ray_installed):
+def test_the_ray_engine_mines_the_corpus_the_local_engine_mines(
+    tmp_path, ray_installed, monkeypatch
+):
     """A local Ray cluster of two workers; sources that copy one another, a source that
     fails, an excluded source: the same corpus and manifest as the local engine's."""
     specs = make_sources(tmp_path / "src", repos=4, files=6)
@@ -275,8 +277,16 @@ def test_the_ray_engine_mines_the_corpus_the_local_engine_mines(tmp_path, ray_in
     shutil.copy(excluded, Path(specs[0]) / "copy_of_held_out.py")
     options = {"workers": 2, "exclude": (str(excluded.parent),)}
     local = mine(specs, tmp_path / "local", settings(tmp_path, **options))
+    ran = []
+    ray_runner = cluster.runner
+    monkeypatch.setattr(
+        pipeline,
+        "runner",
+        lambda ray: lambda fn, parts: ran.append(len(parts)) or ray_runner(ray)(fn, parts),
+    )
     on_ray = mine(specs, tmp_path / "ray", settings(tmp_path, engine="ray", **options))
 
+    assert ran and ran[0] >= 1  # the greedy de-duplication ran in parts on the cluster
     assert comparable(on_ray) == comparable(local)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # Ray's handler gone with it
     assert corpus_rows(tmp_path / "ray") == corpus_rows(tmp_path / "local")

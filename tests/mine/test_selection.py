@@ -88,15 +88,19 @@ def staged_file(path: Path, rows: int, rng: random.Random, *, pool: int = 400) -
     return path
 
 
-@pytest.fixture(scope="module")
-def staged(tmp_path_factory):
+@pytest.fixture(scope="module", params=[400, 20000], ids=["dense", "sparse"])
+def staged(tmp_path_factory, request):
+    """Staged files whose keys come from a small pool (all methods end up linked through
+    shared keys) or a large one (many independent groups of copies)."""
     folder = tmp_path_factory.mktemp("staged")
     rng = random.Random(3)
+    pool = request.param
     files = [
-        staged_file(folder / f"part-{i}.parquet", n, rng) for i, n in enumerate([1500, 1, 900])
+        staged_file(folder / f"part-{i}.parquet", n, rng, pool=pool)
+        for i, n in enumerate([1500, 1, 900])
     ]
-    excluded = staged_file(folder / "excluded.parquet", 60, rng)
-    return files, excluded
+    excluded = staged_file(folder / "excluded.parquet", 60, rng, pool=pool)
+    return files, excluded, pool
 
 
 @pytest.mark.parametrize(
@@ -106,14 +110,24 @@ def staged(tmp_path_factory):
 )
 @pytest.mark.parametrize("with_excluded", [False, True])
 def test_the_same_rows_are_kept_as_by_the_greedy_choice_over_sets(staged, dedup, with_excluded):
-    files, excluded_file = staged
+    files, excluded_file, pool = staged
     settings = MineSettings(dedup=dedup)
     excluded = [excluded_file] if with_excluded else []
-    masks, removed, kept = deduplicate(files, settings, excluded)
     want_masks, want_removed, want_kept = reference(files, settings, excluded)
-    assert [m.tolist() for m in masks] == [m.tolist() for m in want_masks]
-    assert list(removed.items()) == list(want_removed.items())
-    assert list(kept.items()) == list(want_kept.items())  # the same order too
+    # In one pass, and in parts of whole groups of rows that share keys, as a cluster runs
+    # them (the parts here run in reverse order: no part depends on another).
+    for tasks in (1, 3, 50):
+        ran = []
+
+        def backwards(fn, parts, ran=ran):
+            ran.append(len(parts))
+            return [fn(part) for part in parts[::-1]][::-1]
+
+        masks, removed, kept = deduplicate(files, settings, excluded, run=backwards, tasks=tasks)
+        assert [m.tolist() for m in masks] == [m.tolist() for m in want_masks]
+        assert removed == want_removed  # read by name
+        assert list(kept.items()) == list(want_kept.items())  # the same order too
+        assert ran[0] <= tasks and (tasks == 1 or pool < 20000 or ran[0] > 1)
     assert removed["near_duplicate"] or not dedup.near  # the case is exercised
     assert removed["exact_duplicate"] or not dedup.exact
 
