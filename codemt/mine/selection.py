@@ -89,9 +89,10 @@ def deduplicate(
     if use_near:
         banded = keep & staged.has_bands
         links += [(band_ids[:, b], n, banded) for b, n in enumerate(distinct_bands)]
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
     grouped, bounds = _groups(links, rank)
+    del rank, links
     parts = [
         GreedyPart(
             rows := grouped[a:b],
@@ -101,6 +102,7 @@ def deduplicate(
         )
         for a, b in _parts(bounds, tasks)
     ]
+    del exact_ids, band_ids, grouped
     for part, (kept_rows, verdicts) in zip(parts, run(greedy_pass, parts), strict=True):
         keep[part.rows] = kept_rows
         removed.update(verdicts)
@@ -173,11 +175,13 @@ def _groups(
     distinct keys and which rows take part."""
     edge_rows, edge_keys, offset = [], [], 0
     for ids, distinct, taking in links:
-        rows = np.flatnonzero(taking)
-        keys = ids[rows]
-        shared = np.bincount(keys, minlength=distinct)[keys] >= 2
-        edge_rows.append(rows[shared])
-        edge_keys.append(keys[shared].astype(np.int64) + offset)
+        # Counted over the rows taking part alone; a row with no key of this kind (-1) never.
+        counts = np.bincount(ids[taking], minlength=distinct)
+        shared = counts >= 2
+        del counts
+        rows = np.flatnonzero(taking & shared[ids])
+        edge_rows.append(rows)
+        edge_keys.append(ids[rows].astype(np.int64) + offset)
         offset += distinct
     if not edge_rows or not sum(len(r) for r in edge_rows):
         return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
