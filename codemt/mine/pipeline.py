@@ -10,9 +10,8 @@ The work is done in two phases so a long run can stop and resume:
 2. Finish: the staged records of the sources asked for are de-duplicated globally (across
    sources and shards; with `--engine ray`, the greedy passes over the groups of methods
    linked by shared keys run on the cluster's workers) and split by repository
-   (`selection`), and written as Parquet
-   shards (`shards`) with a manifest. This phase is rerun each time; it replaces the
-   previous shards atomically.
+   (`selection`), and written as Parquet shards (`shards`) with a manifest. This phase
+   is rerun each time; it replaces the previous shards atomically.
 
 What cannot be read is skipped at the smallest unit (a folder, the damaged end of an
 archive or jsonl file, a file, a jsonl row, a method) and the run goes on. Every skip is
