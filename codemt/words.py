@@ -296,6 +296,8 @@ class WordsProcessor:
             key = (r // per_source, self.constraint.writing(ids))
             mask = self._masks.get(key)
             if mask is None:
+                if len(self._masks) >= _CACHED_STATES:
+                    self._masks.clear()
                 source = key[0]
                 mask = self.constraint.allowed_after(key[1], self.own[source], self.inside[source])
                 self._masks[key] = mask

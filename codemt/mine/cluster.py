@@ -51,7 +51,9 @@ MAX_RETRIES = 3
 TASKS_PER_CPU = 2
 MIN_IN_FLIGHT = 8  # also while a cluster that scales with demand has no worker yet
 RESOURCES_EVERY_S = 10.0  # how often the cluster's size is asked again
-# The object store of a local instance: tasks return a few warnings, not records.
+# The object store of a local instance: staging tasks return a few warnings, not records;
+# the de-duplication's parts hold a few dozen bytes per method that shares a key (Ray
+# spills to disk what does not fit).
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2
 
 
@@ -94,7 +96,9 @@ def stage_on_ray(ray, specs: list[str], stage: Stage, settings: MineSettings) ->
 
 
 def greedy_parts(ray) -> int:
-    """How many parts the finish's greedy de-duplication is cut into: a few per CPU."""
+    """How many parts the finish's greedy de-duplication is cut into: a few per CPU of the
+    cluster as it is when asked (after staging: a cluster that scales with demand has
+    grown by then)."""
     return max(1, int(ray.cluster_resources().get("CPU", 1)) * TASKS_PER_CPU)
 
 
@@ -108,6 +112,8 @@ def runner(ray) -> Runner:
         try:
             return ray.get(refs)
         except ray.exceptions.RayError as exc:
+            for ref in refs:  # on a caller's own cluster, nothing else would stop them
+                ray.cancel(ref)
             raise MiningStopped(
                 f"de-duplicating on the Ray cluster failed: {type(exc).__name__}: {exc}; "
                 "every source is staged: rerun the same command to finish"

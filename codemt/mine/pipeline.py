@@ -52,15 +52,15 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
 
 
 @contextmanager
-def _engine(settings: MineSettings) -> Iterator[tuple[Callable, Runner, int]]:
-    """What stages the sources, what runs the greedy de-duplication's parts and into how
-    many parts it is cut: this machine's worker processes and one pass here, or a Ray
-    cluster's workers for both."""
+def _engine(settings: MineSettings) -> Iterator[tuple[Callable, Runner, Callable[[], int]]]:
+    """What stages the sources, what runs the greedy de-duplication's parts and how many
+    parts it is cut into (asked when it runs): this machine's worker processes and one
+    pass here, or a Ray cluster's workers for both."""
     if settings.engine != "ray":
-        yield stage_sources, run_here, 1
+        yield stage_sources, run_here, lambda: 1
         return
     with ray_session(settings) as ray:
-        yield partial(stage_on_ray, ray), runner(ray), greedy_parts(ray)
+        yield partial(stage_on_ray, ray), runner(ray), partial(greedy_parts, ray)
 
 
 def _mine(sources: Sequence[str], out: Path, settings: MineSettings | None) -> dict:
@@ -80,7 +80,7 @@ def _mine(sources: Sequence[str], out: Path, settings: MineSettings | None) -> d
         check_excluded(excluded, stage)
         paths = [stage.records_path(s) for s in specs]
         masks, removed, kept = deduplicate(
-            paths, settings, [stage.records_path(s) for s in excluded], run=run, tasks=parts
+            paths, settings, [stage.records_path(s) for s in excluded], run=run, tasks=parts()
         )
     statuses = [stage.status(s) for s in specs]
     counts: Counter = Counter()

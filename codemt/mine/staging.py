@@ -48,7 +48,9 @@ JSONL_ROWS_PER_TASK = 512
 
 def _start_worker() -> None:
     """A local worker process's start: it mines and nothing else, for its whole life."""
-    gc.set_threshold(reading.RARE_GC_THRESHOLD, *gc.get_threshold()[1:])
+    threshold = gc.get_threshold()
+    if 0 < threshold[0] < reading.RARE_GC_THRESHOLD:
+        gc.set_threshold(reading.RARE_GC_THRESHOLD, *threshold[1:])
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:

@@ -159,14 +159,16 @@ def rare_collections() -> Iterator[None]:
     functions); each collection of the oldest generation walks all that is kept, and the
     default threshold starts collections so often that the collector took longer than
     extracting the methods. Trees and records hold no reference cycles (reference counting
-    frees them as they go), so collecting rarely keeps nothing alive that would otherwise
-    be freed, but for the odd cycle, collected later.
+    frees them as they go; the odd cycle, a Python 2 file's converted tree with its parent
+    links say, is collected later), so collecting rarely keeps little alive that would
+    otherwise be freed. A threshold already higher, or 0 (collection off), is left as it is.
     """
     global _rare_depth, _usual_threshold
     with _rare_lock:  # blocks may nest, or run in threads side by side: the first one in
         if _rare_depth == 0:  # saves the setting, the last one out gives it back
             _usual_threshold = gc.get_threshold()
-            gc.set_threshold(RARE_GC_THRESHOLD, *_usual_threshold[1:])
+            if 0 < _usual_threshold[0] < RARE_GC_THRESHOLD:
+                gc.set_threshold(RARE_GC_THRESHOLD, *_usual_threshold[1:])
         _rare_depth += 1
     try:
         yield

@@ -141,3 +141,12 @@ def test_rare_collections_nest_and_overlap_in_threads_and_give_the_setting_back(
     with pytest.raises(RuntimeError), rare_collections():
         raise RuntimeError("a failing block")
     assert gc.get_threshold() == before
+    # A caller who turned collection off, or made it rarer still, keeps that.
+    try:
+        for own in ((0, 10, 10), (RARE_GC_THRESHOLD * 5, 10, 10)):
+            gc.set_threshold(*own)
+            with rare_collections():
+                assert gc.get_threshold() == own
+            assert gc.get_threshold() == own
+    finally:
+        gc.set_threshold(*before)
