@@ -260,7 +260,9 @@ class PointerT5(T5ForConditionalGeneration):
         """The pointer's keys of the encoder outputs, (batch, source, pointer dim).
 
         Generation passes the same encoder outputs at every step: while it runs, the keys of
-        the last outputs are kept and reused as long as those outputs come again.
+        the last outputs are kept and reused as long as those outputs come again (under
+        mixed precision their float32 copy is new at each step, and the keys are made each
+        time, as without this).
         """
         kept = self._keys
         if kept is not None and kept[0] is encoded:
