@@ -468,14 +468,14 @@ class Translator:
         # Longest first: similar lengths share a batch, and memory runs out early if at all.
         order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
         results: dict[int, Translation] = {}
-        candidates: dict[int, list[Candidate]] = {}
-        words: dict[int, set[str]] = {}
         with tqdm(total=len(inputs), unit="method", disable=not progress) as bar:
             for start in range(0, len(order), settings.batch_size):
                 batch = order[start : start + settings.batch_size]
                 generated = self._generate(
                     [inputs[i] for i in batch], n_return, settings, words=target == "docstring"
                 )
+                candidates: dict[int, list[Candidate]] = {}
+                words: dict[int, set[str]] = {}
                 for i, sequences in zip(batch, generated, strict=True):
                     # A docstring is rewarded for naming what the method's names say, where
                     # the model sees them.

@@ -29,7 +29,7 @@ _CHUNK = 65536
 
 
 # Runs `fn` on each task, giving back the results in the order of the tasks: here, one
-# after another, or on the workers of a cluster (`codemt.mine.cluster.run_on_ray`).
+# after another, or on the workers of a cluster (`codemt.mine.cluster.runner`).
 Runner = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 
 
@@ -71,11 +71,7 @@ def deduplicate(
     order = staged.preference_order()
     exact_ids, distinct_exact = _ranks(staged.exact)
     del staged.exact
-    band_ids = np.full(staged.bands.shape, -1, dtype=np.int32)
-    distinct_bands = []
-    for band in range(staged.bands.shape[1]):
-        band_ids[staged.has_bands, band], distinct = _ranks(staged.bands[staged.has_bands, band])
-        distinct_bands.append(distinct)
+    band_ids, distinct_bands = _band_ranks(staged.bands, staged.has_bands)
     del staged.bands
     removed: Counter = Counter()
     # Rows copying an excluded file go, and mark nothing: they take part in no group.
@@ -137,10 +133,8 @@ def greedy_pass(part: GreedyPart) -> tuple[np.ndarray, Counter]:
     seen_exact = bytearray(distinct_exact)
     taken_bands, bands = [], None
     if part.bands is not None and part.bands.shape[1]:
-        bands = np.full(part.bands.shape, -1, dtype=np.int32)
-        for b in range(part.bands.shape[1]):
-            bands[part.has_bands, b], distinct = _ranks(part.bands[part.has_bands, b])
-            taken_bands.append(bytearray(distinct))
+        bands, distinct_bands = _band_ranks(part.bands, part.has_bands)
+        taken_bands = [bytearray(n) for n in distinct_bands]
     for start in range(0, len(part.rows), _CHUNK):
         stop = start + _CHUNK
         exacts = exact[start:stop].tolist() if exact is not None else None
@@ -224,6 +218,17 @@ def _ranks(values: np.ndarray) -> tuple[np.ndarray, int]:
         return np.zeros(0, dtype=np.int32), 0
     distinct, inverse = np.unique(values, return_inverse=True)
     return inverse.astype(np.int32).reshape(-1), len(distinct)
+
+
+def _band_ranks(bands: np.ndarray, has_bands: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """`_ranks` of each band's keys (int32, -1 for a row without band keys), and the number
+    of distinct keys of each band."""
+    ids = np.full(bands.shape, -1, dtype=np.int32)
+    distinct = []
+    for band in range(bands.shape[1]):
+        ids[has_bands, band], n = _ranks(bands[has_bands, band])
+        distinct.append(n)
+    return ids, distinct
 
 
 class StagedKeys:

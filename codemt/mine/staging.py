@@ -9,7 +9,6 @@ when the settings that change records differ.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import os
@@ -46,16 +45,12 @@ TASKS_AHEAD_PER_WORKER = 4
 JSONL_ROWS_PER_TASK = 512
 
 
-def _start_worker() -> None:
-    """A local worker process's start: it mines and nothing else, for its whole life."""
-    threshold = gc.get_threshold()
-    if 0 < threshold[0] < reading.RARE_GC_THRESHOLD:
-        gc.set_threshold(reading.RARE_GC_THRESHOLD, *threshold[1:])
-
-
 def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """The local engine's worker processes (started afresh: no state of the caller's)."""
-    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker)
+    """The local engine's worker processes (started afresh: no state of the caller's),
+    which mine and nothing else for their whole life, collecting garbage rarely."""
+    return ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=reading.collect_rarely
+    )
 
 
 @dataclass(frozen=True)

@@ -166,9 +166,7 @@ def rare_collections() -> Iterator[None]:
     global _rare_depth, _usual_threshold
     with _rare_lock:  # blocks may nest, or run in threads side by side: the first one in
         if _rare_depth == 0:  # saves the setting, the last one out gives it back
-            _usual_threshold = gc.get_threshold()
-            if 0 < _usual_threshold[0] < RARE_GC_THRESHOLD:
-                gc.set_threshold(RARE_GC_THRESHOLD, *_usual_threshold[1:])
+            _usual_threshold = collect_rarely()
         _rare_depth += 1
     try:
         yield
@@ -177,6 +175,16 @@ def rare_collections() -> Iterator[None]:
             _rare_depth -= 1
             if _rare_depth == 0:
                 gc.set_threshold(*_usual_threshold)
+
+
+def collect_rarely() -> tuple[int, int, int]:
+    """Raise the collector's threshold to `RARE_GC_THRESHOLD` (a higher one, or 0 for
+    collection off, stays); returns the setting before. For a process that only parses,
+    for its whole life; elsewhere `rare_collections` gives the setting back."""
+    threshold = gc.get_threshold()
+    if 0 < threshold[0] < RARE_GC_THRESHOLD:
+        gc.set_threshold(RARE_GC_THRESHOLD, *threshold[1:])
+    return threshold
 
 
 _rare_lock = threading.Lock()
