@@ -15,8 +15,10 @@ What runs where:
   `codemt mine` runs (arrays of a few bytes a method: about 1.1 GB at 4M methods, 5 GB
   at PyMT5's 26M), finds the groups of methods linked by shared keys, and hands the
   greedy passes over those groups to the workers, a few parts a CPU
-  (`codemt.mine.selection.deduplicate`); the split (a hash of each repository's name)
-  and the shards follow where `codemt mine` runs.
+  (`codemt.mine.selection.deduplicate`). The split (a hash of each repository's name,
+  or of the repositories laid end to end) is decided there too, and each shard is then
+  a task: a worker reads its rows from the staged files and writes it under the shared
+  folder (`codemt.mine.shards`).
 
 So `--out` must be a folder every node and the driver see (a network file system, a
 mounted bucket), codemt must be installed on every node, and local sources (folders,
@@ -102,9 +104,10 @@ def greedy_parts(ray) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)) * TASKS_PER_CPU)
 
 
-def runner(ray) -> Runner:
+def runner(ray, doing: str) -> Runner:
     """A `codemt.mine.selection.Runner` on the cluster: a task a part, run again (up to
-    `MAX_RETRIES` times) when its worker dies; the results in the order of the parts."""
+    `MAX_RETRIES` times) when its worker dies; the results in the order of the parts.
+    `doing` names the work in the error that stops the run."""
 
     def run(fn: Callable[[Any], Any], parts: Sequence[Any]) -> list[Any]:
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(fn)
@@ -115,11 +118,19 @@ def runner(ray) -> Runner:
             for ref in refs:  # on a caller's own cluster, nothing else would stop them
                 ray.cancel(ref)
             raise MiningStopped(
-                f"de-duplicating on the Ray cluster failed: {type(exc).__name__}: {exc}; "
+                f"{doing} on the Ray cluster failed: {_cause(ray, exc)}; "
                 "every source is staged: rerun the same command to finish"
             ) from None
 
     return run
+
+
+def _cause(ray, exc: Exception) -> str:
+    """A Ray error as a line: a task's own error (a full disk, say) rather than Ray's
+    wrapping of it with the worker's traceback."""
+    if isinstance(exc, ray.exceptions.RayTaskError) and exc.cause is not None:
+        exc = exc.cause
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _connect(ray, settings: MineSettings) -> bool:
@@ -180,10 +191,9 @@ def _result(ray, ref, spec: str, stage: Stage) -> list[str]:
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:  # the task's own error: a full disk, say
-        cause = exc.cause if exc.cause is not None else exc
         raise MiningStopped(
             f"mining {reading.printable(spec)} failed on a Ray worker: "
-            f"{type(cause).__name__}: {cause}; {stage.resume_note()}"
+            f"{_cause(ray, exc)}; {stage.resume_note()}"
         ) from None
     except (
         ray.exceptions.WorkerCrashedError,

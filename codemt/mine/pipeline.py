@@ -8,10 +8,11 @@ The work is done in two phases so a long run can stop and resume:
    with their de-duplication keys, are written to `DIR/.work/staged/` and the source is
    marked done. A rerun with the same `--out` skips sources already done.
 2. Finish: the staged records of the sources asked for are de-duplicated globally (across
-   sources and shards; with `--engine ray`, the greedy passes over the groups of methods
-   linked by shared keys run on the cluster's workers) and split by repository
-   (`selection`), and written as Parquet shards (`shards`) with a manifest. This phase
-   is rerun each time; it replaces the previous shards atomically.
+   sources and shards) and split by repository (`selection`), and written as Parquet
+   shards (`shards`) with a manifest; the greedy passes over the groups of methods
+   linked by shared keys and the shards are independent tasks, run by the cluster's
+   workers with `--engine ray` (the shards on threads here otherwise). This phase is
+   rerun each time; it replaces the previous shards atomically.
 
 What cannot be read is skipped at the smallest unit (a folder, the damaged end of an
 archive or jsonl file, a file, a jsonl row, a method) and the run goes on. Every skip is
@@ -29,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from codemt import __version__
 from codemt.corpus import SPLITS, manifest_path, shard_dir
 from codemt.mine.cluster import greedy_parts, ray_session, runner, stage_on_ray
 from codemt.mine.csn import write_codesearchnet
-from codemt.mine.selection import Runner, assign_splits, deduplicate, run_here
+from codemt.mine.selection import Runner, assign_splits, deduplicate, in_threads, run_here
 from codemt.mine.settings import MineSettings
 from codemt.mine.shards import write_shards
 from codemt.mine.sources import expand_sources
@@ -51,16 +52,32 @@ def mine(sources: Sequence[str], out: Path, settings: MineSettings | None = None
         return _mine(sources, out, settings)
 
 
+@dataclass(frozen=True)
+class _Engine:
+    """What does the work of a run: `stage` stages the sources, `dedup` runs the greedy
+    de-duplication's parts, `parts` says how many parts it is cut into (asked when it
+    runs), `write` writes the shards."""
+
+    stage: Callable
+    dedup: Runner
+    parts: Callable[[], int]
+    write: Runner
+
+
 @contextmanager
-def _engine(settings: MineSettings) -> Iterator[tuple[Callable, Runner, Callable[[], int]]]:
-    """What stages the sources, what runs the greedy de-duplication's parts and how many
-    parts it is cut into (asked when it runs): this machine's worker processes and one
-    pass here, or a Ray cluster's workers for both."""
+def _engine(settings: MineSettings) -> Iterator[_Engine]:
+    """This machine's worker processes for staging, one greedy pass here and the shards
+    on as many threads as workers; or a Ray cluster's workers for all three."""
     if settings.engine != "ray":
-        yield stage_sources, run_here, lambda: 1
+        yield _Engine(stage_sources, run_here, lambda: 1, in_threads(settings.workers))
         return
     with ray_session(settings) as ray:
-        yield partial(stage_on_ray, ray), runner(ray), partial(greedy_parts, ray)
+        yield _Engine(
+            partial(stage_on_ray, ray),
+            runner(ray, "de-duplicating"),
+            partial(greedy_parts, ray),
+            runner(ray, "writing the shards"),
+        )
 
 
 def _mine(sources: Sequence[str], out: Path, settings: MineSettings | None) -> dict:
@@ -75,19 +92,23 @@ def _mine(sources: Sequence[str], out: Path, settings: MineSettings | None) -> d
     excluded = expand_sources(list(settings.exclude)) if settings.exclude else []
     stage = Stage(out, settings)
     already = [spec for spec in [*specs, *excluded] if stage.is_done(spec)]
-    with _engine(settings) as (stage_with, run, parts):
-        stage_with([*specs, *excluded], stage, settings)
+    with _engine(settings) as engine:
+        engine.stage([*specs, *excluded], stage, settings)
         check_excluded(excluded, stage)
         paths = [stage.records_path(s) for s in specs]
         masks, removed, kept = deduplicate(
-            paths, settings, [stage.records_path(s) for s in excluded], run=run, tasks=parts()
+            paths,
+            settings,
+            [stage.records_path(s) for s in excluded],
+            run=engine.dedup,
+            tasks=engine.parts(),
         )
+        splits = assign_splits(kept, settings.split_ratios, settings.split_by)
+        split_stats = write_shards(paths, masks, splits, out, settings, run=engine.write)
     statuses = [stage.status(s) for s in specs]
     counts: Counter = Counter()
     for status in statuses:
         counts.update(status["counts"])
-    splits = assign_splits(kept, settings.split_ratios, settings.split_by)
-    split_stats = write_shards(paths, masks, splits, out, settings)
     manifest = {
         "codemt_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

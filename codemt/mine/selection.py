@@ -11,6 +11,7 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,34 @@ _CHUNK = 65536
 
 
 # Runs `fn` on each task, giving back the results in the order of the tasks: here, one
-# after another, or on the workers of a cluster (`codemt.mine.cluster.runner`).
+# after another (`run_here`), on threads (`in_threads`), or on the workers of a cluster
+# (`codemt.mine.cluster.runner`).
 Runner = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 
 
 def run_here(fn: Callable[[Any], Any], tasks: Sequence[Any]) -> list[Any]:
     return [fn(task) for task in tasks]
+
+
+def in_threads(threads: int) -> Runner:
+    """A runner on `threads` threads, for tasks whose work is Arrow's and Parquet's (which
+    let go of the interpreter while they work). When a task fails, the tasks not started
+    are dropped and those running are waited for before the error is raised: nothing of
+    the run goes on writing after it."""
+    if threads <= 1:
+        return run_here
+
+    def run(fn: Callable[[Any], Any], tasks: Sequence[Any]) -> list[Any]:
+        with ThreadPoolExecutor(threads) as pool:
+            futures = [pool.submit(fn, task) for task in tasks]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    return run
 
 
 def deduplicate(

@@ -41,6 +41,9 @@ STAGED_SCHEMA = SCHEMA.append(pa.field("exact_key", pa.int64())).append(
     pa.field("band_keys", pa.list_(pa.int64()))
 )
 FILES_PER_TASK = 16
+# Staged files are written in row groups of this many methods, so that a shard's task
+# reads the parts of a large source's file that hold its rows, not the whole file.
+STAGED_ROW_GROUP_ROWS = 65_536
 TASKS_AHEAD_PER_WORKER = 4
 JSONL_ROWS_PER_TASK = 512
 
@@ -182,7 +185,9 @@ class Stage:
         records_tmp = self.records_path(spec).with_suffix(own)
         done_tmp = self.done_path(spec).with_suffix(own)
         try:
-            pq.write_table(table, records_tmp, compression="zstd")
+            pq.write_table(
+                table, records_tmp, compression="zstd", row_group_size=STAGED_ROW_GROUP_ROWS
+            )
             records_tmp.replace(self.records_path(spec))
             done_tmp.write_text(json.dumps(status, indent=1))
             done_tmp.replace(self.done_path(spec))

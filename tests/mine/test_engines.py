@@ -275,18 +275,22 @@ def test_the_ray_engine_mines_the_corpus_the_local_engine_mines(
         "def second(x):\n    y = x - 1\n    return y / 3\n"
     )
     shutil.copy(excluded, Path(specs[0]) / "copy_of_held_out.py")
-    options = {"workers": 2, "exclude": (str(excluded.parent),)}
+    # Shards of 7 rows: several a split, some with rows of two sources.
+    options = {"workers": 2, "exclude": (str(excluded.parent),), "shard_rows": 7}
     local = mine(specs, tmp_path / "local", settings(tmp_path, **options))
-    ran = []
+    ran: dict[str, int] = {}
     ray_runner = cluster.runner
-    monkeypatch.setattr(
-        pipeline,
-        "runner",
-        lambda ray: lambda fn, parts: ran.append(len(parts)) or ray_runner(ray)(fn, parts),
-    )
+
+    def counted(ray, doing):
+        run = ray_runner(ray, doing)
+        return lambda fn, parts: ran.setdefault(doing, len(parts)) and run(fn, parts)
+
+    monkeypatch.setattr(pipeline, "runner", counted)
     on_ray = mine(specs, tmp_path / "ray", settings(tmp_path, engine="ray", **options))
 
-    assert ran and ran[0] >= 1  # the greedy de-duplication ran in parts on the cluster
+    # The greedy de-duplication ran in parts on the cluster, and every shard was a task.
+    assert ran["de-duplicating"] >= 1
+    assert ran["writing the shards"] == len(local["shards"]) > 3
     assert comparable(on_ray) == comparable(local)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # Ray's handler gone with it
     assert corpus_rows(tmp_path / "ray") == corpus_rows(tmp_path / "local")
