@@ -75,6 +75,10 @@ def write_shards(
         shards, stats = plan_shards(paths, masks, splits, tmp_dir, settings.shard_rows)
         for shard, written in zip(shards, run(write_shard, shards), strict=True):
             stats.update({f"{shard.split}:{what}": n for what, n in written.items()})
+        # A task killed while writing (and run again) left its half-written file behind.
+        planned = {shard.path for shard in shards}
+        for leftover in set(tmp_dir.iterdir()) - planned:
+            leftover.unlink()
     except BaseException:
         # A full disk, say: the previous shards stay as they are, and the new ones written
         # so far go, to give the space back.

@@ -299,21 +299,33 @@ def test_the_ray_engine_mines_the_corpus_the_local_engine_mines(
 
 
 @needs_proc
-def test_a_ray_worker_killed_mid_source_runs_its_task_again(tmp_path, ray_installed, capsys):
+def test_ray_workers_killed_mid_source_and_mid_shard_run_their_tasks_again(
+    tmp_path, ray_installed, capsys
+):
     specs = make_sources(tmp_path / "src", repos=3, files=300)
-    reference = mine(specs, tmp_path / "reference", settings(tmp_path, workers=1))
-    killer = Killer("ray::stage_source")
-    killer.start()
+    shard_rows = ["--shard-rows", "200"]  # some 20 shards, each a task
+    reference_out = tmp_path / "reference"
+    command = ["mine", *specs, "--workers", "1", "--quiet", *shard_rows]
+    assert main([*command, "--out", str(reference_out)]) == 0
+    killers = [Killer("ray::stage_source"), Killer("ray::write_shard")]
+    for killer in killers:
+        killer.start()
     try:
         code = within(
-            120, main, ["mine", *specs, "--out", str(tmp_path / "ray"), "--engine", "ray"]
+            120,
+            main,
+            ["mine", *specs, "--out", str(tmp_path / "ray"), "--engine", "ray", *shard_rows],
         )
     finally:
-        killer.stop()
-    assert code == 0 and killer.killed
+        for killer in killers:
+            killer.stop()
+    assert code == 0 and all(killer.killed for killer in killers)
+    reference = json.loads((reference_out / "manifest.json").read_text())
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert comparable(manifest) == comparable(reference)
-    assert corpus_rows(tmp_path / "ray") == corpus_rows(tmp_path / "reference")
+    assert corpus_rows(tmp_path / "ray") == corpus_rows(reference_out)
+    # Nothing of the killed task's half-written shard is left among the shards.
+    assert sorted(os.listdir(tmp_path / "ray" / "shards")) == manifest["shards"]
 
 
 def test_a_source_staged_whole_in_one_process_equals_its_staging_in_tasks(tmp_path):

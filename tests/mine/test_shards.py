@@ -205,3 +205,16 @@ def test_a_failed_write_removes_its_partial_file(tmp_path, staged, monkeypatch):
     with pytest.raises(OSError):
         shards.write_shard(shard)
     assert sorted(tmp_path.iterdir()) == [tmp_path / "staged"]
+
+
+def test_a_half_written_file_of_a_killed_task_is_not_left_among_the_shards(tmp_path, staged):
+    paths, masks, splits = staged
+
+    def killed_once(fn, tasks):
+        # What a task killed mid-write leaves: its own temporary name, half a file.
+        tasks[0].path.with_suffix(".tmp-4242-deadbeef").write_bytes(b"PAR1 half a shard")
+        return run_here(fn, tasks)
+
+    out = tmp_path / "out"
+    shards.write_shards(paths, masks, splits, out, MineSettings(shard_rows=50), run=killed_once)
+    assert all(path.suffix == ".parquet" for path in shard_dir(out).iterdir())
