@@ -269,6 +269,7 @@ def evaluate(
         "backend": translator.backend.name,
         "real_words": translator.settings.real_words and translator.has_word_list,
         "num_beams": translator.settings.num_beams,
+        "memory_beams": translator.settings.memory_beams,
         "name_weight": translator.settings.name_weight,
         # What the model read beside each method: "repo" only where it was trained to.
         "memory": memory if translator.reads_neighbors else "none",

@@ -461,18 +461,28 @@ class Translator:
         # word or two, adapted to this method's names) join the beams as candidates, scored
         # by the model as it scores what it writes.
         offered = self._offered(records, neighbors, target, style, settings)
-        # Every candidate comes back (beam search runs the same search for one or all):
-        # code targets choose a parsing one, docstrings one that names what the method's
-        # names say, where the model sees them.
-        n_return = settings.candidates
         # Longest first: similar lengths share a batch, and memory runs out early if at all.
+        # Methods with summaries offered are generated apart, with their own beam width.
         order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
+        size = settings.batch_size
+        batches = [
+            group[start : start + size]
+            for group in ([i for i in order if not offered[i]], [i for i in order if offered[i]])
+            for start in range(0, len(group), size)
+        ]
+        alone, beside = settings, settings.with_offered_summaries()
         results: dict[int, Translation] = {}
         with tqdm(total=len(inputs), unit="method", disable=not progress) as bar:
-            for start in range(0, len(order), settings.batch_size):
-                batch = order[start : start + settings.batch_size]
+            for batch in batches:
+                chosen = beside if offered[batch[0]] else alone
+                # Every candidate comes back (beam search runs the same search for one or
+                # all): code targets choose a parsing one, docstrings one that names what
+                # the method's names say, where the model sees them.
                 generated = self._generate(
-                    [inputs[i] for i in batch], n_return, settings, words=target == "docstring"
+                    [inputs[i] for i in batch],
+                    chosen.candidates,
+                    chosen,
+                    words=target == "docstring",
                 )
                 candidates: dict[int, list[Candidate]] = {}
                 words: dict[int, set[str]] = {}
@@ -485,12 +495,12 @@ class Translator:
                 # A summary that could not be chosen even if the model gave each of its
                 # tokens all the probability is not scored: the decoder passes are the cost.
                 worth = [
-                    [t for t in offered[i] if could_win(t, words[i], candidates[i], settings)]
+                    [t for t in offered[i] if could_win(t, words[i], candidates[i], chosen)]
                     for i in batch
                 ]
                 scored = self._scored([inputs[i] for i in batch], worth)
                 for i, own in zip(batch, scored, strict=True):
-                    results[i] = self._finish(target, candidates[i], words[i], settings, own)
+                    results[i] = self._finish(target, candidates[i], words[i], chosen, own)
                 bar.update(len(batch))
         if target == "docstring" and style not in (None, "summary"):
             for i, record in enumerate(records):

@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -734,6 +735,49 @@ def test_a_summary_that_cannot_be_chosen_is_not_scored(memory_model, monkeypatch
     assert [t.text for t in pruned] == [t.text for t in every]
     assert [t.score for t in pruned] == pytest.approx([t.score for t in every], abs=1e-5)
     assert sum(map(len, scored)) >= offered
+
+
+def test_docstrings_beside_offered_summaries_are_written_with_their_own_beam_width(
+    memory_model, monkeypatch
+):
+    """`memory_beams`: methods whose neighbours' summaries are offered are generated in
+    batches of their own with that width; the others, and every method when it is None,
+    with `num_beams`; the results in the order of the methods."""
+    from codemt.generation import GenerationSettings
+    from codemt.translate import Translator
+
+    translator = Translator.load(memory_model, backend="torch")
+    sibling = Neighbor("download_cbs", "def download_cbs(url):", "Downloads CBS videos.")
+    names = ("download_sina", "close", "download_ted", "read")
+    records = [record(name, f"def {name}(url):", f"    return get_{name}(url)") for name in names]
+    records = [
+        {**r, "neighbors": [sibling.as_record()] if i % 2 == 0 else []}
+        for i, r in enumerate(records)
+    ]
+    widths = []
+    generate = Translator._generate
+
+    def spy(self, inputs, n_return, settings, **kwargs):
+        widths.append((len(inputs), settings.num_beams, n_return))
+        return generate(self, inputs, n_return, settings, **kwargs)
+
+    monkeypatch.setattr(Translator, "_generate", spy)
+    settings = GenerationSettings(num_beams=3, max_new_tokens=6)
+    mixed = translator.translate_batch(records, "docstring", settings=settings)
+    assert sorted(widths) == [(2, 1, 1), (2, 3, 3)]
+    for i, translation in enumerate(mixed):  # in order: each as it is written alone
+        alone = translator.translate_batch([records[i]], "docstring", settings=settings)[0]
+        assert translation.text == alone.text
+    widths.clear()
+    translator.translate_batch(records, "docstring", settings=replace(settings, memory_beams=None))
+    assert widths == [(2, 3, 3), (2, 3, 3)]
+    widths.clear()
+    translator.translate_batch(records, "body", settings=settings)  # nothing offered
+    assert widths == [(4, 3, 3)]
+    with pytest.raises(ValueError, match="memory_beams must be at least 1"):
+        GenerationSettings(memory_beams=0)
+    sampling = GenerationSettings(num_beams=1, sample=True, num_samples=3)
+    assert sampling.with_offered_summaries() == sampling
 
 
 def scoring_case(memory_model):

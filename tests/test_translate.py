@@ -88,6 +88,25 @@ def test_generation_settings_reject_bad_values():
             GenerationSettings(**kwargs)
 
 
+@pytest.mark.parametrize("command", ["docstring", "evaluate", "lsp", "translate"])
+def test_beams_asked_for_hold_everywhere_and_the_defaults_narrow_beside_summaries(command):
+    from codemt.cli import build_parser
+    from codemt.cli.translate import generation_settings
+
+    needs = {
+        "docstring": ["x.py"],
+        "evaluate": ["m", "--data", "d"],
+        "lsp": [],
+        "translate": ["x.py", "--target", "docstring"],
+    }
+    parser = build_parser()
+    default = generation_settings(parser.parse_args([command, *needs[command]]), num_beams=None)
+    assert (default.num_beams, default.memory_beams) == (4, 1)
+    args = parser.parse_args([command, *needs[command], "--beams", "6"])
+    asked = generation_settings(args, num_beams=args.beams)
+    assert (asked.num_beams, asked.memory_beams) == (6, None)
+
+
 def test_no_repeat_ngram_is_set_by_target_unless_given():
     settings = GenerationSettings()
     assert settings.for_target("docstring").no_repeat_ngram_size == 4

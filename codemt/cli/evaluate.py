@@ -19,6 +19,7 @@ from codemt.evaluate import (
     report_rows,
     write_results,
 )
+from codemt.generation import GenerationSettings
 from codemt.metrics import score_texts
 from codemt.translate import Translator
 
@@ -104,7 +105,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "its neighbours among the other methods of its repository in the data "
         "(leave-one-out), as project memory gives them, for a model trained to read them",
     )
-    parser.add_argument("--beams", type=int, default=4, metavar="N", help="beam width")
+    parser.add_argument(
+        "--beams",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"beam width (default: {GenerationSettings.num_beams}, and "
+        f"{GenerationSettings.memory_beams} for a docstring written beside the project's own "
+        "summaries, as codemt docstring writes them)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
     add_decoding_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=16, metavar="N")

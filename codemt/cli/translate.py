@@ -72,8 +72,7 @@ def _settings_from_args(args: argparse.Namespace) -> GenerationSettings:
             top_p=args.top_p,
             seed=args.seed,
         )
-    beams = 1 if args.greedy else (args.beams or GenerationSettings.num_beams)
-    return generation_settings(args, num_beams=beams)
+    return generation_settings(args, num_beams=1 if args.greedy else args.beams)
 
 
 def _translate_command(args: argparse.Namespace) -> int:
@@ -144,7 +143,14 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 def generation_settings(args: argparse.Namespace, **settings: Any) -> GenerationSettings:
     """GenerationSettings from a command's `--max-new-tokens`, `--no-repeat-ngram`,
     `--any-words` and `--name-weight`, and `settings` (beams, sampling, batch size) as the
-    command decides them."""
+    command decides them. `num_beams=None` (no `--beams`) keeps the default widths: 4, and
+    `memory_beams` beside the project's summaries; a `--beams N` given is N for all."""
+    if "num_beams" in settings and settings["num_beams"] is None:
+        del settings[
+            "num_beams"
+        ]  # no --beams: the defaults, narrower beside the project's summaries
+    elif getattr(args, "beams", None) is not None:
+        settings.setdefault("memory_beams", None)  # a width asked for holds everywhere
     return GenerationSettings(
         max_new_tokens=args.max_new_tokens,
         no_repeat_ngram_size=args.no_repeat_ngram,
@@ -212,7 +218,6 @@ def add_model_arguments(
     parser: argparse.ArgumentParser,
     *,
     generation: bool = True,
-    beams_default: int | None = GenerationSettings.num_beams,
     beams_help: str = "",
     batch_size: bool = False,
 ) -> None:
@@ -231,9 +236,11 @@ def add_model_arguments(
     parser.add_argument(
         "--beams",
         type=int,
-        default=beams_default,
+        default=None,
         metavar="N",
-        help=f"beam width (default: {GenerationSettings.num_beams}){beams_help}",
+        help=f"beam width (default: {GenerationSettings.num_beams}, and "
+        f"{GenerationSettings.memory_beams} for a docstring written beside the project's own "
+        f"summaries){beams_help}",
     )
     parser.add_argument(
         "--max-new-tokens",
@@ -282,7 +289,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, default=None, help="seed for --sample (--beams: how many)"
     )
-    add_model_arguments(parser, beams_default=None, beams_help="; with --sample, samples drawn")
+    add_model_arguments(parser, beams_help="; with --sample, samples drawn")
 
     add_memory_arguments(parser)
     parser.set_defaults(func=_translate_command)

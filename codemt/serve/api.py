@@ -30,7 +30,11 @@ class Generation(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     num_beams: int = Field(
-        GenerationSettings.num_beams, ge=1, le=MAX_CANDIDATES, description="1: greedy"
+        GenerationSettings.num_beams,
+        ge=1,
+        le=MAX_CANDIDATES,
+        description="1: greedy. Unset, a docstring written beside the project's own "
+        f"summaries uses {GenerationSettings.memory_beams}; set, this width holds for all",
     )
     sample: bool = Field(False, description="sample instead of searching (needs num_beams=1)")
     num_samples: int = Field(1, ge=1, le=MAX_CANDIDATES, description="sequences drawn")

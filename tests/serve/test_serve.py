@@ -228,6 +228,23 @@ def test_translate_every_target(client, translator, target):
     assert (body["parsed"] is None) == (target == "docstring")
 
 
+def test_a_beam_width_asked_for_holds_beside_the_projects_summaries(client, monkeypatch):
+    from codemt.serve.batcher import Batcher
+
+    seen = []
+    translate = Batcher.translate
+
+    async def spy(self, record, key):
+        seen.append((key.settings.num_beams, key.settings.memory_beams))
+        return await translate(self, record, key)
+
+    monkeypatch.setattr(Batcher, "translate", spy)
+    body = {"source": ADD, "target": "docstring", "max_new_tokens": 8}
+    checked(client, "POST", "/v1/translate", 200, json=body)
+    checked(client, "POST", "/v1/translate", 200, json={**body, "num_beams": 2})
+    assert seen == [(4, 1), (2, None)]
+
+
 @pytest.mark.parametrize(
     ("request_body", "status", "message"),
     [
