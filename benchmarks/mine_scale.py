@@ -19,8 +19,9 @@ VmHWM of that process), then a line with the time and peak memory of each step, 
 the end the ratios between consecutive sizes and a linear extrapolation to 26M methods
 (PyMT5's corpus) from the largest two sizes.
 
-    python benchmarks/mine_scale.py [--sizes 100000 200000 400000] [--seed 0]
+    python benchmarks/mine_scale.py [--sizes 100000 200000 400000] [--seed 0] [--workers N]
     python benchmarks/mine_scale.py --sizes 20000 --tracemalloc   # where the memory goes
+    python benchmarks/mine_scale.py --sizes 1000000 --work DIR --keep   # staged once, reused
 """
 
 from __future__ import annotations
@@ -268,7 +269,7 @@ def _reset_peak() -> bool:
         return False
 
 
-def finish(out: Path, specs: list[str], trace: bool) -> dict:
+def finish(out: Path, specs: list[str], trace: bool, workers: int) -> dict:
     """Run `codemt mine` on the staged sources (only its finishing phase has work left)."""
     from codemt.mine import pipeline, selection
     from codemt.mine.settings import MineSettings
@@ -327,7 +328,7 @@ def finish(out: Path, specs: list[str], trace: bool) -> dict:
         tracemalloc.start(1)
 
     baseline = _vm("VmRSS")
-    settings = MineSettings(workers=1, progress=False, cache_dir=out / "cache")
+    settings = MineSettings(workers=workers, progress=False, cache_dir=out / "cache")
     if trace:
         from codemt.mine.dedup import lsh_plan
 
@@ -403,6 +404,18 @@ def main() -> None:
         help="also snapshot Python allocations at the end of de-duplication (slow; small sizes)",
     )
     parser.add_argument("--work", type=Path, default=None, help="folder for staging and shards")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="the local engine's workers for the finish (the shards are written on as many threads)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the staged methods under --work and use them again in a later run with "
+        "the same size, seed and shares (generating 4M takes about half an hour)",
+    )
     # Internal: the subprocesses.
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--finish", action="store_true", help=argparse.SUPPRESS)
@@ -415,25 +428,43 @@ def main() -> None:
         return
     if args.finish:
         specs = json.loads((args.work / "specs.json").read_text())
-        print(json.dumps(finish(args.work, specs, args.tracemalloc)))
+        print(json.dumps(finish(args.work, specs, args.tracemalloc, args.workers)))
         return
+    if args.keep and args.work is None:
+        parser.error("--keep needs --work DIR")
+    if args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)
 
     rows = []
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         for n in args.sizes:
-            work = Path(tmp) / f"n{n}"
-            common = ["--seed", str(args.seed), "--work", str(work)]
             shares = ["--exact-share", str(args.exact_share), "--near-share", str(args.near_share)]
-            t0 = time.perf_counter()
-            planted = _child(["--generate", str(n), *common, *shares])
-            staged_mb = sum(p.stat().st_size for p in work.rglob("*.parquet")) / 2**20
+            if args.keep:
+                work = args.work / f"n{n}-seed{args.seed}-{args.exact_share}-{args.near_share}"
+            else:
+                work = Path(tmp) / f"n{n}"
+            common = ["--seed", str(args.seed), "--work", str(work)]
+            planted_file = work / "planted.json"
+            if planted_file.is_file():
+                planted = json.loads(planted_file.read_text())
+                print(f"# {n} methods staged before, in {work}", file=sys.stderr)
+            else:
+                t0 = time.perf_counter()
+                planted = _child(["--generate", str(n), *common, *shares])
+                planted_file.write_text(json.dumps(planted))
+                print(
+                    f"# {n} methods staged in {time.perf_counter() - t0:.0f} s",
+                    file=sys.stderr,
+                )
+            staged_mb = sum(p.stat().st_size for p in (work / ".work").rglob("*.parquet")) / 2**20
             print(
-                f"# {n} methods staged in {time.perf_counter() - t0:.0f} s "
-                f"({staged_mb:.0f} MB of staged Parquet; planted {planted['exact']} exact and "
-                f"{planted['near']} near copies)",
+                f"# {staged_mb:.0f} MB of staged Parquet; planted {planted['exact']} exact and "
+                f"{planted['near']} near copies",
                 file=sys.stderr,
             )
-            result = _child(["--finish", *common, *(["--tracemalloc"] if args.tracemalloc else [])])
+            workers = ["--workers", str(args.workers)]
+            trace = ["--tracemalloc"] if args.tracemalloc else []
+            result = _child(["--finish", *common, *workers, *trace])
             row = {k: result[k] for k in ("methods", "kept", "seconds", "peak_rss_mb")}
             print(json.dumps(row), flush=True)
             unique = n - planted["exact"] - planted["near"]
@@ -463,7 +494,8 @@ def main() -> None:
                         f"{top['where']}: {top['code']}"
                     )
             rows.append({**row, "staged_mb": staged_mb})
-            _remove(work)
+            if not args.keep:
+                _remove(work)
 
     if len(rows) < 2:
         return
