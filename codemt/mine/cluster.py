@@ -12,7 +12,7 @@ What runs where:
   done-marker last), so a task that runs again after its worker died, or a rerun of a
   stopped `codemt mine`, never stages a method twice nor loses one.
 - The finish: global de-duplication reads the staged keys from the shared folder where
-  `codemt mine` runs (arrays of a few bytes a method: about 1.1 GB at 4M methods, 5 GB
+  `codemt mine` runs (arrays of a few bytes a method: about 1.3 GB at 4M methods, 7 GB
   at PyMT5's 26M), finds the groups of methods linked by shared keys, and hands the
   greedy passes over those groups to the workers, a few parts a CPU
   (`codemt.mine.selection.deduplicate`). The split (a hash of each repository's name,

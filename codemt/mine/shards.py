@@ -122,7 +122,7 @@ def plan_shards(
         names, codes = _repo_codes(path)
         # Each repository's split as its index in SPLITS; -1 for one with no kept method.
         split_codes = np.array(
-            [SPLITS.index(splits[r]) if r in splits else -1 for r in names] or [-1], dtype=np.int8
+            [SPLITS.index(splits[r]) if r in splits else -1 for r in names], dtype=np.int8
         )
         row_splits = np.where(mask, split_codes[codes], -1)
         for index, split in enumerate(SPLITS):

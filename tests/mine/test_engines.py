@@ -298,6 +298,34 @@ def test_the_ray_engine_mines_the_corpus_the_local_engine_mines(
     assert [s["failures"] != [] for s in on_ray["sources"]] == [False] * 4 + [True]
 
 
+def test_a_shard_failing_on_a_ray_worker_stops_the_run_and_keeps_the_previous_corpus(
+    tmp_path, ray_installed, monkeypatch
+):
+    specs = make_sources(tmp_path / "src", repos=2, files=3)
+    out = tmp_path / "out"
+    options = settings(tmp_path, engine="ray", workers=2, shard_rows=5)
+    mine(specs[:1], out, options)
+    before = corpus_rows(out), (out / "manifest.json").read_text()
+    ray_runner = cluster.runner
+
+    def failing_shards(ray, doing):
+        run = ray_runner(ray, doing)
+        if doing != "writing the shards":
+            return run
+        # A task that raises on the worker, as a full disk would (`json.dumps` of a Shard:
+        # TypeError; any function the workers can import does).
+        return lambda fn, parts: run(json.dumps, parts)
+
+    monkeypatch.setattr(pipeline, "runner", failing_shards)
+    with pytest.raises(staging.MiningStopped) as stopped:
+        mine(specs, out, options)
+    message = str(stopped.value)
+    assert "writing the shards on the Ray cluster failed: TypeError" in message
+    assert "rerun the same command to finish" in message and "Traceback" not in message
+    assert (corpus_rows(out), (out / "manifest.json").read_text()) == before
+    assert not (out / ".work" / "shards.tmp").exists()
+
+
 @needs_proc
 def test_ray_workers_killed_mid_source_and_mid_shard_run_their_tasks_again(
     tmp_path, ray_installed, capsys
