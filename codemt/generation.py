@@ -54,8 +54,7 @@ class GenerationSettings:
             was chosen: the default model's card).
         memory_beams: the beam width of a docstring whose neighbours' summaries are offered
             as candidates (None: `num_beams`). They are the alternatives a wider beam
-            would find: greedy decoding beside them scores as 4 beams do, in 0.6 of the
-            time (docs/experiments.md).
+            would find, so a narrower one loses nothing (measured: docs/experiments.md).
         batch_size: methods generated together.
         seed: seeds torch's global RNG before each batch when sampling (None: leave it).
     """

@@ -462,15 +462,16 @@ class Translator:
         # by the model as it scores what it writes.
         offered = self._offered(records, neighbors, target, style, settings)
         # Longest first: similar lengths share a batch, and memory runs out early if at all.
-        # Methods with summaries offered are generated apart, with their own beam width.
+        # Methods with summaries offered are generated apart where their beam width differs.
         order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
+        alone, beside = settings, settings.with_offered_summaries()
+        groups = [order]
+        if beside != alone:
+            groups = [[i for i in order if not offered[i]], [i for i in order if offered[i]]]
         size = settings.batch_size
         batches = [
-            group[start : start + size]
-            for group in ([i for i in order if not offered[i]], [i for i in order if offered[i]])
-            for start in range(0, len(group), size)
+            group[start : start + size] for group in groups for start in range(0, len(group), size)
         ]
-        alone, beside = settings, settings.with_offered_summaries()
         results: dict[int, Translation] = {}
         with tqdm(total=len(inputs), unit="method", disable=not progress) as bar:
             for batch in batches:

@@ -741,8 +741,8 @@ def test_docstrings_beside_offered_summaries_are_written_with_their_own_beam_wid
     memory_model, monkeypatch
 ):
     """`memory_beams`: methods whose neighbours' summaries are offered are generated in
-    batches of their own with that width; the others, and every method when it is None,
-    with `num_beams`; the results in the order of the methods."""
+    batches of their own with that width; the others, and every method when it is None
+    (then in the same batches), with `num_beams`; the results in the order of the methods."""
     from codemt.generation import GenerationSettings
     from codemt.translate import Translator
 
@@ -770,7 +770,7 @@ def test_docstrings_beside_offered_summaries_are_written_with_their_own_beam_wid
         assert translation.text == alone.text
     widths.clear()
     translator.translate_batch(records, "docstring", settings=replace(settings, memory_beams=None))
-    assert widths == [(2, 3, 3), (2, 3, 3)]
+    assert widths == [(4, 3, 3)]  # one width: the methods share batches again
     widths.clear()
     translator.translate_batch(records, "body", settings=settings)  # nothing offered
     assert widths == [(4, 3, 3)]

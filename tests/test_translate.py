@@ -88,23 +88,34 @@ def test_generation_settings_reject_bad_values():
             GenerationSettings(**kwargs)
 
 
-@pytest.mark.parametrize("command", ["docstring", "evaluate", "lsp", "translate"])
+@pytest.mark.parametrize("command", ["docstring", "evaluate", "lsp", "translate", "complete"])
 def test_beams_asked_for_hold_everywhere_and_the_defaults_narrow_beside_summaries(command):
     from codemt.cli import build_parser
-    from codemt.cli.translate import generation_settings
+    from codemt.cli.complete import _generation
+    from codemt.cli.translate import _settings_from_args, generation_settings
 
-    needs = {
-        "docstring": ["x.py"],
-        "evaluate": ["m", "--data", "d"],
-        "lsp": [],
-        "translate": ["x.py", "--target", "docstring"],
-    }
+    needs = {"evaluate": ["m", "--data", "d"], "lsp": [], "translate": ["x.py", "--target", "body"]}
     parser = build_parser()
-    default = generation_settings(parser.parse_args([command, *needs[command]]), num_beams=None)
+    builders = {"translate": _settings_from_args, "complete": _generation}
+    build = builders.get(command, lambda args: generation_settings(args, num_beams=args.beams))
+    args = parser.parse_args([command, *needs.get(command, ["x.py"])])
+    assert args.beams is None
+    default = build(args)
     assert (default.num_beams, default.memory_beams) == (4, 1)
-    args = parser.parse_args([command, *needs[command], "--beams", "6"])
-    asked = generation_settings(args, num_beams=args.beams)
+    asked = build(parser.parse_args([command, *needs.get(command, ["x.py"]), "--beams", "6"]))
     assert (asked.num_beams, asked.memory_beams) == (6, None)
+
+
+def test_translate_greedy_and_sampling_keep_their_one_sequence_or_samples():
+    from codemt.cli import build_parser
+    from codemt.cli.translate import _settings_from_args
+
+    parser = build_parser()
+    command = ["translate", "x.py", "--target", "docstring"]
+    greedy = _settings_from_args(parser.parse_args([*command, "--greedy"]))
+    assert (greedy.num_beams, greedy.with_offered_summaries().num_beams) == (1, 1)
+    drawn = _settings_from_args(parser.parse_args([*command, "--sample", "--beams", "3"]))
+    assert drawn.with_offered_summaries() == drawn and drawn.candidates == 3
 
 
 def test_no_repeat_ngram_is_set_by_target_unless_given():

@@ -8,7 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-from codemt.cli.translate import add_backend_argument, add_decoding_arguments, generation_settings
+from codemt.cli.translate import (
+    BEAMS_HELP,
+    add_backend_argument,
+    add_decoding_arguments,
+    generation_settings,
+)
 from codemt.evaluate import (
     MEMORIES,
     evaluate,
@@ -19,7 +24,6 @@ from codemt.evaluate import (
     report_rows,
     write_results,
 )
-from codemt.generation import GenerationSettings
 from codemt.metrics import score_texts
 from codemt.translate import Translator
 
@@ -110,9 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help=f"beam width (default: {GenerationSettings.num_beams}, and "
-        f"{GenerationSettings.memory_beams} for a docstring written beside the project's own "
-        "summaries, as codemt docstring writes them)",
+        help=BEAMS_HELP,
     )
     parser.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
     add_decoding_arguments(parser)

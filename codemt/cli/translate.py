@@ -146,9 +146,8 @@ def generation_settings(args: argparse.Namespace, **settings: Any) -> Generation
     command decides them. `num_beams=None` (no `--beams`) keeps the default widths: 4, and
     `memory_beams` beside the project's summaries; a `--beams N` given is N for all."""
     if "num_beams" in settings and settings["num_beams"] is None:
-        del settings[
-            "num_beams"
-        ]  # no --beams: the defaults, narrower beside the project's summaries
+        # No --beams: the default widths, narrower beside the project's summaries.
+        settings.pop("num_beams")
     elif getattr(args, "beams", None) is not None:
         settings.setdefault("memory_beams", None)  # a width asked for holds everywhere
     return GenerationSettings(
@@ -214,6 +213,14 @@ def open_memory(args: argparse.Namespace, paths: Sequence[str | Path]) -> Projec
     return open_project_memory(paths, project=project)
 
 
+# What `--beams` says of its default, for every command that has it.
+BEAMS_HELP = (
+    f"beam width (default: {GenerationSettings.num_beams}, and "
+    f"{GenerationSettings.memory_beams} for a docstring written beside the project's own "
+    "summaries; given, it holds for all)"
+)
+
+
 def add_model_arguments(
     parser: argparse.ArgumentParser,
     *,
@@ -238,9 +245,7 @@ def add_model_arguments(
         type=int,
         default=None,
         metavar="N",
-        help=f"beam width (default: {GenerationSettings.num_beams}, and "
-        f"{GenerationSettings.memory_beams} for a docstring written beside the project's own "
-        f"summaries){beams_help}",
+        help=BEAMS_HELP + beams_help,
     )
     parser.add_argument(
         "--max-new-tokens",

@@ -57,6 +57,7 @@ RESOURCES_EVERY_S = 10.0  # how often the cluster's size is asked again
 # the de-duplication's parts hold a few dozen bytes per method that shares a key (Ray
 # spills to disk what does not fit).
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2
+CANCEL_WAIT_S = 30.0  # how long a failed step waits for its cancelled tasks to end
 
 
 def import_ray():
@@ -117,6 +118,8 @@ def runner(ray, doing: str) -> Runner:
         except ray.exceptions.RayError as exc:
             for ref in refs:  # on a caller's own cluster, nothing else would stop them
                 ray.cancel(ref)
+            # The caller cleans up after the error: the tasks stop first (a bound wait).
+            ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_S)
             raise MiningStopped(
                 f"{doing} on the Ray cluster failed: {_cause(ray, exc)}; "
                 "every source is staged: rerun the same command to finish"

@@ -82,7 +82,7 @@ def _engine(settings: MineSettings) -> Iterator[_Engine]:
 
 def _mine(sources: Sequence[str], out: Path, settings: MineSettings | None) -> dict:
     settings = settings or MineSettings()
-    out = Path(out)
+    out = Path(out).absolute()  # the shards' tasks may run on other machines
     t0 = time.perf_counter()
     specs = expand_sources(list(sources))
     if not specs:

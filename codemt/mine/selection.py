@@ -11,7 +11,7 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,11 +51,11 @@ def in_threads(threads: int) -> Runner:
         with ThreadPoolExecutor(threads) as pool:
             futures = [pool.submit(fn, task) for task in tasks]
             try:
-                return [future.result() for future in futures]
-            except BaseException:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            finally:  # failed (or interrupted): what has not started does not start
                 for future in futures:
                     future.cancel()
-                raise
+            return [future.result() for future in futures]
 
     return run
 

@@ -67,9 +67,11 @@ def write_shards(
     """Write the surviving rows, split by repository, as Parquet shards, the shards by
     `run`; swap them in atomically. Returns per split its methods, repositories, methods
     with a docstring and docstring-task methods (`"<split>:<what>"`)."""
-    tmp_dir = out / ".work" / "shards.tmp"
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
+    # A folder of this run's own: a task of a stopped run that still ends on a cluster
+    # finishes into that run's folder, gone by then, never into this one.
+    for stale in (out / ".work").glob("shards.tmp*"):
+        shutil.rmtree(stale)
+    tmp_dir = out / ".work" / f"shards.tmp-{uuid.uuid4().hex[:12]}"
     tmp_dir.mkdir(parents=True)
     try:
         shards, stats = plan_shards(paths, masks, splits, tmp_dir, settings.shard_rows)
@@ -125,8 +127,11 @@ def plan_shards(
             [SPLITS.index(splits[r]) if r in splits else -1 for r in names], dtype=np.int8
         )
         row_splits = np.where(mask, split_codes[codes], -1)
+        if (row_splits[mask] < 0).any():
+            missing = names[codes[mask & (row_splits < 0)][0]]
+            raise ValueError(f"{path}: kept methods of {missing!r}, a repository with no split")
         for index, split in enumerate(SPLITS):
-            rows = np.flatnonzero(row_splits == index).astype(np.int32)
+            rows = np.flatnonzero(row_splits == index).astype(_row_type(len(mask)))
             if not len(rows):
                 continue
             stats[f"{split}:methods"] += len(rows)
@@ -145,10 +150,15 @@ def plan_shards(
     return shards, stats
 
 
+def _row_type(rows: int) -> type:
+    """The smallest integer type for row numbers of a file of `rows` rows."""
+    return np.int32 if rows <= np.iinfo(np.int32).max else np.int64
+
+
 def _repo_codes(path: Path) -> tuple[list[str], np.ndarray]:
     """The distinct repositories of a staged file, and each row's index among them."""
-    column = pq.read_table(path, columns=["repo"]).column("repo").combine_chunks()
-    encoded = pc.dictionary_encode(column)
+    table = pq.read_table(path, columns=["repo"], read_dictionary=["repo"])
+    encoded = table.unify_dictionaries().column("repo").combine_chunks()
     return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False)
 
 
@@ -179,16 +189,18 @@ def write_shard(shard: Shard) -> Counter:
 
 def _read_rows(piece: Piece) -> pa.Table:
     """A piece's rows (the corpus's columns), read from the row groups that hold them."""
-    file = pq.ParquetFile(piece.path)
-    sizes = np.array([file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)])
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    group_of = np.searchsorted(starts, piece.rows, side="right") - 1
-    groups = np.unique(group_of)
-    # Where each group's rows begin once the groups read are laid end to end.
-    read_starts = np.zeros(len(sizes), dtype=np.int64)
-    read_starts[groups] = np.concatenate([[0], np.cumsum(sizes[groups])[:-1]])
-    positions = piece.rows - starts[group_of] + read_starts[group_of]
-    table = file.read_row_groups(groups.tolist(), columns=SCHEMA.names)
+    with pq.ParquetFile(piece.path) as file:
+        meta = file.metadata
+        sizes = np.array([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        group_of = np.searchsorted(starts, piece.rows, side="right") - 1
+        groups = np.unique(group_of)
+        # Where each group's rows begin once the groups read are laid end to end.
+        read_starts = np.zeros(len(sizes), dtype=np.int64)
+        read_starts[groups] = np.concatenate([[0], np.cumsum(sizes[groups])[:-1]])
+        positions = piece.rows - starts[group_of] + read_starts[group_of]
+        table = file.read_row_groups(groups.tolist(), columns=SCHEMA.names)
+    # In the corpus's order of columns, whatever the staged file's.
     return table.take(pa.array(positions)).select(SCHEMA.names)
 
 

@@ -171,8 +171,9 @@ def model_card(model: Path) -> str:
         lines += [
             "## Evaluation",
             "",
-            f"`codemt evaluate` of this model, 4 beams (docstrings chosen among them with "
-            f"`--name-weight` as recorded in `evaluation.json`), on {measured}.",
+            f"`codemt evaluate` of this model, 4 beams, and 1 for a docstring written beside "
+            f"its project's offered summaries (docstrings chosen among the candidates with "
+            f"`--name-weight`; both as recorded in `evaluation.json`), on {measured}.",
             "",
             "Our test split (repositories never trained on):",
             "",

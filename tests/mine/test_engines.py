@@ -221,7 +221,7 @@ def test_a_full_disk_while_writing_shards_keeps_the_previous_corpus(tmp_path, mo
     assert "No space left on device" in str(stopped.value)
     assert "rerun the same command to resume" in str(stopped.value)
     assert (corpus_rows(out), (out / "manifest.json").read_text()) == before
-    assert not (out / ".work" / "shards.tmp").exists()
+    assert not list((out / ".work").glob("shards.tmp*"))
 
     monkeypatch.undo()  # room made: the rerun finishes from the staged sources
     assert main(["mine", *specs, *more, "--out", str(out), "--workers", "1", "--quiet"]) == 0
@@ -283,10 +283,18 @@ def test_the_ray_engine_mines_the_corpus_the_local_engine_mines(
 
     def counted(ray, doing):
         run = ray_runner(ray, doing)
-        return lambda fn, parts: ran.setdefault(doing, len(parts)) and run(fn, parts)
+
+        def run_counted(fn, parts):
+            ran[doing] = len(parts)
+            if doing == "writing the shards":  # where a worker elsewhere finds them
+                assert all(shard.path.is_absolute() for shard in parts)
+            return run(fn, parts)
+
+        return run_counted
 
     monkeypatch.setattr(pipeline, "runner", counted)
-    on_ray = mine(specs, tmp_path / "ray", settings(tmp_path, engine="ray", **options))
+    monkeypatch.chdir(tmp_path)  # --out relative: the workers write where it means here
+    on_ray = mine(specs, Path("ray"), settings(tmp_path, engine="ray", **options))
 
     # The greedy de-duplication ran in parts on the cluster, and every shard was a task.
     assert ran["de-duplicating"] >= 1
@@ -323,7 +331,7 @@ def test_a_shard_failing_on_a_ray_worker_stops_the_run_and_keeps_the_previous_co
     assert "writing the shards on the Ray cluster failed: TypeError" in message
     assert "rerun the same command to finish" in message and "Traceback" not in message
     assert (corpus_rows(out), (out / "manifest.json").read_text()) == before
-    assert not (out / ".work" / "shards.tmp").exists()
+    assert not list((out / ".work").glob("shards.tmp*"))
 
 
 @needs_proc

@@ -113,7 +113,7 @@ def test_shards_hold_each_splits_kept_rows_in_order_cut_at_shard_rows(tmp_path, 
         assert stats[f"{split}:with_docstring"] == sum(1 for row in rows if row["docstring"])
         assert stats[f"{split}:docstring_task"] == sum(row["docstring_task"] for row in rows)
         assert all(shard_files[n][2].schema == SCHEMA for n in names)
-    assert not (out / ".work" / "shards.tmp").exists()
+    assert not list((out / ".work").glob("shards.tmp*"))
 
 
 def test_any_runner_and_any_order_write_the_same_shards(tmp_path, staged):
@@ -184,7 +184,7 @@ def test_a_failing_shard_keeps_the_previous_corpus_and_leaves_nothing(
     with pytest.raises(OSError, match="No space left"):
         shards.write_shards(paths, fewer, splits, out, settings, run=in_threads(threads))
     assert written(out) == before
-    assert not (out / ".work" / "shards.tmp").exists()
+    assert not list((out / ".work").glob("shards.tmp*"))
     assert len(started) < len(shards.plan_shards(paths, fewer, splits, tmp_path, 20)[0])
 
 
@@ -218,3 +218,10 @@ def test_a_half_written_file_of_a_killed_task_is_not_left_among_the_shards(tmp_p
     out = tmp_path / "out"
     shards.write_shards(paths, masks, splits, out, MineSettings(shard_rows=50), run=killed_once)
     assert all(path.suffix == ".parquet" for path in shard_dir(out).iterdir())
+
+
+def test_kept_methods_of_a_repository_without_a_split_are_an_error_not_dropped(tmp_path, staged):
+    paths, masks, splits = staged
+    lacking = {repo: split for repo, split in splits.items() if repo != "c/x"}
+    with pytest.raises(ValueError, match=r"3\.parquet: kept methods of 'c/x'"):
+        shards.plan_shards(paths, masks, lacking, tmp_path, 50)
