@@ -57,7 +57,6 @@ RESOURCES_EVERY_S = 10.0  # how often the cluster's size is asked again
 # the de-duplication's parts hold a few dozen bytes per method that shares a key (Ray
 # spills to disk what does not fit).
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2
-CANCEL_WAIT_S = 30.0  # how long a failed step waits for its cancelled tasks to end
 
 
 def import_ray():
@@ -116,10 +115,10 @@ def runner(ray, doing: str) -> Runner:
         try:
             return ray.get(refs)
         except ray.exceptions.RayError as exc:
-            for ref in refs:  # on a caller's own cluster, nothing else would stop them
-                ray.cancel(ref)
-            # The caller cleans up after the error: the tasks stop first (a bound wait).
-            ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_S)
+            # The caller cleans up after the error, so the other tasks end first. They are
+            # waited for, not cancelled: Ray's driver (2.60) can abort when a task it cancels
+            # sends its reply at that moment, and these tasks are short.
+            ray.wait(refs, num_returns=len(refs))
             raise MiningStopped(
                 f"{doing} on the Ray cluster failed: {_cause(ray, exc)}; "
                 "every source is staged: rerun the same command to finish"
@@ -183,10 +182,18 @@ def _run_tasks(ray, pending: list[tuple[int, str]], stage: Stage, settings: Mine
             for warning in _result(ray, ref, spec, stage):
                 print(warning, file=sys.stderr)
             bar.update(1)
-    finally:
-        bar.close()
+    except MiningStopped:
+        # The sources in flight are staged before the error is told (a rerun skips them);
+        # waited for, not cancelled, as in `runner`.
+        if waiting:
+            ray.wait(list(waiting), num_returns=len(waiting))
+        raise
+    except BaseException:  # interrupted: what runs is stopped
         for ref in waiting:
             ray.cancel(ref)
+        raise
+    finally:
+        bar.close()
 
 
 def _result(ray, ref, spec: str, stage: Stage) -> list[str]:
