@@ -430,6 +430,8 @@ def main() -> None:
         specs = json.loads((args.work / "specs.json").read_text())
         print(json.dumps(finish(args.work, specs, args.tracemalloc, args.workers)))
         return
+    from codemt import __version__
+
     if args.keep and args.work is None:
         parser.error("--keep needs --work DIR")
     if args.work is not None:
@@ -440,7 +442,12 @@ def main() -> None:
         for n in args.sizes:
             shares = ["--exact-share", str(args.exact_share), "--near-share", str(args.near_share)]
             if args.keep:
-                work = args.work / f"n{n}-seed{args.seed}-{args.exact_share}-{args.near_share}"
+                # Staged by this codemt: another version may stage differently.
+                version = f"codemt{__version__}"
+                work = (
+                    args.work
+                    / f"n{n}-seed{args.seed}-{args.exact_share}-{args.near_share}-{version}"
+                )
             else:
                 work = Path(tmp) / f"n{n}"
             common = ["--seed", str(args.seed), "--work", str(work)]
