@@ -40,6 +40,7 @@ from codemt.mine.cluster import greedy_parts, ray_session, runner, stage_on_ray
 from codemt.mine.csn import write_codesearchnet
 from codemt.mine.selection import Runner, assign_splits, deduplicate, in_threads, run_here
 from codemt.mine.settings import MineSettings
+from codemt.mine.shards import MAX_THREADS as MAX_SHARD_THREADS
 from codemt.mine.shards import write_shards
 from codemt.mine.sources import expand_sources
 from codemt.mine.staging import Stage, check_excluded, stage_sources
@@ -67,9 +68,11 @@ class _Engine:
 @contextmanager
 def _engine(settings: MineSettings) -> Iterator[_Engine]:
     """This machine's worker processes for staging, one greedy pass here and the shards
-    on as many threads as workers; or a Ray cluster's workers for all three."""
+    on as many threads as workers (at most `shards.MAX_THREADS`); or a Ray cluster's
+    workers for all three."""
     if settings.engine != "ray":
-        yield _Engine(stage_sources, run_here, lambda: 1, in_threads(settings.workers))
+        write = in_threads(min(settings.workers, MAX_SHARD_THREADS))
+        yield _Engine(stage_sources, run_here, lambda: 1, write)
         return
     with ray_session(settings) as ray:
         yield _Engine(

@@ -37,6 +37,10 @@ from codemt.mine.selection import Runner, run_here
 from codemt.mine.settings import MineSettings
 
 _SPLIT_FIELD = SCHEMA.get_field_index("split")
+# The most shards written at once on one machine: each holds its rows decoded (about
+# `shard_rows` times 2 KB of real methods), so that the finish's memory stays bounded
+# on a machine of many cores.
+MAX_THREADS = 4
 
 
 @dataclass(frozen=True)

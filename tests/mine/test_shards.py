@@ -225,3 +225,14 @@ def test_kept_methods_of_a_repository_without_a_split_are_an_error_not_dropped(t
     lacking = {repo: split for repo, split in splits.items() if repo != "c/x"}
     with pytest.raises(ValueError, match=r"3\.parquet: kept methods of 'c/x'"):
         shards.plan_shards(paths, masks, lacking, tmp_path, 50)
+
+
+@pytest.mark.parametrize(("workers", "threads"), [(1, 1), (2, 2), (64, shards.MAX_THREADS)])
+def test_the_local_engine_writes_at_most_a_few_shards_at_once(monkeypatch, workers, threads):
+    from codemt.mine import pipeline
+
+    asked = []
+    monkeypatch.setattr(pipeline, "in_threads", lambda n: asked.append(n) or run_here)
+    with pipeline._engine(MineSettings(workers=workers)):
+        pass
+    assert asked == [threads]
