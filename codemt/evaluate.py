@@ -271,6 +271,9 @@ def evaluate(
         "num_beams": translator.settings.num_beams,
         "memory_beams": translator.settings.memory_beams,
         "name_weight": translator.settings.name_weight,
+        "memory_name_weight": translator.settings.memory_name_weight,
+        "neighbor_bonus": translator.settings.neighbor_bonus,
+        "neighbor_likeness": translator.settings.neighbor_likeness,
         # What the model read beside each method: "repo" only where it was trained to.
         "memory": memory if translator.reads_neighbors else "none",
         "data": data.name,

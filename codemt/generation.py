@@ -49,12 +49,17 @@ class GenerationSettings:
         neighbors: the most project neighbours a model that reads them is given (None:
             as many as it was trained with). The shipped model was trained with up to 3 and
             writes as well with 2, sooner (docs/experiments.md).
-        neighbor_bonus: added to a neighbour summary's score when ranking: a sentence
-            the project's authors wrote is worth more than the model's score says (how it
-            was chosen: the default model's card).
+        neighbor_bonus, neighbor_likeness: added to a neighbour summary's score when
+            ranking, the second times how alike the neighbour's code is to the method's
+            (`codemt.memory.likeness`, 0 to 1): a sentence the project's authors wrote for
+            code like this is worth more than the model's score says (how they were
+            chosen: docs/experiments.md).
         memory_beams: the beam width of a docstring whose neighbours' summaries are offered
             as candidates (None: `num_beams`). They are the alternatives a wider beam
             would find, so a narrower one loses nothing (measured: docs/experiments.md).
+        memory_name_weight: `name_weight` for a docstring whose neighbours' summaries are
+            offered (None: `name_weight`): among siblings' sentences, the one that names
+            what this method's names say is more often the right one.
         batch_size: methods generated together.
         seed: seeds torch's global RNG before each batch when sampling (None: leave it).
     """
@@ -71,8 +76,10 @@ class GenerationSettings:
     name_weight: float = 2.0
     neighbor_candidates: bool = True
     neighbors: int | None = 2
-    neighbor_bonus: float = 0.5
+    neighbor_bonus: float = 0.25
+    neighbor_likeness: float = 3.0
     memory_beams: int | None = 1
+    memory_name_weight: float | None = 4.0
     batch_size: int = 16
     seed: int | None = None
 
@@ -99,10 +106,13 @@ class GenerationSettings:
             raise ValueError(
                 f"neighbors must be 0 or more (None: the model's), got {self.neighbors}"
             )
-        if not math.isfinite(self.neighbor_bonus):
-            raise ValueError(f"neighbor_bonus must be a finite number, got {self.neighbor_bonus}")
-        if not (math.isfinite(self.name_weight) and self.name_weight >= 0):
-            raise ValueError(f"name_weight must be 0 (off) or more, got {self.name_weight}")
+        for name in ("neighbor_bonus", "neighbor_likeness"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
+        for name in ("name_weight", "memory_name_weight"):
+            weight = getattr(self, name)
+            if weight is not None and not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"{name} must be 0 (off) or more, got {weight}")
         if self.no_repeat_ngram_size is not None and self.no_repeat_ngram_size < 0:
             raise ValueError(
                 f"no_repeat_ngram_size must be 0 (off) or more, got {self.no_repeat_ngram_size}"
@@ -115,10 +125,19 @@ class GenerationSettings:
 
     def with_offered_summaries(self) -> GenerationSettings:
         """These settings for methods whose neighbours' summaries are offered beside what
-        the model writes: `memory_beams` wide, unless sampling."""
-        if self.sample or self.memory_beams is None:
-            return self
-        return replace(self, num_beams=self.memory_beams)
+        the model writes: `memory_beams` wide (unless sampling), names weighed by
+        `memory_name_weight`."""
+        beside = self
+        if not self.sample and self.memory_beams is not None:
+            beside = replace(beside, num_beams=self.memory_beams)
+        if self.memory_name_weight is not None:
+            beside = replace(beside, name_weight=self.memory_name_weight)
+        return beside
+
+    def offer_bonus(self, likeness: float) -> float:
+        """What a neighbour's summary gets when ranking, for a neighbour whose code is
+        `likeness` alike (`codemt.memory.likeness`)."""
+        return self.neighbor_bonus + self.neighbor_likeness * likeness
 
     def for_target(self, target: str) -> GenerationSettings:
         """These settings with the target's own `no_repeat_ngram_size` where none is set."""
@@ -141,7 +160,7 @@ class Candidate:
     score: float  # the model's log-probability per token (beam search: its beam score)
     parsed: bool | None  # None for docstrings
     coverage: float = 0.0  # docstrings: the share of the method's name words it mentions
-    bonus: float = 0.0  # added when ranking: a neighbour's summary gets `neighbor_bonus`
+    bonus: float = 0.0  # added when ranking: a neighbour's summary gets `offer_bonus`
 
 
 @dataclass(frozen=True)
@@ -301,13 +320,17 @@ def choose_candidate(candidates: Sequence[Candidate], name_weight: float = 0.0) 
 
 
 def could_win(
-    text: str, words: set[str], generated: Sequence[Candidate], settings: GenerationSettings
+    text: str,
+    bonus: float,
+    words: set[str],
+    generated: Sequence[Candidate],
+    settings: GenerationSettings,
 ) -> bool:
-    """Whether `choose_candidate` could choose a neighbour's summary `text` over the
-    `generated` docstrings, were its score the highest a score can be (0: every token
-    certain), so that a summary that could not is never scored."""
+    """Whether `choose_candidate` could choose a neighbour's summary `text` (with its
+    `bonus`) over the `generated` docstrings, were its score the highest a score can be
+    (0: every token certain), so that a summary that could not is never scored."""
     best = max((c.score + settings.name_weight * c.coverage for c in generated), default=-math.inf)
-    reach = settings.name_weight * name_coverage(words, text) + settings.neighbor_bonus
+    reach = settings.name_weight * name_coverage(words, text) + bonus
     return reach >= best
 
 

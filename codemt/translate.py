@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import math
 import re
 import textwrap
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ from codemt.generation import (
     method_name_words,
     name_coverage,
 )
+from codemt.memory import likeness
 from codemt.model import PRESETS
 from codemt.source.docstrings import prose_summary, summary_of
 from codemt.source.extract import extract_methods
@@ -465,8 +467,9 @@ class Translator:
         # Methods with summaries offered are generated apart where their beam width differs.
         order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
         alone, beside = settings, settings.with_offered_summaries()
+        ranked = [beside if found else alone for found in offered]  # each method's settings
         groups = [order]
-        if beside != alone:
+        if beside.num_beams != alone.num_beams:  # (the name weight only chooses)
             groups = [[i for i in order if not offered[i]], [i for i in order if offered[i]]]
         size = settings.batch_size
         batches = [
@@ -475,14 +478,14 @@ class Translator:
         results: dict[int, Translation] = {}
         with tqdm(total=len(inputs), unit="method", disable=not progress) as bar:
             for batch in batches:
-                chosen = beside if offered[batch[0]] else alone
+                width = ranked[batch[0]]  # the batch's beams: the same for all of it
                 # Every candidate comes back (beam search runs the same search for one or
                 # all): code targets choose a parsing one, docstrings one that names what
                 # the method's names say, where the model sees them.
                 generated = self._generate(
                     [inputs[i] for i in batch],
-                    chosen.candidates,
-                    chosen,
+                    width.candidates,
+                    width,
                     words=target == "docstring",
                 )
                 candidates: dict[int, list[Candidate]] = {}
@@ -496,12 +499,21 @@ class Translator:
                 # A summary that could not be chosen even if the model gave each of its
                 # tokens all the probability is not scored: the decoder passes are the cost.
                 worth = [
-                    [t for t in offered[i] if could_win(t, words[i], candidates[i], chosen)]
+                    [
+                        (text, bonus)
+                        for text, bonus in offered[i]
+                        if could_win(text, bonus, words[i], candidates[i], ranked[i])
+                    ]
                     for i in batch
                 ]
-                scored = self._scored([inputs[i] for i in batch], worth)
-                for i, own in zip(batch, scored, strict=True):
-                    results[i] = self._finish(target, candidates[i], words[i], chosen, own)
+                scored = self._scored(
+                    [inputs[i] for i in batch], [[text for text, _ in w] for w in worth]
+                )
+                for i, found, own in zip(batch, worth, scored, strict=True):
+                    with_bonus = [(t, s, b) for (t, s), (_, b) in zip(own, found, strict=True)]
+                    results[i] = self._finish(
+                        target, candidates[i], words[i], ranked[i], with_bonus
+                    )
                 bar.update(len(batch))
         if target == "docstring" and style not in (None, "summary"):
             for i, record in enumerate(records):
@@ -515,9 +527,11 @@ class Translator:
         target: str,
         style: str | None,
         settings: GenerationSettings,
-    ) -> list[list[str]]:
-        """Per method, the neighbours' summaries offered as candidates (none unless the
-        target is a summary, the settings ask for it and the backend can score text)."""
+    ) -> list[list[tuple[str, float]]]:
+        """Per method, the neighbours' summaries offered as candidates, each with the bonus
+        it is ranked with (`GenerationSettings.offer_bonus`: the more alike the neighbour's
+        code, the more); none unless the target is a summary, the settings ask for it and
+        the backend can score text."""
         wanted = (
             target == "docstring"
             and (style or "summary") == "summary"
@@ -528,12 +542,15 @@ class Translator:
             return [[] for _ in records]
         offered = []
         for record, found in zip(records, neighbors, strict=True):
-            texts: list[str] = []
+            bonuses: dict[str, float] = {}
             for neighbor in found:
                 summary = neighbor.get("docstring") or ""
                 adapted = adapt_summary(summary, neighbor.get("signature") or "", record)
-                texts.extend(t for t in (adapted, summary) if t and t not in texts)
-            offered.append(texts)
+                bonus = settings.offer_bonus(likeness(record, neighbor))
+                for text in (adapted, summary):
+                    if text:  # a summary two neighbours share: the more alike one's bonus
+                        bonuses[text] = max(bonus, bonuses.get(text, -math.inf))
+            offered.append(list(bonuses.items()))
         return offered
 
     def _scored(
@@ -576,13 +593,13 @@ class Translator:
         generated: list[Candidate],
         words: set[str],
         settings: GenerationSettings,
-        offered: Sequence[tuple[str, float]] = (),
+        offered: Sequence[tuple[str, float, float]] = (),
     ) -> Translation:
         """The chosen candidate among the generated ones and `offered`, the scored
-        neighbour summaries (their coverage of `words` counted as the generated ones')."""
+        neighbour summaries as (text, score, bonus) (their coverage of `words` counted as
+        the generated ones')."""
         candidates = generated + [
-            Candidate(t, s, None, name_coverage(words, t), settings.neighbor_bonus)
-            for t, s in offered
+            Candidate(t, s, None, name_coverage(words, t), bonus) for t, s, bonus in offered
         ]
         candidates.sort(key=lambda c: -c.score)
         best = choose_candidate(candidates, settings.name_weight)  # code: coverage 0

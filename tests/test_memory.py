@@ -14,6 +14,7 @@ from codemt.memory import (
     Neighbor,
     ProjectMemory,
     code_words,
+    likeness,
     neighbors_from_request,
     open_project_memory,
     project_root,
@@ -681,10 +682,12 @@ def test_neighbor_summaries_are_scored_candidates(memory_model):
     settings = GenerationSettings(num_beams=2, max_new_tokens=6)
     records = [{**method, "neighbors": [sibling.as_record()]}]
     [offered] = translator._offered(records, [[sibling.as_record()]], "docstring", None, settings)
-    assert offered == ["Downloads Sina videos.", "Downloads CBS videos."]
+    bonus = settings.offer_bonus(likeness(method, sibling.as_record()))
+    assert offered == [("Downloads Sina videos.", bonus), ("Downloads CBS videos.", bonus)]
+    texts = [text for text, _ in offered]
     source = translator.encode(records, "docstring")[0]
-    [scored] = translator._scored([source], [offered])
-    assert [t for t, _ in scored] == offered and all(-50 < s < 0 for _, s in scored)
+    [scored] = translator._scored([source], [texts])
+    assert [t for t, _ in scored] == texts and all(-50 < s < 0 for _, s in scored)
     # A very large name weight picks the candidate that names the method: the adapted one.
     heavy = GenerationSettings(num_beams=2, max_new_tokens=6, name_weight=1000)
     assert translator.translate_batch(records, "docstring", settings=heavy)[0].text == (
@@ -695,6 +698,61 @@ def test_neighbor_summaries_are_scored_candidates(memory_model):
     assert translator._offered(records, [[sibling.as_record()]], "body", None, settings) == [[]]
 
 
+def test_likeness_is_the_share_of_code_words_two_functions_have():
+    """Jaccard of the words of signature and body head: 1 for the same code, 0 for none
+    shared; a neighbour without a body (a request's context) is compared by signature."""
+    video = record("download_sina", "def download_sina(url):", "    return get_video(url)")
+    same = {"signature": "def download_sina(url):", "body": "    return get_video(url)"}
+    assert likeness(video, same) == 1.0
+    # {download, sina, url, get, video} against {download, cbs, url, get, video}: 4 of 6.
+    sibling = {"signature": "def download_cbs(url):", "body": "    return get_video(url)"}
+    assert likeness(video, sibling) == pytest.approx(4 / 6)
+    far = {"signature": "def close(self):", "body": "    self.handle.close()"}
+    assert likeness(video, far) == 0.0
+    # Signatures alone: {download, sina, url} against {download, cbs, url}.
+    assert likeness(video, {"signature": "def download_cbs(url):"}) == pytest.approx(2 / 4)
+    assert likeness({}, {}) == 0.0
+    # Only the body's first lines count, as a neighbour's body is kept (BODY_CHARS).
+    long = {**video, "body": video["body"] + "\n" + "    pass\n" * 100 + "    unrelated()\n"}
+    assert likeness(long, same) == 1.0
+
+
+def test_the_closer_a_neighbours_code_the_larger_its_summarys_bonus(memory_model):
+    from codemt.generation import GenerationSettings
+    from codemt.translate import Translator
+
+    translator = Translator.load(memory_model, backend="torch")
+    method = record("download_sina", "def download_sina(url):", "    return get_video(url)")
+    close = Neighbor("fetch", "def fetch(url):", "Fetch a video.", "    return get_video(url)")
+    far = Neighbor("close", "def close(self):", "Close the handle.", "    self.handle.close()")
+    twin = Neighbor("fetch2", "def fetch2(url):", "Fetch a video.", "    pass")
+    settings = GenerationSettings()
+    neighbors = [[far.as_record(), close.as_record(), twin.as_record()]]
+    [offered] = translator._offered([method], neighbors, "docstring", None, settings)
+    bonuses = dict(offered)
+    assert list(bonuses) == ["Close the handle.", "Fetch a video."]  # each text once
+    assert bonuses["Close the handle."] == settings.neighbor_bonus  # nothing alike
+    # Two neighbours offer the same sentence: the closer one's bonus.
+    assert bonuses["Fetch a video."] == settings.offer_bonus(likeness(method, close.as_record()))
+    assert bonuses["Fetch a video."] > settings.offer_bonus(likeness(method, twin.as_record()))
+    flat = replace(settings, neighbor_likeness=0.0)
+    [offered] = translator._offered([method], neighbors, "docstring", None, flat)
+    assert {b for _, b in offered} == {flat.neighbor_bonus}
+
+
+def test_settings_beside_offered_summaries_weigh_names_by_their_own_weight():
+    from codemt.generation import GenerationSettings
+
+    settings = GenerationSettings(name_weight=2.0, memory_name_weight=4.0, memory_beams=1)
+    beside = settings.with_offered_summaries()
+    assert (beside.num_beams, beside.name_weight) == (1, 4.0)
+    same = replace(settings, memory_name_weight=None).with_offered_summaries()
+    assert same.name_weight == 2.0
+    for bad in ({"neighbor_likeness": float("nan")}, {"memory_name_weight": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            GenerationSettings(**bad)
+
+
 def test_a_summary_that_cannot_be_chosen_is_not_scored(memory_model, monkeypatch):
     """`could_win`: an offered summary is scored only if, with the best score there is (0),
     its name coverage and bonus could beat the best generated docstring; leaving the others
@@ -702,14 +760,15 @@ def test_a_summary_that_cannot_be_chosen_is_not_scored(memory_model, monkeypatch
     from codemt.generation import Candidate, GenerationSettings, could_win
     from codemt.translate import Translator
 
-    settings = GenerationSettings()  # name weight 2, bonus 0.5
+    settings = GenerationSettings()  # name weight 2
     generated = [Candidate("Download a video.", -0.4, None, 1.0), Candidate("x", -2, None, 0)]
     words = {"download", "video"}
-    assert could_win("Download the video.", words, generated, settings)  # 2.5 >= 1.6
-    assert not could_win("Fetch it.", words, generated, settings)  # 0.5 < 1.6
-    assert could_win("Fetch it.", words, [Candidate("x", -1.2, None, 0.0)], settings)
+    assert could_win("Download the video.", 0.5, words, generated, settings)  # 2.5 >= 1.6
+    assert not could_win("Fetch it.", 0.5, words, generated, settings)  # 0.5 < 1.6
+    assert could_win("Fetch it.", 1.6, words, generated, settings)  # a close sibling's
+    assert could_win("Fetch it.", 0.5, words, [Candidate("x", -1.2, None, 0.0)], settings)
     unnamed = GenerationSettings(name_weight=0)
-    assert could_win("Fetch it.", words, generated, unnamed)  # 0.5 >= -0.4
+    assert could_win("Fetch it.", 0.5, words, generated, unnamed)  # 0.5 >= -0.4
 
     translator = Translator.load(memory_model, backend="torch")
     siblings = [
@@ -777,7 +836,7 @@ def test_docstrings_beside_offered_summaries_are_written_with_their_own_beam_wid
     with pytest.raises(ValueError, match="memory_beams must be at least 1"):
         GenerationSettings(memory_beams=0)
     sampling = GenerationSettings(num_beams=1, sample=True, num_samples=3)
-    assert sampling.with_offered_summaries() == sampling
+    assert sampling.with_offered_summaries().num_beams == 1  # samples are drawn, not beams
 
 
 def scoring_case(memory_model):

@@ -89,7 +89,9 @@ def test_generation_settings_reject_bad_values():
 
 
 @pytest.mark.parametrize("command", ["docstring", "evaluate", "lsp", "translate", "complete"])
-def test_beams_asked_for_hold_everywhere_and_the_defaults_narrow_beside_summaries(command):
+def test_beams_and_name_weights_asked_for_hold_everywhere(command):
+    """Unset, the defaults: beside the project's summaries, 1 beam and name weight 4;
+    `--beams` and `--name-weight` given hold for every method."""
     from codemt.cli import build_parser
     from codemt.cli.complete import _generation
     from codemt.cli.translate import _settings_from_args, generation_settings
@@ -102,8 +104,14 @@ def test_beams_asked_for_hold_everywhere_and_the_defaults_narrow_beside_summarie
     assert args.beams is None
     default = build(args)
     assert (default.num_beams, default.memory_beams) == (4, 1)
+    assert (default.name_weight, default.memory_name_weight) == (2.0, 4.0)
     asked = build(parser.parse_args([command, *needs.get(command, ["x.py"]), "--beams", "6"]))
     assert (asked.num_beams, asked.memory_beams) == (6, None)
+    weighed = build(
+        parser.parse_args([command, *needs.get(command, ["x.py"]), "--name-weight", "1"])
+    )
+    assert (weighed.name_weight, weighed.memory_name_weight) == (1.0, None)
+    assert weighed.with_offered_summaries().name_weight == 1.0
 
 
 def test_translate_greedy_and_sampling_keep_their_one_sequence_or_samples():
@@ -115,7 +123,8 @@ def test_translate_greedy_and_sampling_keep_their_one_sequence_or_samples():
     greedy = _settings_from_args(parser.parse_args([*command, "--greedy"]))
     assert (greedy.num_beams, greedy.with_offered_summaries().num_beams) == (1, 1)
     drawn = _settings_from_args(parser.parse_args([*command, "--sample", "--beams", "3"]))
-    assert drawn.with_offered_summaries() == drawn and drawn.candidates == 3
+    beside = drawn.with_offered_summaries()
+    assert (beside.num_beams, beside.candidates, drawn.candidates) == (1, 3, 3)
 
 
 def test_no_repeat_ngram_is_set_by_target_unless_given():

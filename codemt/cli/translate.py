@@ -144,17 +144,19 @@ def generation_settings(args: argparse.Namespace, **settings: Any) -> Generation
     """GenerationSettings from a command's `--max-new-tokens`, `--no-repeat-ngram`,
     `--any-words` and `--name-weight`, and `settings` (beams, sampling, batch size) as the
     command decides them. `num_beams=None` (no `--beams`) keeps the default widths: 4, and
-    `memory_beams` beside the project's summaries; a `--beams N` given is N for all."""
+    `memory_beams` beside the project's summaries; a `--beams N` given is N for all. So
+    for `--name-weight`: unset, the default weights; given, that weight for all."""
     if "num_beams" in settings and settings["num_beams"] is None:
         # No --beams: the default widths, narrower beside the project's summaries.
         settings.pop("num_beams")
     elif getattr(args, "beams", None) is not None:
         settings.setdefault("memory_beams", None)  # a width asked for holds everywhere
+    if args.name_weight is not None:
+        settings.update(name_weight=args.name_weight, memory_name_weight=None)
     return GenerationSettings(
         max_new_tokens=args.max_new_tokens,
         no_repeat_ngram_size=args.no_repeat_ngram,
         real_words=not args.any_words,
-        name_weight=args.name_weight,
         **settings,
     )
 
@@ -180,10 +182,12 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--name-weight",
         type=float,
-        default=GenerationSettings.name_weight,
+        default=None,
         metavar="W",
-        help="docstrings: rank the beams by score plus W times the share of the function's "
-        "name and parameter words they mention (default: %(default)s; 0: by score alone)",
+        help="docstrings: rank the candidates by score plus W times the share of the "
+        "function's name and parameter words they mention (0: by score alone; default: "
+        f"{GenerationSettings.name_weight}, and {GenerationSettings.memory_name_weight} "
+        "beside the project's own summaries)",
     )
 
 

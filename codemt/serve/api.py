@@ -65,7 +65,9 @@ class Generation(BaseModel):
         ge=0,
         allow_inf_nan=False,
         description="docstrings: rank candidates by score plus this times the share of the "
-        "function's name and parameter words they mention (0: by score alone)",
+        "function's name and parameter words they mention (0: by score alone). Unset, a "
+        f"docstring written beside the project's own summaries uses "
+        f"{GenerationSettings.memory_name_weight}; set, this weight holds for all",
     )
     # CTranslate2 takes an unsigned 32-bit seed (others raised TypeError: a 500), torch one
     # of 64 bits (larger ones raised an unclear "Overflow when unpacking long long").

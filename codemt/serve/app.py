@@ -349,6 +349,8 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         options = body.model_dump(include=set(api.Generation.model_fields))
         if "num_beams" in body.model_fields_set:
             options["memory_beams"] = None  # a width asked for holds beside the summaries too
+        if "name_weight" in body.model_fields_set:
+            options["memory_name_weight"] = None  # so does a weight
         try:
             # batch_size is the server's; equal settings let requests share a batch.
             return GenerationSettings(**options, batch_size=settings.max_batch)

@@ -228,21 +228,25 @@ def test_translate_every_target(client, translator, target):
     assert (body["parsed"] is None) == (target == "docstring")
 
 
-def test_a_beam_width_asked_for_holds_beside_the_projects_summaries(client, monkeypatch):
+def test_a_beam_width_or_name_weight_asked_for_holds_beside_the_projects_summaries(
+    client, monkeypatch
+):
     from codemt.serve.batcher import Batcher
 
     seen = []
     translate = Batcher.translate
 
     async def spy(self, record, key):
-        seen.append((key.settings.num_beams, key.settings.memory_beams))
+        s = key.settings
+        seen.append((s.num_beams, s.memory_beams, s.name_weight, s.memory_name_weight))
         return await translate(self, record, key)
 
     monkeypatch.setattr(Batcher, "translate", spy)
     body = {"source": ADD, "target": "docstring", "max_new_tokens": 8}
     checked(client, "POST", "/v1/translate", 200, json=body)
     checked(client, "POST", "/v1/translate", 200, json={**body, "num_beams": 2})
-    assert seen == [(4, 1), (2, None)]
+    checked(client, "POST", "/v1/translate", 200, json={**body, "name_weight": 1})
+    assert seen == [(4, 1, 2, 4), (2, None, 2, 4), (4, 1, 1, None)]
 
 
 @pytest.mark.parametrize(
