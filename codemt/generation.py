@@ -76,10 +76,10 @@ class GenerationSettings:
     name_weight: float = 2.0
     neighbor_candidates: bool = True
     neighbors: int | None = 2
-    neighbor_bonus: float = 0.25
-    neighbor_likeness: float = 3.0
+    neighbor_bonus: float = 0.0
+    neighbor_likeness: float = 6.0
     memory_beams: int | None = 1
-    memory_name_weight: float | None = 4.0
+    memory_name_weight: float | None = 6.0
     batch_size: int = 16
     seed: int | None = None
 

@@ -90,7 +90,7 @@ def test_generation_settings_reject_bad_values():
 
 @pytest.mark.parametrize("command", ["docstring", "evaluate", "lsp", "translate", "complete"])
 def test_beams_and_name_weights_asked_for_hold_everywhere(command):
-    """Unset, the defaults: beside the project's summaries, 1 beam and name weight 4;
+    """Unset, the defaults: beside the project's summaries, 1 beam and name weight 6;
     `--beams` and `--name-weight` given hold for every method."""
     from codemt.cli import build_parser
     from codemt.cli.complete import _generation
@@ -104,7 +104,7 @@ def test_beams_and_name_weights_asked_for_hold_everywhere(command):
     assert args.beams is None
     default = build(args)
     assert (default.num_beams, default.memory_beams) == (4, 1)
-    assert (default.name_weight, default.memory_name_weight) == (2.0, 4.0)
+    assert (default.name_weight, default.memory_name_weight) == (2.0, 6.0)
     asked = build(parser.parse_args([command, *needs.get(command, ["x.py"]), "--beams", "6"]))
     assert (asked.num_beams, asked.memory_beams) == (6, None)
     weighed = build(

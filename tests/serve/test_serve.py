@@ -246,7 +246,7 @@ def test_a_beam_width_or_name_weight_asked_for_holds_beside_the_projects_summari
     checked(client, "POST", "/v1/translate", 200, json=body)
     checked(client, "POST", "/v1/translate", 200, json={**body, "num_beams": 2})
     checked(client, "POST", "/v1/translate", 200, json={**body, "name_weight": 1})
-    assert seen == [(4, 1, 2, 4), (2, None, 2, 4), (4, 1, 1, None)]
+    assert seen == [(4, 1, 2, 6), (2, None, 2, 6), (4, 1, 1, None)]
 
 
 @pytest.mark.parametrize(
