@@ -206,7 +206,7 @@ def evaluate_mode(
     if not chosen:
         raise ValueError(f"{data.name}: no method has the features of mode {mode.name}")
     if memory == "repo" and translator.reads_neighbors:
-        records = data.with_neighbors(chosen, mode.target, translator.examples.neighbors)
+        records = data.with_neighbors(chosen, mode.target, translator.neighbors_wanted(mode.target))
     else:
         records = [{**data.records[i], "neighbors": []} for i in chosen]
     references = [data.references[i][mode.target] for i in chosen]

@@ -49,6 +49,9 @@ class GenerationSettings:
         neighbors: the most project neighbours a model that reads them is given (None:
             as many as it was trained with). The shipped model was trained with up to 3 and
             writes as well with 2, sooner (docs/experiments.md).
+        offered_neighbors: docstrings: the summaries of up to this many of the most alike
+            neighbours are offered beside what the model writes (it reads `neighbors` of
+            them: a longer source costs time, another candidate little; docs/experiments.md).
         neighbor_bonus, neighbor_likeness: added to a neighbour summary's score when
             ranking, the second times how alike the neighbour's code is to the method's
             (`codemt.memory.likeness`, 0 to 1): a sentence the project's authors wrote for
@@ -76,6 +79,7 @@ class GenerationSettings:
     name_weight: float = 2.0
     neighbor_candidates: bool = True
     neighbors: int | None = 2
+    offered_neighbors: int = 3
     neighbor_bonus: float = 0.0
     neighbor_likeness: float = 6.0
     memory_beams: int | None = 1
@@ -102,6 +106,8 @@ class GenerationSettings:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.offered_neighbors < 0:
+            raise ValueError(f"offered_neighbors must be 0 or more, got {self.offered_neighbors}")
         if self.neighbors is not None and self.neighbors < 0:
             raise ValueError(
                 f"neighbors must be 0 or more (None: the model's), got {self.neighbors}"

@@ -295,6 +295,22 @@ class Translator:
         """Whether the model was trained to read project neighbours (`codemt.memory`)."""
         return self.examples.neighbors > 0
 
+    def neighbors_read(self, settings: GenerationSettings | None = None) -> int:
+        """How many neighbours the model reads: `settings.neighbors`, at most as many as it
+        was trained with (0 for a model that does not read them)."""
+        wanted = (settings or self.settings).neighbors
+        return self.examples.neighbors if wanted is None else min(wanted, self.examples.neighbors)
+
+    def neighbors_wanted(self, target: str, settings: GenerationSettings | None = None) -> int:
+        """How many neighbours a method of `target` is looked up with: those the model
+        reads and, for docstrings, those whose summaries are offered beside what it
+        writes (`offered_neighbors`); 0 for a model that does not read them."""
+        if not self.reads_neighbors:
+            return 0
+        settings = settings or self.settings
+        read = self.neighbors_read(settings)
+        return max(read, settings.offered_neighbors) if target == "docstring" else read
+
     def neighbors_of(
         self,
         record: dict[str, Any],
@@ -302,14 +318,13 @@ class Translator:
         memory: MemoryLike | None = None,
         settings: GenerationSettings | None = None,
     ) -> list[dict[str, Any]]:
-        """The neighbours a method is translated with: those its record carries
-        (`record["neighbors"]`, a list of Neighbor or {signature, docstring[, body]}), else
-        the memory's, at most `settings.neighbors` of them; none for a model that does not
-        read them."""
-        if not self.reads_neighbors:
+        """The neighbours a method is translated with, most alike first: those its record
+        carries (`record["neighbors"]`, a list of Neighbor or {signature, docstring[,
+        body]}), else the memory's, at most `neighbors_wanted` of them (the model reads the
+        first `neighbors_read`); none for a model that does not read them."""
+        k = self.neighbors_wanted(target, settings)
+        if not k:
             return []
-        wanted = (settings or self.settings).neighbors
-        k = self.examples.neighbors if wanted is None else min(wanted, self.examples.neighbors)
         if "neighbors" in record:
             given = record["neighbors"] or []
         else:
@@ -417,7 +432,8 @@ class Translator:
             modes.append(Mode(features, target))
         tokens = encode_fields(records, self.tokenizer)
         if neighbors is None:
-            neighbors = [self.neighbors_of(r, target, memory) for r in records]
+            read = self.neighbors_read()
+            neighbors = [self.neighbors_of(r, target, memory)[:read] for r in records]
         counts = [len(n) for n in neighbors]
         flat = encode_fields([n for found in neighbors for n in found], self.tokenizer)
         starts = [0, *itertools.accumulate(counts)][:-1]
@@ -457,12 +473,16 @@ class Translator:
                 raise ValueError(
                     f"method {i}: {error}" if len(methods) > 1 else str(error)
                 ) from None
-        neighbors = [self.neighbors_of(r, target, memory, settings) for r in records]
-        inputs = self.encode(records, target, style, sources=sources, neighbors=neighbors)
+        found = [self.neighbors_of(r, target, memory, settings) for r in records]
+        read = self.neighbors_read(settings)
+        inputs = self.encode(
+            records, target, style, sources=sources, neighbors=[f[:read] for f in found]
+        )
         # Summaries written in the project: the neighbours' own (and, where names differ by a
         # word or two, adapted to this method's names) join the beams as candidates, scored
         # by the model as it scores what it writes.
-        offered = self._offered(records, neighbors, target, style, settings)
+        offers = [f[: settings.offered_neighbors] for f in found]
+        offered = self._offered(records, offers, target, style, settings)
         # Longest first: similar lengths share a batch, and memory runs out early if at all.
         # Methods with summaries offered are generated apart where their beam width differs.
         order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))

@@ -439,12 +439,58 @@ def test_settings_cap_the_neighbours_a_model_reads(memory_model):
         for n in ("cbs", "sina", "ted")
     ]
     given = {**method, "neighbors": siblings}
-    read = lambda **k: translator.neighbors_of(given, "docstring", settings=GenerationSettings(**k))  # noqa: E731
-    assert len(read(neighbors=1)) == 1
-    assert len(read(neighbors=None)) == len(read(neighbors=5)) == 2  # never past its training
-    assert read(neighbors=0) == []
-    with pytest.raises(ValueError, match="neighbors"):
-        GenerationSettings(neighbors=-1)
+    read = lambda **k: translator.neighbors_read(GenerationSettings(**k))  # noqa: E731
+    assert read(neighbors=1) == 1
+    assert read(neighbors=None) == read(neighbors=5) == 2  # never past its training
+    assert read(neighbors=0) == 0
+    # Docstrings are looked up with the neighbours whose summaries are offered too.
+    found = lambda target, **k: translator.neighbors_of(  # noqa: E731
+        given, target, settings=GenerationSettings(**k)
+    )
+    assert len(found("body", neighbors=1)) == 1
+    assert len(found("docstring", neighbors=1, offered_neighbors=0)) == 1
+    assert [n["docstring"] for n in found("docstring", neighbors=1)] == [
+        "Downloads cbs videos.",
+        "Downloads sina videos.",
+        "Downloads ted videos.",
+    ]  # offered_neighbors 3
+    assert len(found("docstring", neighbors=1, offered_neighbors=2)) == 2
+    for bad in ("neighbors", "offered_neighbors"):
+        with pytest.raises(ValueError, match=bad):
+            GenerationSettings(**{bad: -1})
+
+
+def test_the_model_reads_two_neighbours_and_three_summaries_are_offered(memory_model, monkeypatch):
+    from codemt.generation import GenerationSettings
+    from codemt.translate import Translator
+
+    translator = Translator.load(memory_model, backend="torch")
+    method = record("download_youku", "def download_youku(url):", "    return get_video(url)")
+    siblings = [
+        Neighbor(f"download_{n}", f"def download_{n}(url):", f"Downloads {n} videos.")
+        for n in ("cbs", "sina", "ted", "bbc")
+    ]
+    given = {**method, "neighbors": siblings}
+    encoded, offered = [], []
+    encode, offer = Translator.encode, Translator._offered
+
+    def spy_encode(self, records, target, style=None, **kwargs):
+        encoded.append(kwargs["neighbors"])
+        return encode(self, records, target, style, **kwargs)
+
+    def spy_offered(self, records, neighbors, *args):
+        offered.append(neighbors)
+        return offer(self, records, neighbors, *args)
+
+    monkeypatch.setattr(Translator, "encode", spy_encode)
+    monkeypatch.setattr(Translator, "_offered", spy_offered)
+    settings = GenerationSettings(num_beams=2, max_new_tokens=6)
+    translator.translate_batch([given], "docstring", settings=settings)
+    [[read]], [[shown]] = encoded, offered
+    assert [n["docstring"] for n in read] == ["Downloads cbs videos.", "Downloads sina videos."]
+    assert [n["docstring"] for n in shown] == [
+        f"Downloads {n} videos." for n in ("cbs", "sina", "ted")
+    ]
 
 
 def test_a_translator_reads_neighbors_from_its_memory_or_the_record(memory_model):
