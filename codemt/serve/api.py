@@ -83,7 +83,12 @@ class ContextItem(BaseModel):
 
     signature: str = Field(max_length=2_000, description="its `def` line")
     docstring: str = Field(max_length=10_000, description="its docstring (the summary is read)")
-    body: str = Field("", max_length=10_000, description="its body (read for body targets)")
+    body: str = Field(
+        "",
+        max_length=10_000,
+        description="its body (read for body targets; for docstrings its first lines are "
+        "compared with the function's: the more alike, the more its summary is trusted)",
+    )
 
 
 class WithContext(BaseModel):
