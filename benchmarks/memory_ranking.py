@@ -1,0 +1,147 @@
+"""How docstrings written with project memory are chosen: candidates dumped once, rules replayed.
+
+With memory a docstring is chosen among what the model writes and the summaries of the
+most alike neighbours (`GenerationSettings`: `memory_name_weight`, `neighbor_likeness`,
+`neighbor_bonus`, `offered_neighbors`). Generating is the slow part and does not depend
+on those weights, so `dump` writes every candidate once (its score, its name coverage, and
+each method's neighbours) and `replay` scores the choice each rule would make, in
+seconds, as `codemt evaluate --memory repo` would (smoothed BLEU-4 / ROUGE-L F):
+
+    python benchmarks/memory_ranking.py dump --data data/corpus --split valid --limit 1500 \\
+        --out valid.json
+    python benchmarks/memory_ranking.py replay valid.json test.json
+
+Choose weights on a validation split and read the others as held out (docs/experiments.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from dataclasses import replace
+from typing import Any
+
+from codemt.evaluate import load_data, parse_mode
+from codemt.generation import GenerationSettings, method_name_words, name_coverage
+from codemt.memory import likeness
+from codemt.metrics import rouge, smoothed_bleu4
+from codemt.translate import FINISHERS, Translator, adapt_summary
+
+WIDEST = 5  # neighbours looked up: replay can offer the summaries of 1 to this many
+
+
+def dump(args: argparse.Namespace) -> None:
+    translator = Translator.load(args.model, backend="torch")
+    data = load_data(args.data, args.split)
+    mode = parse_mode("docstring")
+    chosen = data.examples(mode, args.limit)
+    records = data.with_neighbors(chosen, "docstring", WIDEST)
+    settings = replace(GenerationSettings(), offered_neighbors=WIDEST).for_target("docstring")
+    read = translator.neighbors_read(settings)
+    found = [translator.neighbors_of(r, "docstring", settings=settings) for r in records]
+    inputs = translator.encode(
+        records, "docstring", sources=mode.sources, neighbors=[f[:read] for f in found]
+    )
+    offered = translator._offered(records, found, "docstring", None, settings)
+    rows: list[dict[str, Any]] = [{} for _ in records]
+    for start in range(0, len(records), settings.batch_size):
+        batch = range(start, min(start + settings.batch_size, len(records)))
+        for group in ([i for i in batch if offered[i]], [i for i in batch if not offered[i]]):
+            if not group:
+                continue
+            chosen_settings = settings.with_offered_summaries() if offered[group[0]] else settings
+            generated = translator._generate(
+                [inputs[i] for i in group], chosen_settings.candidates, chosen_settings, words=True
+            )
+            texts = [[text for text, _ in offered[i]] for i in group]
+            scored = translator._scored([inputs[i] for i in group], texts)
+            for i, sequences, own in zip(group, generated, scored, strict=True):
+                words = method_name_words(records[i])
+                written = [(FINISHERS["docstring"](t), s) for t, s in sequences]
+                rows[i] = {
+                    "reference": data.references[chosen[i]]["docstring"],
+                    "name": records[i].get("name", ""),
+                    "signature": records[i].get("signature", ""),
+                    "body": records[i].get("body", ""),
+                    "neighbors": found[i],
+                    "written": [[t, s, name_coverage(words, t)] for t, s in written],
+                    "offered": [[t, s, name_coverage(words, t)] for t, s in own],
+                }
+        print(f"{batch.stop} of {len(records)}", flush=True)
+    with open(args.out, "w", encoding="utf-8") as file:
+        json.dump(rows, file)
+
+
+def offers_of(row: dict[str, Any], offered: int) -> list[tuple[str, float, float, float, bool]]:
+    """The summaries of the first `offered` neighbours: (text, score, coverage, likeness of
+    the most alike neighbour offering it, adapted or not)."""
+    record = {k: row[k] for k in ("name", "signature", "body")}
+    best: dict[str, tuple[float, bool]] = {}
+    for neighbor in row["neighbors"][:offered]:
+        alike = likeness(record, neighbor)
+        summary = neighbor.get("docstring") or ""
+        adapted = adapt_summary(summary, neighbor.get("signature") or "", record)
+        for text, was_adapted in ((adapted, True), (summary, False)):
+            if text and alike > best.get(text, (-1.0, False))[0]:
+                best[text] = (alike, was_adapted)
+    return [(t, s, c, *best[t]) for t, s, c in row["offered"] if t in best]
+
+
+def replay(args: argparse.Namespace) -> None:
+    sets = {}
+    for path in args.files:
+        with open(path, encoding="utf-8") as file:
+            sets[path] = json.load(file)
+    shipped = GenerationSettings()
+    grid = itertools.product(
+        (1, 2, 3, 4, 5), (0.0, 3.0, 6.0, 10.0), (2.0, 4.0, 6.0, 10.0), (0.0, 0.5)
+    )
+    print("offered likeness names adapted  " + "  ".join(sets))
+    for offered, alike_weight, name_weight, adapted_bonus in grid:
+        scores = []
+        for rows in sets.values():
+            predictions = []
+            for row in rows:
+                candidates = [(t, s + name_weight * c) for t, s, c in row["written"]]
+                candidates += [
+                    (t, s + name_weight * c + alike_weight * alike + adapted_bonus * adapted)
+                    for t, s, c, alike, adapted in offers_of(row, offered)
+                ]
+                predictions.append(max(candidates, key=lambda c: c[1])[0])
+            references = [row["reference"] for row in rows]
+            scores.append(
+                f"{smoothed_bleu4(predictions, references):6.2f} / "
+                f"{rouge(predictions, references)['rougeL_f']:5.2f}"
+            )
+        mark = (offered, alike_weight, name_weight, adapted_bonus) == (
+            shipped.offered_neighbors,
+            shipped.neighbor_likeness,
+            shipped.memory_name_weight,
+            0.0,
+        )
+        print(
+            f"{offered:7d} {alike_weight:8.1f} {name_weight:5.1f} {adapted_bonus:7.1f}  "
+            + "  ".join(scores)
+            + ("  <- shipped" if mark else ""),
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    dumping = commands.add_parser("dump", help="write every docstring candidate of a data set")
+    dumping.add_argument("--model", default="default")
+    dumping.add_argument("--data", required=True, help="a corpus folder or a jsonl file")
+    dumping.add_argument("--split", default="valid")
+    dumping.add_argument("--limit", type=int, default=1500)
+    dumping.add_argument("--out", required=True)
+    replaying = commands.add_parser("replay", help="score the rules on dumped candidates")
+    replaying.add_argument("files", nargs="+")
+    args = parser.parse_args()
+    dump(args) if args.command == "dump" else replay(args)
+
+
+if __name__ == "__main__":
+    main()
