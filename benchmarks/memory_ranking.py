@@ -95,7 +95,7 @@ def replay(args: argparse.Namespace) -> None:
             sets[path] = json.load(file)
     shipped = GenerationSettings()
     grid = itertools.product(
-        (1, 2, 3, 4, 5), (0.0, 3.0, 6.0, 10.0), (2.0, 4.0, 6.0, 10.0), (0.0, 0.5)
+        (1, 2, 3, 4, 5), (0.0, 3.0, 6.0, 10.0), (2.0, 4.0, 6.0, 10.0), (0.0, 0.5, 1.0)
     )
     print("offered likeness names adapted  " + "  ".join(sets))
     for offered, alike_weight, name_weight, adapted_bonus in grid:
@@ -118,8 +118,8 @@ def replay(args: argparse.Namespace) -> None:
             shipped.offered_neighbors,
             shipped.neighbor_likeness,
             shipped.memory_name_weight,
-            0.0,
-        )
+            shipped.adapted_bonus,
+        ) and shipped.neighbor_bonus == 0  # the grid has no flat bonus
         print(
             f"{offered:7d} {alike_weight:8.1f} {name_weight:5.1f} {adapted_bonus:7.1f}  "
             + "  ".join(scores)

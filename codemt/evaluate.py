@@ -274,6 +274,7 @@ def evaluate(
         "memory_name_weight": translator.settings.memory_name_weight,
         "neighbor_bonus": translator.settings.neighbor_bonus,
         "neighbor_likeness": translator.settings.neighbor_likeness,
+        "adapted_bonus": translator.settings.adapted_bonus,
         # What the model read beside each method: "repo" only where it was trained to.
         "memory": memory if translator.reads_neighbors else "none",
         "data": data.name,

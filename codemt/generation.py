@@ -57,6 +57,9 @@ class GenerationSettings:
             (`codemt.memory.likeness`, 0 to 1): a sentence the project's authors wrote for
             code like this is worth more than the model's score says (how they were
             chosen: docs/experiments.md).
+        adapted_bonus: added besides to a summary adapted to the method's names
+            (`download_cbs`'s "Downloads CBS videos." offered to `download_sina` as
+            "Downloads Sina videos."): a sibling's sentence that already names this method.
         memory_beams: the beam width of a docstring whose neighbours' summaries are offered
             as candidates (None: `num_beams`). They are the alternatives a wider beam
             would find, so a narrower one loses nothing (measured: docs/experiments.md).
@@ -82,6 +85,7 @@ class GenerationSettings:
     offered_neighbors: int = 3
     neighbor_bonus: float = 0.0
     neighbor_likeness: float = 6.0
+    adapted_bonus: float = 1.0
     memory_beams: int | None = 1
     memory_name_weight: float | None = 6.0
     batch_size: int = 16
@@ -112,7 +116,7 @@ class GenerationSettings:
             raise ValueError(
                 f"neighbors must be 0 or more (None: the model's), got {self.neighbors}"
             )
-        for name in ("neighbor_bonus", "neighbor_likeness"):
+        for name in ("neighbor_bonus", "neighbor_likeness", "adapted_bonus"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         for name in ("name_weight", "memory_name_weight"):
@@ -140,10 +144,12 @@ class GenerationSettings:
             beside = replace(beside, name_weight=self.memory_name_weight)
         return beside
 
-    def offer_bonus(self, likeness: float) -> float:
+    def offer_bonus(self, likeness: float, adapted: bool = False) -> float:
         """What a neighbour's summary gets when ranking, for a neighbour whose code is
-        `likeness` alike (`codemt.memory.likeness`)."""
-        return self.neighbor_bonus + self.neighbor_likeness * likeness
+        `likeness` alike (`codemt.memory.likeness`), `adapted` to the method's names or
+        not."""
+        bonus = self.neighbor_bonus + self.neighbor_likeness * likeness
+        return bonus + self.adapted_bonus if adapted else bonus
 
     def for_target(self, target: str) -> GenerationSettings:
         """These settings with the target's own `no_repeat_ngram_size` where none is set."""

@@ -566,9 +566,10 @@ class Translator:
             for neighbor in found:
                 summary = neighbor.get("docstring") or ""
                 adapted = adapt_summary(summary, neighbor.get("signature") or "", record)
-                bonus = settings.offer_bonus(likeness(record, neighbor))
-                for text in (adapted, summary):
-                    if text:  # a summary two neighbours share: the more alike one's bonus
+                alike = likeness(record, neighbor)
+                for text, was_adapted in ((adapted, True), (summary, False)):
+                    if text:  # a summary two neighbours share: the larger bonus
+                        bonus = settings.offer_bonus(alike, was_adapted)
                         bonuses[text] = max(bonus, bonuses.get(text, -math.inf))
             offered.append(list(bonuses.items()))
         return offered

@@ -728,8 +728,12 @@ def test_neighbor_summaries_are_scored_candidates(memory_model):
     settings = GenerationSettings(num_beams=2, max_new_tokens=6)
     records = [{**method, "neighbors": [sibling.as_record()]}]
     [offered] = translator._offered(records, [[sibling.as_record()]], "docstring", None, settings)
-    bonus = settings.offer_bonus(likeness(method, sibling.as_record()))
-    assert offered == [("Downloads Sina videos.", bonus), ("Downloads CBS videos.", bonus)]
+    alike = likeness(method, sibling.as_record())
+    assert offered == [
+        ("Downloads Sina videos.", settings.offer_bonus(alike, adapted=True)),
+        ("Downloads CBS videos.", settings.offer_bonus(alike)),
+    ]
+    assert settings.offer_bonus(alike, adapted=True) == settings.offer_bonus(alike) + 1.0
     texts = [text for text, _ in offered]
     source = translator.encode(records, "docstring")[0]
     [scored] = translator._scored([source], [texts])
@@ -794,7 +798,12 @@ def test_settings_beside_offered_summaries_weigh_names_by_their_own_weight():
     assert (beside.num_beams, beside.name_weight) == (1, 4.0)
     same = replace(settings, memory_name_weight=None).with_offered_summaries()
     assert same.name_weight == 2.0
-    for bad in ({"neighbor_likeness": float("nan")}, {"memory_name_weight": -1.0}):
+    bad_values = (
+        {"neighbor_likeness": float("nan")},
+        {"adapted_bonus": float("inf")},
+        {"memory_name_weight": -1.0},
+    )
+    for bad in bad_values:
         with pytest.raises(ValueError, match=next(iter(bad))):
             GenerationSettings(**bad)
 
