@@ -32,7 +32,7 @@ def main() -> None:
     for target, n in (("docstring", 20), ("body", 10)):
         mode = parse_mode(target)
         chosen = sorted(rng.sample(data.examples(mode), n))
-        with_memory = data.with_neighbors(chosen, target, translator.examples.neighbors)
+        with_memory = data.with_neighbors(chosen, target, translator.neighbors_wanted(target))
         alone = [{**data.records[i], "neighbors": []} for i in chosen]
         written_alone = translator.translate_batch(alone, target, sources=mode.sources)
         written = translator.translate_batch(with_memory, target, sources=mode.sources)

@@ -73,19 +73,22 @@ def dump(args: argparse.Namespace) -> None:
         json.dump(rows, file)
 
 
-def offers_of(row: dict[str, Any], offered: int) -> list[tuple[str, float, float, float, bool]]:
-    """The summaries of the first `offered` neighbours: (text, score, coverage, likeness of
-    the most alike neighbour offering it, adapted or not)."""
+def offers_of(
+    row: dict[str, Any], settings: GenerationSettings
+) -> list[tuple[str, float, float, float]]:
+    """The summaries of the first `settings.offered_neighbors` neighbours: (text, score,
+    coverage, bonus), the bonus as `Translator._offered` gives it."""
     record = {k: row[k] for k in ("name", "signature", "body")}
-    best: dict[str, tuple[float, bool]] = {}
-    for neighbor in row["neighbors"][:offered]:
+    bonuses: dict[str, float] = {}
+    for neighbor in row["neighbors"][: settings.offered_neighbors]:
         alike = likeness(record, neighbor)
         summary = neighbor.get("docstring") or ""
         adapted = adapt_summary(summary, neighbor.get("signature") or "", record)
         for text, was_adapted in ((adapted, True), (summary, False)):
-            if text and alike > best.get(text, (-1.0, False))[0]:
-                best[text] = (alike, was_adapted)
-    return [(t, s, c, *best[t]) for t, s, c in row["offered"] if t in best]
+            if text:
+                bonus = settings.offer_bonus(alike, was_adapted)
+                bonuses[text] = max(bonus, bonuses.get(text, -1e9))
+    return [(t, s, c, bonuses[t]) for t, s, c in row["offered"] if t in bonuses]
 
 
 def replay(args: argparse.Namespace) -> None:
@@ -99,31 +102,33 @@ def replay(args: argparse.Namespace) -> None:
     )
     print("offered likeness names adapted  " + "  ".join(sets))
     for offered, alike_weight, name_weight, adapted_bonus in grid:
+        rule = replace(
+            shipped,
+            offered_neighbors=offered,
+            neighbor_likeness=alike_weight,
+            memory_name_weight=name_weight,
+            adapted_bonus=adapted_bonus,
+        )
         scores = []
         for rows in sets.values():
             predictions = []
             for row in rows:
-                candidates = [(t, s + name_weight * c) for t, s, c in row["written"]]
-                candidates += [
-                    (t, s + name_weight * c + alike_weight * alike + adapted_bonus * adapted)
-                    for t, s, c, alike, adapted in offers_of(row, offered)
-                ]
+                offers = offers_of(row, rule)
+                # As `translate_batch`: names weigh `memory_name_weight` where summaries
+                # are offered, `name_weight` elsewhere.
+                weight = name_weight if offers else rule.name_weight
+                candidates = [(t, s + weight * c) for t, s, c in row["written"]]
+                candidates += [(t, s + weight * c + bonus) for t, s, c, bonus in offers]
                 predictions.append(max(candidates, key=lambda c: c[1])[0])
             references = [row["reference"] for row in rows]
             scores.append(
                 f"{smoothed_bleu4(predictions, references):6.2f} / "
                 f"{rouge(predictions, references)['rougeL_f']:5.2f}"
             )
-        mark = (offered, alike_weight, name_weight, adapted_bonus) == (
-            shipped.offered_neighbors,
-            shipped.neighbor_likeness,
-            shipped.memory_name_weight,
-            shipped.adapted_bonus,
-        ) and shipped.neighbor_bonus == 0  # the grid has no flat bonus
         print(
             f"{offered:7d} {alike_weight:8.1f} {name_weight:5.1f} {adapted_bonus:7.1f}  "
             + "  ".join(scores)
-            + ("  <- shipped" if mark else ""),
+            + ("  <- shipped" if rule == shipped else ""),
             flush=True,
         )
 

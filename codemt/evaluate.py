@@ -272,6 +272,8 @@ def evaluate(
         "memory_beams": translator.settings.memory_beams,
         "name_weight": translator.settings.name_weight,
         "memory_name_weight": translator.settings.memory_name_weight,
+        "neighbors": translator.neighbors_read(),
+        "offered_neighbors": translator.settings.offered_neighbors,
         "neighbor_bonus": translator.settings.neighbor_bonus,
         "neighbor_likeness": translator.settings.neighbor_likeness,
         "adapted_bonus": translator.settings.adapted_bonus,

@@ -49,9 +49,10 @@ class GenerationSettings:
         neighbors: the most project neighbours a model that reads them is given (None:
             as many as it was trained with). The shipped model was trained with up to 3 and
             writes as well with 2, sooner (docs/experiments.md).
-        offered_neighbors: docstrings: the summaries of up to this many of the most alike
-            neighbours are offered beside what the model writes (it reads `neighbors` of
-            them: a longer source costs time, another candidate little; docs/experiments.md).
+        offered_neighbors: docstrings: the summaries of up to this many of the first
+            neighbours (the memory's best) are offered beside what the model writes, also
+            when it reads fewer or none (`neighbors`: a longer source costs time, another
+            candidate little; docs/experiments.md); 0 offers none.
         neighbor_bonus, neighbor_likeness: added to a neighbour summary's score when
             ranking, the second times how alike the neighbour's code is to the method's
             (`codemt.memory.likeness`, 0 to 1): a sentence the project's authors wrote for

@@ -129,19 +129,20 @@ def _head(body: str) -> str:
 
 def likeness(record: dict[str, Any], neighbor: dict[str, Any]) -> float:
     """How alike a method's code and a neighbour's are, 0 to 1: the share of the words of
-    their signatures and their bodies' first lines (`BODY_CHARS`) that both have (Jaccard);
-    signatures alone where the neighbour comes without a body (a request's context).
+    their signatures and their bodies' first lines (`BODY_CHARS`) that both have (Jaccard).
+    Bodies count only where both have words in them: a signature alone (a request's
+    context item, a method given by its `def` line) or a stub (`pass`) is compared by
+    signature.
 
     The closer a sibling's code, the likelier its summary says what this method does:
     ranking the project's summaries by it scores higher on every held-out set
     (docs/experiments.md)."""
-    theirs_body = str(neighbor.get("body") or "")
-
-    def words(signature: Any, body: str) -> set[str]:
-        return set(code_words(f"{signature or ''}\n{_head(body) if theirs_body else ''}"))
-
-    ours = words(record.get("signature"), str(record.get("body") or ""))
-    theirs = words(neighbor.get("signature"), theirs_body)
+    ours_body = set(code_words(_head(str(record.get("body") or ""))))
+    theirs_body = set(code_words(_head(str(neighbor.get("body") or ""))))
+    ours = set(code_words(str(record.get("signature") or "")))
+    theirs = set(code_words(str(neighbor.get("signature") or "")))
+    if ours_body and theirs_body:
+        ours, theirs = ours | ours_body, theirs | theirs_body
     return len(ours & theirs) / len(ours | theirs) if ours or theirs else 0.0
 
 

@@ -318,10 +318,11 @@ class Translator:
         memory: MemoryLike | None = None,
         settings: GenerationSettings | None = None,
     ) -> list[dict[str, Any]]:
-        """The neighbours a method is translated with, most alike first: those its record
-        carries (`record["neighbors"]`, a list of Neighbor or {signature, docstring[,
-        body]}), else the memory's, at most `neighbors_wanted` of them (the model reads the
-        first `neighbors_read`); none for a model that does not read them."""
+        """The neighbours a method is translated with, best first (the memory's ranking, or
+        as given): those its record carries (`record["neighbors"]`, a list of Neighbor or
+        {signature, docstring[, body]}), else the memory's, at most `neighbors_wanted` of
+        them (the model reads the first `neighbors_read`); none for a model that does not
+        read them."""
         k = self.neighbors_wanted(target, settings)
         if not k:
             return []
@@ -473,21 +474,21 @@ class Translator:
                 raise ValueError(
                     f"method {i}: {error}" if len(methods) > 1 else str(error)
                 ) from None
-        found = [self.neighbors_of(r, target, memory, settings) for r in records]
+        looked_up = [self.neighbors_of(r, target, memory, settings) for r in records]
         read = self.neighbors_read(settings)
         inputs = self.encode(
-            records, target, style, sources=sources, neighbors=[f[:read] for f in found]
+            records, target, style, sources=sources, neighbors=[n[:read] for n in looked_up]
         )
         # Summaries written in the project: the neighbours' own (and, where names differ by a
         # word or two, adapted to this method's names) join the beams as candidates, scored
         # by the model as it scores what it writes.
-        offers = [f[: settings.offered_neighbors] for f in found]
-        offered = self._offered(records, offers, target, style, settings)
+        offers = [n[: settings.offered_neighbors] for n in looked_up]
+        offered = self._offered(records, offers, target, style, settings, sources)
         # Longest first: similar lengths share a batch, and memory runs out early if at all.
         # Methods with summaries offered are generated apart where their beam width differs.
         order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
         alone, beside = settings, settings.with_offered_summaries()
-        ranked = [beside if found else alone for found in offered]  # each method's settings
+        ranked = [beside if texts else alone for texts in offered]  # each method's settings
         groups = [order]
         if beside.num_beams != alone.num_beams:  # (the name weight only chooses)
             groups = [[i for i in order if not offered[i]], [i for i in order if offered[i]]]
@@ -529,8 +530,8 @@ class Translator:
                 scored = self._scored(
                     [inputs[i] for i in batch], [[text for text, _ in w] for w in worth]
                 )
-                for i, found, own in zip(batch, worth, scored, strict=True):
-                    with_bonus = [(t, s, b) for (t, s), (_, b) in zip(own, found, strict=True)]
+                for i, kept, own in zip(batch, worth, scored, strict=True):
+                    with_bonus = [(t, s, b) for (t, s), (_, b) in zip(own, kept, strict=True)]
                     results[i] = self._finish(
                         target, candidates[i], words[i], ranked[i], with_bonus
                     )
@@ -547,11 +548,13 @@ class Translator:
         target: str,
         style: str | None,
         settings: GenerationSettings,
+        sources: Sequence[str] | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Per method, the neighbours' summaries offered as candidates, each with the bonus
         it is ranked with (`GenerationSettings.offer_bonus`: the more alike the neighbour's
-        code, the more); none unless the target is a summary, the settings ask for it and
-        the backend can score text."""
+        code, the more: compared by the `sources` features alone, the code the model
+        reads); none unless the target is a summary, the settings ask for it and the
+        backend can score text."""
         wanted = (
             target == "docstring"
             and (style or "summary") == "summary"
@@ -563,10 +566,12 @@ class Translator:
         offered = []
         for record, found in zip(records, neighbors, strict=True):
             bonuses: dict[str, float] = {}
+            read = sources or source_features(record, target)
+            seen = {f: record.get(f) for f in ("signature", "body") if f in read}
             for neighbor in found:
                 summary = neighbor.get("docstring") or ""
                 adapted = adapt_summary(summary, neighbor.get("signature") or "", record)
-                alike = likeness(record, neighbor)
+                alike = likeness(seen, neighbor)
                 for text, was_adapted in ((adapted, True), (summary, False)):
                     if text:  # a summary two neighbours share: the larger bonus
                         bonus = settings.offer_bonus(alike, was_adapted)
