@@ -24,9 +24,8 @@ from typing import Any
 
 from codemt.evaluate import load_data, parse_mode
 from codemt.generation import GenerationSettings, method_name_words, name_coverage
-from codemt.memory import likeness
 from codemt.metrics import rouge, smoothed_bleu4
-from codemt.translate import FINISHERS, Translator, adapt_summary
+from codemt.translate import FINISHERS, Translator, offered_summaries
 
 WIDEST = 5  # neighbours looked up: replay can offer the summaries of 1 to this many
 
@@ -76,18 +75,11 @@ def dump(args: argparse.Namespace) -> None:
 def offers_of(
     row: dict[str, Any], settings: GenerationSettings
 ) -> list[tuple[str, float, float, float]]:
-    """The summaries of the first `settings.offered_neighbors` neighbours: (text, score,
-    coverage, bonus), the bonus as `Translator._offered` gives it."""
+    """The dumped summaries of the first `settings.offered_neighbors` neighbours: (text,
+    score, coverage, bonus), the bonus as `translate_batch` gives it."""
     record = {k: row[k] for k in ("name", "signature", "body")}
-    bonuses: dict[str, float] = {}
-    for neighbor in row["neighbors"][: settings.offered_neighbors]:
-        alike = likeness(record, neighbor)
-        summary = neighbor.get("docstring") or ""
-        adapted = adapt_summary(summary, neighbor.get("signature") or "", record)
-        for text, was_adapted in ((adapted, True), (summary, False)):
-            if text:
-                bonus = settings.offer_bonus(alike, was_adapted)
-                bonuses[text] = max(bonus, bonuses.get(text, -1e9))
+    neighbors = row["neighbors"][: settings.offered_neighbors]
+    bonuses = dict(offered_summaries(record, neighbors, settings))
     return [(t, s, c, bonuses[t]) for t, s, c in row["offered"] if t in bonuses]
 
 

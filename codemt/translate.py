@@ -201,6 +201,29 @@ def adapt_summary(summary: str, neighbor_signature: str, record: dict[str, Any])
     return adapted if adapted != summary else ""
 
 
+def offered_summaries(
+    record: dict[str, Any],
+    neighbors: Sequence[dict[str, Any]],
+    settings: GenerationSettings,
+    sources: Sequence[str] = ("signature", "body"),
+) -> list[tuple[str, float]]:
+    """A method's neighbours' summaries, each as it is and adapted to the method's names
+    (`adapt_summary`), with the bonus it is ranked with (`GenerationSettings.offer_bonus`:
+    the more alike the neighbour's code, compared by the `sources` features alone, the
+    code the model reads, the more); each text once, with its largest bonus."""
+    seen = {f: record.get(f) for f in ("signature", "body") if f in sources}
+    bonuses: dict[str, float] = {}
+    for neighbor in neighbors:
+        summary = neighbor.get("docstring") or ""
+        adapted = adapt_summary(summary, neighbor.get("signature") or "", record)
+        alike = likeness(seen, neighbor)
+        for text, was_adapted in ((adapted, True), (summary, False)):
+            if text:
+                bonus = settings.offer_bonus(alike, was_adapted)
+                bonuses[text] = max(bonus, bonuses.get(text, -math.inf))
+    return list(bonuses.items())
+
+
 def structured(record: dict[str, Any], result: Translation, style: str) -> Translation:
     """A generated docstring in a sectioned style rebuilt from the method's code: its
     parameters, returns, yields and raises as the code has them (never one twice, never
@@ -550,11 +573,9 @@ class Translator:
         settings: GenerationSettings,
         sources: Sequence[str] | None = None,
     ) -> list[list[tuple[str, float]]]:
-        """Per method, the neighbours' summaries offered as candidates, each with the bonus
-        it is ranked with (`GenerationSettings.offer_bonus`: the more alike the neighbour's
-        code, the more: compared by the `sources` features alone, the code the model
-        reads); none unless the target is a summary, the settings ask for it and the
-        backend can score text."""
+        """Per method, the neighbours' summaries offered as candidates with their bonuses
+        (`offered_summaries`); none unless the target is a summary, the settings ask for
+        it and the backend can score text."""
         wanted = (
             target == "docstring"
             and (style or "summary") == "summary"
@@ -563,21 +584,10 @@ class Translator:
         )
         if not wanted:
             return [[] for _ in records]
-        offered = []
-        for record, found in zip(records, neighbors, strict=True):
-            bonuses: dict[str, float] = {}
-            read = sources or source_features(record, target)
-            seen = {f: record.get(f) for f in ("signature", "body") if f in read}
-            for neighbor in found:
-                summary = neighbor.get("docstring") or ""
-                adapted = adapt_summary(summary, neighbor.get("signature") or "", record)
-                alike = likeness(seen, neighbor)
-                for text, was_adapted in ((adapted, True), (summary, False)):
-                    if text:  # a summary two neighbours share: the larger bonus
-                        bonus = settings.offer_bonus(alike, was_adapted)
-                        bonuses[text] = max(bonus, bonuses.get(text, -math.inf))
-            offered.append(list(bonuses.items()))
-        return offered
+        return [
+            offered_summaries(record, found, settings, sources or source_features(record, target))
+            for record, found in zip(records, neighbors, strict=True)
+        ]
 
     def _scored(
         self, sources: list[list[int]], texts: list[list[str]]
