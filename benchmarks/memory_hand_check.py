@@ -15,6 +15,7 @@ import json
 import random
 
 from codemt.evaluate import load_data, parse_mode
+from codemt.memory import likeness
 from codemt.translate import Translator
 
 
@@ -44,6 +45,11 @@ def main() -> None:
                     "signature": record["signature"],
                     "reference": data.references[i][target][:600],
                     "nearest": [n.docstring for n in record["neighbors"]][:1],
+                    # Below `least_likeness`, a docstring is written alone.
+                    "likeness": max(
+                        (round(likeness(record, n.as_record()), 3) for n in record["neighbors"]),
+                        default=0.0,
+                    ),
                     "alone": a.text[:600],
                     "memory": m.text[:600],
                     "parsed": [a.parsed, m.parsed],

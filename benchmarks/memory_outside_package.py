@@ -20,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from codemt.memory import ProjectMemory
+from codemt.memory import ProjectMemory, likeness
 from codemt.source.docstrings import summary_of
 from codemt.translate import Translator
 from codemt.write.apply import read_source
@@ -67,6 +67,9 @@ rows = {r[0]["name"]: {"file": r[2], "original": r[1]} for r in records}
 for r in records:
     found = memory.neighbors(r[0], 3)
     rows[r[0]["name"]]["nearest"] = found[0].docstring if found else ""
+    # Below `least_likeness`, a docstring is written alone.
+    alike = (likeness(r[0], n.as_record()) for n in found)
+    rows[r[0]["name"]]["likeness"] = round(max(alike, default=0.0), 3)
 for model in models:
     t = Translator.load(model, backend="torch")
     alone = t.translate_batch([{**r[0], "neighbors": []} for r in records], "docstring")

@@ -25,7 +25,7 @@ from typing import Any
 from codemt.evaluate import load_data, parse_mode
 from codemt.generation import GenerationSettings, method_name_words, name_coverage
 from codemt.metrics import rouge, smoothed_bleu4
-from codemt.translate import FINISHERS, Translator, offered_summaries
+from codemt.translate import FINISHERS, Translator, alike_enough, offered_summaries
 
 WIDEST = 5  # neighbours looked up: replay can offer the summaries of 1 to this many
 
@@ -42,6 +42,9 @@ def dump(args: argparse.Namespace) -> None:
     inputs = translator.encode(
         records, "docstring", sources=mode.sources, neighbors=[f[:read] for f in found]
     )
+    by_itself = translator.encode(
+        records, "docstring", sources=mode.sources, neighbors=[[] for _ in records]
+    )
     offered = translator._offered(records, found, "docstring", None, settings)
     rows: list[dict[str, Any]] = [{} for _ in records]
     for start in range(0, len(records), settings.batch_size):
@@ -55,7 +58,12 @@ def dump(args: argparse.Namespace) -> None:
             )
             texts = [[text for text, _ in offered[i]] for i in group]
             scored = translator._scored([inputs[i] for i in group], texts)
-            for i, sequences, own in zip(group, generated, scored, strict=True):
+            # The same methods written alone (no neighbours read, the alone beams), for the
+            # rules that fall back to the model alone (`replay --gates`).
+            alone = translator._generate(
+                [by_itself[i] for i in group], settings.candidates, settings, words=True
+            )
+            for i, sequences, own, apart in zip(group, generated, scored, alone, strict=True):
                 words = method_name_words(records[i])
                 written = [(FINISHERS["docstring"](t), s) for t, s in sequences]
                 rows[i] = {
@@ -66,6 +74,9 @@ def dump(args: argparse.Namespace) -> None:
                     "neighbors": found[i],
                     "written": [[t, s, name_coverage(words, t)] for t, s in written],
                     "offered": [[t, s, name_coverage(words, t)] for t, s in own],
+                    "alone": [
+                        [FINISHERS["docstring"](t), s, name_coverage(words, t)] for t, s in apart
+                    ],
                 }
         print(f"{batch.stop} of {len(records)}", flush=True)
     with open(args.out, "w", encoding="utf-8") as file:
@@ -83,11 +94,53 @@ def offers_of(
     return [(t, s, c, bonuses[t]) for t, s, c in row["offered"] if t in bonuses]
 
 
+def chosen(row: dict[str, Any], rule: GenerationSettings) -> str:
+    """The docstring `translate_batch` chooses under `rule`, from the dumped candidates:
+    written alone where no neighbour is alike enough, else the best of what the model
+    wrote with memory and the neighbours' summaries."""
+    record = {k: row[k] for k in ("name", "signature", "body")}
+    looked_up = row["neighbors"][: max(rule.neighbors or 0, rule.offered_neighbors)]
+    if not alike_enough(record, looked_up, rule):
+        return max(row["alone"], key=lambda c: c[1] + rule.name_weight * c[2])[0]
+    offers = offers_of(row, rule)
+    # Names weigh `memory_name_weight` where summaries are offered, `name_weight` elsewhere.
+    weight = rule.memory_name_weight if offers else rule.name_weight
+    candidates = [(t, s + weight * c) for t, s, c in row["written"]]
+    candidates += [(t, s + weight * c + bonus) for t, s, c, bonus in offers]
+    return max(candidates, key=lambda c: c[1])[0]
+
+
+def scored(predictions: list[str], rows: list[dict[str, Any]]) -> str:
+    """Smoothed BLEU-4 / ROUGE-L F of the predictions against the rows' references."""
+    references = [row["reference"] for row in rows]
+    bleu = smoothed_bleu4(predictions, references)
+    return f"{bleu:6.2f} / {rouge(predictions, references)['rougeL_f']:5.2f}"
+
+
+def replay_gates(sets: dict[str, list[dict[str, Any]]], gates: list[float]) -> None:
+    """The shipped rule with each `least_likeness` in `gates`."""
+    print("least_likeness  " + "  ".join(sets) + "  (share written alone)")
+    for gate in gates:
+        rule = replace(GenerationSettings(), least_likeness=gate)
+        scores = []
+        for rows in sets.values():
+            alone = sum(
+                not alike_enough(row, row["neighbors"][: rule.offered_neighbors], rule)
+                for row in rows
+            )
+            predictions = [chosen(row, rule) for row in rows]
+            scores.append(f"{scored(predictions, rows)} ({alone / len(rows):4.0%})")
+        print(f"{gate:14.3f}  " + "  ".join(scores), flush=True)
+
+
 def replay(args: argparse.Namespace) -> None:
     sets = {}
     for path in args.files:
         with open(path, encoding="utf-8") as file:
             sets[path] = json.load(file)
+    if args.gates:
+        replay_gates(sets, args.gates)
+        return
     shipped = GenerationSettings()
     grid = itertools.product(
         (1, 2, 3, 4, 5), (0.0, 3.0, 6.0, 10.0), (2.0, 4.0, 6.0, 10.0), (0.0, 0.5, 1.0)
@@ -101,22 +154,7 @@ def replay(args: argparse.Namespace) -> None:
             memory_name_weight=name_weight,
             adapted_bonus=adapted_bonus,
         )
-        scores = []
-        for rows in sets.values():
-            predictions = []
-            for row in rows:
-                offers = offers_of(row, rule)
-                # As `translate_batch`: names weigh `memory_name_weight` where summaries
-                # are offered, `name_weight` elsewhere.
-                weight = name_weight if offers else rule.name_weight
-                candidates = [(t, s + weight * c) for t, s, c in row["written"]]
-                candidates += [(t, s + weight * c + bonus) for t, s, c, bonus in offers]
-                predictions.append(max(candidates, key=lambda c: c[1])[0])
-            references = [row["reference"] for row in rows]
-            scores.append(
-                f"{smoothed_bleu4(predictions, references):6.2f} / "
-                f"{rouge(predictions, references)['rougeL_f']:5.2f}"
-            )
+        scores = [scored([chosen(row, rule) for row in rows], rows) for rows in sets.values()]
         print(
             f"{offered:7d} {alike_weight:8.1f} {name_weight:5.1f} {adapted_bonus:7.1f}  "
             + "  ".join(scores)
@@ -136,6 +174,9 @@ def main() -> None:
     dumping.add_argument("--out", required=True)
     replaying = commands.add_parser("replay", help="score the rules on dumped candidates")
     replaying.add_argument("files", nargs="+")
+    replaying.add_argument(
+        "--gates", type=float, nargs="+", help="likeness below which a method is written alone"
+    )
     args = parser.parse_args()
     dump(args) if args.command == "dump" else replay(args)
 

@@ -277,6 +277,7 @@ def evaluate(
         "neighbor_bonus": translator.settings.neighbor_bonus,
         "neighbor_likeness": translator.settings.neighbor_likeness,
         "adapted_bonus": translator.settings.adapted_bonus,
+        "least_likeness": translator.settings.least_likeness,
         # What the model read beside each method: "repo" only where it was trained to.
         "memory": memory if translator.reads_neighbors else "none",
         "data": data.name,

@@ -67,6 +67,11 @@ class GenerationSettings:
         memory_name_weight: `name_weight` for a docstring whose neighbours' summaries are
             offered (None: `name_weight`): among siblings' sentences, the one that names
             what this method's names say is more often the right one.
+        least_likeness: a docstring is written with project memory only when the code of
+            one of the neighbours it is looked up with is at least this alike to the
+            method's (`codemt.memory.likeness`); else alone, as without memory: a sibling
+            that does something else lends its sentence to the wrong function
+            (docs/experiments.md). 0 always uses them.
         batch_size: methods generated together.
         seed: seeds torch's global RNG before each batch when sampling (None: leave it).
     """
@@ -89,6 +94,7 @@ class GenerationSettings:
     adapted_bonus: float = 1.0
     memory_beams: int | None = 1
     memory_name_weight: float | None = 6.0
+    least_likeness: float = 0.2
     batch_size: int = 16
     seed: int | None = None
 
@@ -117,6 +123,8 @@ class GenerationSettings:
             raise ValueError(
                 f"neighbors must be 0 or more (None: the model's), got {self.neighbors}"
             )
+        if not 0 <= self.least_likeness <= 1:
+            raise ValueError(f"least_likeness must be in [0, 1], got {self.least_likeness}")
         for name in ("neighbor_bonus", "neighbor_likeness", "adapted_bonus"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")

@@ -224,6 +224,18 @@ def offered_summaries(
     return list(bonuses.items())
 
 
+def alike_enough(
+    record: dict[str, Any],
+    neighbors: Sequence[dict[str, Any]],
+    settings: GenerationSettings,
+    sources: Sequence[str] = ("signature", "body"),
+) -> bool:
+    """Whether a method's docstring is written with these neighbours: the code of one of
+    them, compared by the `sources` features, is at least `settings.least_likeness` alike."""
+    seen = {f: record.get(f) for f in ("signature", "body") if f in sources}
+    return any(likeness(seen, n) >= settings.least_likeness for n in neighbors)
+
+
 def structured(record: dict[str, Any], result: Translation, style: str) -> Translation:
     """A generated docstring in a sectioned style rebuilt from the method's code: its
     parameters, returns, yields and raises as the code has them (never one twice, never
@@ -498,6 +510,13 @@ class Translator:
                     f"method {i}: {error}" if len(methods) > 1 else str(error)
                 ) from None
         looked_up = [self.neighbors_of(r, target, memory, settings) for r in records]
+        if target == "docstring":  # alone where no neighbour's code is like the method's
+            looked_up = [
+                found
+                if alike_enough(r, found, settings, sources or source_features(r, target))
+                else []
+                for r, found in zip(records, looked_up, strict=True)
+            ]
         read = self.neighbors_read(settings)
         inputs = self.encode(
             records, target, style, sources=sources, neighbors=[n[:read] for n in looked_up]

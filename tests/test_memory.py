@@ -513,6 +513,7 @@ def test_a_translator_reads_neighbors_from_its_memory_or_the_record(memory_model
 
 def test_evaluate_with_repo_memory_records_it(memory_model, tmp_path, capsys):
     from codemt.cli import main
+    from codemt.generation import GenerationSettings
 
     data = tiny_jsonl(tmp_path / "rows.jsonl")
     out = tmp_path / "eval"
@@ -521,6 +522,7 @@ def test_evaluate_with_repo_memory_records_it(memory_model, tmp_path, capsys):
     assert main([*command, "--memory", "repo", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["memory"] == "repo"
+    assert metrics["least_likeness"] == GenerationSettings().least_likeness
     assert "nearest_docstring" in metrics["baselines"]["docstring"]
     assert "baseline:nearest_docstring" in capsys.readouterr().out
 
@@ -800,6 +802,55 @@ def test_the_closer_a_neighbours_code_the_larger_its_summarys_bonus(memory_model
     assert dict(offered)["Fetch a video."] == settings.offer_bonus(
         likeness({"signature": method["signature"]}, close.as_record())
     )
+
+
+def test_a_docstring_is_written_alone_when_no_neighbours_code_is_alike(memory_model, monkeypatch):
+    """`least_likeness`: a method whose looked-up neighbours are all less alike than it is
+    written as without memory (nothing read, nothing offered, the alone beams); one with
+    an alike neighbour reads them all. Bodies read their neighbours whatever they are."""
+    from codemt.generation import GenerationSettings
+    from codemt.translate import Translator, alike_enough
+
+    translator = Translator.load(memory_model, backend="torch")
+    method = record("download_sina", "def download_sina(url):", "    return get_video(url)")
+    far = Neighbor("close", "def close(self):", "Close the handle.", "    self.handle.close()")
+    close = Neighbor("fetch", "def fetch(url):", "Fetch a video.", "    return get_video(url)")
+    settings = GenerationSettings(num_beams=2, max_new_tokens=6)
+    assert not alike_enough(method, [far.as_record()], settings)
+    assert alike_enough(method, [far.as_record(), close.as_record()], settings)
+    assert alike_enough(method, [far.as_record()], replace(settings, least_likeness=0.0))
+    assert not alike_enough(method, [], replace(settings, least_likeness=0.0))
+    # Compared by what the model reads: {download, sina, url} and {fetch, url}, 1 of 4.
+    assert alike_enough(method, [close.as_record()], replace(settings, least_likeness=0.25))
+    assert not alike_enough(
+        method, [close.as_record()], replace(settings, least_likeness=0.26), ["signature"]
+    )
+
+    read = []
+    encode = Translator.encode
+
+    def spy(self, methods, target, style=None, **kwargs):
+        read.extend(len(n) for n in kwargs["neighbors"])
+        return encode(self, methods, target, style, **kwargs)
+
+    monkeypatch.setattr(Translator, "encode", spy)
+    unlike = {**method, "neighbors": [far.as_record()]}
+    written = translator.translate_batch([unlike], "docstring", settings=settings)[0]
+    by_itself = {**method, "neighbors": []}
+    assert written == translator.translate_batch([by_itself], "docstring", settings=settings)[0]
+    assert read == [0, 0]
+    read.clear()
+    alike = {**method, "neighbors": [far.as_record(), close.as_record()]}
+    translator.translate_batch([alike], "docstring", settings=settings)
+    assert read == [2]
+    read.clear()
+    always = replace(settings, least_likeness=0.0)
+    translator.translate_batch([unlike], "docstring", settings=always)
+    translator.translate_batch([unlike], "body", sources=["signature"], settings=settings)
+    assert read == [1, 1]
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="least_likeness"):
+            GenerationSettings(least_likeness=bad)
 
 
 def test_settings_beside_offered_summaries_weigh_names_by_their_own_weight():
