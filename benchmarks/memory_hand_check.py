@@ -45,11 +45,13 @@ def main() -> None:
                     "signature": record["signature"],
                     "reference": data.references[i][target][:600],
                     "nearest": [n.docstring for n in record["neighbors"]][:1],
-                    # Below `least_likeness`, a docstring is written alone.
+                    # Docstrings: below `least_likeness`, written alone.
                     "likeness": max(
                         (round(likeness(record, n.as_record()), 3) for n in record["neighbors"]),
                         default=0.0,
-                    ),
+                    )
+                    if target == "docstring"
+                    else None,
                     "alone": a.text[:600],
                     "memory": m.text[:600],
                     "parsed": [a.parsed, m.parsed],

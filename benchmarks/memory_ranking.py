@@ -12,6 +12,9 @@ seconds, as `codemt evaluate --memory repo` would (smoothed BLEU-4 / ROUGE-L F):
     python benchmarks/memory_ranking.py replay valid.json test.json
 
 Choose weights on a validation split and read the others as held out (docs/experiments.md).
+`replay --gates 0 0.1 ...` scores the shipped rule with each `least_likeness` instead: a
+method none of whose neighbours is alike enough takes the model's alone beams, which
+`dump` writes too (a dump made before it did is replayed without the gate).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from codemt.metrics import rouge, smoothed_bleu4
 from codemt.translate import FINISHERS, Translator, alike_enough, offered_summaries
 
 WIDEST = 5  # neighbours looked up: replay can offer the summaries of 1 to this many
+TRAINED = 3  # the neighbours the shipped model was trained to read
 
 
 def dump(args: argparse.Namespace) -> None:
@@ -36,7 +40,9 @@ def dump(args: argparse.Namespace) -> None:
     mode = parse_mode("docstring")
     chosen = data.examples(mode, args.limit)
     records = data.with_neighbors(chosen, "docstring", WIDEST)
-    settings = replace(GenerationSettings(), offered_neighbors=WIDEST).for_target("docstring")
+    # Every row with its neighbours (no gate: `replay` applies `least_likeness` itself).
+    settings = replace(GenerationSettings(), offered_neighbors=WIDEST, least_likeness=0.0)
+    settings = settings.for_target("docstring")
     read = translator.neighbors_read(settings)
     found = [translator.neighbors_of(r, "docstring", settings=settings) for r in records]
     inputs = translator.encode(
@@ -94,13 +100,25 @@ def offers_of(
     return [(t, s, c, bonuses[t]) for t, s, c in row["offered"] if t in bonuses]
 
 
+def looked_up(row: dict[str, Any], rule: GenerationSettings) -> list[dict[str, Any]]:
+    """The dumped neighbours `translate_batch` looks the method up with under `rule`
+    (`Translator.neighbors_wanted`)."""
+    read = TRAINED if rule.neighbors is None else min(rule.neighbors, TRAINED)
+    return row["neighbors"][: max(read, rule.offered_neighbors)]
+
+
+def written_alone(row: dict[str, Any], rule: GenerationSettings) -> bool:
+    """Whether `translate_batch` writes the method alone under `rule` (`alike_enough`); never
+    for a dump without the alone candidates (made before they were dumped)."""
+    record = {k: row[k] for k in ("name", "signature", "body")}
+    return "alone" in row and not alike_enough(record, looked_up(row, rule), rule)
+
+
 def chosen(row: dict[str, Any], rule: GenerationSettings) -> str:
     """The docstring `translate_batch` chooses under `rule`, from the dumped candidates:
     written alone where no neighbour is alike enough, else the best of what the model
     wrote with memory and the neighbours' summaries."""
-    record = {k: row[k] for k in ("name", "signature", "body")}
-    looked_up = row["neighbors"][: max(rule.neighbors or 0, rule.offered_neighbors)]
-    if not alike_enough(record, looked_up, rule):
+    if written_alone(row, rule):
         return max(row["alone"], key=lambda c: c[1] + rule.name_weight * c[2])[0]
     offers = offers_of(row, rule)
     # Names weigh `memory_name_weight` where summaries are offered, `name_weight` elsewhere.
@@ -124,10 +142,7 @@ def replay_gates(sets: dict[str, list[dict[str, Any]]], gates: list[float]) -> N
         rule = replace(GenerationSettings(), least_likeness=gate)
         scores = []
         for rows in sets.values():
-            alone = sum(
-                not alike_enough(row, row["neighbors"][: rule.offered_neighbors], rule)
-                for row in rows
-            )
+            alone = sum(written_alone(row, rule) for row in rows)
             predictions = [chosen(row, rule) for row in rows]
             scores.append(f"{scored(predictions, rows)} ({alone / len(rows):4.0%})")
         print(f"{gate:14.3f}  " + "  ".join(scores), flush=True)

@@ -211,7 +211,7 @@ def offered_summaries(
     (`adapt_summary`), with the bonus it is ranked with (`GenerationSettings.offer_bonus`:
     the more alike the neighbour's code, compared by the `sources` features alone, the
     code the model reads, the more); each text once, with its largest bonus."""
-    seen = {f: record.get(f) for f in ("signature", "body") if f in sources}
+    seen = _read_code(record, sources)
     bonuses: dict[str, float] = {}
     for neighbor in neighbors:
         summary = neighbor.get("docstring") or ""
@@ -231,9 +231,17 @@ def alike_enough(
     sources: Sequence[str] = ("signature", "body"),
 ) -> bool:
     """Whether a method's docstring is written with these neighbours: the code of one of
-    them, compared by the `sources` features, is at least `settings.least_likeness` alike."""
-    seen = {f: record.get(f) for f in ("signature", "body") if f in sources}
+    them, compared by the `sources` features, is at least `settings.least_likeness` alike.
+    A neighbour without a body (a request's context item) is compared by signature; with
+    the body as the only source, such a neighbour is never alike."""
+    seen = _read_code(record, sources)
     return any(likeness(seen, n) >= settings.least_likeness for n in neighbors)
+
+
+def _read_code(record: dict[str, Any], sources: Sequence[str]) -> dict[str, Any]:
+    """The method's code features among `sources`: what the model reads of it, and what
+    its neighbours' code is compared with."""
+    return {f: record.get(f) for f in ("signature", "body") if f in sources}
 
 
 def structured(record: dict[str, Any], result: Translation, style: str) -> Translation:
@@ -352,12 +360,15 @@ class Translator:
         target: str,
         memory: MemoryLike | None = None,
         settings: GenerationSettings | None = None,
+        sources: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """The neighbours a method is translated with, best first (the memory's ranking, or
         as given): those its record carries (`record["neighbors"]`, a list of Neighbor or
         {signature, docstring[, body]}), else the memory's, at most `neighbors_wanted` of
         them (the model reads the first `neighbors_read`); none for a model that does not
-        read them."""
+        read them, and none for a docstring when none of them is alike enough
+        (`alike_enough`, comparing the `sources` features: by default the method's)."""
+        settings = settings or self.settings
         k = self.neighbors_wanted(target, settings)
         if not k:
             return []
@@ -366,7 +377,12 @@ class Translator:
         else:
             memory = self.memory if memory is None else memory
             given = memory.neighbors(record, k, target=target) if memory is not None else []
-        return [n.as_record() if hasattr(n, "as_record") else dict(n) for n in given[:k]]
+        found = [n.as_record() if hasattr(n, "as_record") else dict(n) for n in given[:k]]
+        if target == "docstring" and not alike_enough(
+            record, found, settings, sources or source_features(record, target)
+        ):
+            return []  # alone: a sibling that does something else lends the wrong sentence
+        return found
 
     @classmethod
     def load(
@@ -469,7 +485,9 @@ class Translator:
         tokens = encode_fields(records, self.tokenizer)
         if neighbors is None:
             read = self.neighbors_read()
-            neighbors = [self.neighbors_of(r, target, memory)[:read] for r in records]
+            neighbors = [
+                self.neighbors_of(r, target, memory, None, sources)[:read] for r in records
+            ]
         counts = [len(n) for n in neighbors]
         flat = encode_fields([n for found in neighbors for n in found], self.tokenizer)
         starts = [0, *itertools.accumulate(counts)][:-1]
@@ -509,14 +527,7 @@ class Translator:
                 raise ValueError(
                     f"method {i}: {error}" if len(methods) > 1 else str(error)
                 ) from None
-        looked_up = [self.neighbors_of(r, target, memory, settings) for r in records]
-        if target == "docstring":  # alone where no neighbour's code is like the method's
-            looked_up = [
-                found
-                if alike_enough(r, found, settings, sources or source_features(r, target))
-                else []
-                for r, found in zip(records, looked_up, strict=True)
-            ]
+        looked_up = [self.neighbors_of(r, target, memory, settings, sources) for r in records]
         read = self.neighbors_read(settings)
         inputs = self.encode(
             records, target, style, sources=sources, neighbors=[n[:read] for n in looked_up]

@@ -574,10 +574,14 @@ def test_the_http_api_reads_a_requests_context_and_else_the_servers_project(memo
         assert client.post("/v1/translate", json=too_many).status_code == 422
         a_path = {**request, "context": [{"signature": "x", "docstring": "y", "path": "/etc"}]}
         assert client.post("/v1/translate", json=a_path).status_code == 422
+        # Context whose code is nothing like the method's is not read (`least_likeness`).
+        unlike = [{"signature": "def close(self):", "docstring": "Close the handle."}]
+        assert client.post("/v1/translate", json={**request, "context": unlike}).status_code == 200
     texts = [translator.tokenizer.decode(ids) for ids in seen]
     assert "Fetches one page." in texts[0] and "Downloads CBS" not in texts[0]
     assert "Downloads CBS videos." in texts[1]  # the server's own memory
     assert "Downloads CBS" not in texts[2] and "Fetches" not in texts[2]
+    assert len(texts) == 4 and "Close the handle" not in texts[3] and "CBS" not in texts[3]
 
 
 @pytest.mark.slow
@@ -820,34 +824,55 @@ def test_a_docstring_is_written_alone_when_no_neighbours_code_is_alike(memory_mo
     assert alike_enough(method, [far.as_record(), close.as_record()], settings)
     assert alike_enough(method, [far.as_record()], replace(settings, least_likeness=0.0))
     assert not alike_enough(method, [], replace(settings, least_likeness=0.0))
-    # Compared by what the model reads: {download, sina, url} and {fetch, url}, 1 of 4.
-    assert alike_enough(method, [close.as_record()], replace(settings, least_likeness=0.25))
-    assert not alike_enough(
-        method, [close.as_record()], replace(settings, least_likeness=0.26), ["signature"]
-    )
+    # Compared by what the model reads: by signature and body, {download, sina, url, get,
+    # video} and {fetch, url, get, video}, 3 of 6; by signature alone, 1 of 4.
+    higher = replace(settings, least_likeness=0.3)
+    assert alike_enough(method, [close.as_record()], higher)
+    assert not alike_enough(method, [close.as_record()], higher, ["signature"])
 
-    read = []
-    encode = Translator.encode
+    read, scored = [], []
+    encode, score = Translator.encode, Translator._scored
 
     def spy(self, methods, target, style=None, **kwargs):
         read.extend(len(n) for n in kwargs["neighbors"])
         return encode(self, methods, target, style, **kwargs)
 
     monkeypatch.setattr(Translator, "encode", spy)
+    monkeypatch.setattr(
+        Translator, "_scored", lambda self, s, t: scored.extend(t) or score(self, s, t)
+    )
+    every = replace(settings, neighbor_likeness=100.0)  # every offered summary is scored
     unlike = {**method, "neighbors": [far.as_record()]}
-    written = translator.translate_batch([unlike], "docstring", settings=settings)[0]
+    written = translator.translate_batch([unlike], "docstring", settings=every)[0]
     by_itself = {**method, "neighbors": []}
-    assert written == translator.translate_batch([by_itself], "docstring", settings=settings)[0]
-    assert read == [0, 0]
-    read.clear()
+    assert written == translator.translate_batch([by_itself], "docstring", settings=every)[0]
+    assert read == [0, 0] and scored == [[], []]  # nothing read, nothing offered
+    read.clear(), scored.clear()
     alike = {**method, "neighbors": [far.as_record(), close.as_record()]}
-    translator.translate_batch([alike], "docstring", settings=settings)
-    assert read == [2]
+    translator.translate_batch([alike], "docstring", settings=every)
+    assert read == [2] and "Fetch a video." in scored[0]
+    read.clear()
+    # The features compared are those the model reads (`sources`).
+    as_read = replace(every, least_likeness=0.3)
+    translator.translate_batch([{**method, "neighbors": [close.as_record()]}], "docstring",
+                               sources=["signature"], settings=as_read)  # fmt: skip
+    translator.translate_batch([{**method, "neighbors": [close.as_record()]}], "docstring",
+                               settings=as_read)  # fmt: skip
+    assert read == [0, 1]
     read.clear()
     always = replace(settings, least_likeness=0.0)
     translator.translate_batch([unlike], "docstring", settings=always)
     translator.translate_batch([unlike], "body", sources=["signature"], settings=settings)
     assert read == [1, 1]
+    # The model's inputs built apart (`encode` without neighbours given) leave them out too.
+    monkeypatch.setattr(Translator, "encode", encode)
+    body = "    self.handle.close()\n    self.timeout = timeout"
+    shares_a_word = Neighbor("close_video", "def close_video(self, handle, timeout):",
+                             "Close the video handle.", body)  # fmt: skip
+    translator.memory = Memory([shares_a_word])  # found by "video", 1 word of 9 alike
+    assert translator.encode([method], "docstring") == translator.encode([by_itself], "docstring")
+    translator.settings = always
+    assert translator.encode([method], "docstring") != translator.encode([by_itself], "docstring")
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="least_likeness"):
             GenerationSettings(least_likeness=bad)

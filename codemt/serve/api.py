@@ -87,7 +87,8 @@ class ContextItem(BaseModel):
         "",
         max_length=10_000,
         description="its body (read for body targets; for docstrings its first lines are "
-        "compared with the function's: the more alike, the more its summary is trusted)",
+        "compared with the function's: the more alike, the more its summary is trusted; "
+        "without it, the signatures are compared)",
     )
 
 
@@ -98,8 +99,10 @@ class WithContext(BaseModel):
         None,
         max_length=MAX_CONTEXT,
         description="the project's documented functions most like this one, most alike first "
-        "(a model trained with project memory reads a few); none given: the memory of the "
-        "project the server was started with (`--project`), if any; [] for none at all",
+        "(a model trained with project memory reads a few; a docstring is written alone "
+        "when none of the first three has code like the function's); none given: the "
+        "memory of the project the server was started with (`--project`), if any; [] for "
+        "none at all",
     )
 
 
