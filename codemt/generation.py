@@ -190,12 +190,17 @@ class Translation:
 
     `parsed` (code targets) says whether `text` parses after the signature, that is whether
     any candidate did; `candidates` (code targets) holds every candidate, best-scored first.
+    `origin` (docstrings written with project memory): the `def` line of the project's
+    function whose summary `text` is, as written there or adapted to this function's
+    names; "" when the model wrote it. A sibling's sentence is right where the sibling does
+    what this function does and confidently wrong where it does not: the one to check.
     """
 
     text: str
     score: float
     parsed: bool | None = None
     candidates: list[Candidate] = field(default_factory=list)
+    origin: str = ""
 
 
 # ------------------------------------------------------------------ post-processing

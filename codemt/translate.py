@@ -224,6 +224,21 @@ def offered_summaries(
     return list(bonuses.items())
 
 
+def summary_origins(record: dict[str, Any], neighbors: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The neighbours' summaries, as they are and adapted to the method's names, each
+    also as a generated docstring is finished, mapped to the `def` line of the neighbour
+    it comes from (the first one that has it)."""
+    origins: dict[str, str] = {}
+    for neighbor in neighbors:
+        summary = neighbor.get("docstring") or ""
+        signature = neighbor.get("signature") or ""
+        for text in (summary, adapt_summary(summary, signature, record)):
+            if text and signature:
+                origins.setdefault(text, signature)
+                origins.setdefault(FINISHERS["docstring"](text), signature)
+    return origins
+
+
 def alike_enough(
     record: dict[str, Any],
     neighbors: Sequence[dict[str, Any]],
@@ -589,6 +604,10 @@ class Translator:
                         target, candidates[i], words[i], ranked[i], with_bonus
                     )
                 bar.update(len(batch))
+        if target == "docstring":  # a neighbour's summary, chosen or copied whole: say whose
+            for i, record in enumerate(records):
+                origin = summary_origins(record, looked_up[i]).get(results[i].text, "")
+                results[i] = replace(results[i], origin=origin)
         if target == "docstring" and style not in (None, "summary"):
             for i, record in enumerate(records):
                 results[i] = structured(record, results[i], style)

@@ -746,12 +746,40 @@ def test_neighbor_summaries_are_scored_candidates(memory_model):
     assert [t for t, _ in scored] == texts and all(-50 < s < 0 for _, s in scored)
     # A very large name weight picks the candidate that names the method: the adapted one.
     heavy = GenerationSettings(num_beams=2, max_new_tokens=6, name_weight=1000)
-    assert translator.translate_batch(records, "docstring", settings=heavy)[0].text == (
-        "Downloads Sina videos."
-    )
+    chosen = translator.translate_batch(records, "docstring", settings=heavy)[0]
+    assert chosen.text == "Downloads Sina videos."
+    assert chosen.origin == "def download_cbs(url):"  # whose sentence it is, adapted
     off = GenerationSettings(num_beams=2, max_new_tokens=6, neighbor_candidates=False)
     assert translator._offered(records, [[sibling.as_record()]], "docstring", None, off) == [[]]
     assert translator._offered(records, [[sibling.as_record()]], "body", None, settings) == [[]]
+
+
+def test_a_docstring_says_which_neighbours_summary_it_is(memory_model):
+    """`Translation.origin`: the `def` line of the neighbour whose summary (as it is, or
+    adapted, or as a generated docstring is finished) the docstring is; "" otherwise."""
+    from codemt.generation import GenerationSettings
+    from codemt.translate import Translator, summary_origins
+
+    method = record("download_sina", "def download_sina(url):", "    return get_video(url)")
+    cbs = {"signature": "def download_cbs(url):", "docstring": "Downloads CBS videos"}
+    ted = {"signature": "def download_ted(url):", "docstring": "Downloads CBS videos"}
+    origins = summary_origins(method, [cbs, ted, {"signature": "", "docstring": "Orphan."}])
+    assert origins["Downloads CBS videos"] == "def download_cbs(url):"  # the first one's
+    assert origins["Downloads CBS videos."] == "def download_cbs(url):"  # finished
+    assert origins["Downloads Sina videos."] == "def download_cbs(url):"  # adapted
+    assert "Orphan." not in origins  # no `def` line to name
+
+    translator = Translator.load(memory_model, backend="torch")
+    settings = GenerationSettings(num_beams=2, max_new_tokens=6)
+    sibling = Neighbor("download_cbs", "def download_cbs(url):", "Downloads CBS videos.")
+    written = translator.translate_batch(
+        [{**method, "neighbors": [sibling.as_record()]}, {**method, "neighbors": []}],
+        "docstring",
+        settings=replace(settings, neighbor_likeness=-1000.0),  # the model's own, always
+    )
+    assert [w.origin for w in written] == ["", ""]
+    body = translator.translate_batch([{**method, "neighbors": [sibling.as_record()]}], "body")
+    assert body[0].origin == ""
 
 
 def test_likeness_is_the_share_of_code_words_two_functions_have():
