@@ -154,6 +154,13 @@ class TranslateResponse(BaseModel):
     score: float | None
     parsed: bool | None = Field(description="code targets: whether the result parses")
     candidates: list[Candidate]
+    origin: str = Field(
+        "",
+        description="docstrings written with project memory: the `def` line of the project's "
+        "function whose summary this is (as written there, or adapted to this function's "
+        "names); empty when the model wrote it. The one to check: a sibling's sentence is "
+        "wrong where the sibling does something else",
+    )
     timing: Timing
 
 
@@ -184,6 +191,13 @@ class DocstringResponse(BaseModel):
     function: str = Field(description="qualified name of the function")
     line: int = Field(description="1-based line of its `def`")
     docstring: str
+    origin: str = Field(
+        "",
+        description="docstrings written with project memory: the `def` line of the project's "
+        "function whose summary this is (as written there, or adapted to this function's "
+        "names); empty when the model wrote it. The one to check: a sibling's sentence is "
+        "wrong where the sibling does something else",
+    )
     text: str = Field(description="the edited file")
     edit: TextEdit
     timing: Timing

@@ -442,6 +442,7 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
                 api.Candidate(text=c.text, score=_finite(c.score), parsed=c.parsed)
                 for c in best.candidates
             ],
+            origin=best.origin,
             timing=timing(result, t0),
         )
 
@@ -471,6 +472,7 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
             function=record["name"],
             line=node.lineno,
             docstring=result.translation.text,
+            origin=result.translation.origin,
             text=edit.apply(body.text),
             edit=api_edit(body.text, edit),
             timing=timing(result, t0),

@@ -226,6 +226,22 @@ def test_translate_every_target(client, translator, target):
     assert body["text"] == translator.translate(ADD, target, settings=settings)
     assert body["timing"]["batch_size"] == 1 and body["timing"]["total_ms"] > 0
     assert (body["parsed"] is None) == (target == "docstring")
+    assert body["origin"] == ""  # the model wrote it: the tiny model reads no neighbours
+
+
+def test_a_docstring_that_is_a_siblings_summary_says_whose(translator, monkeypatch):
+    sibling = "def subtract(a, b):"
+
+    def borrowed(methods, target, style=None, **kwargs):
+        return [Translation("Subtract two numbers.", -0.5, origin=sibling) for _ in methods]
+
+    monkeypatch.setattr(translator, "translate_batch", borrowed)
+    with TestClient(create_app(translator)) as borrowing:
+        request = {"source": ADD, "target": "docstring", **FAST}
+        assert checked(borrowing, "POST", "/v1/translate", 200, json=request)["origin"] == sibling
+        request = {"text": ADD, "function": "add", **FAST}
+        body = checked(borrowing, "POST", "/v1/docstring", 200, json=request)
+    assert body["origin"] == sibling and body["docstring"] == "Subtract two numbers."
 
 
 def test_a_beam_width_or_name_weight_asked_for_holds_beside_the_projects_summaries(
