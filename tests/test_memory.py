@@ -659,6 +659,15 @@ def test_docstring_command_writes_with_the_projects_memory(memory_model, tmp_pat
     # The documented sibling module is the memory: its summaries are read beside.
     assert any("Return the total price of all orders." in text for text in seen)
     assert list((tmp_path / "cache" / "memory").glob("*.json"))
+    # A docstring that is a sibling's summary says whose, to be checked first: with names
+    # weighing everything, `read_items` takes `read_orders`' sentence, adapted.
+    capsys.readouterr()
+    assert main([*command, "--name-weight", "1000"]) == 0
+    out, err = capsys.readouterr()
+    assert '"""Read items from a CSV file' in out
+    lines = (project / "undocumented.py").read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "def read_items" in text)
+    assert f"undocumented.py:{line}: read_items: the docstring of read_orders, taken" in err
     seen.clear()
     assert main([*command, "--memory", "none"]) == 0
     assert seen and not any("orders" in text for text in seen)

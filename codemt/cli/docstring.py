@@ -16,6 +16,7 @@ from codemt.cli.translate import (
     generation_settings,
     load_for_project,
 )
+from codemt.examples import DEF_NAME
 from codemt.source.docstrings import SUMMARY
 from codemt.source.files import find_files
 from codemt.write.apply import SourceError, read_source
@@ -105,6 +106,14 @@ def _docstring_command(args: argparse.Namespace) -> int:
             print(
                 f"{path}:{function.line}: {function.name}'s docstring is not in {args.convert_style} style"
             )
+    for path, function, origin in report.borrowed:
+        sibling = DEF_NAME.search(origin)
+        print(
+            f"{path}:{function.line}: {function.name}: the docstring of "
+            f"{sibling.group(1) if sibling else origin}, taken as it fits best; check that it "
+            f"says what {function.name.rsplit('.', 1)[-1]} does",
+            file=sys.stderr,
+        )
     for error in report.unreadable:
         print(f"{error} (left as it is)", file=sys.stderr)
     for error in report.errors:

@@ -141,6 +141,8 @@ class Report:
     converted: int = 0
     restyled: list[tuple[str, Function]] = field(default_factory=list)  # for --check
     classes: list[tuple[str, Klass]] = field(default_factory=list)  # classes without one
+    # Docstrings that are a sibling's summary (`Translation.origin`): path, function, origin.
+    borrowed: list[tuple[str, Function, str]] = field(default_factory=list)
     documented_classes: int = 0
     unreadable: list[SourceError] = field(default_factory=list)  # docstrings left alone
     style: str = SUMMARY  # the style written (auto resolved)
@@ -253,8 +255,9 @@ def select(sources: Iterable[Source], settings: DocstringSettings, report: Repor
 
 def generate(
     targets: Sequence[Target], style: str, generator: Generator, settings: DocstringSettings
-) -> list[list[Paragraph] | None]:
-    """Every target's docstring, in `style`; None where the model wrote no summary.
+) -> list[tuple[list[Paragraph] | None, str]]:
+    """Every target's docstring, in `style` (None where the model wrote no summary), and its
+    summary's origin (`Translation.origin`: "" unless a sibling's summary was taken).
 
     One `translate_batch` call writes all summaries (batched across files); in a
     structured style another writes the styled docstrings that descriptions are read from,
@@ -270,16 +273,15 @@ def generate(
             [records[i] for i in sectioned], "docstring", style, progress=True
         )
         styled = {i: r.text for i, r in zip(sectioned, results, strict=True)}
-    docstrings: list[list[Paragraph] | None] = []
+    docstrings: list[tuple[list[Paragraph] | None, str]] = []
     for i, result in enumerate(summaries):
         summary = prose_summary(result.text)
         if not summary:
-            docstrings.append(None)
+            docstrings.append((None, ""))
             continue
         found = parse_descriptions(styled[i], style) if i in styled else None
-        docstrings.append(
-            build_docstring(summary, facts[i], style, found, placeholders=settings.placeholders)
-        )
+        built = build_docstring(summary, facts[i], style, found, placeholders=settings.placeholders)
+        docstrings.append((built, result.origin))
     return docstrings
 
 
@@ -370,11 +372,14 @@ def document(
     generator = load_generator() if wanted else None
     docstrings = generate(targets, style, generator, settings) if targets else []
     by_file: dict[Path, dict[int, list[Paragraph]]] = {}
-    for target, docstring in zip(targets, docstrings, strict=True):
+    borrowed: list[tuple[Path, Function, str]] = []
+    for target, (docstring, origin) in zip(targets, docstrings, strict=True):
         if docstring is None:
             report.skipped["the model wrote no summary"] += 1
             continue
         by_file.setdefault(target.source.path, {})[target.function.index] = docstring
+        if origin:
+            borrowed.append((target.source.path, target.function, origin))
     by_class = _class_docstrings(report.classes, generator, style)
     updates = _updates(stale, generator if settings.describe else None, settings, report)
     # Conversions and updates of docstrings: an update of a stale one comes first (run
@@ -418,6 +423,7 @@ def document(
         len(by_file.get(c.source.path, ())) for c in changes if str(c.source.path) not in unwritten
     )
     written = [c.source.path for c in changes if str(c.source.path) not in unwritten]
+    report.borrowed = [(p.as_posix(), f, origin) for p, f, origin in borrowed if p in written]
     report.updated = sum(len(updates.get(path, ())) for path in written)
     report.documented_classes = sum(len(by_class.get(path.as_posix(), ())) for path in written)
     report.converted = sum(
