@@ -16,7 +16,6 @@ from codemt.cli.translate import (
     generation_settings,
     load_for_project,
 )
-from codemt.examples import DEF_NAME
 from codemt.source.docstrings import SUMMARY
 from codemt.source.files import find_files
 from codemt.write.apply import SourceError, read_source
@@ -24,6 +23,7 @@ from codemt.write.docstring import (
     AUTO,
     DEFAULT_LINE_LENGTH,
     DocstringSettings,
+    borrowed_note,
     document,
     plural,
     skip_reason,
@@ -107,13 +107,7 @@ def _docstring_command(args: argparse.Namespace) -> int:
                 f"{path}:{function.line}: {function.name}'s docstring is not in {args.convert_style} style"
             )
     for path, function, origin in report.borrowed:
-        sibling = DEF_NAME.search(origin)
-        print(
-            f"{path}:{function.line}: {function.name}: the docstring of "
-            f"{sibling.group(1) if sibling else origin}, taken as it fits best; check that it "
-            f"says what {function.name.rsplit('.', 1)[-1]} does",
-            file=sys.stderr,
-        )
+        print(f"{path}:{function.line}: {borrowed_note(function.name, origin)}", file=sys.stderr)
     for error in report.unreadable:
         print(f"{error} (left as it is)", file=sys.stderr)
     for error in report.errors:

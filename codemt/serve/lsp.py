@@ -52,6 +52,7 @@ from codemt.translate import (
 )
 from codemt.write import edits, upkeep
 from codemt.write.apply import SourceError
+from codemt.write.docstring import borrowed_note
 from codemt.write.templates import parse_descriptions
 
 if TYPE_CHECKING:
@@ -299,6 +300,11 @@ def create_server(settings: LspSettings) -> LanguageServer:
         """The model's docstring or body for a function, as an edit of the text."""
         style = settings.style if target == "docstring" else None
         result = model.translate(record, target, style, settings.generation)
+        if target == "docstring" and result.origin:  # a sibling's: the editor says whose
+            message = borrowed_note(record["name"], result.origin)
+            server.window_show_message(
+                types.ShowMessageParams(type=types.MessageType.Info, message=message)
+            )
         try:
             if target == "docstring":
                 return edits.insert_docstring(text, node, result.text)

@@ -133,8 +133,11 @@ class StubTranslator:
     def translate_batch(self, records, target, style, *, settings, memory=None):
         if target == "docstring":
             described = "Stub summary.\\n\\nArgs:\\n    name: The part to append."
-            text = "Stub summary." if style in (None, "summary") else described
-            return [Translation(text, 0.0) for _ in records]
+            if style not in (None, "summary"):
+                return [Translation(described, 0.0) for _ in records]
+            # As if taken from a sibling's docstring (project memory).
+            return [Translation("Stub summary.", 0.0, origin="def perimeter_of(shape):")
+                    for _ in records]
         # A body that parses, but for a function named to ask for one that does not.
         return [
             Translation("return (", 0.0, parsed=False)
@@ -260,6 +263,9 @@ def test_generate_docstring_with_a_known_model(stub_client):
     assert edited == DOCUMENT.replace(
         "# no docstring\n", '# no docstring\n    """Stub summary."""\n'
     )
+    # A sibling's summary: the editor is told whose, to check it first.
+    shown = [m for m in stub_client.skipped if m.get("method") == "window/showMessage"]
+    assert shown and "perimeter: the docstring of perimeter_of" in shown[-1]["params"]["message"]
 
 
 def test_a_body_that_does_not_parse_is_refused(stub_client):
