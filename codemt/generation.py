@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from codemt.examples import WORD_PARTS, name_words, signature_names
+from codemt.examples import DEF_NAME, WORD_PARTS, name_words, signature_names
 from codemt.source.docstrings import prose_summary
 
 
@@ -201,6 +201,16 @@ class Translation:
     parsed: bool | None = None
     candidates: list[Candidate] = field(default_factory=list)
     origin: str = ""
+
+
+def borrowed_note(name: str, origin: str) -> str:
+    """What the user is told of function `name`'s docstring when it is a sibling's summary
+    (`Translation.origin`, the sibling's `def` line): the one to check first."""
+    sibling = DEF_NAME.search(origin)
+    return (
+        f"{name}: the docstring of {sibling.group(1) if sibling else origin}, taken as it "
+        f"fits best; check that it says what {name.rsplit('.', 1)[-1]} does"
+    )
 
 
 # ------------------------------------------------------------------ post-processing

@@ -668,6 +668,11 @@ def test_docstring_command_writes_with_the_projects_memory(memory_model, tmp_pat
     lines = (project / "undocumented.py").read_text().splitlines()
     line = next(n for n, text in enumerate(lines, 1) if "def read_items" in text)
     assert f"undocumented.py:{line}: read_items: the docstring of read_orders, taken" in err
+    one = [f"{project / 'undocumented.py'}:read_items", "--target", "docstring", *command[2:]]
+    assert main(["translate", *one, "--name-weight", "1000"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("Read items from a CSV file")
+    assert "read_items: the docstring of read_orders" in err and "read_orders" not in out
     seen.clear()
     assert main([*command, "--memory", "none"]) == 0
     assert seen and not any("orders" in text for text in seen)

@@ -16,6 +16,7 @@ from codemt.cli.translate import (
     generation_settings,
     load_for_project,
 )
+from codemt.generation import borrowed_note
 from codemt.source.docstrings import SUMMARY
 from codemt.source.files import find_files
 from codemt.write.apply import SourceError, read_source
@@ -23,7 +24,6 @@ from codemt.write.docstring import (
     AUTO,
     DEFAULT_LINE_LENGTH,
     DocstringSettings,
-    borrowed_note,
     document,
     plural,
     skip_reason,

@@ -16,7 +16,7 @@ from typing import Any
 
 from codemt.backends import BACKEND_CHOICES
 from codemt.examples import DOCSTRING_STYLES
-from codemt.generation import GenerationSettings
+from codemt.generation import GenerationSettings, borrowed_note
 from codemt.memory import ProjectMemory, open_project_memory
 from codemt.source.extract import extract_methods
 from codemt.source.reading import SkipFile, decode_source, parse_with_repairs
@@ -100,6 +100,8 @@ def _translate_command(args: argparse.Namespace) -> int:
         if function is None:
             print(f"# {record['name']}")
         print(result.text)
+        if result.origin:  # a sibling's summary: said beside the text, not in it
+            print(f"{path}: {borrowed_note(record['name'], result.origin)}", file=sys.stderr)
         if function is None:
             print()
     return 0

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from codemt import __version__
 from codemt.backends import read_meta, select_backend
-from codemt.generation import GenerationSettings, Translation
+from codemt.generation import GenerationSettings, Translation, borrowed_note
 from codemt.memory import open_project_memory
 from codemt.source.extract import docstring_node
 from codemt.translate import (
@@ -52,7 +52,6 @@ from codemt.translate import (
 )
 from codemt.write import edits, upkeep
 from codemt.write.apply import SourceError
-from codemt.write.docstring import borrowed_note
 from codemt.write.templates import parse_descriptions
 
 if TYPE_CHECKING:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from codemt.examples import DEF_NAME
 from codemt.generation import Translation
 from codemt.source.docstrings import SUMMARY, detect_style, prose_summary
 from codemt.source.files import file_identity, find_files
@@ -175,16 +174,6 @@ class Report:
         if self.errors:
             parts.append(f"{len(self.errors)} files not handled")
         return ", ".join(parts) + f"; {time.perf_counter() - self.t0:.1f} s"
-
-
-def borrowed_note(name: str, origin: str) -> str:
-    """What the user is told of function `name`'s docstring when it is a sibling's summary
-    (`Translation.origin`, the sibling's `def` line): the one to check first."""
-    sibling = DEF_NAME.search(origin)
-    return (
-        f"{name}: the docstring of {sibling.group(1) if sibling else origin}, taken as it "
-        f"fits best; check that it says what {name.rsplit('.', 1)[-1]} does"
-    )
 
 
 def plural(count: int, noun: str) -> str:
