@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from codemt.examples import DEF_NAME, WORD_PARTS, name_words, signature_names
+from codemt.examples import WORD_PARTS, name_words, signature_names
 from codemt.source.docstrings import prose_summary
 
 
@@ -190,10 +190,12 @@ class Translation:
 
     `parsed` (code targets) says whether `text` parses after the signature, that is whether
     any candidate did; `candidates` (code targets) holds every candidate, best-scored first.
-    `origin` (docstrings written with project memory): the `def` line of the project's
-    function whose summary `text` is, as written there or adapted to this function's
-    names; "" when the model wrote it. A sibling's sentence is right where the sibling does
-    what this function does and confidently wrong where it does not: the one to check.
+    `origin` (docstrings written with project memory): whose summary `text` is (or, in a
+    sectioned style, its summary), as written there or adapted to this function's names:
+    "the summary of read_orders (orders.py:30), its names adapted"
+    (`codemt.translate.origin_of`); "" when the model wrote it. A sibling's sentence is
+    right where the sibling does what this function does and confidently wrong where it
+    does not: the one to check.
     """
 
     text: str
@@ -205,12 +207,8 @@ class Translation:
 
 def borrowed_note(name: str, origin: str) -> str:
     """What the user is told of function `name`'s docstring when it is a sibling's summary
-    (`Translation.origin`, the sibling's `def` line): the one to check first."""
-    sibling = DEF_NAME.search(origin)
-    return (
-        f"{name}: the docstring of {sibling.group(1) if sibling else origin}, taken as it "
-        f"fits best; check that it says what {name.rsplit('.', 1)[-1]} does"
-    )
+    (`Translation.origin`): the one to check first."""
+    return f"{name}: {origin}; check that it says what {name.rsplit('.', 1)[-1]} does"
 
 
 # ------------------------------------------------------------------ post-processing

@@ -99,8 +99,16 @@ class Neighbor:
     line: int = 0
 
     def as_record(self) -> dict[str, Any]:
-        """The features `codemt.examples.feature_texts` reads."""
-        return {"signature": self.signature, "docstring": self.docstring, "body": self.body}
+        """The features `codemt.examples.feature_texts` reads, and where the function is
+        (`name`, `path`, `line`: to tell the user whose summary a docstring is)."""
+        return {
+            "signature": self.signature,
+            "docstring": self.docstring,
+            "body": self.body,
+            "name": self.name,
+            "path": self.path,
+            "line": self.line,
+        }
 
 
 def neighbor_of(record: dict[str, Any], path: str = "") -> Neighbor | None:

@@ -26,7 +26,7 @@ import itertools
 import math
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,31 +212,50 @@ def offered_summaries(
     the more alike the neighbour's code, compared by the `sources` features alone, the
     code the model reads, the more); each text once, with its largest bonus."""
     seen = _read_code(record, sources)
+    alike = [likeness(seen, neighbor) for neighbor in neighbors]
     bonuses: dict[str, float] = {}
-    for neighbor in neighbors:
-        summary = neighbor.get("docstring") or ""
-        adapted = adapt_summary(summary, neighbor.get("signature") or "", record)
-        alike = likeness(seen, neighbor)
-        for text, was_adapted in ((adapted, True), (summary, False)):
-            if text:
-                bonus = settings.offer_bonus(alike, was_adapted)
-                bonuses[text] = max(bonus, bonuses.get(text, -math.inf))
+    for text, adapted, i in _summaries(record, neighbors):
+        bonus = settings.offer_bonus(alike[i], adapted)
+        bonuses[text] = max(bonus, bonuses.get(text, -math.inf))
     return list(bonuses.items())
 
 
 def summary_origins(record: dict[str, Any], neighbors: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """The neighbours' summaries, as they are and adapted to the method's names, each
-    also as a generated docstring is finished, mapped to the `def` line of the neighbour
-    it comes from (the first one that has it)."""
+    """The neighbours' summaries, as they are and adapted to the method's names (each also
+    as a generated docstring is finished), mapped to what the user is told of a docstring
+    that is one of them (`origin_of`; the first neighbour's that has it)."""
     origins: dict[str, str] = {}
-    for neighbor in neighbors:
-        summary = neighbor.get("docstring") or ""
-        signature = neighbor.get("signature") or ""
-        for text in (summary, adapt_summary(summary, signature, record)):
-            if text and signature:
-                origins.setdefault(text, signature)
-                origins.setdefault(FINISHERS["docstring"](text), signature)
+    for text, adapted, i in _summaries(record, neighbors):
+        told = origin_of(neighbors[i], adapted)
+        if told:
+            origins.setdefault(text, told)
+            origins.setdefault(FINISHERS["docstring"](text), told)
     return origins
+
+
+def origin_of(neighbor: dict[str, Any], adapted: bool) -> str:
+    """Whose summary a docstring is: "the summary of read_orders (orders.py:30), its names
+    adapted" for a function of the project's memory, by the name of its `def` line for a
+    request's context item; "" for a neighbour without either."""
+    found = DEF_NAME.search(neighbor.get("signature") or "")
+    name = neighbor.get("name") or (found.group(1) if found else "")
+    if not name:
+        return ""
+    where = f" ({neighbor['path']}:{neighbor['line']})" if neighbor.get("path") else ""
+    return f"the summary of {name}{where}, " + ("its names adapted" if adapted else "word for word")
+
+
+def _summaries(
+    record: dict[str, Any], neighbors: Sequence[dict[str, Any]]
+) -> Iterator[tuple[str, bool, int]]:
+    """Each neighbour's summary adapted to the method's names (`adapt_summary`, where its
+    names differ by a word or two) and as it is: (text, adapted, the neighbour's index)."""
+    for i, neighbor in enumerate(neighbors):
+        summary = neighbor.get("docstring") or ""
+        adapted = adapt_summary(summary, neighbor.get("signature") or "", record)
+        for text, was_adapted in ((adapted, True), (summary, False)):
+            if text:
+                yield text, was_adapted, i
 
 
 def alike_enough(
@@ -606,7 +625,12 @@ class Translator:
                 bar.update(len(batch))
         if target == "docstring":  # a neighbour's summary, chosen or copied whole: say whose
             for i, record in enumerate(records):
-                origin = summary_origins(record, looked_up[i]).get(results[i].text, "")
+                # Only the neighbours the model read or was offered; in a sectioned style,
+                # the summary that heads the model's sections.
+                seen = looked_up[i][:read] + (offers[i] if offered[i] else [])
+                origins = summary_origins(record, seen)
+                text = results[i].text
+                origin = origins.get(text) or origins.get(prose_summary(text), "")
                 results[i] = replace(results[i], origin=origin)
         if target == "docstring" and style not in (None, "summary"):
             for i, record in enumerate(records):

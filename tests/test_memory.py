@@ -667,12 +667,13 @@ def test_docstring_command_writes_with_the_projects_memory(memory_model, tmp_pat
     assert '"""Read items from a CSV file' in out
     lines = (project / "undocumented.py").read_text().splitlines()
     line = next(n for n, text in enumerate(lines, 1) if "def read_items" in text)
-    assert f"undocumented.py:{line}: read_items: the docstring of read_orders, taken" in err
+    told = "read_items: the summary of read_orders (orders.py:30), its names adapted; check"
+    assert f"undocumented.py:{line}: {told}" in err
     one = [f"{project / 'undocumented.py'}:read_items", "--target", "docstring", *command[2:]]
     assert main(["translate", *one, "--name-weight", "1000"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("Read items from a CSV file")
-    assert "read_items: the docstring of read_orders" in err and "read_orders" not in out
+    assert f"undocumented.py:{line}: {told}" in err and "read_orders" not in out
     seen.clear()
     assert main([*command, "--memory", "none"]) == 0
     assert seen and not any("orders" in text for text in seen)
@@ -681,6 +682,12 @@ def test_docstring_command_writes_with_the_projects_memory(memory_model, tmp_pat
     elsewhere.mkdir()
     assert main([*command, "--project", str(elsewhere)]) == 0
     assert "no documented function" in capsys.readouterr().err
+    # Written, the note gives the function's line in the new file (docstrings above it
+    # moved it down), where the user's editor will look.
+    assert main([*command, "--name-weight", "1000", "--write"]) == 0
+    lines = (project / "undocumented.py").read_text().splitlines()
+    moved = next(n for n, text in enumerate(lines, 1) if "def read_items" in text)
+    assert moved > line and f"undocumented.py:{moved}: {told}" in capsys.readouterr().err
 
 
 def test_a_huge_project_is_cut_and_said_so(tmp_path, monkeypatch):
@@ -762,38 +769,69 @@ def test_neighbor_summaries_are_scored_candidates(memory_model):
     heavy = GenerationSettings(num_beams=2, max_new_tokens=6, name_weight=1000)
     chosen = translator.translate_batch(records, "docstring", settings=heavy)[0]
     assert chosen.text == "Downloads Sina videos."
-    assert chosen.origin == "def download_cbs(url):"  # whose sentence it is, adapted
+    assert chosen.origin == "the summary of download_cbs, its names adapted"
     off = GenerationSettings(num_beams=2, max_new_tokens=6, neighbor_candidates=False)
     assert translator._offered(records, [[sibling.as_record()]], "docstring", None, off) == [[]]
     assert translator._offered(records, [[sibling.as_record()]], "body", None, settings) == [[]]
 
 
-def test_a_docstring_says_which_neighbours_summary_it_is(memory_model):
-    """`Translation.origin`: the `def` line of the neighbour whose summary (as it is, or
-    adapted, or as a generated docstring is finished) the docstring is; "" otherwise."""
-    from codemt.generation import GenerationSettings
+def test_a_docstring_says_which_neighbours_summary_it_is(memory_model, monkeypatch):
+    """`Translation.origin`: whose summary the docstring is (as it is, or adapted, or as a
+    generated docstring is finished), by name and place; "" where the model wrote it."""
+    from codemt.generation import GenerationSettings, borrowed_note
     from codemt.translate import Translator, summary_origins
 
     method = record("download_sina", "def download_sina(url):", "    return get_video(url)")
-    cbs = {"signature": "def download_cbs(url):", "docstring": "Downloads CBS videos"}
+    cbs = Neighbor("download_cbs", "def download_cbs(url):", "Downloads CBS videos",
+                   path="pkg/site.py", line=12).as_record()  # fmt: skip
     ted = {"signature": "def download_ted(url):", "docstring": "Downloads CBS videos"}
     origins = summary_origins(method, [cbs, ted, {"signature": "", "docstring": "Orphan."}])
-    assert origins["Downloads CBS videos"] == "def download_cbs(url):"  # the first one's
-    assert origins["Downloads CBS videos."] == "def download_cbs(url):"  # finished
-    assert origins["Downloads Sina videos."] == "def download_cbs(url):"  # adapted
-    assert "Orphan." not in origins  # no `def` line to name
+    assert origins["Downloads CBS videos"] == (
+        "the summary of download_cbs (pkg/site.py:12), word for word"
+    )  # the first neighbour's
+    assert origins["Downloads CBS videos."] == origins["Downloads CBS videos"]  # finished
+    assert origins["Downloads Sina videos."] == (
+        "the summary of download_cbs (pkg/site.py:12), its names adapted"
+    )
+    # A request's context item: named by its `def` line; one with neither: not told.
+    assert summary_origins(method, [ted])["Downloads CBS videos"] == (
+        "the summary of download_ted, word for word"
+    )
+    assert "Orphan." not in origins
+    assert borrowed_note("Site.download_sina", origins["Downloads Sina videos."]) == (
+        "Site.download_sina: the summary of download_cbs (pkg/site.py:12), its names adapted; "
+        "check that it says what download_sina does"
+    )
 
     translator = Translator.load(memory_model, backend="torch")
     settings = GenerationSettings(num_beams=2, max_new_tokens=6)
     sibling = Neighbor("download_cbs", "def download_cbs(url):", "Downloads CBS videos.")
+    with_sibling = {**method, "neighbors": [sibling.as_record()]}
     written = translator.translate_batch(
-        [{**method, "neighbors": [sibling.as_record()]}, {**method, "neighbors": []}],
+        [with_sibling, {**method, "neighbors": []}],
         "docstring",
         settings=replace(settings, neighbor_likeness=-1000.0),  # the model's own, always
     )
     assert [w.origin for w in written] == ["", ""]
-    body = translator.translate_batch([{**method, "neighbors": [sibling.as_record()]}], "body")
+    body = translator.translate_batch([with_sibling], "body")
     assert body[0].origin == ""
+    # The model's own text that happens to be a summary it read is said to be one too; in a
+    # sectioned style, by the summary heading its sections; one it neither read nor was
+    # offered (a third neighbour, with summaries not offered) is not.
+    copied = "Downloads CBS videos."
+    monkeypatch.setattr(
+        Translator, "_generate", lambda self, s, n, *a, **k: [[(copied, -0.1)] * n for _ in s]
+    )
+    plain = replace(settings, neighbor_candidates=False)
+    google = translator.translate_batch([with_sibling], "docstring", "google", settings=plain)
+    assert google[0].origin == "the summary of download_cbs, word for word"
+    unread = {**method, "neighbors": [Neighbor("fetch_video", "def fetch_video(url):",
+                                               "Fetch it.").as_record()] * 2
+              + [sibling.as_record()]}  # fmt: skip
+    assert translator.translate_batch([unread], "docstring", settings=plain)[0].origin == ""
+    offered = translator.translate_batch([unread], "docstring", settings=settings)[0]
+    assert offered.text == "Downloads Sina videos."  # offered now, adapted, and it names
+    assert offered.origin == "the summary of download_cbs, its names adapted"
 
 
 def test_likeness_is_the_share_of_code_words_two_functions_have():

@@ -101,7 +101,9 @@ def _translate_command(args: argparse.Namespace) -> int:
             print(f"# {record['name']}")
         print(result.text)
         if result.origin:  # a sibling's summary: said beside the text, not in it
-            print(f"{path}: {borrowed_note(record['name'], result.origin)}", file=sys.stderr)
+            sys.stdout.flush()  # after the text it is about, also where both go to one place
+            where = f"{path}:{record['lineno']}" if record.get("lineno") else path
+            print(f"{where}: {borrowed_note(record['name'], result.origin)}", file=sys.stderr)
         if function is None:
             print()
     return 0

@@ -135,6 +135,14 @@ class Timing(BaseModel):
     batch_size: int = Field(description="requests generated together with this one")
 
 
+ORIGIN = (
+    "docstrings written with project memory: whose summary this is, as written there or "
+    "adapted to this function's names (\"the summary of read_orders (orders.py:30), its "
+    "names adapted\"); empty when the model wrote it. The one to check: a sibling's "
+    "sentence is wrong where the sibling does something else"
+)
+
+
 class Candidate(BaseModel):
     """One generated sequence (code targets keep all of them)."""
 
@@ -154,13 +162,7 @@ class TranslateResponse(BaseModel):
     score: float | None
     parsed: bool | None = Field(description="code targets: whether the result parses")
     candidates: list[Candidate]
-    origin: str = Field(
-        "",
-        description="docstrings written with project memory: the `def` line of the project's "
-        "function whose summary this is (as written there, or adapted to this function's "
-        "names); empty when the model wrote it. The one to check: a sibling's sentence is "
-        "wrong where the sibling does something else",
-    )
+    origin: str = Field("", description=ORIGIN)
     timing: Timing
 
 
@@ -191,13 +193,7 @@ class DocstringResponse(BaseModel):
     function: str = Field(description="qualified name of the function")
     line: int = Field(description="1-based line of its `def`")
     docstring: str
-    origin: str = Field(
-        "",
-        description="docstrings written with project memory: the `def` line of the project's "
-        "function whose summary this is (as written there, or adapted to this function's "
-        "names); empty when the model wrote it. The one to check: a sibling's sentence is "
-        "wrong where the sibling does something else",
-    )
+    origin: str = Field("", description=ORIGIN)
     text: str = Field(description="the edited file")
     edit: TextEdit
     timing: Timing

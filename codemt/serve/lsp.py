@@ -299,14 +299,15 @@ def create_server(settings: LspSettings) -> LanguageServer:
         """The model's docstring or body for a function, as an edit of the text."""
         style = settings.style if target == "docstring" else None
         result = model.translate(record, target, style, settings.generation)
-        if target == "docstring" and result.origin:  # a sibling's: the editor says whose
-            message = borrowed_note(record["name"], result.origin)
-            server.window_show_message(
-                types.ShowMessageParams(type=types.MessageType.Info, message=message)
-            )
         try:
             if target == "docstring":
-                return edits.insert_docstring(text, node, result.text)
+                edit = edits.insert_docstring(text, node, result.text)
+                if result.origin:  # a sibling's: the editor says whose, once it is written
+                    message = borrowed_note(record["name"], result.origin)
+                    server.window_show_message(
+                        types.ShowMessageParams(type=types.MessageType.Info, message=message)
+                    )
+                return edit
             if result.parsed:  # the best-scored candidate that parses, if any did
                 return edits.replace_body(text, node, result.text)
             raise ValueError(

@@ -423,7 +423,7 @@ def document(
         len(by_file.get(c.source.path, ())) for c in changes if str(c.source.path) not in unwritten
     )
     written = [c.source.path for c in changes if str(c.source.path) not in unwritten]
-    report.borrowed = [(p.as_posix(), f, origin) for p, f, origin in borrowed if p in written]
+    report.borrowed = _borrowed_where(borrowed, written, mode)
     report.updated = sum(len(updates.get(path, ())) for path in written)
     report.documented_classes = sum(len(by_class.get(path.as_posix(), ())) for path in written)
     report.converted = sum(
@@ -431,6 +431,29 @@ def document(
     )
     report.errors += failed
     return report
+
+
+def _borrowed_where(
+    borrowed: list[tuple[Path, Function, str]], written: list[Path], mode: str
+) -> list[tuple[str, Function, str]]:
+    """The borrowed docstrings of the files shown or written, each function as it stands
+    in the file the user reads next: the old one for a diff (its `-` side), the new one
+    once written (its docstring and those above it moved it down)."""
+    after: dict[Path, dict[int, Function]] = {}
+    found = []
+    for path, function, origin in borrowed:
+        if path not in written:
+            continue
+        if mode == "write":
+            if path not in after:
+                try:
+                    after[path] = {f.index: f for f in read_source(path).functions}
+                except SourceError:  # changed since, by someone else: the old place
+                    after[path] = {}
+            now = after[path].get(function.index)
+            function = now if now is not None and now.name == function.name else function
+        found.append((path.as_posix(), function, origin))
+    return found
 
 
 def _class_docstrings(

@@ -136,8 +136,8 @@ class StubTranslator:
             if style not in (None, "summary"):
                 return [Translation(described, 0.0) for _ in records]
             # As if taken from a sibling's docstring (project memory).
-            return [Translation("Stub summary.", 0.0, origin="def perimeter_of(shape):")
-                    for _ in records]
+            told = "the summary of perimeter_of (shapes.py:3), word for word"
+            return [Translation("Stub summary.", 0.0, origin=told) for _ in records]
         # A body that parses, but for a function named to ask for one that does not.
         return [
             Translation("return (", 0.0, parsed=False)
@@ -265,7 +265,9 @@ def test_generate_docstring_with_a_known_model(stub_client):
     )
     # A sibling's summary: the editor is told whose, to check it first.
     shown = [m for m in stub_client.skipped if m.get("method") == "window/showMessage"]
-    assert shown and "perimeter: the docstring of perimeter_of" in shown[-1]["params"]["message"]
+    assert shown and shown[-1]["params"]["message"].startswith(
+        "perimeter: the summary of perimeter_of (shapes.py:3), word for word; check"
+    )
 
 
 def test_a_body_that_does_not_parse_is_refused(stub_client):

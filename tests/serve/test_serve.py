@@ -230,7 +230,7 @@ def test_translate_every_target(client, translator, target):
 
 
 def test_a_docstring_that_is_a_siblings_summary_says_whose(translator, monkeypatch):
-    sibling = "def subtract(a, b):"
+    sibling = "the summary of subtract (calc.py:4), its names adapted"
 
     def borrowed(methods, target, style=None, **kwargs):
         return [Translation("Subtract two numbers.", -0.5, origin=sibling) for _ in methods]
