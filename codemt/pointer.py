@@ -60,9 +60,11 @@ class PointerT5(T5ForConditionalGeneration):
         # non-persistent buffer uninitialised. Made on first use, per device.
         self._excluded: dict[torch.device, torch.Tensor] = {}
         # While generating: the last encoder outputs and their pointer keys (`_source_keys`),
-        # one tuple, replaced whole: a thread reading it never sees half of another's.
+        # and the last half-precision outputs and their float32 copy (`_float_outputs`),
+        # each one tuple, replaced whole: a thread reading it never sees half of another's.
         self._keep_keys = False
         self._keys: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._floats: tuple[torch.Tensor, torch.Tensor] | None = None
         self.reset_pointer()
 
     def copy_excluded(self, device: torch.device) -> torch.Tensor:
@@ -103,7 +105,8 @@ class PointerT5(T5ForConditionalGeneration):
         try:
             return super().generate(*args, **kwargs)
         finally:
-            self._keep_keys, self._keys = False, None  # no encoder outputs kept after
+            # No encoder outputs kept after.
+            self._keep_keys, self._keys, self._floats = False, None, None
 
     def _reorder_cache(self, cache: Any, beam_idx: torch.LongTensor) -> Any:
         """Beam search's hook to follow the beams it keeps, for the decoder's own keys and
@@ -226,8 +229,23 @@ class PointerT5(T5ForConditionalGeneration):
             state = state * (self.model_dim**-0.5)
         logits = self.lm_head(state)
         with torch.autocast(logits.device.type, enabled=False):
-            mixed = (logits.float(), state.float(), encoded.float(), source_ids, attention_mask)
+            encoded = self._float_outputs(encoded)
+            mixed = (logits.float(), state.float(), encoded, source_ids, attention_mask)
         return decoded, mixed
+
+    def _float_outputs(self, encoded: torch.Tensor) -> torch.Tensor:
+        """The encoder outputs in float32. Outputs in half precision come again at every
+        step of a generation: their copy is kept while it runs, so that each step neither
+        copies them again nor makes their pointer keys again."""
+        if encoded.dtype == torch.float32:
+            return encoded
+        kept = self._floats
+        if kept is not None and kept[0] is encoded:
+            return kept[1]
+        copy = encoded.float()
+        if self._keep_keys:
+            self._floats = (encoded, copy)
+        return copy
 
     def point(
         self,
@@ -260,9 +278,8 @@ class PointerT5(T5ForConditionalGeneration):
         """The pointer's keys of the encoder outputs, (batch, source, pointer dim).
 
         Generation passes the same encoder outputs at every step: while it runs, the keys of
-        the last outputs are kept and reused as long as those outputs come again (under
-        mixed precision their float32 copy is new at each step, and the keys are made each
-        time, as without this).
+        the last outputs are kept and reused as long as those outputs come again (from
+        outputs in half precision, their float32 copy, kept too: `_float_outputs`).
         """
         kept = self._keys
         if kept is not None and kept[0] is encoded:

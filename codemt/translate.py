@@ -432,9 +432,11 @@ class Translator:
         """Load a checkpoint folder, a run folder (its best, else newest checkpoint), an export
         or `default`.
 
-        `backend`: "torch", "ctranslate2" (a `codemt export` of the model: the folder itself
-        or its checkpoint's `ctranslate2/` subfolder) or "auto", ctranslate2 when it is
-        installed and the model has an export, else torch. The model runs on the GPU when
+        `backend`: "torch" (float32, the reference), "torch-bf16" (bfloat16, on a CPU with
+        bfloat16 instructions), "torch-int8", "ctranslate2" (a `codemt export` of the model:
+        the folder itself or its checkpoint's `ctranslate2/` subfolder) or "auto":
+        ctranslate2 when it is installed and the model has an export, else torch-bf16 where
+        the CPU computes in bfloat16, else torch. The model runs on the GPU when
         there is one, unless `device` says otherwise. `threads`: CPU threads (torch: its
         process-wide setting; ctranslate2: this model's). Raises FileNotFoundError when the
         path holds no model, `codemt.backends.BackendUnavailable` (a ValueError) when the

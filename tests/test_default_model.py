@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from codemt.backends import cpu_computes_bfloat16
 from codemt.cli import main
 from codemt.translate import DEFAULT_MODEL_DIRS, Translator
 from tests.conftest import without_docstrings
@@ -114,3 +115,26 @@ def test_the_model_measured_again_beats_the_baselines_alone_and_with_memory(tmp_
     assert scores["none"]["smoothed_bleu4"] > best_name
     assert scores["repo"]["rougeL_f"] > baselines["nearest_docstring"]["rougeL_f"]
     assert scores["repo"]["smoothed_bleu4"] > scores["none"]["smoothed_bleu4"]
+
+
+@pytest.mark.skipif(not cpu_computes_bfloat16(), reason="this CPU has no bfloat16 instructions")
+def test_bfloat16_writes_what_float32_writes_with_memory_and_alone():
+    """`auto`'s bfloat16 path on such a CPU, against the float32 reference: the model in
+    bfloat16 with eager attention, and nearly the same docstrings on the rows."""
+    import torch
+
+    from codemt.evaluate import evaluate_mode, load_data, parse_mode
+
+    data, mode = load_data(ROWS), parse_mode("docstring")
+    reference = Translator.load("default", backend="torch", device="cpu")
+    fast = Translator.load("default", device="cpu")
+    assert fast.backend.name == "torch-bf16"
+    assert {p.dtype for p in fast.model.parameters()} == {torch.bfloat16}
+    assert fast.model.config._attn_implementation == "eager"
+    for memory in ("none", "repo"):
+        expected = evaluate_mode(reference, data, mode, memory=memory)
+        got = evaluate_mode(fast, data, mode, memory=memory)
+        same = sum(a == b for a, b in zip(got.predictions, expected.predictions, strict=True))
+        assert same >= 6, (memory, got.predictions, expected.predictions)
+        for metric in ("smoothed_bleu4", "rougeL_f"):
+            assert got.metrics[metric] == pytest.approx(expected.metrics[metric], abs=3.0)

@@ -9,7 +9,11 @@ import torch
 
 pytest.importorskip("ctranslate2")
 
-from codemt.backends import BackendUnavailable, select_backend  # noqa: E402
+from codemt.backends import (  # noqa: E402
+    BackendUnavailable,
+    cpu_computes_bfloat16,
+    select_backend,
+)
 from codemt.cli import main  # noqa: E402
 from codemt.corpus import iter_records  # noqa: E402
 from codemt.export import export_ctranslate2  # noqa: E402
@@ -18,6 +22,8 @@ from codemt.translate import Translator  # noqa: E402
 
 GREEDY = GenerationSettings(num_beams=1, max_new_tokens=24)
 BEAMS = GenerationSettings(num_beams=4, max_new_tokens=16)
+# What `auto` takes for a checkpoint without an export on this CPU.
+WITHOUT_EXPORT = "torch-bf16" if cpu_computes_bfloat16() else "torch"
 
 
 @pytest.fixture(autouse=True)
@@ -111,7 +117,7 @@ def test_sampling_draws_several_reproducible_candidates(exports, methods):
 
 
 def test_auto_picks_the_export_when_there_is_one(tiny_model, checkpoint, exports, tmp_path):
-    assert select_backend(checkpoint) == ("torch", checkpoint)
+    assert select_backend(checkpoint) == (WITHOUT_EXPORT, checkpoint)
     assert select_backend(exports["int8"]) == ("ctranslate2", exports["int8"])
     # An export in the checkpoint's ctranslate2/ subfolder, the default --out, is found from
     # the checkpoint and from its run folder.
@@ -139,7 +145,7 @@ def test_unavailable_backends_say_what_to_do(checkpoint, exports, monkeypatch, t
         Translator.load(exports["int8"], backend="ctranslate2")
     with pytest.raises(BackendUnavailable, match=r"CTranslate2 export; .*codemt\[fast\]"):
         Translator.load(exports["int8"])  # auto: nothing else can run an export
-    assert select_backend(checkpoint) == ("torch", checkpoint)
+    assert select_backend(checkpoint) == (WITHOUT_EXPORT, checkpoint)
     with pytest.raises(BackendUnavailable, match="needs ctranslate2"):
         export_ctranslate2(checkpoint, tmp_path / "out")
 

@@ -129,7 +129,8 @@ def load_for_project(
 
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:
-    """Add `--backend auto|torch|ctranslate2` to a command that loads a `Translator`.
+    """Add `--backend auto|torch|torch-bf16|torch-int8|ctranslate2` to a command that
+    loads a `Translator`.
 
     Pass `args.backend` on as `Translator.load(..., backend=args.backend)`.
     """
@@ -137,10 +138,11 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKEND_CHOICES,
         default="auto",
-        help="what runs the model: torch; torch-int8 (its linear layers quantized as it "
-        "loads, CPU); or ctranslate2 for a model exported with `codemt export` (faster on "
-        "CPU); auto (default) takes ctranslate2 when it is installed and the model has an "
-        "export, else torch",
+        help="what runs the model: torch (float32, the reference); torch-bf16 (bfloat16, on "
+        "a CPU with AVX-512 BF16 or AMX); torch-int8 (its linear layers quantized as it "
+        "loads, CPU); or ctranslate2 for a model exported with `codemt export`; auto "
+        "(default) takes ctranslate2 when it is installed and the model has an export, else "
+        "torch-bf16 where the CPU has bfloat16 instructions, else torch",
     )
 
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from codemt.backends import select_backend
 from codemt.evaluate import evaluate, load_data, parse_mode, write_results
 from codemt.examples import all_modes
 from codemt.mine.pipeline import mine
@@ -211,8 +212,11 @@ def _has_checkpoint(run_dir: Path) -> bool:
 
 def _evaluate(model: Path, corpus: Path, benchmark: Path | None, out: Path, limit: int) -> None:
     """Evaluate every mode on the corpus's test split (those it has examples of), and
-    docstrings on `benchmark`."""
-    translator = Translator.load(model)
+    docstrings on `benchmark`, on the form `auto` runs everywhere: the export where there is
+    one, else the float32 weights (not bfloat16, which `auto` takes only on CPUs with
+    bfloat16 instructions)."""
+    backend = select_backend(model)[0]
+    translator = Translator.load(model, backend="torch" if backend == "torch-bf16" else backend)
     data = load_data(corpus, "test")
     modes = [m for m in all_modes() if data.examples(m, 1)]
     # `limit` examples for each target from all other features (the headline modes), a
