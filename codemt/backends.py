@@ -34,7 +34,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from codemt.data import collate
-from codemt.model import CODEMT_FILE, count_parameters, load_checkpoint, resolve_checkpoint
+from codemt.model import (
+    CODEMT_FILE,
+    count_parameters,
+    cpu_has_bf16,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 from codemt.words import WordConstraint, read_words
 
 if TYPE_CHECKING:
@@ -381,15 +387,6 @@ class TorchInt8Backend(TorchBackend):
         return cls(model, tokenizer, vocab, opened.device, opened.words)
 
 
-def cpu_computes_bfloat16() -> bool:
-    """Whether this CPU has bfloat16 instructions (AVX-512 BF16 or AMX), by torch's own
-    checks; False where this torch has none to ask."""
-    import torch
-
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
-
-
 class TorchBf16Backend(TorchBackend):
     """The PyTorch model computing in bfloat16, with plain (eager) attention, on a CPU
     with bfloat16 instructions; on a GPU it is the float model.
@@ -406,7 +403,7 @@ class TorchBf16Backend(TorchBackend):
     @staticmethod
     def installed() -> bool:
         """Whether torch and transformers can be imported and the CPU computes in bfloat16."""
-        return TorchBackend.installed() and cpu_computes_bfloat16()
+        return TorchBackend.installed() and cpu_has_bf16()
 
     @classmethod
     def open(

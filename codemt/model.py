@@ -209,6 +209,20 @@ def _untie_output_projection(model: T5ForConditionalGeneration) -> None:
     model.lm_head.weight = torch.nn.Parameter(lm_head)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this machine's CPU multiplies in bfloat16 natively (AVX-512 BF16 or AMX).
+
+    There, bfloat16 trains (autocast: docs/training-speed.md) and generates
+    (`codemt.backends`' torch-bf16) faster than float32; elsewhere oneDNN emulates
+    bfloat16, which is slower than float32. Asks PyTorch's own CPU checks (x86 only; False
+    where this PyTorch lacks them).
+    """
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Number of distinct parameters (tied tensors counted once)."""
     return sum(p.numel() for p in model.parameters())

@@ -14,7 +14,7 @@ from codemt.model import resolve_checkpoint
 def test_auto_computes_in_bfloat16_only_where_the_cpu_has_the_instructions(
     tiny_model, monkeypatch, bfloat16, chosen
 ):
-    monkeypatch.setattr(backends, "cpu_computes_bfloat16", lambda: bfloat16)
+    monkeypatch.setattr(backends, "cpu_has_bf16", lambda: bfloat16)
     checkpoint = resolve_checkpoint(tiny_model)
     assert select_backend(tiny_model) == (chosen, checkpoint)
     assert select_backend(tiny_model, "torch") == ("torch", checkpoint)
@@ -23,7 +23,7 @@ def test_auto_computes_in_bfloat16_only_where_the_cpu_has_the_instructions(
 def test_bfloat16_asked_for_on_a_cpu_without_it_says_what_to_use(
     tiny_model, monkeypatch, capsys, tmp_path
 ):
-    monkeypatch.setattr(backends, "cpu_computes_bfloat16", lambda: False)
+    monkeypatch.setattr(backends, "cpu_has_bf16", lambda: False)
     with pytest.raises(BackendUnavailable, match=r"AVX-512 BF16 or AMX.*--backend torch$"):
         select_backend(tiny_model, "torch-bf16")
     source = tmp_path / "m.py"

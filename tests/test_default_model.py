@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from codemt.backends import cpu_computes_bfloat16
+from codemt.backends import cpu_has_bf16
 from codemt.cli import main
 from codemt.translate import DEFAULT_MODEL_DIRS, Translator
 from tests.conftest import without_docstrings
@@ -117,7 +117,7 @@ def test_the_model_measured_again_beats_the_baselines_alone_and_with_memory(tmp_
     assert scores["repo"]["smoothed_bleu4"] > scores["none"]["smoothed_bleu4"]
 
 
-@pytest.mark.skipif(not cpu_computes_bfloat16(), reason="this CPU has no bfloat16 instructions")
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bfloat16 instructions")
 def test_bfloat16_writes_what_float32_writes_with_memory_and_alone():
     """`auto`'s bfloat16 path on such a CPU, against the float32 reference: the model in
     bfloat16 with eager attention, and nearly the same docstrings on the rows."""

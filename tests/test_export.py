@@ -11,7 +11,7 @@ pytest.importorskip("ctranslate2")
 
 from codemt.backends import (  # noqa: E402
     BackendUnavailable,
-    cpu_computes_bfloat16,
+    cpu_has_bf16,
     select_backend,
 )
 from codemt.cli import main  # noqa: E402
@@ -23,7 +23,7 @@ from codemt.translate import Translator  # noqa: E402
 GREEDY = GenerationSettings(num_beams=1, max_new_tokens=24)
 BEAMS = GenerationSettings(num_beams=4, max_new_tokens=16)
 # What `auto` takes for a checkpoint without an export on this CPU.
-WITHOUT_EXPORT = "torch-bf16" if cpu_computes_bfloat16() else "torch"
+WITHOUT_EXPORT = "torch-bf16" if cpu_has_bf16() else "torch"
 
 
 @pytest.fixture(autouse=True)

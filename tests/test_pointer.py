@@ -171,8 +171,10 @@ def test_a_model_in_bfloat16_copies_its_encoder_outputs_to_float32_once_a_genera
     monkeypatch.setattr(
         torch.Tensor,
         "float",
-        lambda t: made.__setitem__("copies", made["copies"] + (t.dim() == 3 and t.size(1) == 9))
-        or copies(t),
+        lambda t: (
+            made.__setitem__("copies", made["copies"] + (t.dim() == 3 and t.size(1) == 9))
+            or copies(t)
+        ),
     )
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
     out = model.generate(**inputs, num_beams=2, max_new_tokens=8, min_new_tokens=8)

@@ -130,9 +130,9 @@ def model_card(model: Path) -> str:
         "# codemt default model",
         "",
         f"A `{meta['preset']}` T5 encoder-decoder ({meta['parameters'] / 1e6:.1f}M parameters, "
-        f"stored in {stored}, computing in float32) that translates between the signature, "
-        f"docstring and body of "
-        f"Python functions (PyMT5's multi-mode task).",
+        f"stored in {stored}, computing in float32, or bfloat16 where the CPU has it) that "
+        "translates between the signature, docstring and body of Python functions (PyMT5's "
+        "multi-mode task).",
         "",
         "## Training",
         "",
@@ -165,7 +165,11 @@ def model_card(model: Path) -> str:
         if evaluation.get("backend") == "ctranslate2":
             measured = f"its int8 CTranslate2 export{export}"
         else:  # (reports without a backend were all made with PyTorch)
-            measured = "its weights with PyTorch, computing in float32"
+            measured = (
+                "its weights with PyTorch, computing in float32 (`--backend torch`; `auto` "
+                "computes in bfloat16 on a CPU with bfloat16 instructions, within 0.1 of "
+                "these scores: docs/fast-inference.md)"
+            )
             if (model / "ctranslate2").is_dir():
                 measured += f"; the folder also holds an int8 CTranslate2 export{export}"
         lines += [

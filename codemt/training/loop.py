@@ -36,6 +36,7 @@ from codemt.model import (
     PRESETS,
     build_model,
     count_parameters,
+    cpu_has_bf16,
     has_pointer,
     load_checkpoint,
     resolve_checkpoint,
@@ -80,17 +81,6 @@ class TrainingInterrupted(Exception):
         )
         self.checkpoint = checkpoint
         self.signal_name = signal_name
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this machine's CPU multiplies in bfloat16 natively (AVX512-BF16 or AMX).
-
-    There, bf16 autocast trains faster than float32 (docs/training-speed.md); elsewhere
-    oneDNN emulates bfloat16, which is slower than float32. Asks PyTorch's own CPU checks
-    (x86 only; False where this PyTorch lacks them).
-    """
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def train(
