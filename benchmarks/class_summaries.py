@@ -47,7 +47,7 @@ def main() -> None:
         "model": [w.text for w in written],
         "A <name words>.": [f"A {name_words(k.node.name)}." for k in found],
     }
-    print(f"{len(found)} standard-library classes")
+    print(f"{len(found)} standard-library classes, backend {translator.backend.name}")
     print("| summary | smoothed BLEU-4 | ROUGE-L F |")
     print("|---|---|---|")
     for label, predictions in rows.items():

@@ -115,7 +115,8 @@ def main() -> None:
     print(
         f"preset {PRESET} (random weights, vocabulary {vocab}), {len(methods)} stdlib methods "
         f"(source {statistics.mean(map(len, sources)):.0f} tokens on average), "
-        f"{args.max_new_tokens} new tokens each, {args.threads} thread(s), device cpu"
+        f"{args.max_new_tokens} new tokens each, {args.threads} thread(s), device cpu, "
+        f"backend {translator.backend.name}"
     )
     translator.translate_batch(methods[:2], "docstring")  # warm-up: first calls allocate
 

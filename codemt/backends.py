@@ -422,7 +422,8 @@ class TorchBf16Backend(TorchBackend):
         if opened.device.type != "cpu":
             return opened
         model = opened.model.to(torch.bfloat16)
-        model.set_attn_implementation("eager")
+        if hasattr(model, "set_attn_implementation"):  # transformers 4's T5 is eager anyway
+            model.set_attn_implementation("eager")
         return cls(model, tokenizer, vocab, opened.device, opened.words)
 
 

@@ -344,7 +344,8 @@ class Translator:
         meta: its `codemt.json`.
         settings: the default generation settings (each call may pass its own).
         examples: the example settings inputs are built with.
-        backend: what generates: `torch` or `ctranslate2` (see `codemt.backends`).
+        backend: what generates: `torch`, `torch-bf16`, `torch-int8` or `ctranslate2` (see
+            `codemt.backends`).
     """
 
     def __init__(

@@ -60,7 +60,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def translator(tiny_model) -> Translator:
-    return Translator.load(tiny_model, settings=GenerationSettings(max_new_tokens=12))
+    # The float32 reference (elsewhere `auto` may take bfloat16: test_backends.py).
+    return Translator.load(
+        tiny_model, backend="torch", settings=GenerationSettings(max_new_tokens=12)
+    )
 
 
 # ------------------------------------------------------------------ settings

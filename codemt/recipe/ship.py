@@ -167,8 +167,8 @@ def model_card(model: Path) -> str:
         else:  # (reports without a backend were all made with PyTorch)
             measured = (
                 "its weights with PyTorch, computing in float32 (`--backend torch`; `auto` "
-                "computes in bfloat16 on a CPU with bfloat16 instructions, within 0.1 of "
-                "these scores: docs/fast-inference.md)"
+                "computes in bfloat16 on a CPU with bfloat16 instructions: "
+                "docs/fast-inference.md)"
             )
             if (model / "ctranslate2").is_dir():
                 measured += f"; the folder also holds an int8 CTranslate2 export{export}"

@@ -255,7 +255,9 @@ class ModelInfo(BaseModel):
     preset: str | None
     parameters: int
     stage: str | None
-    backend: str = Field(description="what runs the model: torch or ctranslate2")
+    backend: str = Field(
+        description="what runs the model: torch, torch-bf16, torch-int8 or ctranslate2"
+    )
     real_words: bool = Field(
         description="whether docstrings can be kept to real words (`real_words`): the torch "
         "backend and a model that carries a word list"

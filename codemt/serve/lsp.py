@@ -83,7 +83,8 @@ class LspSettings:
 
     Attributes:
         model: checkpoint or run folder, or `default`.
-        backend: what runs the model: auto, torch or ctranslate2 (see `Translator.load`).
+        backend: what runs the model: auto, torch, torch-bf16, torch-int8 or ctranslate2
+            (see `Translator.load`).
         style: docstring style (summary, google, numpy, rest).
         generation: how to generate.
     """
