@@ -28,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codemt.corpus import iter_records, manifest_path
+from codemt.corpus import Corpus, iter_records, manifest_path
 from codemt.examples import FEATURES, Mode, name_words
 from codemt.memory import Memory
 from codemt.metrics import score_texts
@@ -66,6 +66,7 @@ class EvalData:
     references: list[dict[str, str]]
     skipped: int = 0
     default_targets: tuple[str, ...] = FEATURES
+    corpus_digest: str | None = None  # the corpus's (`Corpus.digest`); None for jsonl
 
     def examples(self, mode: Mode, limit: int | None = None) -> list[int]:
         """Indices of the methods that have the mode's sources and a reference for its target.
@@ -106,6 +107,7 @@ class EvalData:
 
 def load_corpus(corpus: Path, split: str = "test") -> EvalData:
     """A split of our corpus; docstring references only for docstring-task methods."""
+    digest = Corpus.open(corpus).digest
     records, references = [], []
     for record in iter_records(corpus, split):
         records.append(record)
@@ -113,7 +115,7 @@ def load_corpus(corpus: Path, split: str = "test") -> EvalData:
         references.append(
             {"docstring": docstring, "body": record["body"], "signature": record["signature"]}
         )
-    return EvalData(f"{corpus}:{split}", records, references)
+    return EvalData(f"{corpus}:{split}", records, references, corpus_digest=digest)
 
 
 def load_codesearchnet(path: Path) -> EvalData:
@@ -243,6 +245,17 @@ def evaluate_baselines(data: EvalData, limit: int | None = None) -> dict[str, di
     return scores
 
 
+def same_corpus(translator: Translator, data: EvalData) -> bool | None:
+    """Whether `data` comes from the corpus the model was trained on, by the digest its
+    `codemt.json` records (its last stage's); None when the data is no corpus or the model
+    records none. A corpus mined again, even from the same sources, is another: its splits
+    may hold the model's training methods in their test split."""
+    trained_on = translator.meta.get("corpus_digest")
+    if data.corpus_digest is None or not trained_on:
+        return None
+    return data.corpus_digest == trained_on
+
+
 def evaluate(
     translator: Translator,
     data: EvalData,
@@ -281,6 +294,8 @@ def evaluate(
         # What the model read beside each method: "repo" only where it was trained to.
         "memory": memory if translator.reads_neighbors else "none",
         "data": data.name,
+        "corpus_digest": data.corpus_digest,
+        "same_corpus": same_corpus(translator, data),
         "skipped_rows": data.skipped,
         "modes": {key: result.metrics for key, result in results.items()},
         "baselines": {"docstring": evaluate_baselines(data, limit)},

@@ -153,6 +153,7 @@ def test_evaluate_command_on_codexglue_jsonl(tiny_model, tmp_path, capsys):
     baselines = metrics["baselines"]["docstring"]
     assert set(baselines) == {"name_words", "returns_name_words", "nearest_docstring"}
     assert metrics["memory"] == "none"
+    assert metrics["corpus_digest"] is None and metrics["same_corpus"] is None  # no corpus
     assert baselines["name_words"]["n"] == 6
     assert metrics["compare"]["modes"]["docstring"]["n"] == 6
 
@@ -180,6 +181,38 @@ def test_evaluate_command_on_a_corpus_test_split(tiny_model, small_corpus, capsy
     table = capsys.readouterr().out.split("\n")
     modes = {line.split()[0] for line in table[1:] if line.strip()}
     assert modes == {"docstring", "body", "signature", "body->docstring"}
+
+
+def test_a_corpus_other_than_the_models_is_said_not_to_be_held_out(
+    tiny_model, small_corpus, tmp_path, capsys
+):
+    """A corpus mined again (here: a digest other than the one the model records) may hold
+    training methods in its test split: the command says so, and metrics.json records it."""
+    import shutil
+
+    from codemt.corpus import Corpus
+    from codemt.model import resolve_checkpoint
+
+    model = tmp_path / "model"
+    shutil.copytree(resolve_checkpoint(tiny_model), model)
+    meta_file = model / "codemt.json"
+    digest = Corpus.open(small_corpus).digest
+    command = ["evaluate", str(model), "--data", str(small_corpus), "--modes", "docstring"]
+    command += ["--limit", "2", "--beams", "1", "--max-new-tokens", "4", "--no-progress"]
+    for recorded, split, warned in [
+        (digest, "test", False),
+        ("0123456789abcdef", "test", True),
+        ("0123456789abcdef", "train", False),  # trained on: no held-out numbers expected
+    ]:
+        meta = json.loads(meta_file.read_text())
+        meta_file.write_text(json.dumps({**meta, "corpus_digest": recorded}))
+        out = tmp_path / f"{recorded}-{split}"
+        assert main([*command, "--split", split, "--out", str(out)]) == 0
+        err = capsys.readouterr().err
+        assert ("may not be held out" in err) == warned, err
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["corpus_digest"] == digest
+        assert metrics["same_corpus"] == (recorded == digest)
 
 
 def test_command_errors_exit_2(tiny_model, tmp_path, capsys):

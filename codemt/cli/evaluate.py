@@ -44,6 +44,15 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         print(f"codemt evaluate: error: {error}", file=sys.stderr)
         return 2
     reports = [report for report, _ in evaluations]
+    for report in reports:
+        if report["same_corpus"] is False and args.split != "train":
+            print(
+                f"codemt evaluate: warning: {report['model']} was trained on another corpus "
+                f"than {args.data} (or on it before it was mined again): its {args.split} "
+                f"split may hold methods the model trained on, so these scores may not be "
+                f"held out",
+                file=sys.stderr,
+            )
     if data.skipped:
         print(f"{data.name}: skipped {data.skipped} rows whose code does not parse")
     print(format_table(report_rows(reports)))
