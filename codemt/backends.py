@@ -336,11 +336,37 @@ def _parts(rows: list, length, batch_size: int) -> list[list]:
     return parts
 
 
+class _ConvertedTorchBackend(TorchBackend):
+    """The PyTorch model converted as it loads for faster CPU inference (`convert`); on a
+    GPU, the float torch backend."""
+
+    @classmethod
+    def open(
+        cls,
+        folder: Path,
+        tokenizer: Tokenizer,
+        vocab: Vocabulary,
+        *,
+        device: str | torch.device | None = None,
+        threads: int | None = None,
+    ) -> TorchBackend:
+        """Load the checkpoint and convert it (on a GPU: the float torch backend)."""
+        opened = TorchBackend.open(folder, tokenizer, vocab, device=device, threads=threads)
+        if opened.device.type != "cpu":
+            return opened
+        return cls(cls.convert(opened.model), tokenizer, vocab, opened.device, opened.words)
+
+    @staticmethod
+    def convert(model: T5ForConditionalGeneration) -> T5ForConditionalGeneration:
+        """The float model loaded, made into this backend's."""
+        raise NotImplementedError
+
+
 # The parts of a T5 model whose linear layers the int8 backend quantizes.
 _QUANTIZED = frozenset({"encoder", "decoder", "lm_head"})
 
 
-class TorchInt8Backend(TorchBackend):
+class TorchInt8Backend(_ConvertedTorchBackend):
     """The PyTorch model with its linear layers quantized to int8 on the fly (PyTorch's
     dynamic quantization: int8 weights, activations quantized per batch), on CPU only; on
     a GPU it is the float model. Runs every model the torch backend runs, copy mechanism
@@ -358,36 +384,21 @@ class TorchInt8Backend(TorchBackend):
 
         return any(e != "none" for e in torch.backends.quantized.supported_engines)
 
-    @classmethod
-    def open(
-        cls,
-        folder: Path,
-        tokenizer: Tokenizer,
-        vocab: Vocabulary,
-        *,
-        device: str | torch.device | None = None,
-        threads: int | None = None,
-    ) -> TorchBackend:
-        """Load the checkpoint and quantize it (on a GPU: the float torch backend)."""
+    @staticmethod
+    def convert(model: T5ForConditionalGeneration) -> T5ForConditionalGeneration:
+        """The transformer's linear layers quantized; the copy mechanism's
+        (`codemt.pointer`) read their weights directly and stay float."""
         import torch
 
-        opened = TorchBackend.open(folder, tokenizer, vocab, device=device, threads=threads)
-        if opened.device.type != "cpu":
-            return opened
-        # The transformer's linear layers; the copy mechanism's (`codemt.pointer`) read
-        # their weights directly and stay float.
         layers = {
             name
-            for name, module in opened.model.named_modules()
+            for name, module in model.named_modules()
             if isinstance(module, torch.nn.Linear) and name.split(".")[0] in _QUANTIZED
         }
-        model = torch.ao.quantization.quantize_dynamic(
-            opened.model.float(), layers, dtype=torch.qint8
-        )
-        return cls(model, tokenizer, vocab, opened.device, opened.words)
+        return torch.ao.quantization.quantize_dynamic(model.float(), layers, dtype=torch.qint8)
 
 
-class TorchBf16Backend(TorchBackend):
+class TorchBf16Backend(_ConvertedTorchBackend):
     """The PyTorch model computing in bfloat16, with plain (eager) attention, on a CPU
     with bfloat16 instructions; on a GPU it is the float model.
 
@@ -405,26 +416,15 @@ class TorchBf16Backend(TorchBackend):
         """Whether torch and transformers can be imported and the CPU computes in bfloat16."""
         return TorchBackend.installed() and cpu_has_bf16()
 
-    @classmethod
-    def open(
-        cls,
-        folder: Path,
-        tokenizer: Tokenizer,
-        vocab: Vocabulary,
-        *,
-        device: str | torch.device | None = None,
-        threads: int | None = None,
-    ) -> TorchBackend:
-        """Load the checkpoint in bfloat16 (on a GPU: the float torch backend)."""
+    @staticmethod
+    def convert(model: T5ForConditionalGeneration) -> T5ForConditionalGeneration:
+        """The model in bfloat16 with eager attention."""
         import torch
 
-        opened = TorchBackend.open(folder, tokenizer, vocab, device=device, threads=threads)
-        if opened.device.type != "cpu":
-            return opened
-        model = opened.model.to(torch.bfloat16)
+        model = model.to(torch.bfloat16)
         if hasattr(model, "set_attn_implementation"):  # transformers 4's T5 is eager anyway
             model.set_attn_implementation("eager")
-        return cls(model, tokenizer, vocab, opened.device, opened.words)
+        return model
 
 
 # ------------------------------------------------------------------ ctranslate2
