@@ -141,8 +141,9 @@ class Report:
     converted: int = 0
     restyled: list[tuple[str, Function]] = field(default_factory=list)  # for --check
     classes: list[tuple[str, Klass]] = field(default_factory=list)  # classes without one
-    # Docstrings that are a sibling's summary (`Translation.origin`): path, function, origin.
-    borrowed: list[tuple[str, Function, str]] = field(default_factory=list)
+    # Docstrings that are a sibling's summary (`Translation.origin`): path, the function or
+    # class, origin.
+    borrowed: list[tuple[str, Function | Klass, str]] = field(default_factory=list)
     documented_classes: int = 0
     unreadable: list[SourceError] = field(default_factory=list)  # docstrings left alone
     style: str = SUMMARY  # the style written (auto resolved)
@@ -372,7 +373,7 @@ def document(
     generator = load_generator() if wanted else None
     docstrings = generate(targets, style, generator, settings) if targets else []
     by_file: dict[Path, dict[int, list[Paragraph]]] = {}
-    borrowed: list[tuple[Path, Function, str]] = []
+    borrowed: list[tuple[Path, Function | Klass, str]] = []
     for target, (docstring, origin) in zip(targets, docstrings, strict=True):
         if docstring is None:
             report.skipped["the model wrote no summary"] += 1
@@ -380,7 +381,7 @@ def document(
         by_file.setdefault(target.source.path, {})[target.function.index] = docstring
         if origin:
             borrowed.append((target.source.path, target.function, origin))
-    by_class = _class_docstrings(report.classes, generator, style)
+    by_class = _class_docstrings(report.classes, generator, style, borrowed)
     updates = _updates(stale, generator if settings.describe else None, settings, report)
     # Conversions and updates of docstrings: an update of a stale one comes first (run
     # the conversion again after it).
@@ -434,33 +435,40 @@ def document(
 
 
 def _borrowed_where(
-    borrowed: list[tuple[Path, Function, str]], written: list[Path], mode: str
-) -> list[tuple[str, Function, str]]:
-    """The borrowed docstrings of the files shown or written, each function as it stands
-    in the file the user reads next: the old one for a diff (its `-` side), the new one
-    once written (its docstring and those above it moved it down)."""
-    after: dict[Path, dict[int, Function]] = {}
+    borrowed: list[tuple[Path, Function | Klass, str]], written: list[Path], mode: str
+) -> list[tuple[str, Function | Klass, str]]:
+    """The borrowed docstrings of the files shown or written, each function or class as it
+    stands in the file the user reads next: the old one for a diff (its `-` side), the new
+    one once written (its docstring and those above it moved it down)."""
+    after: dict[tuple[Path, bool], dict[int, Function | Klass]] = {}
     found = []
-    for path, function, origin in borrowed:
+    for path, item, origin in borrowed:
         if path not in written:
             continue
         if mode == "write":
-            if path not in after:
+            key = (path, isinstance(item, Klass))
+            if key not in after:
                 try:
-                    after[path] = {f.index: f for f in read_source(path).functions}
+                    source = read_source(path)
+                    now_items = classes_of(source) if key[1] else source.functions
+                    after[key] = {i.index: i for i in now_items}
                 except SourceError:  # changed since, by someone else: the old place
-                    after[path] = {}
-            now = after[path].get(function.index)
-            function = now if now is not None and now.name == function.name else function
-        found.append((path.as_posix(), function, origin))
+                    after[key] = {}
+            now = after[key].get(item.index)
+            item = now if now is not None and now.name == item.name else item
+        found.append((path.as_posix(), item, origin))
     return found
 
 
 def _class_docstrings(
-    classes: Sequence[tuple[str, Klass]], generator: Generator | None, style: str
+    classes: Sequence[tuple[str, Klass]],
+    generator: Generator | None,
+    style: str,
+    borrowed: list[tuple[Path, Function | Klass, str]],
 ) -> dict[str, dict[int, list[Paragraph]]]:
     """The docstrings of classes without one, by file and `Klass.index`: summaries in one
-    batch; none where the model wrote no summary."""
+    batch; none where the model wrote no summary. Those that are a sibling's summary are
+    added to `borrowed`."""
     if not classes or generator is None:
         return {}
     records = [class_record(klass) for _, klass in classes]
@@ -471,6 +479,8 @@ def _class_docstrings(
         if summary:
             paragraphs = class_docstring(summary, attributes_of(klass.node), style)
             found.setdefault(path, {})[klass.index] = paragraphs
+            if result.origin:
+                borrowed.append((Path(path), klass, result.origin))
     return found
 
 

@@ -137,3 +137,30 @@ def test_documenting_classes_writes_each_and_changes_nothing_else(source, tmp_pa
         [source.path], DocstringSettings(classes=True, public_only=True), "check", None
     )
     assert again.classes == [] and again.missing == []
+
+
+def test_a_class_given_a_siblings_summary_says_so_where_it_now_stands(source):
+    """As for functions: the note names the class at its line in the file as written."""
+    from codemt.generation import Translation
+
+    told = "the summary of make_point (shapes.py:3), its names adapted"
+
+    class Borrowing(Summaries):
+        def translate_batch(self, records, target, style=None, **options):
+            return [
+                Translation(f"Summary of {r['name']}.", -1.0, origin=told * (r["name"] == "Plain"))
+                for r in records
+            ]
+
+    def plain():
+        return next(k for k in classes_of(read_source(source.path)) if k.name == "Plain")
+
+    before = plain().line
+    settings = DocstringSettings(classes=True, public_only=True)
+    # Shown as a diff: the line of the file as it stands (the diff's `-` side).
+    [(path, klass, origin)] = document([source.path], settings, "diff", Borrowing).borrowed
+    assert (path, klass.name, origin, klass.line) == (source.path.as_posix(), "Plain", told, before)
+    # Written: the line it has now, below the docstrings written above it.
+    [(_, klass, _)] = document([source.path], settings, "write", Borrowing).borrowed
+    after = plain()
+    assert after.docstring == "Summary of Plain." and klass.line == after.line > before
