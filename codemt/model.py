@@ -214,13 +214,30 @@ def cpu_has_bf16() -> bool:
 
     There, bfloat16 trains (autocast: docs/training-speed.md) and generates
     (`codemt.backends`' torch-bf16) faster than float32; elsewhere oneDNN emulates
-    bfloat16, which is slower than float32. Asks PyTorch's own CPU checks (x86 only; False
-    where this PyTorch lacks them).
+    bfloat16, which is slower than float32. Reads the CPU's flags where Linux lists them
+    (`select_backend` asks in every command, and importing torch to answer takes a second
+    or two), else asks PyTorch's own CPU checks (x86 only; False where it lacks them).
     """
+    flags = _linux_cpu_flags()
+    if flags is not None:
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
     import torch
 
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def _linux_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:
+    """The x86 CPU's flags as Linux lists them; None where there is no such list."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return set(value.split())
+    return None
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -57,3 +57,24 @@ def test_the_bf16_backend_computes_in_bfloat16_and_writes_and_scores(tiny_model,
     target = reference.tokenizer.encode("Add two numbers.", add_special_tokens=False).ids
     [got], [expected] = (t.backend.score([(source, target)]) for t in (fast, reference))
     assert got == pytest.approx(expected, rel=0.05) and got != expected
+
+
+def test_the_cpus_bfloat16_is_read_from_linux_flags_as_torch_reads_it(tmp_path, monkeypatch):
+    """Without importing torch where Linux lists the flags; the same answer as torch's."""
+    import torch
+
+    from codemt import model
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n\n")
+    assert model._linux_cpu_flags(cpuinfo) >= {"avx512f", "avx512_bf16"}
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")  # Arm: no x86 flags
+    assert model._linux_cpu_flags(cpuinfo) is None
+    assert model._linux_cpu_flags(tmp_path / "none") is None
+    for flags, native in [({"avx2"}, False), ({"amx_bf16", "avx2"}, True)]:
+        monkeypatch.setattr(model, "_linux_cpu_flags", lambda flags=flags: flags)
+        assert model.cpu_has_bf16() is native
+    monkeypatch.undo()
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    by_torch = any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    assert model.cpu_has_bf16() == by_torch
