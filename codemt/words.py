@@ -204,12 +204,9 @@ class WordConstraint:
         """(vocab,) bool: the tokens the word list alone allows after `word`."""
         mask = self._states.get(word)
         if mask is None:
-            import torch
-
             if len(self._states) >= _CACHED_STATES:
                 self._states.clear()
-            mask = torch.zeros(self.size, dtype=torch.bool)
-            mask[self._after(word)] = True
+            mask = _mask_of(self._after(word), self.size)
             self._states[word] = mask
         return mask
 
@@ -248,8 +245,7 @@ class WordConstraint:
                 admitted.append(i)
         if not admitted:
             return self.inside_ok
-        mask = self.inside_ok.clone()
-        mask[admitted] = True
+        mask = self.inside_ok | _mask_of(admitted, self.size)
         return mask
 
     def allowed(self, ids: list[int], own: set[str], inside: torch.Tensor) -> torch.Tensor:
@@ -263,13 +259,23 @@ class WordConstraint:
         mask = self._state_mask(word)
         extra = self._source_allows(word, own)
         if extra:
-            mask = mask.clone()
-            mask[extra] = True
+            mask = mask | _mask_of(extra, self.size)
         return mask & inside
 
     def processor(self, sources: list[str]) -> WordsProcessor:
         """The logits processor for a batch whose sources have these texts."""
         return WordsProcessor(self, [source_words(text) for text in sources])
+
+
+def _mask_of(ids: list[int], size: int) -> torch.Tensor:
+    """(size,) bool: True at `ids`. Set through numpy: indexing a tensor with a Python list
+    of thousands of ids costs several times as much, at every new word of every beam."""
+    import numpy as np
+    import torch
+
+    allowed = np.zeros(size, dtype=bool)
+    allowed[ids] = True
+    return torch.from_numpy(allowed)
 
 
 class WordsProcessor:
