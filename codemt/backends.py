@@ -166,7 +166,9 @@ class TorchBackend:
         device: str | torch.device | None = None,
         threads: int | None = None,
     ) -> TorchBackend:
-        """Load the checkpoint in `folder`, on the GPU when there is one unless told.
+        """Load the checkpoint in `folder`, on the GPU when there is one unless told, and
+        on a CPU as this backend converts it (`convert`); on a GPU a backend that converts
+        it is the float torch backend.
 
         `threads` sets torch's thread count, which is process-wide.
         """
@@ -176,8 +178,15 @@ class TorchBackend:
             torch.set_num_threads(threads)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = load_checkpoint(folder).model
-        return cls(model, tokenizer, vocab, torch.device(device), read_words(folder))
+        device = torch.device(device)
+        kind = cls if device.type == "cpu" else TorchBackend
+        model = kind.convert(load_checkpoint(folder).model)
+        return kind(model, tokenizer, vocab, device, read_words(folder))
+
+    @staticmethod
+    def convert(model: T5ForConditionalGeneration) -> T5ForConditionalGeneration:
+        """The float model as this backend runs it on a CPU (here: as it is)."""
+        return model
 
     @property
     def parameters(self) -> int:
@@ -336,37 +345,11 @@ def _parts(rows: list, length, batch_size: int) -> list[list]:
     return parts
 
 
-class _ConvertedTorchBackend(TorchBackend):
-    """The PyTorch model converted as it loads for faster CPU inference (`convert`); on a
-    GPU, the float torch backend."""
-
-    @classmethod
-    def open(
-        cls,
-        folder: Path,
-        tokenizer: Tokenizer,
-        vocab: Vocabulary,
-        *,
-        device: str | torch.device | None = None,
-        threads: int | None = None,
-    ) -> TorchBackend:
-        """Load the checkpoint and convert it (on a GPU: the float torch backend)."""
-        opened = TorchBackend.open(folder, tokenizer, vocab, device=device, threads=threads)
-        if opened.device.type != "cpu":
-            return opened
-        return cls(cls.convert(opened.model), tokenizer, vocab, opened.device, opened.words)
-
-    @staticmethod
-    def convert(model: T5ForConditionalGeneration) -> T5ForConditionalGeneration:
-        """The float model loaded, made into this backend's."""
-        raise NotImplementedError
-
-
 # The parts of a T5 model whose linear layers the int8 backend quantizes.
 _QUANTIZED = frozenset({"encoder", "decoder", "lm_head"})
 
 
-class TorchInt8Backend(_ConvertedTorchBackend):
+class TorchInt8Backend(TorchBackend):
     """The PyTorch model with its linear layers quantized to int8 on the fly (PyTorch's
     dynamic quantization: int8 weights, activations quantized per batch), on CPU only; on
     a GPU it is the float model. Runs every model the torch backend runs, copy mechanism
@@ -398,7 +381,7 @@ class TorchInt8Backend(_ConvertedTorchBackend):
         return torch.ao.quantization.quantize_dynamic(model.float(), layers, dtype=torch.qint8)
 
 
-class TorchBf16Backend(_ConvertedTorchBackend):
+class TorchBf16Backend(TorchBackend):
     """The PyTorch model computing in bfloat16, with plain (eager) attention, on a CPU
     with bfloat16 instructions; on a GPU it is the float model.
 

@@ -78,3 +78,22 @@ def test_the_cpus_bfloat16_is_read_from_linux_flags_as_torch_reads_it(tmp_path, 
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     by_torch = any(getattr(torch.cpu, name, lambda: False)() for name in checks)
     assert model.cpu_has_bf16() == by_torch
+
+
+@pytest.mark.parametrize("name", ["torch-bf16", "torch-int8"])
+def test_off_the_cpu_a_converting_backend_is_the_float_model(tiny_model, monkeypatch, name):
+    """A GPU runs the float model as it is (a device other than the CPU stands in for one)."""
+    import torch
+
+    from codemt.backends import BACKENDS
+    from codemt.examples import Vocabulary
+    from codemt.model import resolve_checkpoint
+    from codemt.tokenizer import load_tokenizer
+
+    folder = resolve_checkpoint(tiny_model)
+    tokenizer = load_tokenizer(folder)
+    opened = BACKENDS[name].open(
+        folder, tokenizer, Vocabulary.from_tokenizer(tokenizer), device="meta"
+    )
+    assert opened.name == "torch" and opened.device == torch.device("meta")
+    assert {p.dtype for p in opened.model.parameters()} == {torch.float32}
