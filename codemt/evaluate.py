@@ -107,7 +107,10 @@ class EvalData:
 
 def load_corpus(corpus: Path, split: str = "test") -> EvalData:
     """A split of our corpus; docstring references only for docstring-task methods."""
-    digest = Corpus.open(corpus).digest
+    try:
+        digest: str | None = Corpus.open(corpus).digest
+    except ValueError:  # a damaged manifest: the shards can still be read
+        digest = None
     records, references = [], []
     for record in iter_records(corpus, split):
         records.append(record)
@@ -246,14 +249,20 @@ def evaluate_baselines(data: EvalData, limit: int | None = None) -> dict[str, di
 
 
 def same_corpus(translator: Translator, data: EvalData) -> bool | None:
-    """Whether `data` comes from the corpus the model was trained on, by the digest its
-    `codemt.json` records (its last stage's); None when the data is no corpus or the model
-    records none. A corpus mined again, even from the same sources, is another: its splits
-    may hold the model's training methods in their test split."""
-    trained_on = translator.meta.get("corpus_digest")
-    if data.corpus_digest is None or not trained_on:
+    """Whether `data` comes from the corpus the model was trained on, in every stage, by
+    the digests its `codemt.json` records; None when the data is no corpus or the model's
+    corpora are not all known (a model started from one that records none). A corpus mined
+    again, even from the same sources, is another: its splits may hold the model's training
+    methods in their test split."""
+    meta = translator.meta
+    if data.corpus_digest is None or not meta.get("corpus_digest"):
         return None
-    return data.corpus_digest == trained_on
+    if meta["corpus_digest"] != data.corpus_digest:
+        return False
+    lineage = meta.get("corpus_digests")
+    if lineage is None:
+        return None if meta.get("init") else True
+    return all(digest == data.corpus_digest for digest in lineage)
 
 
 def evaluate(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import platform
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -218,6 +219,8 @@ def cpu_has_bf16() -> bool:
     (`select_backend` asks in every command, and importing torch to answer takes a second
     or two), else asks PyTorch's own CPU checks (x86 only; False where it lacks them).
     """
+    if platform.machine().lower() not in _X86:
+        return False  # torch's checks are x86's too
     flags = _linux_cpu_flags()
     if flags is not None:
         return bool(flags & {"avx512_bf16", "amx_bf16"})
@@ -225,6 +228,9 @@ def cpu_has_bf16() -> bool:
 
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+_X86 = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
 
 
 def _linux_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:

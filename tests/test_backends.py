@@ -68,12 +68,17 @@ def test_the_cpus_bfloat16_is_read_from_linux_flags_as_torch_reads_it(tmp_path, 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n\n")
     assert model._linux_cpu_flags(cpuinfo) >= {"avx512f", "avx512_bf16"}
+    cpuinfo.write_text("vmx flags\t: ept avx512_bf16\nflags\t\t:\n")  # not the CPU's flags
+    assert model._linux_cpu_flags(cpuinfo) == set()
     cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")  # Arm: no x86 flags
     assert model._linux_cpu_flags(cpuinfo) is None
     assert model._linux_cpu_flags(tmp_path / "none") is None
+    monkeypatch.setattr(model.platform, "machine", lambda: "x86_64")
     for flags, native in [({"avx2"}, False), ({"amx_bf16", "avx2"}, True)]:
         monkeypatch.setattr(model, "_linux_cpu_flags", lambda flags=flags: flags)
         assert model.cpu_has_bf16() is native
+    monkeypatch.setattr(model.platform, "machine", lambda: "arm64")  # torch asks x86 only
+    assert model.cpu_has_bf16() is False
     monkeypatch.undo()
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     by_torch = any(getattr(torch.cpu, name, lambda: False)() for name in checks)

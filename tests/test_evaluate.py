@@ -199,20 +199,36 @@ def test_a_corpus_other_than_the_models_is_said_not_to_be_held_out(
     digest = Corpus.open(small_corpus).digest
     command = ["evaluate", str(model), "--data", str(small_corpus), "--modes", "docstring"]
     command += ["--limit", "2", "--beams", "1", "--max-new-tokens", "4", "--no-progress"]
-    for recorded, split, warned in [
-        (digest, "test", False),
-        ("0123456789abcdef", "test", True),
-        ("0123456789abcdef", "train", False),  # trained on: no held-out numbers expected
-    ]:
-        meta = json.loads(meta_file.read_text())
-        meta_file.write_text(json.dumps({**meta, "corpus_digest": recorded}))
-        out = tmp_path / f"{recorded}-{split}"
+    other = "0123456789abcdef"
+    meta = json.loads(meta_file.read_text())
+    for n, (recorded, split, same) in enumerate([
+        ({"corpus_digest": digest}, "test", True),
+        ({"corpus_digest": other}, "test", False),
+        ({"corpus_digest": other}, "train", False),  # trained on: no held-out numbers expected
+        # An earlier stage on another corpus; a start whose corpora are not known.
+        ({"corpus_digest": digest, "corpus_digests": [other, digest], "init": "a"}, "test", False),
+        ({"corpus_digest": digest, "corpus_digests": [digest, digest], "init": "a"}, "test", True),
+        ({"corpus_digest": digest, "corpus_digests": None, "init": "a"}, "test", None),
+    ]):  # fmt: skip
+        meta_file.write_text(json.dumps({**meta, **recorded}))
+        out = tmp_path / str(n)
         assert main([*command, "--split", split, "--out", str(out)]) == 0
         err = capsys.readouterr().err
-        assert ("may not be held out" in err) == warned, err
+        assert ("may not be held out" in err) == (same is False and split != "train"), err
         metrics = json.loads((out / "metrics.json").read_text())
-        assert metrics["corpus_digest"] == digest
-        assert metrics["same_corpus"] == (recorded == digest)
+        assert metrics["corpus_digest"] == digest and metrics["same_corpus"] is same
+    # A second model compared: its own answer too.
+    out = tmp_path / "compare"
+    assert main([*command, "--compare", str(tiny_model), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["compare"]["same_corpus"] is None  # the tiny model records no corpus
+    # A damaged manifest: the rows are still evaluated, with no digest to compare.
+    broken = tmp_path / "broken"
+    shutil.copytree(small_corpus, broken)
+    (broken / "manifest.json").write_text("{not json")
+    assert main([*command[:3], str(broken), *command[4:], "--out", str(tmp_path / "b")]) == 0
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert metrics["corpus_digest"] is None and metrics["same_corpus"] is None
 
 
 def test_command_errors_exit_2(tiny_model, tmp_path, capsys):

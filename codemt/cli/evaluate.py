@@ -62,7 +62,7 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         report = dict(reports[0])
         if args.compare:
             write_results(out / "compare", evaluations[1][1])
-            report["compare"] = {"model": reports[1]["model"], "modes": reports[1]["modes"]}
+            report["compare"] = {key: reports[1][key] for key in ("model", "same_corpus", "modes")}
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"wrote predictions, references and metrics.json to {out}")

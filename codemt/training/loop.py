@@ -183,6 +183,7 @@ def train(
         "stage": stage,
         "modes": modes or {},
         "corpus_digest": corpus_digest,
+        "corpus_digests": corpus_lineage(init, corpus_digest),
         "init": str(init) if init is not None else None,
         "context": PRESETS[settings.preset].context,
         "parameters": count_parameters(model),
@@ -192,6 +193,23 @@ def train(
         accelerator, model, optimizer, scheduler, settings, state, out_dir, tokenizer_dir, meta
     )
     return loop.run(train_data, valid_data, task_data, progress)
+
+
+def corpus_lineage(init: Path | str | None, corpus_digest: str | None) -> list[str] | None:
+    """The digests of every corpus the weights were trained on, the first stage's first:
+    `init`'s (as its `codemt.json` records them) and then `corpus_digest`. None where one is
+    unknown: no digest given, or an init that records none (a model from before, or one
+    not of codemt)."""
+    if corpus_digest is None:
+        return None
+    if init is None:
+        return [corpus_digest]
+    try:
+        before = json.loads((resolve_checkpoint(init) / CODEMT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    earlier = before.get("corpus_digests")
+    return None if earlier is None else [*earlier, corpus_digest]
 
 
 def _initial_model(

@@ -457,7 +457,7 @@ def _borrowed_where(
             now = after[key].get(item.index)
             item = now if now is not None and now.name == item.name else item
         found.append((path.as_posix(), item, origin))
-    return found
+    return sorted(found, key=lambda entry: (entry[0], entry[1].line))
 
 
 def _class_docstrings(

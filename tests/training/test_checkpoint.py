@@ -4,6 +4,7 @@ damaged ones (each file truncated, changed or missing; a dangling `latest`)."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from codemt.model import LATEST_FILE, load_checkpoint
 from codemt.training.checkpoint import LOG_FILE, checkpoint_damage, resume_point
-from codemt.training.loop import train
+from codemt.training.loop import corpus_lineage, train
 from tests.training.test_loop import SyntheticData, read_log, save_tiny_tokenizer, tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -52,6 +53,17 @@ def test_checkpoints_rotate_and_round_trip(tmp_path, tokenizer_dir):
     assert checkpoint.path == final
     meta = checkpoint.meta
     assert meta["stage"] == "multimode" and meta["corpus_digest"] == "sha256:abc"
+    # The corpora of every stage: a start from this run adds its own to this one's; a start
+    # from a model that records none leaves them unknown.
+    assert meta["corpus_digests"] == ["sha256:abc"]
+    assert corpus_lineage(run, "sha256:def") == ["sha256:abc", "sha256:def"]
+    assert corpus_lineage(None, "sha256:def") == ["sha256:def"]
+    assert corpus_lineage(run, None) is None
+    meta_file = final / "codemt.json"
+    recorded = meta_file.read_text()
+    meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "corpus_digests"}))
+    assert corpus_lineage(run, "sha256:def") is None
+    meta_file.write_text(recorded)
     assert meta["modes"] == {"<to_docstring>": ["signature", "body"]}
     assert meta["progress"]["step"] == 6 and meta["progress"]["tokens"] > 0
     assert meta["settings"]["max_steps"] == 6

@@ -164,3 +164,18 @@ def test_a_class_given_a_siblings_summary_says_so_where_it_now_stands(source):
     [(_, klass, _)] = document([source.path], settings, "write", Borrowing).borrowed
     after = plain()
     assert after.docstring == "Summary of Plain." and klass.line == after.line > before
+
+
+def test_borrowed_functions_and_classes_are_reported_in_line_order(source):
+    from codemt.generation import Translation
+
+    class Borrowing(Summaries):
+        def translate_batch(self, records, target, style=None, **options):
+            return [Translation(f"Summary of {r['name']}.", -1.0, origin="a sibling's")
+                    for r in records]  # fmt: skip
+
+    settings = DocstringSettings(classes=True, public_only=True)
+    borrowed = document([source.path], settings, "diff", Borrowing).borrowed
+    lines = [item.line for _, item, _ in borrowed]
+    names = {item.name for _, item, _ in borrowed}
+    assert lines == sorted(lines) and {"Plain", "factory", "Point"} <= names
