@@ -210,6 +210,10 @@ def _untie_output_projection(model: T5ForConditionalGeneration) -> None:
     model.lm_head.weight = torch.nn.Parameter(lm_head)
 
 
+# What `platform.machine()` calls an x86 CPU, the only kind torch checks for bfloat16.
+_X86 = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
+
+
 def cpu_has_bf16() -> bool:
     """Whether this machine's CPU multiplies in bfloat16 natively (AVX-512 BF16 or AMX).
 
@@ -228,9 +232,6 @@ def cpu_has_bf16() -> bool:
 
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-_X86 = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
 
 
 def _linux_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:
